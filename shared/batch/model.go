@@ -3,8 +3,6 @@
 // the states they move through. It holds no I/O; shared/store persists it.
 package batch
 
-import "time"
-
 // State is the lifecycle state of a batch.
 type State string
 

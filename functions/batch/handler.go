@@ -1,0 +1,442 @@
+// Package batch is the HTTP function of nodebatch (the API): it validates a
+// batch request, resolves its nodes with one list call, records the batch,
+// and either fans it out as one CloudEvent per node on Pub/Sub or, for small
+// batches, applies it in-process through the same per-node path the patch
+// function runs. It also answers GET /v1/batches/{id} and the seed's
+// endpoints. docs/api.md documents every route.
+package batch
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/pubsub/v2"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/nodebatch/nodebatch/functions/runner"
+	"github.com/nodebatch/nodebatch/shared/auth"
+	model "github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/events"
+	"github.com/nodebatch/nodebatch/shared/request"
+	"github.com/nodebatch/nodebatch/shared/store"
+)
+
+// Handler serves the batch API. Store, Kube, Publisher and Runner are
+// required; zero limits fall back to defaults.
+type Handler struct {
+	Store      *store.Store
+	Kube       kubernetes.Interface
+	Publisher  Publisher
+	Runner     *runner.Runner // inline batches run through it
+	Limits     request.Limits
+	Protection change.Protection
+	InlineMax  int   // batches of at most this many nodes run inline (0: never)
+	BodyLimit  int64 // bytes; default 1 MiB
+	// WaitMax bounds how long the seed's synchronous endpoints wait for a
+	// fanned-out batch before answering 202 with its task_id; default 5 min.
+	WaitMax time.Duration
+	Now     func() time.Time // default time.Now
+	NewID   func() string    // default a time-ordered random id
+	Logger  *slog.Logger     // default slog.Default()
+}
+
+// Routes registers the handler's routes on mux.
+func (h *Handler) Routes(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/batches", h.create)
+	mux.HandleFunc("GET /v1/batches/{id}", h.get)
+	mux.HandleFunc("POST /api/v1/nodes/labels/batch-add", h.seedLabels(false))
+	mux.HandleFunc("POST /api/v1/nodes/labels/batch-add-progress", h.seedLabels(true))
+	mux.HandleFunc("POST /api/v1/nodes/taints/batch-add", h.seedTaints(false))
+	mux.HandleFunc("POST /api/v1/nodes/taints/batch-add-progress", h.seedTaints(true))
+}
+
+// ServeHTTP serves the routes (for functions.HTTP and tests).
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	mux := http.NewServeMux()
+	h.Routes(mux)
+	mux.ServeHTTP(w, r)
+}
+
+func (h *Handler) now() time.Time {
+	if h.Now != nil {
+		return h.Now()
+	}
+	return time.Now()
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.Default()
+}
+
+func (h *Handler) limits() request.Limits {
+	l, d := h.Limits, request.DefaultLimits()
+	if l.MaxNodes <= 0 {
+		l.MaxNodes = d.MaxNodes
+	}
+	if l.MaxChanges <= 0 {
+		l.MaxChanges = d.MaxChanges
+	}
+	if l.MaxConcurrency <= 0 {
+		l.MaxConcurrency = d.MaxConcurrency
+	}
+	if l.MaxIdempotencyKey <= 0 {
+		l.MaxIdempotencyKey = d.MaxIdempotencyKey
+	}
+	return l
+}
+
+func (h *Handler) newID() string {
+	if h.NewID != nil {
+		return h.NewID()
+	}
+	var b [5]byte
+	_, _ = rand.Read(b[:])
+	return h.now().UTC().Format("20060102t150405") + "-" + hex.EncodeToString(b[:])
+}
+
+// Created is the answer to a new (or idempotently repeated) batch.
+type Created struct {
+	BatchID     string      `json:"batch_id"`
+	TaskID      string      `json:"task_id"` // the seed's name for batch_id
+	Total       int         `json:"total"`
+	Concurrency int         `json:"concurrency"`
+	State       model.State `json:"state"`
+	Existing    bool        `json:"existing,omitempty"` // an earlier batch with the same idempotency_key
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+}
+
+func principal(r *http.Request) (auth.Principal, *request.Error) {
+	p, ok := auth.FromContext(r.Context())
+	if !ok || p.Subject == "" {
+		return p, request.Errorf(http.StatusUnauthorized, request.CodeUnauthenticated, "a bearer token is required")
+	}
+	return p, nil
+}
+
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+	var body request.Batch
+	if e := h.decode(w, r, &body); e != nil {
+		e.Write(w)
+		return
+	}
+	h.submit(w, r, &body, submitAsync)
+}
+
+func (h *Handler) decode(w http.ResponseWriter, r *http.Request, v any) *request.Error {
+	limit := h.BodyLimit
+	if limit <= 0 {
+		limit = 1 << 20
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, limit)
+	return request.Decode(r.Body, v)
+}
+
+// submitMode says how a request wants its answer.
+type submitMode int
+
+const (
+	submitAsync     submitMode = iota // 202 after fan-out, 200 with results when inline
+	submitWait                        // seed batch-add: wait for the result
+	submitTaskID                      // seed batch-add-progress: 202 {task_id}
+)
+
+// submit validates, records and runs a batch, then answers per mode.
+func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.Batch, mode submitMode) {
+	ctx := r.Context()
+	p, e := principal(r)
+	if e != nil {
+		e.Write(w)
+		return
+	}
+	spec, e := body.Validate(h.limits(), h.Protection)
+	if e != nil {
+		e.Write(w)
+		return
+	}
+	if spec.IdempotencyKey != "" {
+		if id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey); err == nil {
+			h.existing(w, r, id, mode)
+			return
+		} else if !errors.Is(err, store.ErrNotFound) {
+			h.fail(w, "read idempotency key", err)
+			return
+		}
+	}
+	names, e, err := h.resolve(ctx, spec)
+	if err != nil {
+		h.fail(w, "list nodes", err)
+		return
+	}
+	if e != nil {
+		e.Write(w)
+		return
+	}
+	b, lanes, evs, err := h.plan(p, spec, names)
+	if err != nil {
+		h.fail(w, "plan batch", err)
+		return
+	}
+	log := h.logger().With("batch_id", b.ID, "owner", b.Owner)
+	if err := h.Store.Create(ctx, b, lanes); errors.Is(err, store.ErrExists) && spec.IdempotencyKey != "" {
+		id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey)
+		if err != nil {
+			h.fail(w, "read idempotency key", err)
+			return
+		}
+		h.existing(w, r, id, mode)
+		return
+	} else if err != nil {
+		h.fail(w, "record batch", err)
+		return
+	}
+	log.Info("batch created", "total", b.Total, "concurrency", b.Concurrency, "inline", b.Inline, "action", b.Action)
+	created := Created{BatchID: b.ID, TaskID: b.ID, Total: b.Total, Concurrency: b.Concurrency, State: b.State}
+
+	if b.Inline {
+		if mode == submitTaskID {
+			// The seed's progress endpoints answer at once; the inline run
+			// continues without the request's context.
+			go h.runInline(context.WithoutCancel(ctx), log, evs)
+			writeJSON(w, http.StatusAccepted, created)
+			return
+		}
+		h.runInline(ctx, log, evs)
+		h.answer(w, r, b.ID, http.StatusOK)
+		return
+	}
+	if err := h.publish(ctx, evs); err != nil {
+		reason := "publishing the node events failed: " + err.Error()
+		log.Error("publish", "error", err)
+		if ferr := h.Store.Fail(context.WithoutCancel(ctx), b.ID, reason, h.now()); ferr != nil {
+			log.Error("mark batch failed", "error", ferr)
+		}
+		e := request.Errorf(http.StatusServiceUnavailable, request.CodeUnavailable, "batch %s failed: %s", b.ID, reason)
+		e.Write(w)
+		return
+	}
+	log.Info("batch published", "events", len(evs))
+	switch mode {
+	case submitWait:
+		h.wait(w, r, b.ID)
+	default:
+		writeJSON(w, http.StatusAccepted, created)
+	}
+}
+
+// existing answers a request whose idempotency key names an earlier batch.
+func (h *Handler) existing(w http.ResponseWriter, r *http.Request, id string, mode submitMode) {
+	b, err := h.Store.Batch(r.Context(), id)
+	if err != nil {
+		h.fail(w, "read batch", err)
+		return
+	}
+	if mode == submitWait {
+		h.wait(w, r, id)
+		return
+	}
+	writeJSON(w, http.StatusOK, Created{BatchID: b.ID, TaskID: b.ID, Total: b.Total, Concurrency: b.Concurrency, State: b.State, Existing: true})
+}
+
+func (h *Handler) fail(w http.ResponseWriter, op string, err error) {
+	h.logger().Error(op, "error", err)
+	request.Errorf(http.StatusServiceUnavailable, request.CodeUnavailable, "%s failed; try again", op).Write(w)
+}
+
+// resolve lists the cluster's nodes once and returns the batch's node names
+// (sorted), or a 422 naming the field: unknown nodes, a selector matching
+// nothing, too many nodes.
+func (h *Handler) resolve(ctx context.Context, spec *request.Spec) ([]string, *request.Error, error) {
+	opts := metav1.ListOptions{Limit: 1000}
+	if spec.Selector != nil {
+		opts.LabelSelector = spec.Selector.String()
+	}
+	var all []string
+	for {
+		list, err := h.Kube.CoreV1().Nodes().List(ctx, opts)
+		if err != nil {
+			return nil, nil, fmt.Errorf("list nodes: %w", err)
+		}
+		for _, n := range list.Items {
+			all = append(all, n.Name)
+		}
+		if list.Continue == "" {
+			break
+		}
+		opts.Continue = list.Continue
+	}
+	sort.Strings(all)
+	lim := h.limits()
+	var errs field.ErrorList
+	names := all
+	switch {
+	case spec.Nodes != nil:
+		have := make(map[string]bool, len(all))
+		for _, n := range all {
+			have[n] = true
+		}
+		for i, n := range spec.Nodes {
+			if !have[n] {
+				errs = append(errs, field.NotFound(field.NewPath("nodes").Index(i), n))
+			}
+		}
+		names = spec.Nodes
+	case spec.Selector != nil && len(all) == 0:
+		errs = append(errs, field.Invalid(field.NewPath("selector"), spec.SelectorText, "matches no node"))
+	case len(all) == 0:
+		errs = append(errs, field.Invalid(field.NewPath("all"), true, "the cluster has no node"))
+	}
+	if len(names) > lim.MaxNodes {
+		p := field.NewPath("all")
+		if spec.Selector != nil {
+			p = field.NewPath("selector")
+		}
+		errs = append(errs, field.TooMany(p, len(names), lim.MaxNodes))
+	}
+	if e := request.Invalid(errs); e != nil {
+		return nil, e, nil
+	}
+	return names, nil, nil
+}
+
+// plan builds the batch document, its lanes and one event per node: node i
+// goes to lane i mod concurrency at position i div concurrency.
+func (h *Handler) plan(p auth.Principal, spec *request.Spec, names []string) (*store.BatchDoc, []store.LaneDoc, []events.Node, error) {
+	total := len(names)
+	c := spec.Concurrency
+	if c == 0 {
+		c = request.Concurrency(total, h.limits().MaxConcurrency)
+	}
+	c = min(c, total)
+	setJSON, err := json.Marshal(spec.Set)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("encode change set: %w", err)
+	}
+	now := h.now()
+	b := &store.BatchDoc{
+		ID:             h.newID(),
+		Owner:          p.Subject,
+		Action:         spec.Set.Action(),
+		Changes:        changes(spec.Set),
+		ChangeSet:      string(setJSON),
+		Selector:       spec.SelectorText,
+		All:            spec.All,
+		Nodes:          spec.Nodes,
+		Total:          total,
+		Concurrency:    c,
+		Lanes:          c,
+		AttemptTotal:   total,
+		Attempt:        1,
+		State:          model.StateRunning,
+		Inline:         h.InlineMax > 0 && total <= h.InlineMax,
+		CreatedAt:      now,
+		StartedAt:      now,
+		DryRun:         spec.DryRun,
+		IdempotencyKey: spec.IdempotencyKey,
+		MaxFailures:    string(spec.MaxFailures),
+	}
+	lanes := make([]store.LaneDoc, c)
+	for l := range lanes {
+		lanes[l] = store.LaneDoc{Attempt: 1, Lane: l, Size: (total - l + c - 1) / c, UpdatedAt: now,
+			DoneBits: []byte{}, Failures: []model.Failure{}, LatenciesMS: []int64{}}
+	}
+	evs := make([]events.Node, total)
+	for i, n := range names {
+		evs[i] = events.Node{
+			BatchID: b.ID, Attempt: 1, Node: n, Lane: i % c, Position: i / c,
+			LaneSize: lanes[i%c].Size, Lanes: c, Total: total, Changes: spec.Set, DryRun: spec.DryRun,
+		}
+	}
+	return b, lanes, evs, nil
+}
+
+func changes(s change.Set) store.Changes {
+	var c store.Changes
+	for _, l := range s.Labels {
+		c.Labels = append(c.Labels, l.String())
+	}
+	for _, t := range s.Taints {
+		c.Taints = append(c.Taints, t.String())
+	}
+	return c
+}
+
+func (h *Handler) publish(ctx context.Context, evs []events.Node) error {
+	now := h.now()
+	msgs := make([]*pubsub.Message, len(evs))
+	for i, ev := range evs {
+		m, err := events.Message(ev, now)
+		if err != nil {
+			return err
+		}
+		msgs[i] = m
+	}
+	return h.Publisher.Publish(ctx, msgs)
+}
+
+// runInline runs a small batch in-process: one goroutine per lane, each lane
+// in order, exactly what ordered delivery does. Transient errors are retried
+// a few times with backoff; a node still failing is recorded failed, as the
+// dead-letter path would.
+func (h *Handler) runInline(ctx context.Context, log *slog.Logger, evs []events.Node) {
+	byLane := map[int][]events.Node{}
+	for _, ev := range evs {
+		byLane[ev.Lane] = append(byLane[ev.Lane], ev)
+	}
+	var wg sync.WaitGroup
+	for _, lane := range byLane {
+		wg.Go(func() {
+			for _, ev := range lane {
+				h.runOne(ctx, log, ev)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+func (h *Handler) runOne(ctx context.Context, log *slog.Logger, ev events.Node) {
+	const tries = 4
+	var err error
+	for try := range tries {
+		if _, err = h.Runner.Run(ctx, ev); err == nil || !errors.Is(err, runner.ErrTransient) {
+			break
+		}
+		if try < tries-1 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Duration(100<<try) * time.Millisecond):
+			}
+		}
+	}
+	if err == nil {
+		return
+	}
+	log.Warn("inline node", "node", ev.Node, "error", err)
+	if errors.Is(err, runner.ErrTransient) {
+		if _, ferr := h.Runner.Fail(ctx, ev, "gave up after "+fmt.Sprint(tries)+" attempts: "+err.Error()); ferr != nil {
+			log.Error("record inline failure", "node", ev.Node, "error", ferr)
+		}
+	}
+}

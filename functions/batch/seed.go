@@ -1,0 +1,50 @@
+package batch
+
+import (
+	"net/http"
+
+	"github.com/nodebatch/nodebatch/shared/request"
+)
+
+// seedLabels serves the seed's /api/v1/nodes/labels/batch-add(-progress):
+// the -progress variant answers {"task_id"} at once (202), the plain one
+// waits for the result.
+func (h *Handler) seedLabels(progress bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body request.SeedLabels
+		if e := h.decode(w, r, &body); e != nil {
+			e.Write(w)
+			return
+		}
+		b, e := body.Batch()
+		if e != nil {
+			e.Write(w)
+			return
+		}
+		h.submit(w, r, b, seedMode(progress))
+	}
+}
+
+// seedTaints serves the seed's /api/v1/nodes/taints/batch-add(-progress).
+func (h *Handler) seedTaints(progress bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var body request.SeedTaints
+		if e := h.decode(w, r, &body); e != nil {
+			e.Write(w)
+			return
+		}
+		b, e := body.Batch()
+		if e != nil {
+			e.Write(w)
+			return
+		}
+		h.submit(w, r, b, seedMode(progress))
+	}
+}
+
+func seedMode(progress bool) submitMode {
+	if progress {
+		return submitTaskID
+	}
+	return submitWait
+}

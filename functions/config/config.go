@@ -1,0 +1,143 @@
+// Package config is the one place the functions' settings are read: from an
+// environment lookup function handed in by a main (functions/cmd/serve) or
+// by a Cloud Run entry point's lazy initialisation. docs/config.md lists
+// every variable.
+package config
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+)
+
+// Defaults.
+const (
+	DefaultTopic          = "nodebatch-node-patch"
+	DefaultInlineMax      = 5
+	DefaultMaxNodes       = 10000
+	DefaultMaxConcurrency = 50
+	DefaultMaxChanges     = 100
+	DefaultBodyLimit      = 1 << 20
+	DefaultKubeQPS        = 500
+	DefaultKubeBurst      = 1000
+	DefaultConflictTries  = 10
+)
+
+// Config is the functions' settings.
+type Config struct {
+	Project           string   // NODEBATCH_PROJECT, else GOOGLE_CLOUD_PROJECT
+	Kubeconfig        string   // KUBECONFIG; empty: in-cluster credentials
+	Topic             string   // NODEBATCH_TOPIC
+	InlineMax         int      // NODEBATCH_INLINE_MAX; batches up to this size run in-process (0: never)
+	MaxNodes          int      // NODEBATCH_MAX_NODES
+	MaxConcurrency    int      // NODEBATCH_MAX_CONCURRENCY
+	MaxChanges        int      // NODEBATCH_MAX_CHANGES
+	BodyLimit         int64    // NODEBATCH_BODY_LIMIT (bytes)
+	ProtectedPrefixes []string // NODEBATCH_PROTECTED_PREFIXES (comma-separated); nil: change.DefaultProtection
+	KubeQPS           float32  // NODEBATCH_KUBE_QPS
+	KubeBurst         int      // NODEBATCH_KUBE_BURST
+	ConflictRetries   int      // NODEBATCH_CONFLICT_RETRIES: taint update retries on 409
+}
+
+// Load reads the settings through getenv (os.Getenv in mains).
+func Load(getenv func(string) string) (Config, error) {
+	c := Config{
+		Project:    getenv("NODEBATCH_PROJECT"),
+		Kubeconfig: getenv("KUBECONFIG"),
+		Topic:      or(getenv("NODEBATCH_TOPIC"), DefaultTopic),
+	}
+	if c.Project == "" {
+		c.Project = getenv("GOOGLE_CLOUD_PROJECT")
+	}
+	if c.Project == "" {
+		return c, fmt.Errorf("load config: NODEBATCH_PROJECT (or GOOGLE_CLOUD_PROJECT) is not set")
+	}
+	ints := []struct {
+		name string
+		dst  *int
+		def  int
+		min  int
+	}{
+		{"NODEBATCH_INLINE_MAX", &c.InlineMax, DefaultInlineMax, 0},
+		{"NODEBATCH_MAX_NODES", &c.MaxNodes, DefaultMaxNodes, 1},
+		{"NODEBATCH_MAX_CONCURRENCY", &c.MaxConcurrency, DefaultMaxConcurrency, 1},
+		{"NODEBATCH_MAX_CHANGES", &c.MaxChanges, DefaultMaxChanges, 1},
+		{"NODEBATCH_KUBE_BURST", &c.KubeBurst, DefaultKubeBurst, 1},
+		{"NODEBATCH_CONFLICT_RETRIES", &c.ConflictRetries, DefaultConflictTries, 0},
+	}
+	for _, i := range ints {
+		v, err := intVar(getenv, i.name, i.def, i.min)
+		if err != nil {
+			return c, err
+		}
+		*i.dst = v
+	}
+	if c.MaxConcurrency > 400 {
+		return c, fmt.Errorf("load config: NODEBATCH_MAX_CONCURRENCY=%d exceeds 400 (lanes are created in one commit)", c.MaxConcurrency)
+	}
+	bl, err := intVar(getenv, "NODEBATCH_BODY_LIMIT", DefaultBodyLimit, 1024)
+	if err != nil {
+		return c, err
+	}
+	c.BodyLimit = int64(bl)
+	qps, err := intVar(getenv, "NODEBATCH_KUBE_QPS", DefaultKubeQPS, 1)
+	if err != nil {
+		return c, err
+	}
+	c.KubeQPS = float32(qps)
+	if v, ok := lookup(getenv, "NODEBATCH_PROTECTED_PREFIXES"); ok {
+		c.ProtectedPrefixes = []string{}
+		for p := range strings.SplitSeq(v, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.ProtectedPrefixes = append(c.ProtectedPrefixes, p)
+			}
+		}
+	}
+	return c, nil
+}
+
+// RestConfig is the Kubernetes client configuration: from Kubeconfig, or
+// in-cluster credentials when it is empty, with QPS/Burst set deliberately
+// (client-go's default 5/10 would cap a batch at ~5 nodes/s).
+func (c Config) RestConfig() (*rest.Config, error) {
+	var rc *rest.Config
+	var err error
+	if c.Kubeconfig != "" {
+		rc, err = clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+	} else {
+		rc, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client config: %w", err)
+	}
+	rc.QPS, rc.Burst = c.KubeQPS, c.KubeBurst
+	rc.UserAgent = "nodebatch"
+	return rc, nil
+}
+
+func or(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+func lookup(getenv func(string) string, name string) (string, bool) {
+	v := getenv(name)
+	return v, v != ""
+}
+
+func intVar(getenv func(string) string, name string, def, min int) (int, error) {
+	v := getenv(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		return 0, fmt.Errorf("load config: %s=%q: want an integer >= %d", name, v, min)
+	}
+	return n, nil
+}

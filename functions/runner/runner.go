@@ -1,0 +1,266 @@
+// Package runner is the per-node path shared by the patch function and the
+// batch function's inline mode: check that the node is not already counted,
+// check for a cancel, patch the node, record its result document, count it in
+// its lane exactly once, and, when the lane completes, finish the batch
+// exactly once. docs/design.md "Pipeline" explains why it is shaped so.
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/events"
+	"github.com/nodebatch/nodebatch/shared/nodepatch"
+	"github.com/nodebatch/nodebatch/shared/store"
+)
+
+// Patcher applies one node's change against the API server.
+type Patcher interface {
+	Apply(ctx context.Context, node string, set change.Set, dryRun bool) (nodepatch.Outcome, error)
+}
+
+// ErrTransient wraps an error worth a redelivery (conflict after retries,
+// 429, 5xx, timeouts, Firestore unavailable).
+var ErrTransient = errors.New("transient")
+
+// ErrUnknownBatch means the event names a batch or lane that does not exist:
+// permanent, acknowledged.
+var ErrUnknownBatch = errors.New("unknown batch or lane")
+
+// maxLaneRetries bounds re-reads when a lane document moved under us.
+const maxLaneRetries = 20
+
+// Runner runs the per-node path. Store and Patcher are required.
+type Runner struct {
+	Store   *store.Store
+	Patcher Patcher
+	Now     func() time.Time // default time.Now
+	Logger  *slog.Logger     // default slog.Default()
+}
+
+// Result is what Run did.
+type Result struct {
+	Node     store.NodeDoc // the recorded result (zero when AlreadyCounted)
+	Already  bool          // the node was counted before: nothing done
+	Finished bool          // this call moved the batch to its final state
+}
+
+func (r *Runner) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+func (r *Runner) logger() *slog.Logger {
+	if r.Logger != nil {
+		return r.Logger
+	}
+	return slog.Default()
+}
+
+// Run processes one node event. It returns an error wrapping ErrTransient
+// when the event should be delivered again; every other error is permanent
+// and the event should be acknowledged.
+func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
+	log := r.logger().With("batch_id", ev.BatchID, "node", ev.Node, "lane", ev.Lane, "position", ev.Position)
+	lane, err := r.Store.Lane(ctx, ev.BatchID, ev.Attempt, ev.Lane)
+	if errors.Is(err, store.ErrNotFound) {
+		return Result{}, fmt.Errorf("run %s: %w", ev.ID(), ErrUnknownBatch)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
+	}
+	if lane.Doc.Has(ev.Position) {
+		return r.already(ctx, ev, lane)
+	}
+	b, err := r.Store.Batch(ctx, ev.BatchID)
+	if err != nil {
+		return Result{}, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
+	}
+
+	start := r.now()
+	doc := store.NodeDoc{
+		Node: ev.Node, Lane: ev.Lane, Position: ev.Position, Attempt: ev.Attempt,
+		StartedAt: start, DryRun: ev.DryRun,
+	}
+	switch {
+	case b.Cancel != nil:
+		doc.State, doc.Reason = batch.NodeCancelled, "cancelled before this node was reached: "+b.Cancel.Reason
+	case b.State.Final():
+		doc.State, doc.Reason = batch.NodeCancelled, fmt.Sprintf("batch already %s before this node was reached", b.State)
+	default:
+		out, err := r.Patcher.Apply(ctx, ev.Node, ev.Changes, ev.DryRun)
+		if err != nil && nodepatch.Classify(err) == nodepatch.Transient {
+			log.Warn("transient patch error, redelivery wanted", "error", err)
+			return Result{}, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
+		}
+		if err != nil {
+			doc.State, doc.Reason = batch.NodeFailed, err.Error()
+		} else {
+			fill(&doc, out)
+		}
+	}
+	doc.FinishedAt = r.now()
+	doc.LatencyMS = doc.FinishedAt.Sub(start).Milliseconds()
+	return r.record(ctx, log, ev, lane, doc)
+}
+
+// already acknowledges an event whose node is counted. It costs one read
+// (the lane) unless the lane is complete: then the batch may still be waiting
+// for the finish a failed call could not make, so it is tried again.
+func (r *Runner) already(ctx context.Context, ev events.Node, lane *store.Lane) (Result, error) {
+	res := Result{Already: true}
+	if !lane.Doc.Complete() {
+		return res, nil
+	}
+	b, err := r.Store.Batch(ctx, ev.BatchID)
+	if err != nil {
+		return res, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
+	}
+	if b.State.Final() {
+		return res, nil
+	}
+	if res.Finished, err = r.finish(ctx, ev.BatchID); err != nil {
+		return res, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
+	}
+	return res, nil
+}
+
+// fill copies a patch outcome into a node result.
+func fill(doc *store.NodeDoc, out nodepatch.Outcome) {
+	doc.State = batch.NodeSucceeded
+	if out.Skipped {
+		doc.State, doc.Reason = batch.NodeSkipped, out.SkipReason
+	}
+	doc.Changed = out.Changed
+	doc.ResourceVersion = out.ResourceVersion
+	doc.Conflicts = out.Conflicts
+	if len(out.Changes) > 0 {
+		doc.Before = make(map[string]*string, len(out.Changes))
+		doc.After = make(map[string]*string, len(out.Changes))
+		for _, kc := range out.Changes {
+			doc.Before[kc.Key] = kc.Before
+			doc.After[kc.Key] = kc.After
+		}
+	}
+}
+
+// Fail records ev's node as failed with reason, without touching the node:
+// the dead-letter path ("delivery attempts exhausted"), so the batch still
+// finishes.
+func (r *Runner) Fail(ctx context.Context, ev events.Node, reason string) (Result, error) {
+	log := r.logger().With("batch_id", ev.BatchID, "node", ev.Node, "lane", ev.Lane, "position", ev.Position)
+	lane, err := r.Store.Lane(ctx, ev.BatchID, ev.Attempt, ev.Lane)
+	if errors.Is(err, store.ErrNotFound) {
+		return Result{}, fmt.Errorf("fail %s: %w", ev.ID(), ErrUnknownBatch)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("fail %s: %w: %w", ev.ID(), ErrTransient, err)
+	}
+	if lane.Doc.Has(ev.Position) {
+		return r.already(ctx, ev, lane)
+	}
+	now := r.now()
+	doc := store.NodeDoc{
+		Node: ev.Node, Lane: ev.Lane, Position: ev.Position, Attempt: ev.Attempt, DryRun: ev.DryRun,
+		State: batch.NodeFailed, Reason: reason, StartedAt: now, FinishedAt: now,
+	}
+	return r.record(ctx, log, ev, lane, doc)
+}
+
+// record writes the node's result document, then counts it in its lane
+// (once: the lane's bitset), then finishes the batch if this completed the
+// lane and every lane of the attempt is complete.
+func (r *Runner) record(ctx context.Context, log *slog.Logger, ev events.Node, lane *store.Lane, doc store.NodeDoc) (Result, error) {
+	if err := r.Store.SetNode(ctx, ev.BatchID, &doc); err != nil {
+		return Result{}, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
+	}
+	for try := 0; ; try++ {
+		if lane.Doc.Has(ev.Position) {
+			return Result{Already: true}, nil
+		}
+		count(&lane.Doc, ev.Position, &doc, r.now())
+		err := r.Store.UpdateLane(ctx, ev.BatchID, lane)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrLaneMoved) || try >= maxLaneRetries {
+			return Result{}, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
+		}
+		if lane, err = r.Store.Lane(ctx, ev.BatchID, ev.Attempt, ev.Lane); err != nil {
+			return Result{}, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
+		}
+	}
+	log.Info("node recorded", "state", doc.State, "changed", doc.Changed, "latency_ms", doc.LatencyMS)
+	res := Result{Node: doc}
+	if !lane.Doc.Complete() {
+		return res, nil
+	}
+	finished, err := r.finish(ctx, ev.BatchID)
+	if err != nil {
+		// The node is counted. A redelivery finds its bit set and, the lane
+		// being complete, tries finishing again (see already).
+		return res, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
+	}
+	res.Finished = finished
+	if finished {
+		log.Info("batch finished")
+	}
+	return res, nil
+}
+
+// count adds doc to lane: marks the position, tallies the state, remembers
+// the failure and the latency.
+func count(l *store.LaneDoc, pos int, doc *store.NodeDoc, now time.Time) {
+	l.Mark(pos)
+	switch doc.State {
+	case batch.NodeSucceeded:
+		l.Counts.Succeeded++
+		if !doc.Changed {
+			l.Counts.Unchanged++
+		}
+	case batch.NodeFailed:
+		l.Counts.Failed++
+		if len(l.Failures) < store.MaxLaneFailures {
+			l.Failures = append(l.Failures, batch.Failure{Node: doc.Node, Reason: doc.Reason})
+		}
+	case batch.NodeSkipped:
+		l.Counts.Skipped++
+	case batch.NodeCancelled:
+		l.Counts.Cancelled++
+	}
+	l.CurrentNode = doc.Node
+	l.UpdatedAt = now
+	if doc.State == batch.NodeSucceeded || doc.State == batch.NodeFailed {
+		l.LatenciesMS = append(l.LatenciesMS, doc.LatencyMS)
+	}
+}
+
+// Finish moves batchID to its final state if every node of its current
+// attempt has a result. It reads O(lanes) documents and runs one transaction
+// on the batch document, which does nothing when the batch is already final.
+func (r *Runner) finish(ctx context.Context, batchID string) (bool, error) {
+	lanes, err := r.Store.Lanes(ctx, batchID, 0)
+	if err != nil {
+		return false, err
+	}
+	now := r.now()
+	return r.Store.Finish(ctx, batchID, func(cur *store.BatchDoc) *store.BatchDoc {
+		if !store.AttemptDone(cur, lanes) {
+			return nil
+		}
+		return store.Finalize(cur, lanes, now)
+	})
+}
+
+// Finish is finish for callers outside the per-node path (GET reconciling a
+// batch whose last finishing call failed).
+func (r *Runner) Finish(ctx context.Context, batchID string) (bool, error) {
+	return r.finish(ctx, batchID)
+}

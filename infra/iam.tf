@@ -1,0 +1,114 @@
+# One service account per role, each with only what it uses. Resource-level
+# bindings wherever the resource supports IAM; Firestore only has project
+# level roles.
+
+resource "google_service_account" "build" {
+  account_id   = "${var.name_prefix}-build"
+  display_name = "nodebatch function builds"
+  depends_on   = [google_project_service.api]
+}
+
+resource "google_service_account" "batch" {
+  account_id   = "${var.name_prefix}-batch"
+  display_name = "nodebatch batch function"
+  depends_on   = [google_project_service.api]
+}
+
+resource "google_service_account" "patch" {
+  account_id   = "${var.name_prefix}-patch"
+  display_name = "nodebatch patch function"
+  depends_on   = [google_project_service.api]
+}
+
+resource "google_service_account" "push" {
+  account_id   = "${var.name_prefix}-push"
+  display_name = "nodebatch Pub/Sub push identity (invokes the patch function)"
+  depends_on   = [google_project_service.api]
+}
+
+resource "google_service_account" "scheduler" {
+  account_id   = "${var.name_prefix}-scheduler"
+  display_name = "nodebatch Cloud Scheduler identity (calls the batch function)"
+  depends_on   = [google_project_service.api]
+}
+
+resource "google_service_account" "relay" {
+  account_id   = "${var.name_prefix}-relay"
+  display_name = "nodebatch relay"
+  depends_on   = [google_project_service.api]
+}
+
+# Builds: write logs and images, read the uploaded source.
+resource "google_project_iam_member" "build" {
+  for_each = toset([
+    "roles/logging.logWriter",
+    "roles/artifactregistry.writer",
+  ])
+  project = var.project_id
+  role    = each.value
+  member  = google_service_account.build.member
+}
+
+resource "google_storage_bucket_iam_member" "build_source_reader" {
+  bucket = google_storage_bucket.source.name
+  role   = "roles/storage.objectViewer"
+  member = google_service_account.build.member
+}
+
+# Firestore: the functions read and write batches; the relay only reads.
+resource "google_project_iam_member" "firestore_user" {
+  for_each = {
+    batch = google_service_account.batch.member
+    patch = google_service_account.patch.member
+  }
+  project = var.project_id
+  role    = "roles/datastore.user"
+  member  = each.value
+}
+
+resource "google_project_iam_member" "relay_firestore_viewer" {
+  project = var.project_id
+  role    = "roles/datastore.viewer"
+  member  = google_service_account.relay.member
+}
+
+# The batch function publishes node events; nothing else may.
+resource "google_pubsub_topic_iam_member" "batch_publisher" {
+  topic  = google_pubsub_topic.node_patch.id
+  role   = "roles/pubsub.publisher"
+  member = google_service_account.batch.member
+}
+
+# Only the push identity may invoke the patch function.
+resource "google_cloud_run_v2_service_iam_member" "patch_invoker" {
+  name     = google_cloudfunctions2_function.patch.service_config[0].service
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = google_service_account.push.member
+}
+
+# The scheduler identity may invoke the batch function even when it is not
+# public; the function also checks its token against NODEBATCH_SCHEDULER_ALLOWLIST.
+resource "google_cloud_run_v2_service_iam_member" "batch_scheduler_invoker" {
+  name     = google_cloudfunctions2_function.batch.service_config[0].service
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = google_service_account.scheduler.member
+}
+
+# Users present tokens of an OIDC provider that Cloud Run IAM does not know:
+# the function authenticates them itself (shared/auth).
+resource "google_cloud_run_v2_service_iam_member" "batch_public" {
+  count    = var.batch_allow_unauthenticated ? 1 : 0
+  name     = google_cloudfunctions2_function.batch.service_config[0].service
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}
+
+resource "google_cloud_run_v2_service_iam_member" "relay_public" {
+  name     = google_cloud_run_v2_service.relay.name
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = "allUsers"
+}

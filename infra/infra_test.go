@@ -1,0 +1,133 @@
+package infra_test
+
+import (
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+
+	"github.com/nodebatch/nodebatch/infra/hclcheck"
+)
+
+// The repository root, seen from this folder.
+const root = ".."
+
+func load(t *testing.T) *hclcheck.Module {
+	t.Helper()
+	m, err := hclcheck.Load(".")
+	if err != nil {
+		t.Fatalf("Terraform configuration does not parse: %v", err)
+	}
+	return m
+}
+
+// TestConfigurationIsConsistent: every file parses, every reference resolves,
+// every variable is used and documented, every provider declared.
+func TestConfigurationIsConsistent(t *testing.T) {
+	t.Parallel()
+	if ps := load(t).Check(); len(ps) > 0 {
+		t.Errorf("infra/*.tf has %d problems:\n%v", len(ps), hclcheck.Join(ps))
+	}
+}
+
+// TestEntryPointsMatchCode: each function's entry_point is registered by the
+// Go code with functions-framework-go.
+func TestEntryPointsMatchCode(t *testing.T) {
+	t.Parallel()
+	m := load(t)
+	eps, ps := m.EntryPoints()
+	if len(eps) != 2 {
+		t.Errorf("EntryPoints() found %d functions, want 2 (batch and patch): %+v", len(eps), eps)
+	}
+	code, err := hclcheck.ScanCode(root + "/functions")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps = append(ps, hclcheck.CheckEntryPoints(eps, code)...)
+	if len(ps) > 0 {
+		t.Errorf("entry points in infra/ and functions/ disagree:\n%v", hclcheck.Join(ps))
+	}
+}
+
+// TestEnvMatchesCode: every environment variable the Terraform sets is one
+// the code of that service reads.
+func TestEnvMatchesCode(t *testing.T) {
+	t.Parallel()
+	m := load(t)
+	vars, ps := m.EnvVars()
+	functions, err := hclcheck.ScanCode(root+"/functions", root+"/shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay, err := hclcheck.ScanCode(root+"/relay", root+"/shared")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readers := map[string]*hclcheck.Code{
+		"google_cloudfunctions2_function": functions,
+		"google_cloud_run_v2_service":     relay,
+	}
+	ps = append(ps, hclcheck.CheckEnv(vars, readers)...)
+	if len(ps) > 0 {
+		t.Errorf("environment variables in infra/ that the code does not read:\n%v", hclcheck.Join(ps))
+	}
+	// Report, without failing, what the code reads and Terraform leaves to
+	// defaults: a reviewer's checklist when a setting is added.
+	set := map[string]bool{}
+	for _, v := range vars {
+		set[v.Name] = true
+	}
+	var unset []string
+	for n := range functions.Env {
+		if !set[n] {
+			unset = append(unset, n)
+		}
+	}
+	sort.Strings(unset)
+	t.Logf("read by functions/ or shared/ but left to defaults in infra/: %v", unset)
+}
+
+// TestGlobalCapFromVariables: the patch function's instances and per-instance
+// concurrency (whose product caps patches against the API server) come from
+// variables, and the push subscription is ordered with a dead-letter policy.
+func TestGlobalCapFromVariables(t *testing.T) {
+	t.Parallel()
+	m := load(t)
+	want := map[string]string{
+		"max_instance_count":               "var.patch_max_instances",
+		"max_instance_request_concurrency": "var.patch_concurrency",
+	}
+	for _, b := range m.Resources("google_cloudfunctions2_function") {
+		if b.Name != "patch" {
+			continue
+		}
+		got := hclcheck.AttrRefs(b.Body, "service_config")
+		for attr, ref := range want {
+			if got[attr] != ref {
+				t.Errorf("%s service_config.%s = %q, want %q", b.Address(), attr, got[attr], ref)
+			}
+		}
+		return
+	}
+	t.Fatal("no google_cloudfunctions2_function.patch")
+}
+
+// TestFormatted: the files are formatted as `terraform fmt` would write them.
+func TestFormatted(t *testing.T) {
+	t.Parallel()
+	paths, err := filepath.Glob("*.tf")
+	if err != nil || len(paths) == 0 {
+		t.Fatalf("no *.tf files (%v)", err)
+	}
+	files := map[string][]byte{}
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		files[p] = b
+	}
+	if bad := hclcheck.Unformatted(files); len(bad) > 0 {
+		t.Errorf("not in canonical HCL format (run terraform fmt infra/): %v", bad)
+	}
+}

@@ -1,0 +1,98 @@
+# The relay: WebSocket progress streams, the web UI and a proxy to the batch
+# API, on Cloud Run. A WebSocket lives at most one request timeout
+# (relay_timeout); the UI reconnects and resubscribes, and the relay checks
+# ownership on every subscription. It listens on $PORT (Cloud Run sets it),
+# reads Firestore only, and lists nodes for the UI with the batch function's
+# read-only kubeconfig.
+
+resource "google_cloud_run_v2_service" "relay" {
+  name                = local.relay_name
+  location            = var.region
+  ingress             = "INGRESS_TRAFFIC_ALL"
+  deletion_protection = false
+
+  template {
+    service_account                  = google_service_account.relay.email
+    timeout                          = var.relay_timeout
+    max_instance_request_concurrency = var.relay_concurrency
+    session_affinity                 = true
+
+    scaling {
+      min_instance_count = var.relay_min_instances
+      max_instance_count = var.relay_max_instances
+    }
+
+    volumes {
+      name = "kube"
+      secret {
+        secret = local.kubeconfig_secret["batch"]
+        items {
+          version = var.kubeconfig_secret_version
+          path    = local.kube_file
+        }
+      }
+    }
+
+    containers {
+      image = var.relay_image
+
+      ports {
+        container_port = 8080
+      }
+
+      env {
+        name  = "NODEBATCH_PROJECT"
+        value = var.project_id
+      }
+      env {
+        name  = "NODEBATCH_OIDC_ISSUER"
+        value = var.oidc_issuer
+      }
+      env {
+        name  = "NODEBATCH_OIDC_AUDIENCE"
+        value = var.oidc_audience
+      }
+      env {
+        name  = "NODEBATCH_ADMIN_CLAIM"
+        value = var.admin_claim
+      }
+      env {
+        name  = "NODEBATCH_ADMIN_VALUE"
+        value = var.admin_value
+      }
+      env {
+        name  = "NODEBATCH_API_URL"
+        value = local.batch_url
+      }
+      env {
+        name  = "KUBECONFIG"
+        value = "${local.kube_mount}/${local.kube_file}"
+      }
+
+      volume_mounts {
+        name       = "kube"
+        mount_path = local.kube_mount
+      }
+
+      resources {
+        limits = {
+          cpu    = "1"
+          memory = "512Mi"
+        }
+        # Listeners and pings run between requests: keep the CPU allocated.
+        cpu_idle = false
+      }
+
+      startup_probe {
+        tcp_socket {
+          port = 8080
+        }
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_service.api,
+    google_secret_manager_secret_iam_member.relay_kubeconfig_accessor,
+  ]
+}

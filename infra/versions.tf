@@ -1,0 +1,22 @@
+# Provider and Terraform versions. google >= 6.0 has
+# google_cloudfunctions2_function with secret volumes, Cloud Run v2 with
+# scaling blocks and Firestore databases/indexes as resources.
+terraform {
+  required_version = ">= 1.6"
+
+  required_providers {
+    google = {
+      source  = "hashicorp/google"
+      version = ">= 6.0, < 8.0"
+    }
+    archive = {
+      source  = "hashicorp/archive"
+      version = ">= 2.4, < 3.0"
+    }
+  }
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+}

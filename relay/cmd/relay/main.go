@@ -1,0 +1,193 @@
+// Command relay serves live batch progress over WebSocket, the web UI, and a
+// proxy to the batch API. Every setting is an environment variable (see
+// docs/config.md); only this file reads them.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/nodebatch/nodebatch/relay"
+	"github.com/nodebatch/nodebatch/relay/ui"
+	"github.com/nodebatch/nodebatch/shared/auth"
+)
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
+		Level:       level(os.Getenv("NODEBATCH_LOG_LEVEL")),
+		ReplaceAttr: cloudLogging,
+	}))
+	if err := run(log); err != nil {
+		log.Error("relay failed", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	addr := envOr("NODEBATCH_RELAY_ADDR", "127.0.0.1:8090")
+	if p := os.Getenv("PORT"); p != "" { // Cloud Run
+		addr = ":" + p
+	}
+	project := envOr("NODEBATCH_PROJECT", envOr("GOOGLE_CLOUD_PROJECT", "nodebatch-local"))
+	seedToken, err := envBool("NODEBATCH_SEED_TOKEN_QUERY")
+	if err != nil {
+		return err
+	}
+
+	authCfg, err := auth.LoadConfig(os.Getenv)
+	if err != nil {
+		return err
+	}
+	authCfg.Logger = log
+	verifier, err := auth.NewVerifier(ctx, authCfg)
+	if err != nil {
+		return fmt.Errorf("create verifier: %w", err)
+	}
+	fs, err := firestore.NewClient(ctx, project)
+	if err != nil {
+		return fmt.Errorf("create Firestore client for %s: %w", project, err)
+	}
+	defer fs.Close()
+
+	cfg := relay.Config{
+		Firestore:      fs,
+		Verifier:       verifier,
+		Logger:         log,
+		AllowedOrigins: splitList(os.Getenv("NODEBATCH_ALLOWED_ORIGINS")),
+		SeedTokenQuery: seedToken,
+		UI:             ui.FS(),
+		Handlers:       map[string]http.Handler{},
+	}
+	if api := envOr("NODEBATCH_API_URL", "http://127.0.0.1:8080"); api != "off" {
+		if cfg.APIURL, err = url.Parse(api); err != nil || cfg.APIURL.Host == "" {
+			return fmt.Errorf("NODEBATCH_API_URL=%q: not an absolute URL", api)
+		}
+	}
+	cfg.Handlers["GET /config.json"] = ui.ConfigHandler(uiConfig(authCfg))
+	if kc := os.Getenv("KUBECONFIG"); kc != "" {
+		rc, err := clientcmd.BuildConfigFromFlags("", kc)
+		if err != nil {
+			return fmt.Errorf("load KUBECONFIG: %w", err)
+		}
+		kube, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			return fmt.Errorf("create kube client: %w", err)
+		}
+		cfg.Handlers["GET /v1/nodes"] = auth.Middleware(verifier, ui.NodesHandler(kube))
+	}
+	srv := relay.New(cfg)
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	log.Info("relay listening", "addr", ln.Addr().String(), "project", project, "api", fmt.Sprint(cfg.APIURL))
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+
+	select {
+	case err := <-served:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: telling clients to reconnect")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Shutdown(sctx) }()
+	if err := hs.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("http shutdown", "error", err)
+	}
+	if err := <-done; err != nil {
+		log.Warn("websocket shutdown", "error", err)
+	}
+	return nil
+}
+
+// uiConfig is what the pages need to sign in.
+func uiConfig(a auth.Config) ui.Config {
+	c := ui.Config{
+		Issuer:   a.Issuers[0].URL,
+		ClientID: a.Issuers[0].Audience,
+		Features: splitList(os.Getenv("NODEBATCH_UI_FEATURES")),
+	}
+	if dev, _ := envBool("NODEBATCH_DEV_ISSUER"); dev {
+		c.DevIssuer = true
+		c.DevTokenURL = strings.TrimSuffix(c.Issuer, "/") + "/token"
+		c.DevUsers = []ui.DevUser{{Name: "alice", Role: "user"}, {Name: "bob", Role: "user"}, {Name: "admin", Role: "admin"}}
+	}
+	return c
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func envBool(k string) (bool, error) {
+	v := os.Getenv(k)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s=%q: want true or false", k, v)
+	}
+	return b, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+func level(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// cloudLogging renames slog's keys to those Cloud Logging reads.
+func cloudLogging(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) > 0 {
+		return a
+	}
+	switch a.Key {
+	case slog.LevelKey:
+		a.Key = "severity"
+		if l, ok := a.Value.Any().(slog.Level); ok && l == slog.LevelWarn {
+			a.Value = slog.StringValue("WARNING")
+		}
+	case slog.MessageKey:
+		a.Key = "message"
+	}
+	return a
+}

@@ -1,0 +1,91 @@
+package relay
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// Client message types.
+const (
+	msgSubscribe    = "subscribe"     // {"type":"subscribe","task_id":"…"}
+	msgSubscribeAll = "subscribe_all" // {"type":"subscribe_all"} or with "all_users":true (admins)
+	msgUnsubscribe  = "unsubscribe"   // {"type":"unsubscribe","task_id":"…"}
+)
+
+// maxTaskID bounds a task id; batch ids are far shorter.
+const maxTaskID = 128
+
+// clientMessage is what a client may send.
+type clientMessage struct {
+	Type     string `json:"type"`
+	TaskID   string `json:"task_id,omitempty"`
+	AllUsers bool   `json:"all_users,omitempty"`
+}
+
+// decodeClientMessage parses one client message strictly: one JSON object,
+// known fields only, a known type, and a well-formed task id where needed.
+// Its errors are safe to send back to the client.
+func decodeClientMessage(data []byte) (clientMessage, error) {
+	var m clientMessage
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&m); err != nil {
+		return clientMessage{}, fmt.Errorf("bad message: %s", describeJSONError(err))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return clientMessage{}, errors.New("bad message: one JSON object per message")
+	}
+	switch m.Type {
+	case msgSubscribe, msgUnsubscribe:
+		if err := validTaskID(m.TaskID); err != nil {
+			return clientMessage{}, err
+		}
+		if m.AllUsers {
+			return clientMessage{}, fmt.Errorf("bad message: all_users only goes with %q", msgSubscribeAll)
+		}
+	case msgSubscribeAll:
+		if m.TaskID != "" {
+			return clientMessage{}, fmt.Errorf("bad message: %q takes no task_id", msgSubscribeAll)
+		}
+	case "":
+		return clientMessage{}, errors.New("bad message: type is required")
+	default:
+		return clientMessage{}, fmt.Errorf("bad message: unknown type (want %s, %s or %s)", msgSubscribe, msgSubscribeAll, msgUnsubscribe)
+	}
+	return m, nil
+}
+
+// validTaskID accepts ids that are safe as a Firestore document id and in
+// logs: 1-128 of [A-Za-z0-9_-].
+func validTaskID(id string) error {
+	if id == "" {
+		return errors.New("bad message: task_id is required")
+	}
+	if len(id) > maxTaskID {
+		return fmt.Errorf("bad message: task_id longer than %d", maxTaskID)
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return errors.New("bad message: task_id may hold only letters, digits, '-' and '_'")
+		}
+	}
+	return nil
+}
+
+// describeJSONError says what is wrong without quoting the input back.
+func describeJSONError(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q has the wrong type", typ.Field)
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "incomplete JSON"
+	}
+	return "not a message object (known fields: type, task_id, all_users)"
+}

@@ -1,0 +1,66 @@
+// browser.js: shared set-up for the browser tests. Debian's Chromium
+// (/usr/bin/chromium) driven by playwright-core, headless, with a fresh
+// profile per launch. The page under test comes from NODEBATCH_UI_URL.
+
+import { chromium } from 'playwright-core';
+import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+
+/** screenshotDir is the gitignored folder the tests save screenshots to. */
+export const screenshotDir = process.env.NODEBATCH_SCREENSHOTS ?? path.resolve(here, '../../../.nodebatch/screenshots');
+
+/** baseURL is the relay serving the UI; the tests fail loudly without it. */
+export function baseURL() {
+  const u = process.env.NODEBATCH_UI_URL;
+  if (!u) throw new Error('NODEBATCH_UI_URL is not set: run the browser tests against a running nodebatch (make run, or the Go test that starts the whole product)');
+  return u.replace(/\/$/, '') + '/';
+}
+
+/** launch starts Chromium with a fresh profile; close() removes it. */
+export async function launch() {
+  const profile = mkdtempSync(path.join(tmpdir(), 'nodebatch-chromium-'));
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: process.env.NODEBATCH_CHROMIUM ?? '/usr/bin/chromium',
+    headless: true,
+    args: ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
+      '--no-first-run', '--disable-quic', '--disable-sync'],
+    viewport: { width: 1366, height: 768 },
+  });
+  return {
+    context,
+    async close() {
+      await context.close();
+      rmSync(profile, { recursive: true, force: true });
+    },
+  };
+}
+
+/** signIn opens the UI and signs in as a development user. */
+export async function signIn(page, user = 'alice') {
+  await page.goto(baseURL());
+  await page.locator(`button[data-user="${user}"]`).click();
+  await page.locator('#who').waitFor();
+}
+
+/** shot saves a full-page screenshot under screenshotDir. */
+export async function shot(page, name) {
+  mkdirSync(screenshotDir, { recursive: true });
+  await page.screenshot({ path: path.join(screenshotDir, `${name}.png`), fullPage: false });
+}
+
+/** token returns the page's bearer token (to check results through the API). */
+export async function token(page) {
+  return page.evaluate(() => sessionStorage.getItem('nodebatch.token'));
+}
+
+/** apiNodes lists nodes through the same API the page uses. */
+export async function apiNodes(page, selector) {
+  const t = await token(page);
+  const res = await fetch(`${baseURL()}v1/nodes?selector=${encodeURIComponent(selector)}`, { headers: { Authorization: `Bearer ${t}` } });
+  if (!res.ok) throw new Error(`GET /v1/nodes?selector=${selector}: ${res.status} ${await res.text()}`);
+  return (await res.json()).nodes;
+}

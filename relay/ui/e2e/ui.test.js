@@ -1,0 +1,169 @@
+// Browser tests of the web UI against a running nodebatch (NODEBATCH_UI_URL):
+// real Chromium, real relay, real batch API, real cluster. They need at
+// least NODEBATCH_E2E_NODES (default 200) nodes matching
+// NODEBATCH_E2E_SELECTOR (default nodebatch.dev/test=e2e).
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { launch, signIn, shot, apiNodes } from './browser.js';
+
+const selector = process.env.NODEBATCH_E2E_SELECTOR ?? 'nodebatch.dev/test=e2e';
+const nodeCount = Number(process.env.NODEBATCH_E2E_NODES ?? 200);
+const runID = `r${Date.now().toString(36)}`;
+const timeout = Number(process.env.NODEBATCH_E2E_TIMEOUT_MS ?? 120000);
+
+let browser;
+before(async () => { browser = await launch(); });
+after(async () => { await browser?.close(); });
+
+async function newPage() {
+  const page = await browser.context.newPage();
+  page.setDefaultTimeout(timeout);
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
+  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  return { page, problems };
+}
+
+/** selectBySelector applies the label selector and selects every match. */
+async function selectBySelector(page) {
+  await page.getByLabel('Label selector').fill(selector);
+  await page.locator('#apply-selector').click();
+  await page.locator('#nodes-summary').filter({ hasText: `${nodeCount} of ${nodeCount} nodes matching` }).waitFor();
+  await page.locator('#select-all').click();
+  await page.locator('#editor-target').filter({ hasText: `all ${nodeCount} nodes matching ${selector}` }).waitFor();
+}
+
+async function setLabelRow(page, key, value) {
+  const row = page.locator('#label-rows .row').first();
+  await row.getByLabel('Key').fill(key);
+  await row.getByLabel('Value').fill(value);
+}
+
+test('an invalid key shows a field error and submits nothing', async () => {
+  const { page, problems } = await newPage();
+  const posts = [];
+  page.on('request', (r) => { if (r.method() === 'POST' && new URL(r.url()).pathname.startsWith('/v1/batches')) posts.push(r.url()); });
+  await signIn(page, 'alice');
+  await selectBySelector(page);
+  await setLabelRow(page, 'bad key!', 'ml');
+  await page.locator('#label-rows .row').first().getByLabel('Value').focus(); // leave the key field
+  const keyErr = page.locator('#label-rows .row').first().locator('.field-error[data-for=key]');
+  await keyErr.filter({ hasText: 'name part must consist of alphanumeric characters' }).waitFor();
+  await page.locator('#btn-submit').click();
+  await page.locator('#editor-errors').filter({ hasText: 'nothing was sent' }).waitFor();
+  await page.locator('#btn-preview').click();
+  await page.locator('#editor-errors').filter({ hasText: 'nothing was sent' }).waitFor();
+  assert.equal(await page.locator('#label-rows .row').first().getByLabel('Key').getAttribute('aria-invalid'), 'true');
+  // kubectl syntax with a bad taint effect is refused inline too.
+  await page.getByLabel('Taints', { exact: true }).fill('gpu=true:Sometimes');
+  await page.locator('#kubectl-taints-add').click();
+  await page.locator('.kubectl .field-error').filter({ hasText: 'unsupported taint effect "Sometimes"' }).waitFor();
+  await shot(page, 'editor-field-error');
+  assert.deepEqual(posts, [], 'no batch request may be sent while a field is invalid');
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('select by selector, preview, apply a 200-node label batch, watch it reach 100 %, see the labels', async () => {
+  const { page, problems } = await newPage();
+  await signIn(page, 'alice');
+  await page.locator('#node-table tbody tr[data-node]').first().waitFor();
+  await shot(page, 'nodes');
+  await selectBySelector(page);
+  const key = 'nodebatch.dev/e2e-run';
+  await setLabelRow(page, key, runID);
+
+  await page.locator('#btn-preview').click();
+  const preview = page.locator('#preview-dialog');
+  await preview.locator('[data-count=would-change]').filter({ hasText: String(nodeCount) }).waitFor();
+  assert.equal(await preview.locator('[data-count=unchanged]').textContent(), '0');
+  await preview.locator('#preview-table td.after').filter({ hasText: runID }).first().waitFor();
+  await shot(page, 'preview');
+  // Dry run changed nothing.
+  assert.equal((await apiNodes(page, `${key}=${runID}`)).length, 0);
+
+  await preview.locator('#btn-apply-preview').click();
+  const dialog = page.locator('#progress-dialog');
+  await dialog.waitFor();
+  await dialog.locator('#progress-done').filter({ hasText: new RegExp(`/ ${nodeCount}$`) }).waitFor();
+  await shot(page, 'progress-running');
+  await dialog.locator('#batch-state[data-state=succeeded]').waitFor();
+  assert.equal(await dialog.locator('#progress-percent').textContent(), '100 %');
+  assert.equal(await dialog.locator('#progress-done').textContent(), `${nodeCount} / ${nodeCount}`);
+  assert.equal(await dialog.locator('#progress-bar').getAttribute('aria-valuenow'), '100.0');
+  assert.equal(await dialog.locator('[data-count=failed]').textContent(), '0');
+  await shot(page, 'progress-done');
+  await dialog.locator('#btn-close-progress').click();
+
+  // The table refreshed when the batch ended: every node shows the label.
+  await page.getByLabel('Filter text').fill(`${key}=${runID}`);
+  await page.locator('#nodes-summary').filter({ hasText: `${nodeCount} of ${nodeCount} nodes` }).waitFor();
+  await page.locator('#node-table tbody tr[data-node] .chip-label').filter({ hasText: `${key}=${runID}` }).first().waitFor();
+  await shot(page, 'nodes-after');
+  assert.equal((await apiNodes(page, `${key}=${runID}`)).length, nodeCount);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('cancel mid-batch ends cancelled, or is not offered when the API has no cancel', async () => {
+  const { page, problems } = await newPage();
+  await signIn(page, 'alice');
+  const features = await page.evaluate(async () => (await (await fetch('config.json')).json()).features ?? []);
+  await selectBySelector(page);
+  await setLabelRow(page, 'nodebatch.dev/e2e-cancel', runID);
+  await page.getByLabel('Concurrency (nodes patched at once)').fill('1');
+  await page.locator('#btn-submit').click();
+  const dialog = page.locator('#progress-dialog');
+  await dialog.waitFor();
+  if (!features.includes('cancel')) {
+    assert.equal(await dialog.locator('#btn-cancel').count(), 0, 'a Cancel button without API support would be fake');
+    await dialog.locator('#batch-state[data-state=succeeded]').waitFor();
+    await page.close();
+    return;
+  }
+  await dialog.locator('#btn-cancel').click();
+  await dialog.locator('#batch-state[data-state=cancelled]').waitFor();
+  const cancelled = Number(await dialog.locator('[data-count=cancelled]').textContent());
+  const done = Number(await dialog.locator('[data-count=succeeded]').textContent()) + Number(await dialog.locator('[data-count=unchanged]').textContent());
+  assert.ok(cancelled > 0, `cancelled count = ${cancelled}, want > 0`);
+  assert.equal(await dialog.locator('#progress-done').textContent(), `${nodeCount} / ${nodeCount}`);
+  assert.equal(await dialog.locator('#btn-cancel').count(), 0);
+  await shot(page, 'progress-cancelled');
+  assert.equal((await apiNodes(page, `nodebatch.dev/e2e-cancel=${runID}`)).length, done);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('history lists the batches newest first and reopens one', async () => {
+  const { page, problems } = await newPage();
+  await signIn(page, 'alice');
+  const tab = page.locator('#tab-history');
+  if (await tab.isHidden()) {
+    // No history endpoint yet: the tab is hidden rather than fake.
+    assert.equal(await page.evaluate(async () => (await fetch('v1/batches?limit=1', { headers: { Authorization: `Bearer ${sessionStorage.getItem('nodebatch.token')}` } })).ok), false);
+    await page.close();
+    return;
+  }
+  await tab.click();
+  const rows = page.locator('#history-table tbody tr[data-batch]');
+  await rows.first().waitFor();
+  await shot(page, 'history');
+  await rows.first().locator('button.link').click();
+  const dialog = page.locator('#progress-dialog');
+  await dialog.locator('#batch-state').waitFor();
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test('narrow screen stays usable', async () => {
+  const { page, problems } = await newPage();
+  await page.setViewportSize({ width: 390, height: 844 });
+  await signIn(page, 'bob');
+  await page.locator('#node-table tbody tr[data-node]').first().waitFor();
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  assert.ok(overflow <= 0, `page scrolls sideways by ${overflow}px at 390px wide`);
+  await shot(page, 'nodes-narrow');
+  assert.deepEqual(problems, []);
+  await page.close();
+});

@@ -1,0 +1,295 @@
+// editor.js: the change editor. Label and taint rows (key, value, effect
+// picker), a kubectl-syntax box that fills rows, inline field errors
+// computed with validate.js before anything is sent, the API's own 422
+// field errors after, a dry-run preview, and submit.
+
+import { h, replace, uid } from './dom.js';
+import { taintEffects, validateChanges, parseSpecs, toRequest, toKubectl } from './validate.js';
+
+const blank = (kind) => ({ kind, op: 'set', key: '', value: '', effect: kind === 'taint' ? 'NoSchedule' : '' });
+
+/** Editor edits the pending changes and submits them for a target. */
+export class Editor {
+  /** @param {object} deps {client, config, onSubmitted(answer, body), onPreview(body), announce} */
+  constructor(deps) {
+    Object.assign(this, deps);
+    this.changes = [blank('label')];
+    this.target = { kind: 'nodes', nodes: [], count: 0 };
+    this.touched = new Set();
+    this.apiErrors = [];
+    this.kubectlErrors = { label: [], taint: [] };
+    this.busy = false;
+    this.el = h('section', { class: 'panel editor', 'aria-labelledby': 'editor-title' });
+    this.build();
+  }
+
+  opts() {
+    return { protectedDomains: this.config.protected_prefixes ?? undefined, allowedDomains: this.config.allowed_prefixes ?? undefined };
+  }
+
+  setTarget(t) {
+    this.target = t;
+    this.renderTarget();
+  }
+
+  build() {
+    this.targetEl = h('p', { class: 'target', id: 'editor-target', 'aria-live': 'polite' });
+    this.labelsEl = h('div', { class: 'rows', id: 'label-rows' });
+    this.taintsEl = h('div', { class: 'rows', id: 'taint-rows' });
+    const klId = uid('kl');
+    const ktId = uid('kt');
+    this.kLabels = h('input', { id: klId, type: 'text', name: 'kubectl-labels', placeholder: 'team=ml env- ', spellcheck: 'false', autocomplete: 'off', 'aria-describedby': `${klId}-err`,
+      onkeydown: (e) => { if (e.key === 'Enter') { e.preventDefault(); this.addKubectl('label'); } } });
+    this.kTaints = h('input', { id: ktId, type: 'text', name: 'kubectl-taints', placeholder: 'gpu=true:NoSchedule gpu:NoExecute- ', spellcheck: 'false', autocomplete: 'off', 'aria-describedby': `${ktId}-err`,
+      onkeydown: (e) => { if (e.key === 'Enter') { e.preventDefault(); this.addKubectl('taint'); } } });
+    this.kLabelsErr = h('p', { id: `${klId}-err`, class: 'field-error', 'aria-live': 'polite' });
+    this.kTaintsErr = h('p', { id: `${ktId}-err`, class: 'field-error', 'aria-live': 'polite' });
+    const ccId = uid('cc');
+    const mfId = uid('mf');
+    this.concurrency = h('input', { id: ccId, name: 'concurrency', type: 'number', min: '1', max: String(this.config.max_concurrency || 1000), step: '1', placeholder: 'auto', inputmode: 'numeric', 'aria-describedby': `${ccId}-hint` });
+    this.ccHint = h('p', { id: `${ccId}-hint`, class: 'hint' });
+    this.maxFailures = h('input', { id: mfId, name: 'max_failures', type: 'text', placeholder: 'none (e.g. 10 or 5%)', 'aria-describedby': `${mfId}-err`, autocomplete: 'off', oninput: () => this.renderErrors() });
+    this.mfErr = h('p', { id: `${mfId}-err`, class: 'field-error', 'aria-live': 'polite' });
+    this.summaryEl = h('div', { class: 'error-summary', id: 'editor-errors', tabindex: '-1', 'aria-live': 'assertive' });
+    this.previewBtn = h('button', { type: 'button', id: 'btn-preview', onclick: () => this.preview() }, 'Preview (dry run)');
+    this.submitBtn = h('button', { type: 'submit', class: 'primary', id: 'btn-submit' }, 'Apply to nodes');
+    replace(this.el,
+      h('h2', { id: 'editor-title' }, 'Change'),
+      this.targetEl,
+      h('form', { id: 'editor-form', novalidate: true, onsubmit: (e) => { e.preventDefault(); this.submit(); } },
+        h('fieldset', {}, h('legend', {}, 'Labels'), this.labelsEl,
+          h('button', { type: 'button', class: 'add', id: 'add-label', onclick: () => this.addRow('label') }, '+ Add label change')),
+        h('fieldset', {}, h('legend', {}, 'Taints'), this.taintsEl,
+          h('button', { type: 'button', class: 'add', id: 'add-taint', onclick: () => this.addRow('taint') }, '+ Add taint change')),
+        h('fieldset', { class: 'kubectl' }, h('legend', {}, 'Or type kubectl syntax'),
+          h('div', { class: 'field' }, h('label', { for: klId }, 'Labels'), h('div', { class: 'inline' }, this.kLabels,
+            h('button', { type: 'button', id: 'kubectl-labels-add', onclick: () => this.addKubectl('label') }, 'Add')), this.kLabelsErr),
+          h('div', { class: 'field' }, h('label', { for: ktId }, 'Taints'), h('div', { class: 'inline' }, this.kTaints,
+            h('button', { type: 'button', id: 'kubectl-taints-add', onclick: () => this.addKubectl('taint') }, 'Add')), this.kTaintsErr)),
+        h('fieldset', { class: 'options' }, h('legend', {}, 'Options'),
+          h('div', { class: 'field' }, h('label', { for: ccId }, 'Concurrency (nodes patched at once)'), this.concurrency, this.ccHint),
+          h('div', { class: 'field' }, h('label', { for: mfId }, 'Stop after failures'), this.maxFailures, this.mfErr)),
+        this.summaryEl,
+        h('div', { class: 'actions' }, this.previewBtn, this.submitBtn)));
+    this.renderRows();
+    this.renderTarget();
+    this.renderConcurrencyHint();
+  }
+
+  renderTarget() {
+    const t = this.target;
+    const what = t.kind === 'selector' ? `all ${t.count} nodes matching ${t.selector}` : t.kind === 'all' ? `all ${t.count} nodes` : `${t.count} selected node${t.count === 1 ? '' : 's'}`;
+    replace(this.targetEl, 'Applies to ', h('strong', {}, what), t.count ? '' : ' — select nodes in the table');
+    this.renderConcurrencyHint();
+  }
+
+  renderConcurrencyHint(apiValue) {
+    if (apiValue) this.apiConcurrency = apiValue;
+    const rule = this.config.concurrency_rule || 'the API chooses from the number of nodes';
+    this.ccHint.textContent = this.apiConcurrency
+      ? `Empty = auto: the API chose ${this.apiConcurrency} for this batch (${rule}).`
+      : `Empty = auto: ${rule}${this.config.max_concurrency ? `, at most ${this.config.max_concurrency}` : ''}.`;
+  }
+
+  addRow(kind) {
+    this.changes.push(blank(kind));
+    this.renderRows();
+    const rows = (kind === 'label' ? this.labelsEl : this.taintsEl).querySelectorAll('.row');
+    rows[rows.length - 1]?.querySelector('input[name=key]')?.focus();
+  }
+
+  addKubectl(kind) {
+    const input = kind === 'label' ? this.kLabels : this.kTaints;
+    const { changes, errors } = parseSpecs(kind, input.value);
+    // Drop empty placeholder rows of this kind before adding parsed ones.
+    this.changes = this.changes.filter((c) => c.kind !== kind || c.key !== '' || c.value !== '');
+    for (const c of changes) {
+      this.changes.push(c);
+      this.touched.add(this.changes.length - 1);
+    }
+    this.kubectlErrors[kind] = errors;
+    input.value = errors.length ? errors.map((e) => e.split(': ')[1]?.split(' ')[0] ?? '').join(' ') : '';
+    input.toggleAttribute('aria-invalid', errors.length > 0);
+    this.renderRows();
+  }
+
+  rowErrors() { return validateChanges(this.changes, this.opts()); }
+
+  maxFailuresError() {
+    const v = this.maxFailures.value.trim();
+    if (!v) return '';
+    return /^(\d+|\d+(\.\d+)?%)$/.test(v) ? '' : 'a whole number of nodes (10) or a percentage (5%)';
+  }
+
+  renderRows() {
+    const errs = this.rowErrors();
+    const row = (c, i) => {
+      const id = uid('row');
+      const e = this.touched.has(i) || this.showAll ? errs[i] : {};
+      const api = this.apiErrorsFor(c, i);
+      const keyErr = e.key || api.key;
+      const valErr = e.value || api.value;
+      const effErr = e.effect || api.effect;
+      const set = (f) => (ev) => {
+        c[f] = ev.target.value;
+        if (f !== 'op') this.touched.add(i);
+        this.apiErrors = [];
+        if (f === 'op') this.renderRows(); else this.renderErrors();
+      };
+      const isTaint = c.kind === 'taint';
+      return h('div', { class: 'row', 'data-row': String(i), role: 'group', 'aria-label': `${c.kind} change ${i + 1}` },
+        h('div', { class: 'field op' }, h('label', { for: `${id}-op` }, 'Action'),
+          h('select', { id: `${id}-op`, name: 'op', onchange: set('op') },
+            h('option', { value: 'set', selected: c.op === 'set' }, isTaint ? 'Add/update' : 'Set'),
+            h('option', { value: 'remove', selected: c.op === 'remove' }, 'Remove'))),
+        h('div', { class: 'field key' }, h('label', { for: `${id}-key` }, 'Key'),
+          h('input', { id: `${id}-key`, name: 'key', type: 'text', value: c.key, spellcheck: 'false', autocomplete: 'off', 'aria-invalid': keyErr ? 'true' : false, 'aria-describedby': `${id}-key-err`,
+            oninput: set('key'), onblur: () => { this.touched.add(i); this.renderErrors(); } }),
+          h('p', { class: 'field-error', id: `${id}-key-err`, 'data-for': 'key' }, keyErr ?? '')),
+        h('div', { class: 'field value' }, h('label', { for: `${id}-val` }, 'Value'),
+          h('input', { id: `${id}-val`, name: 'value', type: 'text', value: c.value, spellcheck: 'false', autocomplete: 'off', disabled: c.op === 'remove', 'aria-invalid': valErr ? 'true' : false, 'aria-describedby': `${id}-val-err`,
+            oninput: set('value'), onblur: () => { this.touched.add(i); this.renderErrors(); } }),
+          h('p', { class: 'field-error', id: `${id}-val-err`, 'data-for': 'value' }, valErr ?? '')),
+        isTaint ? h('div', { class: 'field effect' }, h('label', { for: `${id}-eff` }, 'Effect'),
+          h('select', { id: `${id}-eff`, name: 'effect', onchange: set('effect'), 'aria-invalid': effErr ? 'true' : false, 'aria-describedby': `${id}-eff-err` },
+            c.op === 'remove' ? h('option', { value: '', selected: !c.effect }, 'Any effect') : '',
+            taintEffects.map((ef) => h('option', { value: ef, selected: c.effect === ef }, ef))),
+          h('p', { class: 'field-error', id: `${id}-eff-err`, 'data-for': 'effect' }, effErr ?? '')) : '',
+        h('button', { type: 'button', class: 'icon remove-row', 'aria-label': `Remove ${c.kind} change ${i + 1}`,
+          onclick: () => { this.changes.splice(i, 1); this.touched = new Set([...this.touched].filter((j) => j !== i).map((j) => (j > i ? j - 1 : j))); this.renderRows(); } }, '×'));
+    };
+    const byKind = (k) => this.changes.map((c, i) => [c, i]).filter(([c]) => c.kind === k).map(([c, i]) => row(c, i));
+    const labels = byKind('label');
+    const taints = byKind('taint');
+    replace(this.labelsEl, labels.length ? labels : h('p', { class: 'muted' }, 'No label changes.'));
+    replace(this.taintsEl, taints.length ? taints : h('p', { class: 'muted' }, 'No taint changes.'));
+    this.renderErrors();
+  }
+
+  /** apiErrorsFor maps the API's field errors ("labels[0]", "taints[1].key") to a row. */
+  apiErrorsFor(c, i) {
+    const out = {};
+    if (!this.apiErrors.length) return out;
+    const kindIndex = this.changes.slice(0, i).filter((x) => x.kind === c.kind).length;
+    const base = c.kind === 'label' ? 'labels' : 'taints';
+    for (const f of this.apiErrors) {
+      const m = /^(labels|taints)\[(\d+)\](?:\.(\w+))?/.exec(f.field ?? '');
+      const byValue = !m && f.value && f.value === toKubectl(c) && (f.field ?? '').startsWith(base);
+      if ((m && m[1] === base && Number(m[2]) === kindIndex) || byValue) {
+        const sub = m?.[3] === 'value' ? 'value' : m?.[3] === 'effect' ? 'effect' : 'key';
+        out[sub] = f.reason || f.message;
+      }
+    }
+    return out;
+  }
+
+  /** renderErrors refreshes the inline messages without rebuilding inputs (keeps focus). */
+  renderErrors() {
+    const errs = this.rowErrors();
+    for (const rowEl of this.el.querySelectorAll('.row')) {
+      const i = Number(rowEl.dataset.row);
+      const e = this.touched.has(i) || this.showAll ? errs[i] : {};
+      const api = this.apiErrorsFor(this.changes[i], i);
+      for (const f of ['key', 'value', 'effect']) {
+        const p = rowEl.querySelector(`.field-error[data-for=${f}]`);
+        if (!p) continue;
+        const msg = e[f] || api[f] || '';
+        p.textContent = msg;
+        const input = rowEl.querySelector(`[name=${f}]`);
+        if (msg) input.setAttribute('aria-invalid', 'true'); else input.removeAttribute('aria-invalid');
+      }
+    }
+    this.kLabelsErr.textContent = this.kubectlErrors.label.join('; ');
+    this.kTaintsErr.textContent = this.kubectlErrors.taint.join('; ');
+    this.mfErr.textContent = this.maxFailuresError();
+    this.maxFailures.toggleAttribute('aria-invalid', !!this.maxFailuresError());
+    const unmapped = this.apiErrors.filter((f) => !/^(labels|taints)\[/.test(f.field ?? ''));
+    replace(this.summaryEl, this.apiMessage ? h('div', { class: 'error', role: 'alert' },
+      h('p', {}, this.apiMessage), unmapped.length ? h('ul', {}, unmapped.map((f) => h('li', {}, h('code', {}, f.field), f.value ? ` "${f.value}"` : '', `: ${f.reason}`))) : '') : '');
+  }
+
+  /** body builds the request, or returns null and shows every error. */
+  body(dryRun) {
+    this.showAll = true;
+    this.apiErrors = [];
+    this.apiMessage = '';
+    const changes = this.changes.filter((c) => c.key !== '' || c.value !== '' || c.op === 'remove');
+    this.changes = changes;
+    const errs = this.rowErrors();
+    const bad = errs.findIndex((e) => Object.keys(e).length > 0);
+    this.renderRows();
+    if (bad >= 0 || this.maxFailuresError()) {
+      this.apiMessage = 'Fix the highlighted fields; nothing was sent.';
+      this.renderErrors();
+      const first = this.el.querySelector('[aria-invalid=true]');
+      first?.focus();
+      this.announce?.('Fix the highlighted fields; nothing was sent.');
+      return null;
+    }
+    if (!changes.length) {
+      this.apiMessage = 'Add at least one label or taint change.';
+      this.renderErrors();
+      return null;
+    }
+    const t = this.target;
+    if (!t.count) {
+      this.apiMessage = 'Select at least one node in the table.';
+      this.renderErrors();
+      return null;
+    }
+    const body = { ...toRequest(changes), dry_run: dryRun };
+    if (t.kind === 'selector') body.selector = t.selector;
+    else if (t.kind === 'all') body.all = true;
+    else body.nodes = t.nodes;
+    const cc = this.concurrency.value.trim();
+    if (cc) body.concurrency = Number(cc);
+    const mf = this.maxFailures.value.trim();
+    if (mf) body.max_failures = mf;
+    body.idempotency_key = `ui-${crypto.randomUUID?.() ?? Date.now() + '-' + Math.random()}`;
+    return body;
+  }
+
+  showApiError(e) {
+    this.apiErrors = e.fields ?? [];
+    this.apiMessage = `The API refused the batch: ${e.message}`;
+    this.renderRows();
+    this.summaryEl.focus();
+  }
+
+  setBusy(b) {
+    this.busy = b;
+    this.previewBtn.disabled = b;
+    this.submitBtn.disabled = b;
+  }
+
+  async preview() {
+    const body = this.body(true);
+    if (!body) return;
+    this.setBusy(true);
+    try {
+      const r = await this.client.submit(body);
+      if (r.data.concurrency) this.renderConcurrencyHint(r.data.concurrency);
+      await this.onPreview?.(r, body, this.changes.map((c) => ({ ...c })));
+    } catch (e) {
+      this.showApiError(e);
+    } finally {
+      this.setBusy(false);
+    }
+  }
+
+  async submit() {
+    if (this.busy) return;
+    const body = this.body(false);
+    if (!body) return;
+    this.setBusy(true);
+    try {
+      const r = await this.client.submit(body);
+      if (r.data.concurrency) this.renderConcurrencyHint(r.data.concurrency);
+      this.onSubmitted?.(r, body);
+    } catch (e) {
+      this.showApiError(e);
+    } finally {
+      this.setBusy(false);
+    }
+  }
+}

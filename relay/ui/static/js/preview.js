@@ -1,0 +1,117 @@
+// preview.js: the dry-run preview. The API computes, per node, what the
+// change would do against the live node (nothing is changed); this dialog
+// shows before → after for the touched keys and the counts that will
+// change or are already in the target state, then offers to apply.
+
+import { h, replace } from './dom.js';
+import { isFinal } from './progress.js';
+
+/** resultsOf finds the per-node results in a batch or submit answer. */
+export function resultsOf(data) {
+  return data.results ?? data.nodes_results ?? data.nodes?.filter?.((n) => typeof n === 'object') ?? [];
+}
+
+/** flatten turns before/after documents into key → display value. */
+export function flatten(doc) {
+  const out = {};
+  if (!doc || typeof doc !== 'object') return out;
+  const labels = doc.labels && typeof doc.labels === 'object' ? doc.labels : null;
+  const taints = Array.isArray(doc.taints) ? doc.taints : null;
+  if (labels || taints) {
+    for (const [k, v] of Object.entries(labels ?? {})) out[`label ${k}`] = v === null ? '(absent)' : String(v);
+    for (const t of taints ?? []) out[`taint ${t.key}:${t.effect}`] = t.value ?? '';
+    for (const [k, v] of Object.entries(doc)) if (k !== 'labels' && k !== 'taints') out[k] = display(v);
+    return out;
+  }
+  for (const [k, v] of Object.entries(doc)) out[k] = display(v);
+  return out;
+}
+
+function display(v) {
+  if (v === null || v === undefined) return '(absent)';
+  if (typeof v === 'object') return JSON.stringify(v);
+  return String(v);
+}
+
+/** diffRows lists the keys whose value differs (or all touched keys). */
+export function diffRows(before, after) {
+  const b = flatten(before);
+  const a = flatten(after);
+  const keys = [...new Set([...Object.keys(b), ...Object.keys(a)])].sort();
+  return keys.map((k) => ({ key: k, before: b[k] ?? '(absent)', after: a[k] ?? '(absent)' }));
+}
+
+/** PreviewDialog shows a dry-run answer. */
+export class PreviewDialog {
+  /** @param {object} deps {client, stream, onApply()} */
+  constructor(deps) {
+    Object.assign(this, deps);
+    this.el = h('dialog', { id: 'preview-dialog', class: 'dialog wide', 'aria-labelledby': 'preview-title' });
+    this.el.addEventListener('close', () => this.unsub?.());
+    document.body.append(this.el);
+  }
+
+  /** show opens the dialog for a dry-run submit answer {status, data}. */
+  async show(answer) {
+    this.unsub?.();
+    const d = answer.data;
+    const id = d.batch_id ?? d.id;
+    if (answer.status === 202 && !resultsOf(d).length) {
+      this.render({ waiting: true, id, total: d.total });
+      if (!this.el.open) this.el.showModal();
+      await new Promise((resolve) => {
+        this.unsub = this.stream.subscribe(id, (m) => {
+          this.render({ waiting: true, id, total: m.total, current: m.current });
+          if (isFinal(m.state)) resolve();
+        });
+        this.client.batch(id).then((b) => { if (isFinal(b.state)) resolve(); }).catch(() => {});
+      });
+      this.unsub?.();
+      this.render({ data: await this.client.batch(id, { results: 'all', limit: 1000 }), id });
+    } else {
+      this.render({ data: d, id });
+      if (!this.el.open) this.el.showModal();
+    }
+  }
+
+  render(s) {
+    const close = h('button', { type: 'button', class: 'icon close', 'aria-label': 'Close preview', onclick: () => this.el.close() }, '×');
+    if (s.waiting) {
+      replace(this.el, h('header', { class: 'dialog-head' }, h('h2', { id: 'preview-title' }, 'Preview'), close),
+        h('p', { 'aria-live': 'polite' }, `Computing the dry run on ${s.total ?? '…'} nodes… ${s.current ?? 0} done`));
+      return;
+    }
+    const d = s.data;
+    const results = resultsOf(d);
+    const changed = results.filter((r) => r.changed === true || (r.changed === undefined && r.state === 'succeeded' && diffRows(r.before, r.after).some((x) => x.before !== x.after)));
+    const failed = results.filter((r) => r.state === 'failed' || r.state === 'skipped');
+    const wouldChange = d.would_change ?? d.counts?.would_change ?? changed.length;
+    const unchanged = d.unchanged ?? d.already ?? d.counts?.unchanged ?? (results.length - changed.length - failed.length);
+    const total = d.total ?? results.length;
+    const shown = results.slice(0, 500);
+    replace(this.el,
+      h('header', { class: 'dialog-head' }, h('h2', { id: 'preview-title' }, 'Preview (dry run — nothing changed)'), close),
+      h('dl', { class: 'counts', id: 'preview-counts' },
+        h('div', { class: 'count succeeded' }, h('dt', {}, 'Will change'), h('dd', { 'data-count': 'would-change' }, String(wouldChange))),
+        h('div', { class: 'count unchanged' }, h('dt', {}, 'Already in target state'), h('dd', { 'data-count': 'unchanged' }, String(unchanged))),
+        failed.length ? h('div', { class: 'count failed' }, h('dt', {}, 'Would fail'), h('dd', { 'data-count': 'failed' }, String(failed.length))) : '',
+        h('div', { class: 'count' }, h('dt', {}, 'Nodes'), h('dd', { 'data-count': 'total' }, String(total))),
+        d.concurrency ? h('div', { class: 'count' }, h('dt', {}, 'Concurrency'), h('dd', { 'data-count': 'concurrency' }, String(d.concurrency))) : ''),
+      results.length ? h('div', { class: 'table-wrap preview-wrap' }, h('table', { class: 'preview-table', id: 'preview-table' },
+        h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Node'), h('th', { scope: 'col' }, 'Key'), h('th', { scope: 'col' }, 'Before'), h('th', { scope: 'col' }, ''), h('th', { scope: 'col' }, 'After'))),
+        h('tbody', {}, shown.flatMap((r) => {
+          const rows = diffRows(r.before, r.after);
+          if (r.state === 'failed' || r.state === 'skipped') {
+            return [h('tr', { class: 'failed' }, h('th', { scope: 'row' }, r.node), h('td', { colspan: '4' }, `${r.state}: ${r.reason ?? ''}`))];
+          }
+          if (!rows.length) return [h('tr', { class: 'same' }, h('th', { scope: 'row' }, r.node), h('td', { colspan: '4', class: 'muted' }, 'already in target state'))];
+          return rows.map((x, j) => h('tr', { class: x.before === x.after ? 'same' : 'diff' },
+            j === 0 ? h('th', { scope: 'row', rowspan: String(rows.length) }, r.node) : '',
+            h('td', {}, h('code', {}, x.key)), h('td', { class: 'before' }, x.before), h('td', { 'aria-hidden': 'true' }, '→'), h('td', { class: 'after' }, x.after)));
+        })))) : h('p', { class: 'muted' }, 'The API returned no per-node results for this dry run.'),
+      results.length > shown.length ? h('p', { class: 'muted' }, `First ${shown.length} of ${results.length} nodes shown.`) : '',
+      h('footer', { class: 'dialog-foot' },
+        h('button', { type: 'button', onclick: () => this.el.close() }, 'Back to editing'),
+        h('button', { type: 'button', class: 'primary', id: 'btn-apply-preview', onclick: () => { this.el.close(); this.onApply?.(); } }, 'Apply for real')));
+  }
+}

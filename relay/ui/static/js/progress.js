@@ -1,0 +1,209 @@
+// progress.js: the progress dialog. It watches one batch over the shared
+// Stream and shows the percent bar, done/total, counts by state, nodes in
+// flight, rate and ETA, failed nodes with reasons, and the controls the
+// API supports (config.features). Closing it only stops watching: the
+// batch runs on, and opening it again from History resumes the live view.
+
+import { h, replace, fmtDuration, fmtTime } from './dom.js';
+
+const finalStates = new Set(['succeeded', 'partially_failed', 'failed', 'cancelled']);
+
+/** isFinal reports whether a batch state is terminal. */
+export function isFinal(state) { return finalStates.has(state); }
+
+/** fromBatch turns a GET /v1/batches/{id} answer into a progress message. */
+export function fromBatch(b) {
+  const counts = { succeeded: 0, failed: 0, skipped: 0, cancelled: 0, unchanged: 0, ...(b.counts ?? {}) };
+  const done = counts.succeeded + counts.failed + counts.skipped + counts.cancelled;
+  const total = b.total ?? 0;
+  const failed = (b.failed_nodes ?? b.failures ?? (b.results ?? []).filter((r) => r.state === 'failed').map((r) => ({ node: r.node, reason: r.reason })));
+  return {
+    task_id: b.batch_id ?? b.id,
+    type: b.state === 'failed' ? 'error' : (isFinal(b.state) ? 'complete' : 'progress'),
+    action: b.action,
+    current: Math.min(done, total),
+    total,
+    progress: total ? (Math.min(done, total) * 100) / total : 0,
+    state: b.state,
+    counts,
+    failed_nodes: failed,
+    timing: b.timing,
+    owner: b.owner,
+    message: b.message ?? b.reason ?? '',
+    created_at: b.created_at,
+    started_at: b.started_at,
+    finished_at: b.finished_at,
+    changes: b.changes,
+    concurrency: b.concurrency,
+    dry_run: b.dry_run,
+  };
+}
+
+/** ProgressDialog shows one batch at a time. */
+export class ProgressDialog {
+  /**
+   * @param {object} deps {client, stream, features, onFinal(batchID), onOpenBatch(batchID), announce(text)}
+   */
+  constructor(deps) {
+    Object.assign(this, deps);
+    this.el = h('dialog', { id: 'progress-dialog', class: 'dialog', 'aria-labelledby': 'progress-title' });
+    this.el.addEventListener('close', () => this.stopWatching());
+    document.body.append(this.el);
+    this.msg = null;
+    this.unsub = null;
+    this.finalSeen = false;
+  }
+
+  /** open shows batch id, live. initial may be the submit answer or a history row. */
+  async open(id, initial = null) {
+    this.stopWatching();
+    this.id = id;
+    this.msg = initial ? { task_id: id, ...initial } : { task_id: id, state: 'pending', current: 0, total: 0, counts: {} };
+    this.finalSeen = false;
+    this.busy = '';
+    this.error = '';
+    this.render();
+    if (!this.el.open) this.el.showModal();
+    this.unsub = this.stream.subscribe(id, (m) => this.onMessage(m));
+    this.statusUnsub = this.stream.onStatus((s) => { this.connStatus = s; this.renderStatus(); });
+    try {
+      const b = await this.client.batch(id);
+      // The stream may have moved on while GET was in flight: keep the newer.
+      if (this.id === id && (!this.msg.current || (fromBatch(b).current >= this.msg.current) || isFinal(b.state))) {
+        this.onMessage({ ...fromBatch(b), fromGet: true });
+      }
+    } catch (e) {
+      if (this.id === id && !this.msg.state) { this.error = e.message; this.render(); }
+    }
+  }
+
+  stopWatching() {
+    this.unsub?.();
+    this.statusUnsub?.();
+    this.unsub = null;
+    this.statusUnsub = null;
+  }
+
+  onMessage(m) {
+    if (m.task_id !== this.id) return;
+    if (m.type === 'error' && !m.state) {
+      // A refused subscription or a relay-side problem, not the batch's end.
+      this.error = m.message;
+      this.render();
+      return;
+    }
+    const prev = this.msg ?? {};
+    // current never goes backwards within an attempt.
+    if (!isFinal(m.state) && (m.attempt ?? 0) === (prev.attempt ?? 0) && (m.current ?? 0) < (prev.current ?? 0)) return;
+    this.msg = { ...prev, ...m, counts: { ...(prev.counts ?? {}), ...(m.counts ?? {}) } };
+    if (!m.fromGet) this.msg.lastLive = Date.now();
+    this.render();
+    if (isFinal(this.msg.state) && !this.finalSeen) {
+      this.finalSeen = true;
+      this.announce?.(`Batch ${this.id} ${this.msg.state.replace('_', ' ')}`);
+      this.onFinal?.(this.id);
+      if (!m.fromGet && !(this.msg.failed_nodes?.length) && (this.msg.counts?.failed ?? 0) > 0) {
+        this.client.batch(this.id).then((b) => this.onMessage({ ...fromBatch(b), fromGet: true })).catch(() => {});
+      }
+    }
+  }
+
+  has(f) { return this.features.includes(f); }
+
+  async control(verb) {
+    this.busy = verb;
+    this.error = '';
+    this.render();
+    try {
+      const r = await this.client.control(this.id, verb, {});
+      this.busy = '';
+      const next = r.batch_id ?? r.id;
+      if (verb === 'revert' && next && next !== this.id) {
+        this.onOpenBatch?.(next, r);
+        return;
+      }
+      if (verb === 'retry') {
+        this.finalSeen = false;
+        this.msg = { ...this.msg, state: r.state ?? 'running', attempt: r.attempt ?? (this.msg.attempt ?? 1) + 1 };
+      }
+      if (verb === 'cancel') this.msg = { ...this.msg, cancelRequested: true };
+      this.render();
+    } catch (e) {
+      this.busy = '';
+      this.error = `${verb}: ${e.message}`;
+      this.render();
+    }
+  }
+
+  renderStatus() {
+    const s = this.el.querySelector('.conn');
+    if (!s) return;
+    const final = isFinal(this.msg?.state);
+    s.textContent = final ? 'finished' : ({ live: 'live', connecting: 'connecting…', reconnecting: 'reconnecting…', idle: '' }[this.connStatus] ?? '');
+    s.dataset.status = final ? 'final' : this.connStatus;
+  }
+
+  render() {
+    const m = this.msg ?? {};
+    const c = { succeeded: 0, failed: 0, skipped: 0, cancelled: 0, unchanged: 0, ...(m.counts ?? {}) };
+    const total = m.total ?? 0;
+    const done = m.current ?? (c.succeeded + c.failed + c.skipped + c.cancelled);
+    const pct = total ? (done * 100) / total : (isFinal(m.state) ? 100 : 0);
+    const final = isFinal(m.state);
+    const inFlight = Object.values(m.in_flight ?? {}).filter(Boolean);
+    const state = m.state || 'pending';
+
+    const buttons = [];
+    if (!final && this.has('cancel')) {
+      buttons.push(h('button', { type: 'button', class: 'danger', id: 'btn-cancel', disabled: !!this.busy || m.cancelRequested, onclick: () => this.control('cancel') },
+        m.cancelRequested ? 'Cancelling…' : 'Cancel batch'));
+    }
+    if (final && this.has('retry') && (c.failed > 0 || c.cancelled > 0)) {
+      buttons.push(h('button', { type: 'button', id: 'btn-retry', disabled: !!this.busy, onclick: () => this.control('retry') }, 'Retry failed'));
+    }
+    if (final && this.has('revert') && c.succeeded - c.unchanged > 0 && !m.dry_run) {
+      buttons.push(h('button', { type: 'button', id: 'btn-revert', disabled: !!this.busy, onclick: () => this.control('revert') }, 'Revert'));
+    }
+    buttons.push(h('button', { type: 'button', class: 'primary', id: 'btn-close-progress', onclick: () => this.el.close() }, final ? 'Close' : 'Close (batch keeps running)'));
+
+    const countItem = (name, v, cls) => h('div', { class: `count ${cls}` }, h('dt', {}, name), h('dd', { 'data-count': cls }, String(v)));
+    const timing = m.timing;
+    replace(this.el,
+      h('header', { class: 'dialog-head' },
+        h('h2', { id: 'progress-title' }, m.dry_run ? 'Dry run ' : 'Batch ', h('code', {}, this.id)),
+        h('span', { class: `badge state-${state}`, id: 'batch-state', 'data-state': state }, state.replace('_', ' ')),
+        h('span', { class: 'conn', 'aria-live': 'off' }),
+        h('button', { type: 'button', class: 'icon close', 'aria-label': 'Close dialog', onclick: () => this.el.close() }, '×')),
+      m.owner ? h('p', { class: 'muted' }, `Owner: ${m.owner}`) : '',
+      h('div', { class: 'bar', role: 'progressbar', 'aria-label': 'Batch progress', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': pct.toFixed(1), id: 'progress-bar' },
+        h('div', { class: `bar-fill state-${state}`, style: `width:${pct.toFixed(2)}%` })),
+      h('p', { class: 'bar-text' },
+        h('strong', { id: 'progress-percent' }, `${pct.toFixed(pct === 100 || pct === 0 ? 0 : 1)} %`), ' · ',
+        h('span', { id: 'progress-done' }, `${done} / ${total}`), ' nodes done'),
+      h('dl', { class: 'counts' },
+        countItem('Succeeded', c.succeeded - c.unchanged, 'succeeded'),
+        countItem('Already in target state', c.unchanged, 'unchanged'),
+        countItem('Failed', c.failed, 'failed'),
+        countItem('Skipped', c.skipped, 'skipped'),
+        countItem('Cancelled', c.cancelled, 'cancelled'),
+        countItem('Pending', Math.max(0, total - done), 'pending')),
+      h('div', { class: 'stats' },
+        h('span', {}, 'Rate: ', h('strong', {}, m.rate ? `${m.rate.toFixed(1)} nodes/s` : (timing?.nodes_per_second ? `${timing.nodes_per_second.toFixed(1)} nodes/s` : '—'))),
+        !final ? h('span', {}, 'ETA: ', h('strong', {}, m.eta_seconds ? fmtDuration(m.eta_seconds) : '—')) : '',
+        timing ? h('span', {}, 'Latency p50/p95/max: ', h('strong', {}, `${Math.round(timing.p50_ms)} / ${Math.round(timing.p95_ms)} / ${Math.round(timing.max_ms)} ms`)) : '',
+        timing?.retries ? h('span', {}, 'Retries: ', h('strong', {}, String(timing.retries))) : '',
+        m.attempt > 1 ? h('span', {}, 'Attempt: ', h('strong', {}, String(m.attempt))) : '',
+        m.finished_at ? h('span', {}, 'Finished: ', h('strong', {}, fmtTime(m.finished_at))) : ''),
+      !final && (inFlight.length || m.current_node) ? h('div', { class: 'inflight' },
+        h('h3', {}, `In flight (${inFlight.length || 1})`),
+        h('div', { class: 'chips' }, (inFlight.length ? inFlight : [m.current_node]).slice(0, 40).map((n) => h('code', { class: 'chip' }, n)))) : '',
+      m.message ? h('p', { class: 'message', id: 'progress-message' }, m.message) : '',
+      (m.failed_nodes?.length) ? h('details', { class: 'failures', open: true },
+        h('summary', {}, `Failed nodes (${c.failed}${m.failed_nodes.length < c.failed ? `, first ${m.failed_nodes.length} shown` : ''})`),
+        h('table', {}, h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Node'), h('th', { scope: 'col' }, 'Reason'))),
+          h('tbody', {}, m.failed_nodes.map((f) => h('tr', {}, h('td', {}, h('code', {}, f.node)), h('td', {}, f.reason)))))) : '',
+      this.error ? h('p', { class: 'error', role: 'alert' }, this.error) : '',
+      h('footer', { class: 'dialog-foot' }, buttons));
+    this.renderStatus();
+  }
+}

@@ -1,0 +1,151 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/nodebatch/nodebatch/shared/auth"
+)
+
+// errTokenQueryOff refuses the seed's ?token= while the compatibility
+// setting is off.
+var errTokenQueryOff = fmt.Errorf("%w: ?token= is disabled; offer the token as Sec-WebSocket-Protocol %q or use a ticket", auth.ErrNoToken, bearerPrefix+"<token>")
+
+// serveWS upgrades an authenticated request from an allowed origin. The
+// seed's path (seed=true) behaves like the seed's user-level connection:
+// it is subscribed to all the caller's batches at once.
+func (s *Server) serveWS(seed bool) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodGet {
+			w.Header().Set("Allow", http.MethodGet)
+			writeJSON(w, http.StatusMethodNotAllowed, errorBody("method_not_allowed", "use GET with a WebSocket upgrade"))
+			return
+		}
+		if !s.originAllowed(r) {
+			s.log.Warn("websocket refused: origin not allowed", "origin", r.Header.Get("Origin"))
+			writeJSON(w, http.StatusForbidden, errorBody("forbidden", "origin not allowed"))
+			return
+		}
+		p, err := s.authenticate(r)
+		if err != nil {
+			s.refuse(w, r, err)
+			return
+		}
+		s.mu.Lock()
+		shutting := s.shutting
+		s.mu.Unlock()
+		if shutting {
+			writeJSON(w, http.StatusServiceUnavailable, errorBody("unavailable", "relay restarting; reconnect"))
+			return
+		}
+		ws, err := s.upgrader.Upgrade(w, r, nil)
+		if err != nil {
+			return // the upgrader answered the client
+		}
+		c := newConn(s, ws, p)
+		if !s.register(c) {
+			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseServiceRestart, "service restart; reconnect"), s.cfg.Now().Add(s.cfg.WriteTimeout))
+			ws.Close()
+			return
+		}
+		c.log.Debug("websocket connected", "seed_path", seed)
+		go c.writePump()
+		if seed {
+			c.handle(clientMessage{Type: msgSubscribeAll})
+		}
+		if id := r.URL.Query().Get("task_id"); id != "" {
+			c.handle(clientMessage{Type: msgSubscribe, TaskID: id})
+		}
+		c.readPump()
+	}
+}
+
+// authenticate finds the caller's credential: a bearer token offered as a
+// subprotocol, an Authorization header (non-browser clients), a ticket, or
+// (only when enabled) the seed's ?token=.
+func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
+	ctx := r.Context()
+	for _, proto := range websocket.Subprotocols(r) {
+		if tok, ok := strings.CutPrefix(proto, bearerPrefix); ok {
+			return s.verify(ctx, tok)
+		}
+	}
+	if tok := bearerHeader(r); tok != "" {
+		return s.verify(ctx, tok)
+	}
+	q := r.URL.Query()
+	if t := q.Get("ticket"); t != "" {
+		p, ok := s.tickets.Redeem(t)
+		if !ok {
+			return auth.Principal{}, fmt.Errorf("%w: unknown, used or expired ticket", auth.ErrInvalidToken)
+		}
+		return p, nil
+	}
+	if tok := q.Get("token"); tok != "" {
+		if !s.cfg.SeedTokenQuery {
+			return auth.Principal{}, errTokenQueryOff
+		}
+		return s.verify(ctx, tok)
+	}
+	return auth.Principal{}, auth.ErrNoToken
+}
+
+func (s *Server) verify(ctx context.Context, tok string) (auth.Principal, error) {
+	if tok == "" {
+		return auth.Principal{}, auth.ErrNoToken
+	}
+	return s.cfg.Verifier.Verify(ctx, tok)
+}
+
+// refuse answers a failed authentication (401, or 503 when the identity
+// provider is down) without ever echoing the credential.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
+	level := s.log.Info
+	if errors.Is(err, auth.ErrInvalidToken) {
+		level = s.log.Warn
+	}
+	level("request refused", "path", r.URL.Path, "reason", err.Error())
+	if errors.Is(err, errTokenQueryOff) {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="nodebatch"`)
+		writeJSON(w, http.StatusUnauthorized, errorBody("unauthenticated", "?token= is disabled; offer the token as a Sec-WebSocket-Protocol or use a ticket"))
+		return
+	}
+	auth.WriteError(w, err)
+}
+
+// bearerHeader returns the token of "Authorization: Bearer <token>".
+func bearerHeader(r *http.Request) string {
+	h := r.Header.Get("Authorization")
+	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
+		return strings.TrimSpace(h[7:])
+	}
+	return ""
+}
+
+// originAllowed: no Origin (not a browser), the relay's own origin, or one
+// in the allowlist.
+func (s *Server) originAllowed(r *http.Request) bool {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return true
+	}
+	u, err := url.Parse(origin)
+	if err != nil || u.Host == "" {
+		return false
+	}
+	if strings.EqualFold(u.Host, r.Host) {
+		return true
+	}
+	for _, a := range s.cfg.AllowedOrigins {
+		if a == "*" || strings.EqualFold(strings.TrimSuffix(a, "/"), origin) {
+			return true
+		}
+	}
+	return false
+}

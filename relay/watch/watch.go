@@ -1,0 +1,377 @@
+// Package watch turns Firestore documents into progress messages with
+// snapshot listeners, never polling. Per watched batch there is ONE watcher,
+// shared by every subscriber and closed when the last one leaves: it listens
+// to the batch document and, with single-document listeners, to each lane
+// document of the current attempt (the emulator's query listeners are slow
+// and serialize commits; see docs/design.md), and recomputes the message with
+// progress.Compute on every change.
+//
+// A subscriber first gets the current state, then every change. Delivery is
+// a non-blocking call: coalescing for slow clients is the subscriber's job.
+package watch
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"reflect"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/nodebatch/nodebatch/shared/progress"
+	"github.com/nodebatch/nodebatch/shared/store"
+)
+
+// Sink receives a subscription's messages. Deliver must not block: it is
+// called with the watcher's lock held, so that a new subscriber's first
+// message (the current state) and the changes after it are never reordered
+// or missed.
+type Sink interface {
+	Deliver(m progress.Message)
+}
+
+// Allow decides, once the batch's owner is known, whether a subscriber may
+// see the batch. It is asked for every subscription.
+type Allow func(owner string) bool
+
+// Registry owns the shared watchers. Its zero value is not usable; call New.
+type Registry struct {
+	fs  *firestore.Client
+	log *slog.Logger
+	now func() time.Time
+
+	mu      sync.Mutex
+	batches map[string]*batchWatcher
+	owners  map[string]*ownerWatcher
+}
+
+// New returns a registry reading from fs. now is the clock (time.Now if nil).
+func New(fs *firestore.Client, log *slog.Logger, now func() time.Time) *Registry {
+	if now == nil {
+		now = time.Now
+	}
+	return &Registry{fs: fs, log: log, now: now, batches: map[string]*batchWatcher{}, owners: map[string]*ownerWatcher{}}
+}
+
+// Stats is a snapshot of the registry's size, for health and tests.
+type Stats struct {
+	Batches     int // batch watchers open
+	Owners      int // owner feeds open
+	Subscribers int // subscriptions to batches
+}
+
+// Stats reports how many watchers and subscriptions are open.
+func (r *Registry) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := Stats{Batches: len(r.batches), Owners: len(r.owners)}
+	for _, w := range r.batches {
+		w.mu.Lock()
+		s.Subscribers += len(w.subs)
+		w.mu.Unlock()
+	}
+	return s
+}
+
+// Subscribe subscribes sink to batch id. Once the batch document is read,
+// allow(owner) decides: refused (or no such batch) → the sink gets
+// progress.Refusal(id, "not found") and the subscription ends by itself.
+// Otherwise the sink gets the current state, then every change, until cancel
+// is called. cancel is idempotent.
+func (r *Registry) Subscribe(id string, allow Allow, sink Sink) (cancel func()) {
+	s := &subscriber{allow: allow, sink: sink}
+	r.mu.Lock()
+	w := r.batches[id]
+	if w == nil {
+		w = newBatchWatcher(r, id)
+		r.batches[id] = w
+		go w.run()
+	}
+	w.refs++
+	r.mu.Unlock()
+	w.add(s)
+	var once sync.Once
+	return func() { once.Do(func() { r.release(w, s) }) }
+}
+
+// release removes s from w and closes w when it was the last reference.
+func (r *Registry) release(w *batchWatcher, s *subscriber) {
+	w.remove(s)
+	r.mu.Lock()
+	w.refs--
+	last := w.refs == 0
+	if last {
+		delete(r.batches, w.id)
+	}
+	r.mu.Unlock()
+	if last {
+		w.stop()
+	}
+}
+
+type subscriber struct {
+	allow   Allow
+	sink    Sink
+	allowed bool // decided and allowed
+}
+
+// batchWatcher is the one watcher of a batch.
+type batchWatcher struct {
+	r      *Registry
+	id     string
+	ctx    context.Context
+	cancel context.CancelFunc
+	refs   int // guarded by r.mu
+	events chan event
+
+	mu      sync.Mutex
+	subs    map[*subscriber]bool
+	known   bool // the batch doc has been read (exists or not)
+	missing bool
+	batch   store.BatchDoc
+	lanes   map[string]store.LaneDoc
+	current progress.Message
+}
+
+// event is a snapshot from one of the watcher's listeners.
+type event struct {
+	batch   *store.BatchDoc // batch doc changed (nil with missing: deleted/absent)
+	missing bool
+	laneID  string
+	lane    *store.LaneDoc
+	lanes   map[string]store.LaneDoc // earlier attempts, read once
+	attempt int                      // the attempt lanes belongs to
+}
+
+func newBatchWatcher(r *Registry, id string) *batchWatcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &batchWatcher{
+		r: r, id: id, ctx: ctx, cancel: cancel,
+		events: make(chan event, 64),
+		subs:   map[*subscriber]bool{},
+		lanes:  map[string]store.LaneDoc{},
+	}
+}
+
+func (w *batchWatcher) stop() { w.cancel() }
+
+// add registers s; if the batch is known, s is decided and, when allowed,
+// gets the current state at once.
+func (w *batchWatcher) add(s *subscriber) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.subs[s] = true
+	if w.known {
+		w.decide(s)
+	}
+}
+
+func (w *batchWatcher) remove(s *subscriber) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.subs, s)
+}
+
+// decide applies s.allow once the batch is known. w.mu must be held.
+func (w *batchWatcher) decide(s *subscriber) {
+	if s.allowed {
+		return
+	}
+	if w.missing || !s.allow(w.batch.Owner) {
+		delete(w.subs, s)
+		s.sink.Deliver(progress.Refusal(w.id, "not found", w.r.now()))
+		return
+	}
+	s.allowed = true
+	s.sink.Deliver(w.current)
+}
+
+// run listens to the batch doc and the current attempt's lanes until the
+// watcher stops. All state changes happen here, one event at a time.
+func (w *batchWatcher) run() {
+	log := w.r.log.With("batch_id", w.id)
+	go w.listenBatch(log)
+	var laneCancel context.CancelFunc = func() {}
+	attempt, lanes := 0, 0
+	for {
+		select {
+		case <-w.ctx.Done():
+			laneCancel()
+			return
+		case ev := <-w.events:
+			if ev.batch != nil && (ev.batch.Attempt != attempt || ev.batch.Lanes != lanes) {
+				// A new attempt (retry) has new lanes: listen to those, and
+				// read the earlier attempts' (finished) lanes once.
+				laneCancel()
+				var ctx context.Context
+				ctx, laneCancel = context.WithCancel(w.ctx)
+				attempt, lanes = ev.batch.Attempt, ev.batch.Lanes
+				for lane := range lanes {
+					go w.listenLane(ctx, log, store.LaneID(attempt, lane))
+				}
+				if attempt > 1 {
+					go w.readEarlier(ctx, log, attempt)
+				}
+			}
+			w.apply(ev)
+		}
+	}
+}
+
+// apply folds ev into the state and sends the new message to every
+// allowed subscriber; the first batch snapshot decides pending subscribers.
+func (w *batchWatcher) apply(ev event) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case ev.missing:
+		w.known, w.missing = true, true
+	case ev.batch != nil:
+		w.known, w.missing, w.batch = true, false, *ev.batch
+	case ev.lane != nil:
+		w.lanes[ev.laneID] = *ev.lane
+	case ev.lanes != nil:
+		for id, l := range ev.lanes {
+			if _, ok := w.lanes[id]; !ok {
+				w.lanes[id] = l
+			}
+		}
+	}
+	if !w.known {
+		return
+	}
+	if w.missing { // refuse the undecided; the others keep their last state
+		for s := range w.subs {
+			w.decide(s)
+		}
+		return
+	}
+	lanes := make([]store.LaneDoc, 0, len(w.lanes))
+	for _, l := range w.lanes {
+		if l.Attempt <= w.batch.Attempt {
+			lanes = append(lanes, l)
+		}
+	}
+	next := progress.Compute(w.batch, lanes, w.r.now())
+	if same(w.current, next) {
+		return // e.g. a lane snapshot arriving after the batch went final
+	}
+	w.current = next
+	for s := range w.subs {
+		if s.allowed {
+			s.sink.Deliver(w.current)
+		} else {
+			w.decide(s)
+		}
+	}
+}
+
+// send hands ev to run, unless the watcher stopped.
+func (w *batchWatcher) send(ctx context.Context, ev event) bool {
+	select {
+	case w.events <- ev:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (w *batchWatcher) listenBatch(log *slog.Logger) {
+	ref := w.r.fs.Doc(store.BatchPath(w.id))
+	listen(w.ctx, log, ref, func(snap *firestore.DocumentSnapshot) error {
+		if !snap.Exists() {
+			w.send(w.ctx, event{missing: true})
+			return nil
+		}
+		var b store.BatchDoc
+		if err := snap.DataTo(&b); err != nil {
+			return fmt.Errorf("decode batch %q: %w", w.id, err)
+		}
+		if b.ID == "" {
+			b.ID = w.id
+		}
+		w.send(w.ctx, event{batch: &b})
+		return nil
+	})
+}
+
+func (w *batchWatcher) listenLane(ctx context.Context, log *slog.Logger, laneID string) {
+	ref := w.r.fs.Doc(store.BatchPath(w.id) + "/" + store.LanesCollection + "/" + laneID)
+	listen(ctx, log.With("lane", laneID), ref, func(snap *firestore.DocumentSnapshot) error {
+		if !snap.Exists() {
+			return nil // not started yet
+		}
+		var l store.LaneDoc
+		if err := snap.DataTo(&l); err != nil {
+			return fmt.Errorf("decode lane %q of batch %q: %w", laneID, w.id, err)
+		}
+		w.send(ctx, event{laneID: laneID, lane: &l})
+		return nil
+	})
+}
+
+// readEarlier reads the lanes of attempts before attempt once: they no
+// longer change, so they need no listener.
+func (w *batchWatcher) readEarlier(ctx context.Context, log *slog.Logger, attempt int) {
+	docs, err := w.r.fs.Collection(store.BatchPath(w.id)+"/"+store.LanesCollection).
+		Where("attempt", "<", attempt).Documents(ctx).GetAll()
+	if err != nil {
+		if ctx.Err() == nil {
+			log.Error("read earlier attempts' lanes", "error", err)
+		}
+		return
+	}
+	lanes := map[string]store.LaneDoc{}
+	for _, d := range docs {
+		var l store.LaneDoc
+		if err := d.DataTo(&l); err != nil {
+			log.Error("decode lane", "lane", d.Ref.ID, "error", err)
+			continue
+		}
+		lanes[d.Ref.ID] = l
+	}
+	w.send(ctx, event{lanes: lanes, attempt: attempt})
+}
+
+// listen runs a single-document snapshot listener until ctx ends, calling
+// fn for each snapshot, and reopens it with backoff when the stream fails
+// (the client library already retries transient errors itself).
+func listen(ctx context.Context, log *slog.Logger, ref *firestore.DocumentRef, fn func(*firestore.DocumentSnapshot) error) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		it := ref.Snapshots(ctx)
+		for {
+			snap, err := it.Next()
+			if err != nil {
+				if ctx.Err() == nil && status.Code(err) != codes.Canceled {
+					log.Warn("snapshot listener failed; reopening", "doc", ref.Path, "error", err)
+				}
+				break
+			}
+			backoff = 100 * time.Millisecond
+			if err := fn(snap); err != nil {
+				log.Error("snapshot", "doc", ref.Path, "error", err)
+			}
+		}
+		it.Stop()
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+			backoff = min(2*backoff, 10*time.Second)
+		}
+	}
+}
+
+// same reports whether two messages say the same thing. A running batch's
+// rate changes with the clock, so only a final message can repeat.
+func same(a, b progress.Message) bool {
+	if !a.Final() || !b.Final() {
+		return false
+	}
+	a.Timestamp, b.Timestamp = time.Time{}, time.Time{}
+	return reflect.DeepEqual(a, b)
+}

@@ -1,0 +1,256 @@
+package nodepatch
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
+
+	"github.com/nodebatch/nodebatch/shared/change"
+)
+
+var nodesGVR = schema.GroupVersionResource{Version: "v1", Resource: "nodes"}
+
+func newNode() *corev1.Node {
+	return &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: "node-0001", ResourceVersion: "7", Labels: map[string]string{"team": "web", "zone": "a"}},
+		Spec:       corev1.NodeSpec{Taints: []corev1.Taint{{Key: "gpu", Value: "true", Effect: corev1.TaintEffectNoSchedule}}},
+	}
+}
+
+// wantAction is one request the patcher must send, sample-controller style.
+type wantAction struct {
+	verb         string
+	patch        string // exact merge patch bytes, for "patch"
+	taints       []corev1.Taint
+	rv           string // resourceVersion of the object sent, for "update"
+	dryRun       bool
+	fieldManager string
+}
+
+func checkActions(t *testing.T, want []wantAction, got []k8stesting.Action) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Fatalf("sent %d requests %v, want %d", len(got), got, len(want))
+	}
+	for i, w := range want {
+		a := got[i]
+		if a.GetVerb() != w.verb || a.GetResource() != nodesGVR {
+			t.Errorf("request %d = %s %v, want %s nodes", i, a.GetVerb(), a.GetResource(), w.verb)
+			continue
+		}
+		var opts []string
+		var fm string
+		switch a := a.(type) {
+		case k8stesting.PatchActionImpl:
+			if a.PatchType != types.MergePatchType {
+				t.Errorf("request %d patch type = %s, want %s", i, a.PatchType, types.MergePatchType)
+			}
+			if string(a.Patch) != w.patch {
+				t.Errorf("request %d patch = %s, want %s", i, a.Patch, w.patch)
+			}
+			opts, fm = a.PatchOptions.DryRun, a.PatchOptions.FieldManager
+		case k8stesting.UpdateActionImpl:
+			n := a.Object.(*corev1.Node)
+			if diff := cmp.Diff(w.taints, n.Spec.Taints); diff != "" {
+				t.Errorf("request %d taints mismatch (-want +got):\n%s", i, diff)
+			}
+			if n.ResourceVersion != w.rv {
+				t.Errorf("request %d resourceVersion = %q, want %q", i, n.ResourceVersion, w.rv)
+			}
+			opts, fm = a.UpdateOptions.DryRun, a.UpdateOptions.FieldManager
+		default:
+			continue
+		}
+		if fm != w.fieldManager {
+			t.Errorf("request %d field manager = %q, want %q", i, fm, w.fieldManager)
+		}
+		if got := len(opts) == 1 && opts[0] == metav1.DryRunAll; got != w.dryRun || (!w.dryRun && len(opts) != 0) {
+			t.Errorf("request %d dryRun = %v, want %v", i, opts, w.dryRun)
+		}
+	}
+}
+
+func TestApplyRequests(t *testing.T) {
+	t.Parallel()
+	ns := corev1.TaintEffectNoSchedule
+	gpu := corev1.Taint{Key: "gpu", Value: "true", Effect: ns}
+	tests := []struct {
+		name    string
+		set     change.Set
+		dryRun  bool
+		want    []wantAction
+		changed bool
+		skipped bool
+	}{
+		{
+			name:    "labels: merge patch of changed keys only",
+			set:     change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}, {Key: "zone", Remove: true}, {Key: "pool", Value: ""}, {Key: "gone", Remove: true}, {Key: "zz", Value: "same"}}},
+			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"pool":"","team":"ml","zone":null,"zz":"same"}}}`}},
+			changed: true,
+		},
+		{
+			name: "labels already in target state: no write",
+			set:  change.Set{Labels: []change.Label{{Key: "team", Value: "web"}, {Key: "gone", Remove: true}}},
+			want: []wantAction{{verb: "get"}},
+		},
+		{
+			name:    "labels with expect: resourceVersion precondition",
+			set:     change.Set{Labels: []change.Label{{Key: "team", Remove: true, Expect: &change.Expect{Present: true, Value: "web"}}}},
+			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":null},"resourceVersion":"7"}}`}},
+			changed: true,
+		},
+		{
+			name:    "failed expect: skipped, no write",
+			set:     change.Set{Labels: []change.Label{{Key: "team", Remove: true, Expect: &change.Expect{Present: true, Value: "ml"}}}},
+			want:    []wantAction{{verb: "get"}},
+			skipped: true,
+		},
+		{
+			name:    "labels dry run",
+			set:     change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}}},
+			dryRun:  true,
+			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", dryRun: true, patch: `{"metadata":{"labels":{"team":"ml"}}}`}},
+			changed: true,
+		},
+		{
+			name:    "taints: update with read resourceVersion",
+			set:     change.Set{Taints: []change.Taint{{Key: "spot", Effect: ns}}},
+			want:    []wantAction{{verb: "get"}, {verb: "update", fieldManager: "nodebatch", rv: "7", taints: []corev1.Taint{gpu, {Key: "spot", Effect: ns}}}},
+			changed: true,
+		},
+		{
+			name:    "taints dry run",
+			set:     change.Set{Taints: []change.Taint{{Key: "gpu", Remove: true}}},
+			dryRun:  true,
+			want:    []wantAction{{verb: "get"}, {verb: "update", fieldManager: "nodebatch", rv: "7", dryRun: true, taints: []corev1.Taint{}}},
+			changed: true,
+		},
+		{
+			name: "taint already present: no write",
+			set:  change.Set{Taints: []change.Taint{{Key: "gpu", Value: "true", Effect: ns}}},
+			want: []wantAction{{verb: "get"}},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			client := fake.NewClientset(newNode())
+			client.ClearActions()
+			p := &Patcher{Client: client}
+			out, err := p.Apply(context.Background(), "node-0001", tt.set, tt.dryRun)
+			if err != nil {
+				t.Fatalf("Apply error = %v", err)
+			}
+			if out.Changed != tt.changed || out.Skipped != tt.skipped {
+				t.Errorf("Apply = changed %v skipped %v (%s), want %v %v", out.Changed, out.Skipped, out.SkipReason, tt.changed, tt.skipped)
+			}
+			checkActions(t, tt.want, client.Actions())
+		})
+	}
+}
+
+// TestApplyConflictRetry: another writer adds a taint between our read and
+// our update; the update is refused with 409, and the retry keeps both.
+func TestApplyConflictRetry(t *testing.T) {
+	t.Parallel()
+	ns := corev1.TaintEffectNoSchedule
+	client := fake.NewClientset(newNode())
+	other := corev1.Taint{Key: "other", Value: "x", Effect: corev1.TaintEffectNoExecute}
+	conflicts := 0
+	client.PrependReactor("update", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicts > 0 {
+			return false, nil, nil
+		}
+		conflicts++
+		n, err := client.Tracker().Get(nodesGVR, "", "node-0001")
+		if err != nil {
+			return true, nil, err
+		}
+		n2 := n.(*corev1.Node).DeepCopy()
+		n2.Spec.Taints = append(n2.Spec.Taints, other)
+		n2.ResourceVersion = "8"
+		if err := client.Tracker().Update(nodesGVR, n2, ""); err != nil {
+			return true, nil, err
+		}
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, "node-0001", errors.New("the object has been modified"))
+	})
+	client.ClearActions()
+	p := &Patcher{Client: client, FieldManager: "test"}
+	out, err := p.Apply(context.Background(), "node-0001", change.Set{Taints: []change.Taint{{Key: "spot", Effect: ns}}}, false)
+	if err != nil {
+		t.Fatalf("Apply error = %v", err)
+	}
+	if out.Conflicts != 1 {
+		t.Errorf("Conflicts = %d, want 1", out.Conflicts)
+	}
+	gpu := corev1.Taint{Key: "gpu", Value: "true", Effect: ns}
+	spot := corev1.Taint{Key: "spot", Effect: ns}
+	checkActions(t, []wantAction{
+		{verb: "get"},
+		{verb: "update", fieldManager: "test", rv: "7", taints: []corev1.Taint{gpu, spot}},
+		{verb: "get"},
+		{verb: "update", fieldManager: "test", rv: "8", taints: []corev1.Taint{gpu, other, spot}},
+	}, client.Actions())
+	n, err := client.CoreV1().Nodes().Get(context.Background(), "node-0001", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get node: %v", err)
+	}
+	if diff := cmp.Diff([]corev1.Taint{gpu, other, spot}, n.Spec.Taints); diff != "" {
+		t.Errorf("stored taints mismatch (-want +got):\n%s", diff)
+	}
+}
+
+func TestApplyConflictExhausted(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset(newNode())
+	client.PrependReactor("patch", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, "node-0001", errors.New("modified"))
+	})
+	p := &Patcher{Client: client, MaxConflictRetries: 3}
+	out, err := p.Apply(context.Background(), "node-0001", change.Set{Labels: []change.Label{{Key: "a", Value: "b", Expect: &change.Expect{}}}}, false)
+	if err == nil {
+		t.Fatal("Apply error = nil, want a conflict")
+	}
+	if got := Classify(err); got != Transient {
+		t.Errorf("Classify(%v) = %v, want transient", err, got)
+	}
+	if out.Conflicts != 4 {
+		t.Errorf("Conflicts = %d, want 4 (1 + 3 retries)", out.Conflicts)
+	}
+}
+
+func TestApplyNodeGone(t *testing.T) {
+	t.Parallel()
+	p := &Patcher{Client: fake.NewClientset()}
+	_, err := p.Apply(context.Background(), "node-0001", change.Set{Labels: []change.Label{{Key: "a", Value: "b"}}}, false)
+	if !apierrors.IsNotFound(err) || Classify(err) != Permanent {
+		t.Errorf("Apply on a missing node: error %v (class %v), want NotFound, permanent", err, Classify(err))
+	}
+}
+
+func TestApplyStoresLabels(t *testing.T) {
+	t.Parallel()
+	client := fake.NewClientset(newNode())
+	p := &Patcher{Client: client}
+	set := change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}, {Key: "zone", Remove: true}}}
+	if _, err := p.Apply(context.Background(), "node-0001", set, false); err != nil {
+		t.Fatalf("Apply error = %v", err)
+	}
+	n, err := client.CoreV1().Nodes().Get(context.Background(), "node-0001", metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get node: %v", err)
+	}
+	if diff := cmp.Diff(map[string]string{"team": "ml"}, n.Labels); diff != "" {
+		t.Errorf("stored labels mismatch (-want +got):\n%s", diff)
+	}
+}

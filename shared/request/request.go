@@ -1,0 +1,361 @@
+// Package request is the HTTP batch request of the API: strict JSON decoding
+// of POST /v1/batches and of the seed's (kube-node-manager style) bodies, and
+// validation of everything that can be checked without the cluster, as field
+// errors that name the field and value.
+package request
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/nodebatch/nodebatch/shared/change"
+)
+
+// Batch is the body of POST /v1/batches. Changes come in kubectl syntax
+// (Labels, Taints) or structured (Changes), not both; nodes come as an
+// explicit list, a label selector, or all.
+type Batch struct {
+	Labels         []string    `json:"labels,omitempty"`
+	Taints         []string    `json:"taints,omitempty"`
+	Changes        *change.Set `json:"changes,omitempty"`
+	Nodes          []string    `json:"nodes,omitempty"`
+	Selector       string      `json:"selector,omitempty"`
+	All            bool        `json:"all,omitempty"`
+	Concurrency    int         `json:"concurrency,omitempty"`
+	DryRun         bool        `json:"dry_run,omitempty"`
+	IdempotencyKey string      `json:"idempotency_key,omitempty"`
+	MaxFailures    Threshold   `json:"max_failures,omitempty"`
+}
+
+// Threshold is a failure threshold: a count ("10" or 10) or a percentage of
+// the batch ("5%"). Empty means none.
+type Threshold string
+
+// UnmarshalJSON accepts a JSON string or a non-negative integer.
+func (t *Threshold) UnmarshalJSON(b []byte) error {
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err == nil {
+		*t = Threshold(n.String())
+		return nil
+	}
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return errors.New("max_failures must be a number or a string such as \"5%\"")
+	}
+	*t = Threshold(s)
+	return nil
+}
+
+// Limit resolves t against a batch of total nodes: the number of failures
+// that stops the batch, or 0 when there is no threshold.
+func (t Threshold) Limit(total int) (int, error) {
+	s := strings.TrimSpace(string(t))
+	if s == "" {
+		return 0, nil
+	}
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || f <= 0 || f > 100 {
+			return 0, fmt.Errorf("percentage must be in (0, 100]")
+		}
+		n := int(f / 100 * float64(total))
+		return max(n, 1), nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("must be a positive integer or a percentage such as \"5%%\"")
+	}
+	return n, nil
+}
+
+// Limits bound a request.
+type Limits struct {
+	MaxNodes          int // nodes per batch (explicit or resolved)
+	MaxChanges        int // label + taint changes per batch
+	MaxConcurrency    int // per-batch cap
+	MaxIdempotencyKey int // bytes
+}
+
+// DefaultLimits are the limits when none are configured.
+func DefaultLimits() Limits {
+	return Limits{MaxNodes: 10000, MaxChanges: 100, MaxConcurrency: 50, MaxIdempotencyKey: 256}
+}
+
+// Spec is a validated request: the change, the target, the options.
+type Spec struct {
+	Set            change.Set
+	Nodes          []string        // explicit list (sorted, unique) or nil
+	Selector       labels.Selector // when nodes are chosen by selector, else nil
+	SelectorText   string
+	All            bool
+	Concurrency    int // 0: choose from the number of nodes
+	DryRun         bool
+	IdempotencyKey string
+	MaxFailures    Threshold
+}
+
+// Decode reads exactly one JSON value from r into v, refusing unknown fields
+// and trailing data. r should be limited with http.MaxBytesReader; a body
+// over the limit answers 413.
+func Decode(r io.Reader, v any) *Error {
+	dec := json.NewDecoder(r)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return decodeError(err)
+		}
+		return Errorf(http.StatusBadRequest, CodeMalformed, "request body must be one JSON object")
+	}
+	return nil
+}
+
+func decodeError(err error) *Error {
+	var mbe *http.MaxBytesError
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &mbe):
+		return Errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body exceeds %d bytes", mbe.Limit)
+	case errors.Is(err, io.EOF):
+		return Errorf(http.StatusBadRequest, CodeMalformed, "request body is empty")
+	case errors.As(err, &se):
+		return Errorf(http.StatusBadRequest, CodeMalformed, "request body is not valid JSON at byte %d: %v", se.Offset, err)
+	case errors.As(err, &te):
+		e := Errorf(http.StatusBadRequest, CodeMalformed, "request body: field %q: want %s, got %s", te.Field, te.Type, te.Value)
+		e.Fields = []FieldError{{Field: te.Field, Reason: fmt.Sprintf("want %s, got JSON %s", te.Type, te.Value)}}
+		return e
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		e := Errorf(http.StatusBadRequest, CodeMalformed, "request body: unknown field %q", name)
+		e.Fields = []FieldError{{Field: name, Reason: "unknown field"}}
+		return e
+	}
+	return Errorf(http.StatusBadRequest, CodeMalformed, "request body: %v", err)
+}
+
+// Validate checks everything about b that needs no cluster: the change (via
+// change.Set.Validate with protection p), the target, the options and the
+// limits. It returns a 422 Error naming every refused field.
+func (b *Batch) Validate(lim Limits, p change.Protection) (*Spec, *Error) {
+	var errs field.ErrorList
+	spec := &Spec{
+		Concurrency:    b.Concurrency,
+		DryRun:         b.DryRun,
+		IdempotencyKey: b.IdempotencyKey,
+		MaxFailures:    b.MaxFailures,
+		All:            b.All,
+	}
+
+	// The change.
+	var set change.Set
+	var root *field.Path
+	switch {
+	case b.Changes != nil && (len(b.Labels) > 0 || len(b.Taints) > 0):
+		errs = append(errs, field.Invalid(field.NewPath("changes"), "", "give changes either as labels/taints (kubectl syntax) or as changes, not both"))
+	case b.Changes != nil:
+		set = *b.Changes
+		root = field.NewPath("changes")
+	default:
+		for i, s := range b.Labels {
+			l, err := change.ParseLabel(s)
+			if err != nil {
+				errs = append(errs, field.Invalid(field.NewPath("labels").Index(i), s, err.Error()))
+				continue
+			}
+			set.Labels = append(set.Labels, l)
+		}
+		for i, s := range b.Taints {
+			t, err := change.ParseTaint(s)
+			if err != nil {
+				errs = append(errs, field.Invalid(field.NewPath("taints").Index(i), s, err.Error()))
+				continue
+			}
+			set.Taints = append(set.Taints, t)
+		}
+	}
+	if len(errs) == 0 {
+		n := len(set.Labels) + len(set.Taints)
+		switch {
+		case n == 0:
+			errs = append(errs, field.Required(field.NewPath("labels"), "no label or taint change given"))
+		case n > lim.MaxChanges:
+			errs = append(errs, field.TooMany(field.NewPath("labels"), n, lim.MaxChanges))
+		default:
+			errs = append(errs, set.Validate(root, p)...)
+		}
+	}
+	spec.Set = set
+
+	// The target.
+	targets := 0
+	if len(b.Nodes) > 0 {
+		targets++
+	}
+	if b.Selector != "" {
+		targets++
+	}
+	if b.All {
+		targets++
+	}
+	switch {
+	case targets != 1:
+		errs = append(errs, field.Required(field.NewPath("nodes"), "give exactly one of nodes, selector, all"))
+	case len(b.Nodes) > lim.MaxNodes:
+		errs = append(errs, field.TooMany(field.NewPath("nodes"), len(b.Nodes), lim.MaxNodes))
+	case len(b.Nodes) > 0:
+		seen := make(map[string]int, len(b.Nodes))
+		for i, n := range b.Nodes {
+			p := field.NewPath("nodes").Index(i)
+			if msgs := validation.IsDNS1123Subdomain(n); len(msgs) > 0 {
+				errs = append(errs, field.Invalid(p, n, strings.Join(msgs, "; ")))
+				continue
+			}
+			if j, dup := seen[n]; dup {
+				errs = append(errs, field.Duplicate(p, fmt.Sprintf("%s (also nodes[%d])", n, j)))
+				continue
+			}
+			seen[n] = i
+			spec.Nodes = append(spec.Nodes, n)
+		}
+		sort.Strings(spec.Nodes)
+	case b.Selector != "":
+		sel, err := labels.Parse(b.Selector)
+		if err != nil {
+			errs = append(errs, field.Invalid(field.NewPath("selector"), b.Selector, err.Error()))
+		} else {
+			spec.Selector, spec.SelectorText = sel, b.Selector
+		}
+	}
+
+	// Options.
+	if b.Concurrency < 0 || b.Concurrency > lim.MaxConcurrency {
+		errs = append(errs, field.Invalid(field.NewPath("concurrency"), b.Concurrency, fmt.Sprintf("must be between 1 and %d (0 or absent: chosen from the number of nodes)", lim.MaxConcurrency)))
+	}
+	if len(b.IdempotencyKey) > lim.MaxIdempotencyKey {
+		errs = append(errs, field.TooLong(field.NewPath("idempotency_key"), "", lim.MaxIdempotencyKey))
+	}
+	if _, err := b.MaxFailures.Limit(1); err != nil {
+		errs = append(errs, field.Invalid(field.NewPath("max_failures"), string(b.MaxFailures), err.Error()))
+	}
+	if e := Invalid(errs); e != nil {
+		return nil, e
+	}
+	return spec, nil
+}
+
+// Concurrency is the per-batch cap for a batch of total nodes when the
+// request gives none: one lane per 20 nodes, at least 1, at most maxCap.
+func Concurrency(total, maxCap int) int {
+	c := (total + 19) / 20
+	return max(1, min(c, maxCap))
+}
+
+// SeedLabels is the seed's body for /api/v1/nodes/labels/batch-add(-progress).
+type SeedLabels struct {
+	Nodes          []string          `json:"nodes"`
+	Labels         map[string]string `json:"labels"`
+	Operation      string            `json:"operation,omitempty"` // "add" (default) or "remove"
+	Concurrency    int               `json:"concurrency,omitempty"`
+	DryRun         bool              `json:"dry_run,omitempty"`
+	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+}
+
+// SeedTaint is one taint in the seed's taint body.
+type SeedTaint struct {
+	Key    string `json:"key"`
+	Value  string `json:"value,omitempty"`
+	Effect string `json:"effect,omitempty"`
+}
+
+// SeedTaints is the seed's body for /api/v1/nodes/taints/batch-add(-progress).
+type SeedTaints struct {
+	Nodes          []string    `json:"nodes"`
+	Taints         []SeedTaint `json:"taints"`
+	Operation      string      `json:"operation,omitempty"`
+	Concurrency    int         `json:"concurrency,omitempty"`
+	DryRun         bool        `json:"dry_run,omitempty"`
+	IdempotencyKey string      `json:"idempotency_key,omitempty"`
+}
+
+func operation(op string) (remove bool, e *Error) {
+	switch op {
+	case "", "add":
+		return false, nil
+	case "remove", "delete":
+		return true, nil
+	}
+	return false, Invalid(field.ErrorList{field.NotSupported(field.NewPath("operation"), op, []string{"add", "remove"})})
+}
+
+// Batch converts the seed body to a Batch in kubectl syntax (labels sorted by
+// key). Adding sets key=value; removing drops the key.
+func (s *SeedLabels) Batch() (*Batch, *Error) {
+	remove, e := operation(s.Operation)
+	if e != nil {
+		return nil, e
+	}
+	keys := make([]string, 0, len(s.Labels))
+	for k := range s.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	b := &Batch{Nodes: s.Nodes, Concurrency: s.Concurrency, DryRun: s.DryRun, IdempotencyKey: s.IdempotencyKey}
+	for _, k := range keys {
+		if remove {
+			b.Labels = append(b.Labels, k+"-")
+		} else {
+			b.Labels = append(b.Labels, k+"="+s.Labels[k])
+		}
+	}
+	return b, nil
+}
+
+// Batch converts the seed body to a Batch in kubectl syntax: adding is
+// key[=value]:effect; removing is key:effect- (or key- for every effect when
+// no effect is given).
+func (s *SeedTaints) Batch() (*Batch, *Error) {
+	remove, e := operation(s.Operation)
+	if e != nil {
+		return nil, e
+	}
+	b := &Batch{Nodes: s.Nodes, Concurrency: s.Concurrency, DryRun: s.DryRun, IdempotencyKey: s.IdempotencyKey}
+	for _, t := range s.Taints {
+		var sb strings.Builder
+		sb.WriteString(t.Key)
+		if t.Value != "" && !remove {
+			sb.WriteString("=" + t.Value)
+		}
+		if t.Effect != "" {
+			sb.WriteString(":" + t.Effect)
+		}
+		if remove {
+			sb.WriteString("-")
+		}
+		b.Taints = append(b.Taints, sb.String())
+	}
+	return b, nil
+}
+
+// Marshal is json.Marshal for answers, for symmetry in callers and tests.
+func Marshal(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	return buf.Bytes()
+}

@@ -1,0 +1,252 @@
+package request
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/nodebatch/nodebatch/shared/change"
+)
+
+func TestDecode(t *testing.T) {
+	tests := []struct {
+		name      string
+		body      string
+		limit     int64
+		want      *Batch
+		wantCode  string
+		wantField string
+	}{
+		{name: "ok", body: `{"labels":["team=ml"],"all":true,"concurrency":3,"max_failures":"5%"}`,
+			want: &Batch{Labels: []string{"team=ml"}, All: true, Concurrency: 3, MaxFailures: "5%"}},
+		{name: "numeric max_failures", body: `{"labels":["a=b"],"all":true,"max_failures":10}`,
+			want: &Batch{Labels: []string{"a=b"}, All: true, MaxFailures: "10"}},
+		{name: "structured", body: `{"changes":{"labels":[{"key":"team","value":"ml"}]},"nodes":["n1"]}`,
+			want: &Batch{Changes: &change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}}}, Nodes: []string{"n1"}}},
+		{name: "unknown field", body: `{"labels":["a=b"],"all":true,"colour":"red"}`, wantCode: CodeMalformed, wantField: "colour"},
+		{name: "wrong type", body: `{"labels":"a=b","all":true}`, wantCode: CodeMalformed, wantField: "labels"},
+		{name: "two values", body: `{"all":true} {"all":true}`, wantCode: CodeMalformed},
+		{name: "trailing garbage", body: `{"all":true} x`, wantCode: CodeMalformed},
+		{name: "empty", body: ``, wantCode: CodeMalformed},
+		{name: "not json", body: `labels=a`, wantCode: CodeMalformed},
+		{name: "array", body: `[]`, wantCode: CodeMalformed},
+		{name: "too large", body: `{"labels":["` + strings.Repeat("a", 200) + `"]}`, limit: 64, wantCode: CodeTooLarge},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			limit := tt.limit
+			if limit == 0 {
+				limit = 1 << 20
+			}
+			r := http.MaxBytesReader(httptest.NewRecorder(), body(tt.body), limit)
+			var got Batch
+			e := Decode(r, &got)
+			if tt.wantCode != "" {
+				if e == nil {
+					t.Fatalf("Decode(%s) = nil error, want code %s", tt.body, tt.wantCode)
+				}
+				if e.Code != tt.wantCode {
+					t.Errorf("Decode(%s) code = %s, want %s (%v)", tt.body, e.Code, tt.wantCode, e)
+				}
+				if e.Status < 400 || e.Status >= 500 {
+					t.Errorf("Decode(%s) status = %d, want 4xx", tt.body, e.Status)
+				}
+				if tt.wantField != "" && (len(e.Fields) == 0 || e.Fields[0].Field != tt.wantField) {
+					t.Errorf("Decode(%s) fields = %+v, want field %q", tt.body, e.Fields, tt.wantField)
+				}
+				return
+			}
+			if e != nil {
+				t.Fatalf("Decode(%s) = %v", tt.body, e)
+			}
+			if diff := cmp.Diff(tt.want, &got); diff != "" {
+				t.Errorf("Decode(%s) (-want +got):\n%s", tt.body, diff)
+			}
+		})
+	}
+}
+
+func body(s string) *readCloser { return &readCloser{strings.NewReader(s)} }
+
+type readCloser struct{ *strings.Reader }
+
+func (readCloser) Close() error { return nil }
+
+func TestValidate(t *testing.T) {
+	lim := Limits{MaxNodes: 3, MaxChanges: 2, MaxConcurrency: 5, MaxIdempotencyKey: 8}
+	tests := []struct {
+		name       string
+		in         Batch
+		wantFields []string // refused fields, in order; nil: valid
+	}{
+		{name: "labels on nodes", in: Batch{Labels: []string{"team=ml", "old-"}, Nodes: []string{"b", "a"}}},
+		{name: "taints on selector", in: Batch{Taints: []string{"gpu=true:NoSchedule", "x:NoExecute-", "y-"}, Selector: "pool=gpu,zone!=c"}, wantFields: []string{"labels"}},
+		{name: "taint ok", in: Batch{Taints: []string{"gpu=true:NoSchedule"}, All: true}},
+		{name: "bad label", in: Batch{Labels: []string{"te am=ml"}, All: true}, wantFields: []string{"labels[0]"}},
+		{name: "bad label value", in: Batch{Labels: []string{"ok=1", "team=" + strings.Repeat("x", 64)}, All: true}, wantFields: []string{"labels[1]"}},
+		{name: "bad taint effect", in: Batch{Taints: []string{"gpu=true:Sometimes"}, All: true}, wantFields: []string{"taints[0]"}},
+		{name: "protected prefix", in: Batch{Labels: []string{"kubernetes.io/hostname=x"}, All: true}, wantFields: []string{"labels[0].key"}},
+		{name: "no change", in: Batch{All: true}, wantFields: []string{"labels"}},
+		{name: "both forms", in: Batch{Labels: []string{"a=b"}, Changes: &change.Set{Labels: []change.Label{{Key: "a", Value: "b"}}}, All: true}, wantFields: []string{"changes"}},
+		{name: "no target", in: Batch{Labels: []string{"a=b"}}, wantFields: []string{"nodes"}},
+		{name: "two targets", in: Batch{Labels: []string{"a=b"}, All: true, Selector: "a=b"}, wantFields: []string{"nodes"}},
+		{name: "bad node name", in: Batch{Labels: []string{"a=b"}, Nodes: []string{"ok", "Not_OK"}}, wantFields: []string{"nodes[1]"}},
+		{name: "duplicate node", in: Batch{Labels: []string{"a=b"}, Nodes: []string{"n1", "n1"}}, wantFields: []string{"nodes[1]"}},
+		{name: "too many nodes", in: Batch{Labels: []string{"a=b"}, Nodes: []string{"a", "b", "c", "d"}}, wantFields: []string{"nodes"}},
+		{name: "bad selector", in: Batch{Labels: []string{"a=b"}, Selector: "a=(b"}, wantFields: []string{"selector"}},
+		{name: "concurrency too high", in: Batch{Labels: []string{"a=b"}, All: true, Concurrency: 6}, wantFields: []string{"concurrency"}},
+		{name: "concurrency negative", in: Batch{Labels: []string{"a=b"}, All: true, Concurrency: -1}, wantFields: []string{"concurrency"}},
+		{name: "key too long", in: Batch{Labels: []string{"a=b"}, All: true, IdempotencyKey: "123456789"}, wantFields: []string{"idempotency_key"}},
+		{name: "bad max_failures", in: Batch{Labels: []string{"a=b"}, All: true, MaxFailures: "lots"}, wantFields: []string{"max_failures"}},
+		{name: "bad percent", in: Batch{Labels: []string{"a=b"}, All: true, MaxFailures: "150%"}, wantFields: []string{"max_failures"}},
+		{name: "several at once", in: Batch{Labels: []string{"a b"}, Nodes: []string{"X"}, Concurrency: 9}, wantFields: []string{"labels[0]", "nodes[0]", "concurrency"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			spec, e := tt.in.Validate(lim, change.DefaultProtection())
+			var got []string
+			if e != nil {
+				if e.Status != http.StatusUnprocessableEntity || e.Code != CodeInvalid {
+					t.Errorf("Validate status, code = %d, %s, want 422, invalid", e.Status, e.Code)
+				}
+				for _, f := range e.Fields {
+					got = append(got, f.Field)
+					if f.Reason == "" {
+						t.Errorf("field %s has no reason", f.Field)
+					}
+				}
+			}
+			if diff := cmp.Diff(tt.wantFields, got, cmpopts.EquateEmpty()); diff != "" {
+				t.Fatalf("Validate(%+v) refused fields (-want +got):\n%s\nerror: %v", tt.in, diff, e)
+			}
+			if e == nil && spec == nil {
+				t.Fatalf("Validate(%+v) = nil spec and nil error", tt.in)
+			}
+		})
+	}
+}
+
+func TestValidateSpec(t *testing.T) {
+	in := Batch{Labels: []string{"team=ml", "old-"}, Nodes: []string{"n2", "n1"}, Concurrency: 2, DryRun: true, IdempotencyKey: "k"}
+	spec, e := in.Validate(DefaultLimits(), change.DefaultProtection())
+	if e != nil {
+		t.Fatalf("Validate = %v", e)
+	}
+	want := change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}, {Key: "old", Remove: true}}}
+	if diff := cmp.Diff(want, spec.Set); diff != "" {
+		t.Errorf("spec.Set (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff([]string{"n1", "n2"}, spec.Nodes); diff != "" {
+		t.Errorf("spec.Nodes (-want +got):\n%s", diff)
+	}
+	if !spec.DryRun || spec.Concurrency != 2 || spec.IdempotencyKey != "k" {
+		t.Errorf("spec options = %+v", spec)
+	}
+}
+
+func TestThresholdLimit(t *testing.T) {
+	tests := []struct {
+		in      Threshold
+		total   int
+		want    int
+		wantErr bool
+	}{
+		{"", 100, 0, false},
+		{"10", 100, 10, false},
+		{"5%", 200, 10, false},
+		{"5%", 10, 1, false},
+		{"100%", 7, 7, false},
+		{"0", 10, 0, true},
+		{"-3", 10, 0, true},
+		{"0%", 10, 0, true},
+		{"x%", 10, 0, true},
+	}
+	for _, tt := range tests {
+		got, err := tt.in.Limit(tt.total)
+		if (err != nil) != tt.wantErr || got != tt.want {
+			t.Errorf("Threshold(%q).Limit(%d) = %d, %v, want %d, err %v", tt.in, tt.total, got, err, tt.want, tt.wantErr)
+		}
+	}
+}
+
+func TestConcurrency(t *testing.T) {
+	tests := []struct{ total, max, want int }{
+		{1, 50, 1}, {20, 50, 1}, {21, 50, 2}, {500, 50, 25}, {10000, 50, 50}, {10000, 8, 8},
+	}
+	for _, tt := range tests {
+		if got := Concurrency(tt.total, tt.max); got != tt.want {
+			t.Errorf("Concurrency(%d, %d) = %d, want %d", tt.total, tt.max, got, tt.want)
+		}
+	}
+}
+
+func TestSeedBodies(t *testing.T) {
+	tests := []struct {
+		name string
+		got  func() (*Batch, *Error)
+		want *Batch
+	}{
+		{"labels add", (&SeedLabels{Nodes: []string{"n1"}, Labels: map[string]string{"z": "1", "a": "2"}}).Batch,
+			&Batch{Nodes: []string{"n1"}, Labels: []string{"a=2", "z=1"}}},
+		{"labels remove", (&SeedLabels{Nodes: []string{"n1"}, Labels: map[string]string{"a": ""}, Operation: "remove"}).Batch,
+			&Batch{Nodes: []string{"n1"}, Labels: []string{"a-"}}},
+		{"taints add", (&SeedTaints{Nodes: []string{"n1"}, Taints: []SeedTaint{{Key: "gpu", Value: "true", Effect: "NoSchedule"}, {Key: "x", Effect: "NoExecute"}}}).Batch,
+			&Batch{Nodes: []string{"n1"}, Taints: []string{"gpu=true:NoSchedule", "x:NoExecute"}}},
+		{"taints remove", (&SeedTaints{Nodes: []string{"n1"}, Taints: []SeedTaint{{Key: "gpu", Value: "true", Effect: "NoSchedule"}, {Key: "x"}}, Operation: "remove"}).Batch,
+			&Batch{Nodes: []string{"n1"}, Taints: []string{"gpu:NoSchedule-", "x-"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, e := tt.got()
+			if e != nil {
+				t.Fatalf("Batch() = %v", e)
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("Batch() (-want +got):\n%s", diff)
+			}
+		})
+	}
+	if _, e := (&SeedLabels{Operation: "toggle"}).Batch(); e == nil || e.Fields[0].Field != "operation" {
+		t.Errorf("operation toggle: error = %v, want a field error on operation", e)
+	}
+}
+
+// FuzzBatch feeds arbitrary bodies through Decode and Validate: they must
+// never panic, and a body they accept must name a change and a target.
+func FuzzBatch(f *testing.F) {
+	for _, s := range []string{
+		`{"labels":["team=ml","old-"],"nodes":["n1","n2"]}`,
+		`{"taints":["gpu=true:NoSchedule","x-"],"selector":"pool=gpu,zone!=c","concurrency":3}`,
+		`{"changes":{"labels":[{"key":"a","value":"b"}],"taints":[{"key":"k","effect":"NoSchedule"}]},"all":true,"max_failures":"5%"}`,
+		`{"labels":["a=b"],"all":true,"max_failures":10,"dry_run":true,"idempotency_key":"x"}`,
+		`{"labels":[""],"nodes":[""]}`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var b Batch
+		if e := Decode(strings.NewReader(s), &b); e != nil {
+			if e.Status < 400 || e.Status > 499 {
+				t.Fatalf("Decode(%q) status %d, want 4xx", s, e.Status)
+			}
+			return
+		}
+		spec, e := b.Validate(DefaultLimits(), change.DefaultProtection())
+		if e != nil {
+			if e.Status != http.StatusUnprocessableEntity || len(e.Fields) == 0 {
+				t.Fatalf("Validate(%q) = %+v, want 422 with fields", s, e)
+			}
+			return
+		}
+		if len(spec.Set.Labels)+len(spec.Set.Taints) == 0 {
+			t.Fatalf("Validate(%q) accepted a batch with no change", s)
+		}
+		if spec.Nodes == nil && spec.Selector == nil && !spec.All {
+			t.Fatalf("Validate(%q) accepted a batch with no target", s)
+		}
+	})
+}

@@ -1,0 +1,311 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"google.golang.org/api/iterator"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/nodebatch/nodebatch/shared/batch"
+)
+
+// ErrNotFound is returned when a batch (or lane) does not exist.
+var ErrNotFound = errors.New("not found")
+
+// ErrExists is returned by Create when the idempotency key or batch id is
+// already taken.
+var ErrExists = errors.New("already exists")
+
+// ErrLaneMoved is returned by UpdateLane when the lane document changed since
+// it was read: the caller re-reads it and tries again.
+var ErrLaneMoved = errors.New("lane changed since read")
+
+// Store reads and writes batches in one Firestore database.
+type Store struct {
+	client *firestore.Client
+}
+
+// New returns a Store on client. The caller owns client.
+func New(client *firestore.Client) *Store { return &Store{client: client} }
+
+// Client is the underlying Firestore client (for listeners in the relay).
+func (s *Store) Client() *firestore.Client { return s.client }
+
+// IdempotencyID is the document id of an owner's idempotency key.
+func IdempotencyID(owner, key string) string {
+	sum := sha256.Sum256([]byte(owner + "|" + key))
+	return hex.EncodeToString(sum[:])
+}
+
+// Create writes a new batch, its lane documents and (when b.IdempotencyKey is
+// set) its idempotency key, atomically: either all exist afterwards or none
+// does. It returns ErrExists when the key or batch id is taken.
+func (s *Store) Create(ctx context.Context, b *BatchDoc, lanes []LaneDoc) error {
+	if len(lanes) > 490 {
+		return fmt.Errorf("create batch %s: %d lanes exceed one commit", b.ID, len(lanes))
+	}
+	batchRef := s.client.Doc(BatchPath(b.ID))
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		if b.IdempotencyKey != "" {
+			ref := s.client.Collection(IdempotencyCollection).Doc(IdempotencyID(b.Owner, b.IdempotencyKey))
+			if err := tx.Create(ref, IdempotencyDoc{BatchID: b.ID, Owner: b.Owner, CreatedAt: b.CreatedAt}); err != nil {
+				return err
+			}
+		}
+		if err := tx.Create(batchRef, b); err != nil {
+			return err
+		}
+		for i := range lanes {
+			l := &lanes[i]
+			if err := tx.Set(batchRef.Collection(LanesCollection).Doc(LaneID(l.Attempt, l.Lane)), l); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, firestore.MaxAttempts(1))
+	if status.Code(err) == codes.AlreadyExists {
+		return fmt.Errorf("create batch %s: %w", b.ID, ErrExists)
+	}
+	if err != nil {
+		return fmt.Errorf("create batch %s: %w", b.ID, err)
+	}
+	return nil
+}
+
+// Idempotent returns the batch id recorded for owner's key, or ErrNotFound.
+func (s *Store) Idempotent(ctx context.Context, owner, key string) (string, error) {
+	snap, err := s.client.Collection(IdempotencyCollection).Doc(IdempotencyID(owner, key)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return "", fmt.Errorf("idempotency key of %q: %w", owner, ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("idempotency key of %q: %w", owner, err)
+	}
+	var d IdempotencyDoc
+	if err := snap.DataTo(&d); err != nil {
+		return "", fmt.Errorf("decode idempotency key of %q: %w", owner, err)
+	}
+	return d.BatchID, nil
+}
+
+// Batch reads a batch document.
+func (s *Store) Batch(ctx context.Context, id string) (*BatchDoc, error) {
+	snap, err := s.client.Doc(BatchPath(id)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, fmt.Errorf("get batch %s: %w", id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get batch %s: %w", id, err)
+	}
+	var b BatchDoc
+	if err := snap.DataTo(&b); err != nil {
+		return nil, fmt.Errorf("decode batch %s: %w", id, err)
+	}
+	return &b, nil
+}
+
+// Fail moves a non-final batch to failed with reason and records a cancel,
+// so events already published stop patching. Used when publishing fails
+// part-way. It is a no-op on a final batch.
+func (s *Store) Fail(ctx context.Context, id, reason string, now time.Time) error {
+	ref := s.client.Doc(BatchPath(id))
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		snap, err := tx.Get(ref)
+		if err != nil {
+			return err
+		}
+		var b BatchDoc
+		if err := snap.DataTo(&b); err != nil {
+			return err
+		}
+		if b.State.Final() {
+			return nil
+		}
+		return tx.Update(ref, []firestore.Update{
+			{Path: "state", Value: batch.StateFailed},
+			{Path: "reason", Value: reason},
+			{Path: "finished_at", Value: now},
+			{Path: "cancel", Value: Cancel{RequestedAt: now, By: "nodebatch", Reason: reason}},
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("fail batch %s: %w", id, err)
+	}
+	return nil
+}
+
+// Lane is a lane document and the update time it was read at, the
+// precondition of the next UpdateLane.
+type Lane struct {
+	Doc        LaneDoc
+	UpdateTime time.Time
+}
+
+// Lane reads one lane document.
+func (s *Store) Lane(ctx context.Context, batchID string, attempt, lane int) (*Lane, error) {
+	snap, err := s.client.Doc(LanePath(batchID, attempt, lane)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, fmt.Errorf("get lane %s/%s: %w", batchID, LaneID(attempt, lane), ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get lane %s/%s: %w", batchID, LaneID(attempt, lane), err)
+	}
+	l := &Lane{UpdateTime: snap.UpdateTime}
+	if err := snap.DataTo(&l.Doc); err != nil {
+		return nil, fmt.Errorf("decode lane %s/%s: %w", batchID, LaneID(attempt, lane), err)
+	}
+	return l, nil
+}
+
+// UpdateLane writes l.Doc's progress fields if the lane is unchanged since it
+// was read; otherwise it returns ErrLaneMoved. One writer holds a lane at a
+// time (its ordering key), so the precondition only fails when a dead-letter
+// record or a duplicate delivery raced with it.
+func (s *Store) UpdateLane(ctx context.Context, batchID string, l *Lane) error {
+	d := &l.Doc
+	ref := s.client.Doc(LanePath(batchID, d.Attempt, d.Lane))
+	wr, err := ref.Update(ctx, []firestore.Update{
+		{Path: "done_bits", Value: d.DoneBits},
+		{Path: "counts", Value: d.Counts},
+		{Path: "current_node", Value: d.CurrentNode},
+		{Path: "updated_at", Value: d.UpdatedAt},
+		{Path: "failures", Value: d.Failures},
+		{Path: "latencies_ms", Value: d.LatenciesMS},
+	}, firestore.LastUpdateTime(l.UpdateTime))
+	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.Aborted {
+		return fmt.Errorf("update lane %s/%s: %w", batchID, LaneID(d.Attempt, d.Lane), ErrLaneMoved)
+	}
+	if err != nil {
+		return fmt.Errorf("update lane %s/%s: %w", batchID, LaneID(d.Attempt, d.Lane), err)
+	}
+	l.UpdateTime = wr.UpdateTime
+	return nil
+}
+
+// Lanes reads the lane documents of a batch, of one attempt (attempt > 0) or
+// of all attempts (attempt == 0), ordered by attempt then lane.
+func (s *Store) Lanes(ctx context.Context, batchID string, attempt int) ([]LaneDoc, error) {
+	q := s.client.Doc(BatchPath(batchID)).Collection(LanesCollection).Query
+	if attempt > 0 {
+		q = q.Where("attempt", "==", attempt)
+	}
+	snaps, err := q.Documents(ctx).GetAll()
+	if err != nil {
+		return nil, fmt.Errorf("list lanes of %s: %w", batchID, err)
+	}
+	lanes := make([]LaneDoc, len(snaps))
+	for i, snap := range snaps {
+		if err := snap.DataTo(&lanes[i]); err != nil {
+			return nil, fmt.Errorf("decode lane %s/%s: %w", batchID, snap.Ref.ID, err)
+		}
+	}
+	sort.Slice(lanes, func(i, j int) bool {
+		if lanes[i].Attempt != lanes[j].Attempt {
+			return lanes[i].Attempt < lanes[j].Attempt
+		}
+		return lanes[i].Lane < lanes[j].Lane
+	})
+	return lanes, nil
+}
+
+// SetNode writes (overwrites) a node's result document.
+func (s *Store) SetNode(ctx context.Context, batchID string, n *NodeDoc) error {
+	if _, err := s.client.Doc(NodePath(batchID, n.Node)).Set(ctx, n); err != nil {
+		return fmt.Errorf("set result of node %q in %s: %w", n.Node, batchID, err)
+	}
+	return nil
+}
+
+// Node reads a node's result document.
+func (s *Store) Node(ctx context.Context, batchID, node string) (*NodeDoc, error) {
+	snap, err := s.client.Doc(NodePath(batchID, node)).Get(ctx)
+	if status.Code(err) == codes.NotFound {
+		return nil, fmt.Errorf("get result of node %q in %s: %w", node, batchID, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get result of node %q in %s: %w", node, batchID, err)
+	}
+	var n NodeDoc
+	if err := snap.DataTo(&n); err != nil {
+		return nil, fmt.Errorf("decode result of node %q in %s: %w", node, batchID, err)
+	}
+	return &n, nil
+}
+
+// Nodes returns up to limit node results of a batch ordered by node name,
+// starting after the node named after ("" for the first page). next is the
+// name to pass as after for the following page, "" at the end.
+func (s *Store) Nodes(ctx context.Context, batchID, after string, limit int) (nodes []NodeDoc, next string, err error) {
+	q := s.client.Doc(BatchPath(batchID)).Collection(NodesCollection).OrderBy(firestore.DocumentID, firestore.Asc)
+	if after != "" {
+		q = q.StartAfter(after)
+	}
+	it := q.Limit(limit + 1).Documents(ctx)
+	defer it.Stop()
+	for {
+		snap, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			break
+		}
+		if err != nil {
+			return nil, "", fmt.Errorf("list node results of %s: %w", batchID, err)
+		}
+		if len(nodes) == limit {
+			next = nodes[len(nodes)-1].Node
+			break
+		}
+		var n NodeDoc
+		if err := snap.DataTo(&n); err != nil {
+			return nil, "", fmt.Errorf("decode node result %s/%s: %w", batchID, snap.Ref.ID, err)
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes, next, nil
+}
+
+// Finish moves the batch to its final state exactly once: in a transaction
+// that does nothing when the batch is already final. final computes the new
+// document from the current one; it is called at most once per transaction
+// try. It reports whether this call made the batch final.
+func (s *Store) Finish(ctx context.Context, id string, final func(*BatchDoc) *BatchDoc) (bool, error) {
+	ref := s.client.Doc(BatchPath(id))
+	var did bool
+	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		did = false
+		snap, err := tx.Get(ref)
+		if err != nil {
+			return err
+		}
+		var b BatchDoc
+		if err := snap.DataTo(&b); err != nil {
+			return err
+		}
+		if b.State.Final() {
+			return nil
+		}
+		nb := final(&b)
+		if nb == nil {
+			return nil
+		}
+		did = true
+		return tx.Update(ref, []firestore.Update{
+			{Path: "state", Value: nb.State},
+			{Path: "reason", Value: nb.Reason},
+			{Path: "finished_at", Value: nb.FinishedAt},
+			{Path: "counts", Value: nb.Counts},
+			{Path: "timing", Value: nb.Timing},
+		})
+	})
+	if err != nil {
+		return false, fmt.Errorf("finish batch %s: %w", id, err)
+	}
+	return did, nil
+}
