@@ -199,3 +199,59 @@ resource "google_cloudfunctions2_function" "patch" {
     google_project_iam_member.build,
   ]
 }
+
+# The patch package's second entry point: the dead-letter subscription POSTs
+# each message whose deliveries were exhausted, and the node is recorded
+# failed so its batch still finishes. A separate deployment because a
+# deployed function serves exactly one entry point. Same code, same service
+# account and kubeconfig as the patch function; little capacity.
+resource "google_cloudfunctions2_function" "deadletter" {
+  name     = local.deadletter_name
+  location = var.region
+
+  build_config {
+    runtime         = var.function_runtime
+    entry_point     = "DeadLetter"
+    service_account = google_service_account.build.id
+
+    source {
+      storage_source {
+        bucket = google_storage_bucket.source.name
+        object = google_storage_bucket_object.function["patch"].name
+      }
+    }
+  }
+
+  service_config {
+    max_instance_count               = var.deadletter_max_instances
+    min_instance_count               = 0
+    max_instance_request_concurrency = var.patch_concurrency
+    available_memory                 = var.patch_memory
+    available_cpu                    = var.patch_cpu
+    timeout_seconds                  = var.patch_timeout_seconds
+    ingress_settings                 = "ALLOW_ALL"
+    all_traffic_on_latest_revision   = true
+    service_account_email            = google_service_account.patch.email
+    vpc_connector                    = var.vpc_connector
+    vpc_connector_egress_settings    = var.vpc_connector == null ? null : "PRIVATE_RANGES_ONLY"
+
+    environment_variables = local.common_env
+
+    secret_volumes {
+      mount_path = local.kube_mount
+      project_id = var.project_id
+      secret     = local.kubeconfig_secret["patch"]
+
+      versions {
+        version = var.kubeconfig_secret_version
+        path    = local.kube_file
+      }
+    }
+  }
+
+  depends_on = [
+    google_project_service.api,
+    google_secret_manager_secret_iam_member.kubeconfig_accessor,
+    google_project_iam_member.build,
+  ]
+}

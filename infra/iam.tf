@@ -79,9 +79,16 @@ resource "google_pubsub_topic_iam_member" "batch_publisher" {
   member = google_service_account.batch.member
 }
 
-# Only the push identity may invoke the patch function.
+# Only the push identity may invoke the patch and dead-letter functions.
 resource "google_cloud_run_v2_service_iam_member" "patch_invoker" {
   name     = google_cloudfunctions2_function.patch.service_config[0].service
+  location = var.region
+  role     = "roles/run.invoker"
+  member   = google_service_account.push.member
+}
+
+resource "google_cloud_run_v2_service_iam_member" "deadletter_invoker" {
+  name     = google_cloudfunctions2_function.deadletter.service_config[0].service
   location = var.region
   role     = "roles/run.invoker"
   member   = google_service_account.push.member

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"testing"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/nodebatch/nodebatch/infra/hclcheck"
 )
 
@@ -36,8 +38,17 @@ func TestEntryPointsMatchCode(t *testing.T) {
 	t.Parallel()
 	m := load(t)
 	eps, ps := m.EntryPoints()
-	if len(eps) != 2 {
-		t.Errorf("EntryPoints() found %d functions, want 2 (batch and patch): %+v", len(eps), eps)
+	got := map[string]string{}
+	for _, ep := range eps {
+		got[ep.Resource] = ep.Name
+	}
+	want := map[string]string{
+		"google_cloudfunctions2_function.batch":      "Batch",
+		"google_cloudfunctions2_function.patch":      "Patch",
+		"google_cloudfunctions2_function.deadletter": "DeadLetter",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("EntryPoints() (-want +got):\n%s", diff)
 	}
 	code, err := hclcheck.ScanCode(root + "/functions")
 	if err != nil {

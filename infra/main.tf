@@ -13,6 +13,8 @@ locals {
   patch_name = "${var.name_prefix}-patch"
   relay_name = "${var.name_prefix}-relay"
 
+  deadletter_name = "${var.name_prefix}-deadletter"
+
   # The gen2 function URL is deterministic; knowing it before the function
   # exists breaks the cycle "the function's env names its own URL" (the
   # audience of Cloud Scheduler's tokens).

@@ -8,6 +8,11 @@ output "patch_url" {
   value       = google_cloudfunctions2_function.patch.url
 }
 
+output "deadletter_url" {
+  description = "URL of the dead-letter function (invoked only by the dead-letter push subscription)."
+  value       = google_cloudfunctions2_function.deadletter.url
+}
+
 output "relay_url" {
   description = "URL of the relay: the web UI and the WebSocket progress stream."
   value       = google_cloud_run_v2_service.relay.uri

@@ -57,9 +57,10 @@ resource "google_pubsub_subscription" "patch_push" {
   ]
 }
 
-# Dead-lettered messages go back to the patch function, whose dead-letter
-# route records the node as failed ("gave up after N deliveries") so the
-# batch still finishes. Not ordered: each message is final on its own.
+# Dead-lettered messages go to the dead-letter function (the patch package's
+# DeadLetter entry point), which records the node as failed ("delivery
+# attempts exhausted") so the batch still finishes. Not ordered: each
+# message is final on its own.
 resource "google_pubsub_subscription" "dead_letter_push" {
   name                       = "${local.patch_name}-dead-letter-push"
   topic                      = google_pubsub_topic.dead_letter.id
@@ -67,11 +68,11 @@ resource "google_pubsub_subscription" "dead_letter_push" {
   message_retention_duration = var.message_retention
 
   push_config {
-    push_endpoint = "${google_cloudfunctions2_function.patch.url}/${google_pubsub_topic.dead_letter.id}"
+    push_endpoint = "${google_cloudfunctions2_function.deadletter.url}/${google_pubsub_topic.dead_letter.id}"
 
     oidc_token {
       service_account_email = google_service_account.push.email
-      audience              = google_cloudfunctions2_function.patch.url
+      audience              = google_cloudfunctions2_function.deadletter.url
     }
   }
 
@@ -84,7 +85,7 @@ resource "google_pubsub_subscription" "dead_letter_push" {
     ttl = ""
   }
 
-  depends_on = [google_cloud_run_v2_service_iam_member.patch_invoker]
+  depends_on = [google_cloud_run_v2_service_iam_member.deadletter_invoker]
 }
 
 # Dead-lettering is done by the Pub/Sub service agent: it must publish to the

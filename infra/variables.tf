@@ -77,6 +77,12 @@ variable "patch_concurrency" {
   default     = 20
 }
 
+variable "deadletter_max_instances" {
+  description = "Most instances of the dead-letter function (records nodes whose deliveries were exhausted; it does not patch, so it is outside the global cap)."
+  type        = number
+  default     = 2
+}
+
 variable "patch_min_instances" {
   description = "Patch-function instances kept warm (0 scales to zero; 1 avoids a cold start at the first event of a batch)."
   type        = number

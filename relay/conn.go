@@ -214,7 +214,7 @@ func (c *conn) subscribeAll(allUsers bool) {
 type ownerSink struct{ c *conn }
 
 // Active subscribes the connection to a batch of the feed.
-func (o ownerSink) Active(id string) { o.c.subscribe(id, true) }
+func (o ownerSink) Active(id string) { o.c.log.Debug("active", "id", id); o.c.subscribe(id, true) }
 
 // sub is one subscription of a connection to a batch.
 type sub struct {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/nodebatch/nodebatch/shared/batch"
 )
 
 // Tool is what changed the nodes in a row.
@@ -44,6 +46,9 @@ type Row struct {
 	Ideal       time.Duration   `json:"-"` // Nodes × Latency / Concurrency, when Latency > 0
 	Walls       []time.Duration `json:"-"`
 	Err         string          `json:"error,omitempty"` // why the row has fewer runs than asked
+	// Timings are nodebatch's own per-batch figures (final message), one
+	// per run: where a nodebatch row's time goes, seen from inside.
+	Timings []batch.Timing `json:"batch_timing,omitempty"`
 
 	LatencyMS   int       `json:"proxy_latency_ms"`
 	WallsS      []float64 `json:"walls_s"`

@@ -101,6 +101,11 @@ func start() (*Env, error) {
 		if info, err = stack.ReadInfo(path); err != nil {
 			return nil, fmt.Errorf("%s=%s: %w", EnvStackFile, path, err)
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := info.Check(ctx); err != nil {
+			return nil, fmt.Errorf("%s=%s describes a stack that is not up (restart it with make test / make stack): %w", EnvStackFile, path, err)
+		}
 	} else {
 		var err error
 		if info, err = startPrivate(); err != nil {

@@ -116,7 +116,10 @@ func TestPatcherIdentityIsNarrow(t *testing.T) {
 			_, err := patcher.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: names[0] + "-x"}}, metav1.CreateOptions{})
 			return err
 		}},
-		{"list secrets", func() error { _, err := patcher.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{}); return err }},
+		{"list secrets", func() error {
+			_, err := patcher.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
+			return err
+		}},
 	}
 	for _, tc := range forbidden {
 		if err := tc.call(); !apierrors.IsForbidden(err) {

@@ -91,6 +91,7 @@ type Proxy struct {
 
 	mu            sync.Mutex
 	stats         Stats
+	gen           int // bumped by Reset, so requests from before it are not logged into the new log
 	inFlight      int
 	inFlightGroup map[string]int
 }
@@ -124,7 +125,11 @@ func New(target string, opts Options) (*Proxy, error) {
 		},
 		Transport:     tr,
 		FlushInterval: -1, // watches stream
-		ErrorLog:      nil,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if r.Context().Err() == nil { // else the client is gone: nobody to answer
+				http.Error(w, "kubeproxy: "+err.Error(), http.StatusBadGateway)
+			}
+		},
 	}
 	p.server = &http.Server{Handler: p, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
@@ -187,6 +192,7 @@ func (p *Proxy) Reset() {
 }
 
 func (p *Proxy) resetLocked() {
+	p.gen++
 	p.stats = Stats{Mutations: map[string]int{}, MaxInFlightByGroup: map[string]int{}}
 }
 
@@ -221,8 +227,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p.opts.Group != nil {
 			req.Group = p.opts.Group(r)
 		}
-		idx := p.begin(req)
-		defer func() { p.end(idx, req, rec.status) }()
+		gen, idx := p.begin(req)
+		defer func() { p.end(gen, idx, req, rec.status) }()
 	}
 	if !sleep(r.Context(), p.opts.Latency) {
 		return
@@ -247,8 +253,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(rec, r)
 }
 
-// begin records a mutating request's start and returns its log index.
-func (p *Proxy) begin(req *Request) int {
+// begin records a mutating request's start and returns where it is logged.
+func (p *Proxy) begin(req *Request) (gen, idx int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	req.Start = time.Now()
@@ -262,18 +268,17 @@ func (p *Proxy) begin(req *Request) int {
 		p.stats.MaxInFlightByGroup[req.Group] = max(p.stats.MaxInFlightByGroup[req.Group], p.inFlightGroup[req.Group])
 	}
 	p.stats.Log = append(p.stats.Log, *req)
-	return len(p.stats.Log) - 1
+	return p.gen, len(p.stats.Log) - 1
 }
 
-func (p *Proxy) end(idx int, req *Request, status int) {
+func (p *Proxy) end(gen, idx int, req *Request, status int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.inFlight--
 	if req.Group != "" {
 		p.inFlightGroup[req.Group]--
 	}
-	// After a Reset the entry is gone; the request is not logged again.
-	if idx < len(p.stats.Log) && p.stats.Log[idx].Start.Equal(req.Start) && p.stats.Log[idx].Path == req.Path {
+	if gen == p.gen {
 		p.stats.Log[idx].End = time.Now()
 		p.stats.Log[idx].Status = status
 		p.stats.Log[idx].Fault = req.Fault

@@ -1,7 +1,9 @@
 package stack
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -88,6 +90,26 @@ func WriteKubeconfig(path string, cfg *rest.Config, user string) error {
 	kc.CurrentContext = user
 	if err := clientcmd.WriteToFile(*kc, path); err != nil {
 		return fmt.Errorf("write kubeconfig %s: %w", path, err)
+	}
+	return nil
+}
+
+// Check probes every part of the stack once on its real endpoint; it tells a
+// reader of a state file whether the stack it describes is still up.
+func (i *Info) Check(ctx context.Context) error {
+	probes := map[string]func(context.Context) error{
+		"kube-apiserver": apiserverReady(i),
+		"firestore":      httpOK("http://" + i.FirestoreHost + "/"),
+		"pubsub":         httpOK("http://" + i.PubSubHost + "/"),
+	}
+	var errs []error
+	for name, probe := range probes {
+		if err := probe(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("check stack: %w", err)
 	}
 	return nil
 }

@@ -10,6 +10,9 @@ import (
 	"strings"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/request"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -140,4 +143,22 @@ func intVar(getenv func(string) string, name string, def, min int) (int, error) 
 		return 0, fmt.Errorf("load config: %s=%q: want an integer >= %d", name, v, min)
 	}
 	return n, nil
+}
+
+// Protection is the key protection for batches: NODEBATCH_PROTECTED_PREFIXES
+// when set (the default allow-list, node-role.kubernetes.io/, still applies),
+// else change.DefaultProtection.
+func (c Config) Protection() change.Protection {
+	p := change.DefaultProtection()
+	if c.ProtectedPrefixes != nil {
+		p.Prefixes = c.ProtectedPrefixes
+	}
+	return p
+}
+
+// Limits are the request limits from the settings.
+func (c Config) Limits() request.Limits {
+	l := request.DefaultLimits()
+	l.MaxNodes, l.MaxConcurrency, l.MaxChanges = c.MaxNodes, c.MaxConcurrency, c.MaxChanges
+	return l
 }

@@ -29,9 +29,9 @@ import (
 
 type options struct {
 	binDir, stateDir, stateFile, kubeconfig, cloudSDK string
-	nodes                                              int
-	ports                                              stack.Ports
-	freePorts, build, product                          bool
+	nodes                                             int
+	ports                                             stack.Ports
+	freePorts, build, product                         bool
 }
 
 func main() {

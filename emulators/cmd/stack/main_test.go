@@ -88,7 +88,6 @@ func alive(pid int) bool {
 	return len(fields) > 0 && fields[0] != "Z"
 }
 
-
 func TestSIGTERMStopsEveryChild(t *testing.T) {
 	cmd, exited, info, stateFile := startCommand(t)
 	want := []string{"etcd", "firestore", "kube-apiserver", "pubsub"}

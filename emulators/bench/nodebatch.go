@@ -1,0 +1,191 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/nodebatch/nodebatch/shared/progress"
+)
+
+// Subprotocol is the relay's WebSocket subprotocol; the bearer token rides
+// in a second offered subprotocol "bearer.<token>".
+const Subprotocol = "nodebatch.v1"
+
+// Nodebatch drives a running nodebatch (batch function + relay) as a client
+// would: submit over HTTP, follow progress over a WebSocket.
+type Nodebatch struct {
+	APIURL   string       // batch function base URL
+	RelayURL string       // relay base URL (http://…)
+	Token    string       // bearer token of the submitting user
+	HTTP     *http.Client // nil means http.DefaultClient
+	Selector string       // matches exactly the bench nodes
+	Nodes    int          // how many nodes Selector matches
+}
+
+// submitBody is POST /v1/batches's body (docs/api.md).
+type submitBody struct {
+	Labels      []string `json:"labels,omitempty"`
+	Taints      []string `json:"taints,omitempty"`
+	Selector    string   `json:"selector"`
+	Concurrency int      `json:"concurrency"`
+}
+
+// created is the part of the 202 answer the bench reads.
+type created struct {
+	BatchID string `json:"batch_id"`
+	Total   int    `json:"total"`
+}
+
+// Run submits one batch setting bench=value as op at concurrency c and
+// returns the time from sending the request to receiving the `complete`
+// message on a WebSocket opened beforehand (a UI is connected before its
+// user clicks), the final message, and the batch id. It fails unless every
+// node succeeded and changed.
+func (n Nodebatch) Run(ctx context.Context, op Op, value string, c int) (time.Duration, progress.Message, string, error) {
+	ws, err := Dial(ctx, n.RelayURL, n.Token)
+	if err != nil {
+		return 0, progress.Message{}, "", err
+	}
+	defer ws.Close()
+	begin := time.Now()
+	id, err := n.Submit(ctx, op, value, c)
+	if err != nil {
+		return 0, progress.Message{}, "", err
+	}
+	if err := Subscribe(ws, id); err != nil {
+		return 0, progress.Message{}, id, err
+	}
+	final, err := awaitFinal(ctx, ws, id, nil)
+	wall := time.Since(begin)
+	if err != nil {
+		return 0, final, id, err
+	}
+	if err := n.check(final); err != nil {
+		return 0, final, id, fmt.Errorf("batch %s: %w", id, err)
+	}
+	return wall, final, id, nil
+}
+
+// check accepts only a batch where every node succeeded with a change.
+func (n Nodebatch) check(m progress.Message) error {
+	c := m.Counts
+	if m.Type != progress.TypeComplete || c.Succeeded != n.Nodes || c.Unchanged != 0 || m.Total != n.Nodes {
+		return fmt.Errorf("ended %s/%s with counts %+v of %d nodes (%s), want all %d succeeded and changed",
+			m.Type, m.State, c, m.Total, m.Message, n.Nodes)
+	}
+	return nil
+}
+
+// Submit sends POST /v1/batches and returns the batch id.
+func (n Nodebatch) Submit(ctx context.Context, op Op, value string, c int) (string, error) {
+	body := submitBody{Selector: n.Selector, Concurrency: c}
+	switch op {
+	case OpTaint:
+		body.Taints = []string{"bench=" + value + ":NoSchedule"}
+	default:
+		body.Labels = []string{"bench=" + value}
+	}
+	b, err := json.Marshal(body)
+	if err != nil {
+		return "", fmt.Errorf("encode batch request: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(n.APIURL, "/")+"/v1/batches", bytes.NewReader(b))
+	if err != nil {
+		return "", fmt.Errorf("submit batch: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+n.Token)
+	client := n.HTTP
+	if client == nil {
+		client = http.DefaultClient
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("submit batch: %w", err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", fmt.Errorf("submit batch: read answer: %w", err)
+	}
+	if resp.StatusCode != http.StatusAccepted {
+		return "", fmt.Errorf("submit batch: %s: %s", resp.Status, bytes.TrimSpace(raw))
+	}
+	var out created
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return "", fmt.Errorf("submit batch: decode answer: %w", err)
+	}
+	if out.BatchID == "" || out.Total != n.Nodes {
+		return "", fmt.Errorf("submit batch: answer %s: want a batch id and total %d", bytes.TrimSpace(raw), n.Nodes)
+	}
+	return out.BatchID, nil
+}
+
+// Dial opens a progress WebSocket to the relay at relayURL (http or https)
+// with token offered as the bearer subprotocol.
+func Dial(ctx context.Context, relayURL, token string) (*websocket.Conn, error) {
+	u := strings.TrimSuffix(relayURL, "/") + "/v1/progress/ws"
+	u = "ws" + strings.TrimPrefix(u, "http")
+	d := websocket.Dialer{HandshakeTimeout: 30 * time.Second, Subprotocols: []string{Subprotocol, "bearer." + token}}
+	ws, resp, err := d.DialContext(ctx, u, nil)
+	if err != nil {
+		if resp != nil {
+			return nil, fmt.Errorf("dial relay %s: %w (HTTP %s)", u, err, resp.Status)
+		}
+		return nil, fmt.Errorf("dial relay %s: %w", u, err)
+	}
+	return ws, nil
+}
+
+// Subscribe asks for the progress of batch id on ws.
+func Subscribe(ws *websocket.Conn, id string) error {
+	if err := ws.WriteJSON(map[string]string{"type": "subscribe", "task_id": id}); err != nil {
+		return fmt.Errorf("subscribe to %s: %w", id, err)
+	}
+	return nil
+}
+
+// Seen is one progress message as a client received it.
+type Seen struct {
+	At      time.Time // when the client read it
+	Current int       // nodes done, as the message says
+}
+
+// awaitFinal reads ws until the final message of batch id and returns it.
+// Every message of id is passed to seen (if not nil) with its receive time.
+// An error message for id (a refusal, or a failed batch) ends the wait.
+func awaitFinal(ctx context.Context, ws *websocket.Conn, id string, seen func(Seen)) (progress.Message, error) {
+	stop := context.AfterFunc(ctx, func() { ws.SetReadDeadline(time.Now()) })
+	defer stop()
+	for {
+		var m progress.Message
+		_, data, err := ws.ReadMessage()
+		at := time.Now()
+		if err != nil {
+			return progress.Message{}, fmt.Errorf("wait for batch %s to complete: %w", id, err)
+		}
+		if err := json.Unmarshal(data, &m); err != nil {
+			return progress.Message{}, fmt.Errorf("wait for batch %s: decode message: %w", id, err)
+		}
+		if m.TaskID != id {
+			continue
+		}
+		if seen != nil {
+			seen(Seen{At: at, Current: m.Current})
+		}
+		if m.Type == progress.TypeError {
+			return m, fmt.Errorf("batch %s: error message: %s", id, m.Message)
+		}
+		if m.Type == progress.TypeComplete {
+			return m, nil
+		}
+	}
+}

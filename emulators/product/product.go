@@ -1,0 +1,323 @@
+// Package product runs the whole nodebatch product in one process on top of a
+// running local stack: the development OIDC issuer, the batch function (the
+// API), the patch function, the push deliverer between Pub/Sub and the patch
+// function, and the relay with the web UI. Tests of the whole product (web UI,
+// security matrix, faults) and `make bench` use it; `make run` starts the same
+// parts as separate processes (emulators/cmd/stack).
+package product
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/nodebatch/nodebatch/emulators/oidcdev"
+	"github.com/nodebatch/nodebatch/emulators/pushdeliver"
+	"github.com/nodebatch/nodebatch/functions/batch"
+	"github.com/nodebatch/nodebatch/functions/patch"
+	"github.com/nodebatch/nodebatch/functions/runner"
+	"github.com/nodebatch/nodebatch/relay"
+	"github.com/nodebatch/nodebatch/relay/ui"
+	"github.com/nodebatch/nodebatch/shared/auth"
+	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/nodepatch"
+	"github.com/nodebatch/nodebatch/shared/store"
+)
+
+// Audience is the client id user tokens are minted for.
+const Audience = "nodebatch"
+
+// SchedulerAccount is the service account allowlisted for scheduled batches.
+const SchedulerAccount = "scheduler@nodebatch-local.iam.gserviceaccount.com"
+
+// Options say where the stack is and how to shape the product. The
+// Firestore and Pub/Sub clients reach the emulators through
+// FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST.
+type Options struct {
+	Project string // Firestore and Pub/Sub project; required
+
+	// APIKube is the batch function's identity (lists nodes, server-side
+	// dry-run); PatchKube the patch function's (get/list/patch/update nodes).
+	// Point PatchKube at a kubeproxy to count or slow its requests.
+	APIKube, PatchKube *rest.Config
+
+	// Addresses to listen on; empty picks a free loopback port.
+	APIAddr, PatchAddr, RelayAddr, IssuerAddr string
+
+	MaxInFlight int  // push deliverer's global cap (default 100)
+	MaxAttempts int  // pushes before dead-lettering (default 5)
+	InlineMax   int  // batches up to this size run inline; default 5, <0: never
+	Duplicate   bool // push every message twice
+
+	Logger *slog.Logger // default: discard
+}
+
+// Product is a running product. Close stops it.
+type Product struct {
+	APIURL, PatchURL, RelayURL, IssuerURL string
+
+	Issuer    *oidcdev.Issuer // mints user tokens
+	Google    *oidcdev.Issuer // stands in for Google (scheduler tokens)
+	Deliverer *pushdeliver.Deliverer
+	Store     *store.Store
+	Firestore *firestore.Client
+	PubSub    *pubsub.Client
+	Topic     string
+
+	cancel  context.CancelFunc
+	servers []*http.Server
+	relay   *relay.Server
+	closers []func()
+	wg      sync.WaitGroup
+	runErr  chan error
+}
+
+// Start starts the product. On error everything started is stopped.
+func Start(ctx context.Context, o Options) (p *Product, err error) {
+	if o.Project == "" || o.APIKube == nil || o.PatchKube == nil {
+		return nil, errors.New("product: Project, APIKube and PatchKube are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = 100
+	}
+	if o.MaxAttempts == 0 {
+		o.MaxAttempts = 5
+	}
+	if o.InlineMax == 0 {
+		o.InlineMax = 5
+	}
+	if o.InlineMax < 0 {
+		o.InlineMax = 0
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	p = &Product{cancel: cancel, runErr: make(chan error, 4), Topic: "nodebatch-node-patch"}
+	defer func() {
+		if err != nil {
+			p.Close()
+			p = nil
+		}
+	}()
+
+	lns := map[string]net.Listener{}
+	for name, addr := range map[string]string{"api": o.APIAddr, "patch": o.PatchAddr, "relay": o.RelayAddr, "issuer": o.IssuerAddr} {
+		if addr == "" {
+			addr = "127.0.0.1:0"
+		}
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range lns {
+				l.Close()
+			}
+			return p, fmt.Errorf("listen for %s on %s: %w", name, addr, err)
+		}
+		lns[name] = ln
+	}
+	url := func(name string) string { return "http://" + lns[name].Addr().String() }
+	p.APIURL, p.PatchURL, p.RelayURL, p.IssuerURL = url("api"), url("patch"), url("relay"), url("issuer")
+
+	// Development issuer: users at the root, a Google stand-in under /google.
+	if p.Issuer, err = oidcdev.New(p.IssuerURL); err != nil {
+		return p, fmt.Errorf("create issuer: %w", err)
+	}
+	if p.Google, err = oidcdev.New(p.IssuerURL + "/google"); err != nil {
+		return p, fmt.Errorf("create Google issuer: %w", err)
+	}
+	imux := http.NewServeMux()
+	imux.Handle("/google/", p.Google.Handler())
+	imux.Handle("/", p.Issuer.Handler())
+	p.serve("issuer", lns["issuer"], imux)
+
+	verifier, err := auth.NewVerifier(ctx, auth.Config{
+		Issuers: []auth.IssuerConfig{{URL: p.IssuerURL, Audience: Audience}},
+		Scheduler: &auth.SchedulerConfig{
+			IssuerURL: p.IssuerURL + "/google",
+			Audience:  p.APIURL,
+			Allowlist: []string{SchedulerAccount},
+		},
+		Logger: o.Logger,
+	})
+	if err != nil {
+		return p, fmt.Errorf("create verifier: %w", err)
+	}
+
+	if p.Firestore, err = firestore.NewClient(ctx, o.Project); err != nil {
+		return p, fmt.Errorf("create Firestore client: %w", err)
+	}
+	p.closers = append(p.closers, func() { p.Firestore.Close() })
+	if p.PubSub, err = pubsub.NewClient(ctx, o.Project); err != nil {
+		return p, fmt.Errorf("create Pub/Sub client: %w", err)
+	}
+	p.closers = append(p.closers, func() { p.PubSub.Close() })
+	topo := pushdeliver.Topology{
+		Topic:                  p.Topic,
+		Subscription:           p.Topic + "-push",
+		DeadLetterTopic:        p.Topic + "-dead",
+		DeadLetterSubscription: p.Topic + "-dead-push",
+	}
+	if err := pushdeliver.EnsureTopology(ctx, p.PubSub, topo); err != nil {
+		return p, fmt.Errorf("create topology: %w", err)
+	}
+
+	apiKube, err := kubernetes.NewForConfig(withRate(o.APIKube))
+	if err != nil {
+		return p, fmt.Errorf("create API kube client: %w", err)
+	}
+	patchKube, err := kubernetes.NewForConfig(withRate(o.PatchKube))
+	if err != nil {
+		return p, fmt.Errorf("create patch kube client: %w", err)
+	}
+	p.Store = store.New(p.Firestore)
+	run := &runner.Runner{
+		Store:   p.Store,
+		Patcher: &nodepatch.Patcher{Client: patchKube, FieldManager: "nodebatch"},
+		Logger:  o.Logger,
+	}
+	pub := batch.NewTopicPublisher(p.PubSub, p.Topic)
+	p.closers = append(p.closers, pub.Stop)
+	api := &batch.Handler{
+		Store:      p.Store,
+		Kube:       apiKube,
+		Publisher:  pub,
+		Runner:     &runner.Runner{Store: p.Store, Patcher: &nodepatch.Patcher{Client: apiKube, FieldManager: "nodebatch"}, Logger: o.Logger},
+		Protection: change.DefaultProtection(),
+		InlineMax:  o.InlineMax,
+		Logger:     o.Logger,
+	}
+	p.serve("api", lns["api"], auth.Middleware(verifier, api))
+
+	ph := &patch.Handler{Runner: run, Logger: o.Logger}
+	pmux, err := ph.Mux(runCtx)
+	if err != nil {
+		return p, fmt.Errorf("create patch mux: %w", err)
+	}
+	p.serve("patch", lns["patch"], pmux)
+
+	if p.Deliverer, err = pushdeliver.New(p.PubSub, pushdeliver.Config{
+		Subscription:    topo.Subscription,
+		Topic:           topo.Topic,
+		Endpoint:        p.PatchURL + "/",
+		DeadLetterTopic: topo.DeadLetterTopic,
+		MaxInFlight:     o.MaxInFlight,
+		MaxAttempts:     o.MaxAttempts,
+		Duplicate:       o.Duplicate,
+		Logger:          o.Logger,
+	}); err != nil {
+		return p, fmt.Errorf("create deliverer: %w", err)
+	}
+	dead, err := pushdeliver.New(p.PubSub, pushdeliver.Config{
+		Subscription: topo.DeadLetterSubscription,
+		Topic:        topo.DeadLetterTopic,
+		Endpoint:     p.PatchURL + "/deadletter",
+		MaxInFlight:  4,
+		Logger:       o.Logger,
+	})
+	if err != nil {
+		return p, fmt.Errorf("create dead-letter deliverer: %w", err)
+	}
+	for _, d := range []*pushdeliver.Deliverer{p.Deliverer, dead} {
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			if err := d.Run(runCtx); err != nil {
+				o.Logger.Error("deliverer stopped", "error", err)
+				p.runErr <- err
+			}
+		}()
+	}
+
+	apiURL, _ := neturl(p.APIURL)
+	p.relay = relay.New(relay.Config{
+		Firestore: p.Firestore,
+		Verifier:  verifier,
+		Logger:    o.Logger,
+		APIURL:    apiURL,
+		UI:        ui.FS(),
+		Handlers: map[string]http.Handler{
+			"GET /config.json": ui.ConfigHandler(ui.Config{
+				Issuer: p.IssuerURL, ClientID: Audience, DevIssuer: true,
+				DevTokenURL: p.IssuerURL + "/token",
+				DevUsers:    []ui.DevUser{{Name: "alice", Role: "user"}, {Name: "bob", Role: "user"}, {Name: "admin", Role: "admin"}},
+			}),
+			"GET /v1/nodes": auth.Middleware(verifier, ui.NodesHandler(apiKube)),
+		},
+	})
+	p.serve("relay", lns["relay"], p.relay.Handler())
+	return p, nil
+}
+
+// Token mints a user token (an admin when admin is true).
+func (p *Product) Token(user string, admin bool) (string, error) {
+	c := oidcdev.Claims{Subject: user, Email: user + "@example.com", Name: user, Audience: []string{Audience}, TTL: time.Hour}
+	if admin {
+		c.Roles = []string{"admin"}
+	}
+	return p.Issuer.Mint(c)
+}
+
+// SchedulerToken mints a Google-style ID token for the allowlisted
+// scheduler service account, for the batch function's URL.
+func (p *Product) SchedulerToken() (string, error) {
+	return p.Google.Mint(oidcdev.Claims{Subject: "1234567890", Email: SchedulerAccount, Audience: []string{p.APIURL}, TTL: time.Hour})
+}
+
+// Err reports a part that stopped on its own (nil channel read blocks).
+func (p *Product) Err() <-chan error { return p.runErr }
+
+// Close stops every part: the relay first (clients are told to reconnect),
+// then the deliverers, the servers and the clients.
+func (p *Product) Close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if p.relay != nil {
+		_ = p.relay.Shutdown(ctx)
+	}
+	p.cancel()
+	p.wg.Wait()
+	for _, s := range p.servers {
+		_ = s.Shutdown(ctx)
+	}
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+}
+
+func (p *Product) serve(name string, ln net.Listener, h http.Handler) {
+	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	p.servers = append(p.servers, s)
+	go func() {
+		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			p.runErr <- fmt.Errorf("serve %s: %w", name, err)
+		}
+	}()
+}
+
+// withRate lifts client-go's default 5 QPS / 10 burst, which would cap a
+// batch at ~5 nodes/s; the deliverer's in-flight cap is the real limit.
+func withRate(c *rest.Config) *rest.Config {
+	c = rest.CopyConfig(c)
+	c.QPS, c.Burst = 1000, 2000
+	return c
+}
+
+func neturl(s string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSuffix(s, "/"))
+	if err != nil {
+		return nil, fmt.Errorf("parse %q: %w", s, err)
+	}
+	return u, nil
+}

@@ -1,0 +1,100 @@
+// Command serve runs one nodebatch function locally over HTTP: the API
+// (-target batch) or the patch function (-target patch, which also serves the
+// dead-letter entry point at /deadletter). Settings come from the
+// environment (docs/config.md).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nodebatch/nodebatch/functions/batch"
+	"github.com/nodebatch/nodebatch/functions/patch"
+)
+
+func main() {
+	target := flag.String("target", "batch", "function to serve: batch or patch")
+	addr := flag.String("addr", "", "listen address (default 127.0.0.1:8080 for batch, 127.0.0.1:8082 for patch)")
+	flag.Parse()
+	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{ReplaceAttr: cloudLogging}))
+	slog.SetDefault(logger)
+	if err := run(*target, *addr, logger); err != nil {
+		logger.Error("serve", "error", err)
+		os.Exit(1)
+	}
+}
+
+func run(target, addr string, logger *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var h http.Handler
+	var closeFn func()
+	switch target {
+	case "batch":
+		if addr == "" {
+			addr = "127.0.0.1:8080"
+		}
+		bh, c, err := batch.Serve(ctx, os.Getenv, logger)
+		if err != nil {
+			return err
+		}
+		h, closeFn = bh, c
+	case "patch":
+		if addr == "" {
+			addr = "127.0.0.1:8082"
+		}
+		ph, c, err := patch.FromEnv(ctx, os.Getenv, logger)
+		if err != nil {
+			return err
+		}
+		mux, err := ph.Mux(context.WithoutCancel(ctx))
+		if err != nil {
+			c()
+			return err
+		}
+		h, closeFn = mux, c
+	default:
+		return fmt.Errorf("unknown -target %q: want batch or patch", target)
+	}
+	defer closeFn()
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ListenAndServe() }()
+	logger.Info("serving", "target", target, "addr", addr)
+	select {
+	case err := <-errc:
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+// cloudLogging renames slog's keys to the ones Cloud Logging understands.
+func cloudLogging(groups []string, a slog.Attr) slog.Attr {
+	if len(groups) > 0 {
+		return a
+	}
+	switch a.Key {
+	case slog.LevelKey:
+		a.Key = "severity"
+		if lvl, ok := a.Value.Any().(slog.Level); ok && lvl == slog.LevelWarn {
+			a.Value = slog.StringValue("WARNING")
+		}
+	case slog.MessageKey:
+		a.Key = "message"
+	}
+	return a
+}

@@ -1,0 +1,75 @@
+// Package deps builds the clients both functions share from their settings:
+// Firestore (the store), the Kubernetes client (with deliberate QPS/Burst),
+// the per-node runner, and Pub/Sub. Mains and the Cloud Run entry points call
+// it; handlers only receive what it built.
+package deps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"cloud.google.com/go/firestore"
+	"cloud.google.com/go/pubsub/v2"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/nodebatch/nodebatch/functions/config"
+	"github.com/nodebatch/nodebatch/functions/runner"
+	"github.com/nodebatch/nodebatch/shared/nodepatch"
+	"github.com/nodebatch/nodebatch/shared/store"
+)
+
+// Deps are the shared clients.
+type Deps struct {
+	Config    config.Config
+	Firestore *firestore.Client
+	PubSub    *pubsub.Client
+	Kube      kubernetes.Interface
+	Store     *store.Store
+	Runner    *runner.Runner
+}
+
+// New builds every client from cfg. Firestore and Pub/Sub honour
+// FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST. Close releases them.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Deps, error) {
+	rc, err := cfg.RestConfig()
+	if err != nil {
+		return nil, err
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	fs, err := firestore.NewClient(ctx, cfg.Project)
+	if err != nil {
+		return nil, fmt.Errorf("firestore client for %s: %w", cfg.Project, err)
+	}
+	ps, err := pubsub.NewClient(ctx, cfg.Project)
+	if err != nil {
+		fs.Close()
+		return nil, fmt.Errorf("pubsub client for %s: %w", cfg.Project, err)
+	}
+	st := store.New(fs)
+	return &Deps{
+		Config:    cfg,
+		Firestore: fs,
+		PubSub:    ps,
+		Kube:      kube,
+		Store:     st,
+		Runner: &runner.Runner{
+			Store: st,
+			Patcher: &nodepatch.Patcher{
+				Client:             kube,
+				FieldManager:       nodepatch.DefaultFieldManager,
+				MaxConflictRetries: cfg.ConflictRetries,
+			},
+			Logger: logger,
+		},
+	}, nil
+}
+
+// Close closes the clients.
+func (d *Deps) Close() error {
+	return errors.Join(d.PubSub.Close(), d.Firestore.Close())
+}

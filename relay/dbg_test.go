@@ -1,0 +1,5 @@
+package relay
+
+import "log/slog"
+
+func init() { slog.SetLogLoggerLevel(slog.LevelDebug) }

@@ -1,0 +1,118 @@
+package store
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodebatch/nodebatch/shared/batch"
+)
+
+func TestBits(t *testing.T) {
+	var l LaneDoc
+	for _, p := range []int{0, 7, 8, 20} {
+		l.Mark(p)
+	}
+	for p := range 24 {
+		want := p == 0 || p == 7 || p == 8 || p == 20
+		if got := l.Has(p); got != want {
+			t.Errorf("Has(%d) = %v, want %v", p, got, want)
+		}
+	}
+	if l.Has(-1) || l.Has(1000) {
+		t.Errorf("Has out of range = true")
+	}
+	if got, want := len(l.DoneBits), 3; got != want {
+		t.Errorf("len(DoneBits) = %d, want %d", got, want)
+	}
+}
+
+func TestFinalize(t *testing.T) {
+	start := time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)
+	end := start.Add(2 * time.Second)
+	tests := []struct {
+		name   string
+		b      BatchDoc
+		lanes  []LaneDoc
+		done   bool
+		state  batch.State
+		counts batch.Counts
+		timing batch.Timing
+	}{
+		{
+			name:  "all succeeded",
+			b:     BatchDoc{Attempt: 1, AttemptTotal: 4, StartedAt: start},
+			lanes: []LaneDoc{{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 2, Unchanged: 1}, LatenciesMS: []int64{10, 40}}, {Attempt: 1, Lane: 1, Size: 2, Counts: batch.Counts{Succeeded: 2}, LatenciesMS: []int64{20, 30}}},
+			done:  true, state: batch.StateSucceeded,
+			counts: batch.Counts{Succeeded: 4, Unchanged: 1},
+			timing: batch.Timing{NodesPerSecond: 2, P50Millis: 20, P95Millis: 40, MaxMillis: 40},
+		},
+		{
+			name:  "some failed",
+			b:     BatchDoc{Attempt: 1, AttemptTotal: 3, StartedAt: start},
+			lanes: []LaneDoc{{Attempt: 1, Size: 3, Counts: batch.Counts{Succeeded: 2, Failed: 1}, LatenciesMS: []int64{5, 5, 5}}},
+			done:  true, state: batch.StatePartiallyFailed,
+			counts: batch.Counts{Succeeded: 2, Failed: 1},
+			timing: batch.Timing{NodesPerSecond: 1.5, P50Millis: 5, P95Millis: 5, MaxMillis: 5},
+		},
+		{
+			name:  "all failed",
+			b:     BatchDoc{Attempt: 1, AttemptTotal: 2, StartedAt: start},
+			lanes: []LaneDoc{{Attempt: 1, Size: 2, Counts: batch.Counts{Failed: 2}}},
+			done:  true, state: batch.StateFailed,
+			counts: batch.Counts{Failed: 2},
+			timing: batch.Timing{NodesPerSecond: 1},
+		},
+		{
+			name:  "cancelled",
+			b:     BatchDoc{Attempt: 1, AttemptTotal: 2, StartedAt: start, Cancel: &Cancel{Reason: "stop"}},
+			lanes: []LaneDoc{{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 1, Cancelled: 1}}},
+			done:  true, state: batch.StateCancelled,
+			counts: batch.Counts{Succeeded: 1, Cancelled: 1},
+			timing: batch.Timing{NodesPerSecond: 1},
+		},
+		{
+			name: "retry attempt replaces failures",
+			b:    BatchDoc{Attempt: 2, AttemptTotal: 1, StartedAt: start, Adjust: batch.Counts{Failed: 1}},
+			lanes: []LaneDoc{
+				{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 1, Failed: 1}},
+				{Attempt: 2, Size: 1, Counts: batch.Counts{Succeeded: 1}, LatenciesMS: []int64{7}},
+			},
+			done: true, state: batch.StateSucceeded,
+			counts: batch.Counts{Succeeded: 2},
+			timing: batch.Timing{NodesPerSecond: 0.5, P50Millis: 7, P95Millis: 7, MaxMillis: 7, Retries: 1},
+		},
+		{
+			name:  "not done",
+			b:     BatchDoc{Attempt: 1, AttemptTotal: 4, StartedAt: start},
+			lanes: []LaneDoc{{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 2}}, {Attempt: 1, Lane: 1, Size: 2, Counts: batch.Counts{Succeeded: 1}}},
+			done:  false, state: batch.StatePartiallyFailed, // not final; computed only for the record
+			counts: batch.Counts{Succeeded: 3},
+			timing: batch.Timing{NodesPerSecond: 2},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := AttemptDone(&tt.b, tt.lanes); got != tt.done {
+				t.Errorf("AttemptDone = %v, want %v", got, tt.done)
+			}
+			if !tt.done {
+				return
+			}
+			got := Finalize(&tt.b, tt.lanes, end)
+			if got.State != tt.state {
+				t.Errorf("state = %s, want %s", got.State, tt.state)
+			}
+			if diff := cmp.Diff(tt.counts, got.Counts); diff != "" {
+				t.Errorf("counts (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(&tt.timing, got.Timing); diff != "" {
+				t.Errorf("timing (-want +got):\n%s", diff)
+			}
+			if !got.FinishedAt.Equal(end) {
+				t.Errorf("finished_at = %v, want %v", got.FinishedAt, end)
+			}
+		})
+	}
+}
