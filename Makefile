@@ -4,32 +4,50 @@ SHELL := /usr/bin/env bash
 GO  ?= go
 BIN := .nodebatch/bin
 
-.PHONY: help setup k8s-bin stack run test lint
+.PHONY: help setup setup-base k8s-bin product-bin stack run test lint
 
 help: ## list targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-setup: ## check prerequisites (Go, Java 17, emulators); runs scripts/setup.d/* hooks
-	@scripts/setup.sh
+setup: ## check prerequisites (Go, Java 17, emulators) and run scripts/setup-*.sh hooks (browser tests)
+	@bash scripts/setup.sh
+
+setup-base: ## check only what the local stack needs
+	@bash scripts/setup.sh --base
 
 k8s-bin: ## build etcd, kube-apiserver, kubectl into .nodebatch/bin (once, ~10 min cold)
-	@emulators/k8s/build.sh $(BIN)
+	@bash emulators/k8s/build.sh $(BIN)
 
 $(BIN)/nodebatch-stack: FORCE
 	@$(GO) build -o $@ ./emulators/cmd/stack
 
-stack: setup k8s-bin $(BIN)/nodebatch-stack ## run the local stack in the foreground (Ctrl-C stops it)
+stack: setup-base k8s-bin $(BIN)/nodebatch-stack ## run the local stack in the foreground (Ctrl-C stops it)
 	@exec $(BIN)/nodebatch-stack -build=false
 
-run: setup k8s-bin $(BIN)/nodebatch-stack ## run the whole product locally (for now: the stack)
+PRODUCT_CMDS := ./functions/cmd/serve ./relay/cmd/relay ./emulators/cmd/pushdeliver \
+	./emulators/cmd/oidcdev ./emulators/cmd/devtoken ./emulators/cmd/scheduler
+
+product-bin: FORCE ## build the product's binaries into .nodebatch/bin
+	@$(GO) build -o $(BIN)/ $(PRODUCT_CMDS)
+
+run: setup-base k8s-bin $(BIN)/nodebatch-stack product-bin ## run the whole product locally: API :8080, relay + UI :8090
 	@exec $(BIN)/nodebatch-stack -build=false -product
 
 test: setup k8s-bin $(BIN)/nodebatch-stack ## start one shared stack, go test -race ./..., stop the stack
-	@scripts/test.sh
+	@bash scripts/test.sh
 
-lint: ## go vet and govulncheck
+# bench starts its own stack on free ports (like make test), seeds bench-only
+# nodes, runs the product in-process and prints the table of issue 8.
+# NODEBATCH_BENCH_NODES (default 1000); BENCH_FLAGS e.g. "-repeat 5 -rows 4,6 -cpuprofile .nodebatch/bench.pprof".
+bench: setup-base k8s-bin ## throughput + progress delay vs kubectl and client-go; table to stdout, JSON to .nodebatch/bench.json
+	@ulimit -n "$$(ulimit -Hn)"; $(GO) run ./emulators/cmd/bench -bin-dir $(BIN) -out .nodebatch/bench.json $(BENCH_FLAGS)
+
+# govulncheck needs its database: vuln.go.dev by default, or GOVULNDB=file:///path
+# (a local copy) where that host cannot be reached.
+GOVULNDB ?=
+lint: ## go vet and govulncheck (needs vuln.go.dev, or GOVULNDB=file:///db)
 	$(GO) vet ./...
-	$(GO) run golang.org/x/vuln/cmd/govulncheck ./...
+	$(GO) run golang.org/x/vuln/cmd/govulncheck $(if $(GOVULNDB),-db $(GOVULNDB)) ./...
 
 .PHONY: FORCE
 FORCE:

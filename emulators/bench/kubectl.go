@@ -50,11 +50,15 @@ func (k Kubectl) Run(ctx context.Context, op Op, value string) (time.Duration, e
 	return wall, nil
 }
 
-// changedLines counts kubectl's "node/x labeled" / "node/x modified" lines.
+// changedLines counts kubectl's "node/x labeled" / "node/x modified" lines
+// ("node/x not labeled" means nothing changed).
 func changedLines(out string) int {
 	n := 0
 	for line := range strings.SplitSeq(out, "\n") {
-		if strings.HasPrefix(line, "node/") && (strings.HasSuffix(line, " labeled") || strings.HasSuffix(line, " modified")) {
+		if !strings.HasPrefix(line, "node/") || strings.HasSuffix(line, " not labeled") {
+			continue
+		}
+		if strings.HasSuffix(line, " labeled") || strings.HasSuffix(line, " modified") {
 			n++
 		}
 	}

@@ -17,6 +17,9 @@ type Machine struct {
 	GoVersion string  `json:"go_version"`
 	OS        string  `json:"os"`
 	Arch      string  `json:"arch"`
+	// LoadAvg is /proc/loadavg's 1, 5 and 15 minute load when the run
+	// started: on a shared machine it says how much else was running.
+	LoadAvg string `json:"load_avg,omitempty"`
 }
 
 // ReadMachine describes this machine from the Go runtime and, on Linux,
@@ -28,6 +31,11 @@ func ReadMachine() Machine {
 	}
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		m.MemoryGiB = memTotalGiB(b)
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) >= 3 {
+			m.LoadAvg = strings.Join(f[:3], " ")
+		}
 	}
 	return m
 }

@@ -154,8 +154,8 @@ func (r *Report) find(tool Tool, op Op, c, nodes int, latency time.Duration) *Ro
 func (r *Report) WriteTable(w io.Writer) error {
 	var b strings.Builder
 	m := r.Machine
-	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %.1f GiB memory, %s %s/%s. Run %s, %d repeats per row.\n\n",
-		m.CPUs, m.CPUModel, m.MemoryGiB, m.GoVersion, m.OS, m.Arch, r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Repeat)
+	fmt.Fprintf(&b, "Machine: %d CPUs (%s), %.1f GiB memory, %s %s/%s, load average at start %s. Run %s, %d repeats per row.\n\n",
+		m.CPUs, m.CPUModel, m.MemoryGiB, m.GoVersion, m.OS, m.Arch, orUnknown(m.LoadAvg), r.Started.UTC().Format("2006-01-02 15:04 UTC"), r.Repeat)
 	b.WriteString("| # | what | op | c | nodes | proxy latency | wall median (s) | spread min-max (s) | nodes/s | × client-go same c | × kubectl | wall ÷ ideal |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, row := range r.Rows {
@@ -200,6 +200,13 @@ func (r *Report) WriteTable(w io.Writer) error {
 		return fmt.Errorf("write bench table: %w", err)
 	}
 	return nil
+}
+
+func orUnknown(s string) string {
+	if s == "" {
+		return "unknown"
+	}
+	return s
 }
 
 func idealCell(row Row) string {

@@ -115,6 +115,12 @@ func Start(ctx context.Context, cfg Config) (st *Stack, err error) {
 	if err := checkPrereqs(&cfg); err != nil {
 		return nil, fmt.Errorf("start stack: %w", err)
 	}
+	// Before touching the state dir: a second stack on the same ports would
+	// otherwise wipe the first one's etcd data, and our readiness probes
+	// would be answered by the first one's processes.
+	if err := checkPortsFree(cfg.Ports); err != nil {
+		return nil, fmt.Errorf("start stack: %w", err)
+	}
 	st = &Stack{
 		logDir: filepath.Join(stateDir, "logs"),
 		logger: cfg.Logger,
@@ -261,6 +267,25 @@ func checkPrereqs(cfg *Config) error {
 		if _, err := os.Stat(filepath.Join(cfg.BinDir, bin)); err != nil {
 			return fmt.Errorf("%s missing (%v): build it with `emulators/k8s/build.sh .nodebatch/bin` (or `make setup`)", bin, err)
 		}
+	}
+	return nil
+}
+
+// checkPortsFree fails naming the first port something already listens on.
+func checkPortsFree(p Ports) error {
+	ports := []struct {
+		name string
+		port int
+	}{
+		{"kube-apiserver", p.APIServer}, {"etcd", p.EtcdClient}, {"etcd peer", p.EtcdPeer},
+		{"firestore", p.Firestore}, {"pubsub", p.PubSub},
+	}
+	for _, x := range ports {
+		l, err := net.Listen("tcp", hostPort(x.port))
+		if err != nil {
+			return fmt.Errorf("port %d (%s) is in use, is another stack running? (pick other ports or -free-ports): %w", x.port, x.name, err)
+		}
+		l.Close()
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -157,9 +158,9 @@ func (h *Handler) decode(w http.ResponseWriter, r *http.Request, v any) *request
 type submitMode int
 
 const (
-	submitAsync     submitMode = iota // 202 after fan-out, 200 with results when inline
-	submitWait                        // seed batch-add: wait for the result
-	submitTaskID                      // seed batch-add-progress: 202 {task_id}
+	submitAsync  submitMode = iota // 202 after fan-out, 200 with results when inline
+	submitWait                     // seed batch-add: wait for the result
+	submitTaskID                   // seed batch-add-progress: 202 {task_id}
 )
 
 // submit validates, records and runs a batch, then answers per mode.
@@ -301,7 +302,7 @@ func (h *Handler) resolve(ctx context.Context, spec *request.Spec) ([]string, *r
 				errs = append(errs, field.NotFound(field.NewPath("nodes").Index(i), n))
 			}
 		}
-		names = spec.Nodes
+		names = slices.Sorted(slices.Values(spec.Nodes))
 	case spec.Selector != nil && len(all) == 0:
 		errs = append(errs, field.Invalid(field.NewPath("selector"), spec.SelectorText, "matches no node"))
 	case len(all) == 0:

@@ -12,8 +12,8 @@ import (
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
-// OwnerSink learns which batches of an owner are active (pending or
-// running). Active must not block; it is called with the feed's lock held.
+// OwnerSink learns which batches of an owner to follow. Active must not
+// block; it is called with the feed's lock held.
 type OwnerSink interface {
 	Active(batchID string)
 }
@@ -21,19 +21,31 @@ type OwnerSink interface {
 // AllOwners is the owner key of the feed of every user's batches (admins).
 const AllOwners = ""
 
-// SubscribeOwner tells sink about every active batch of owner (AllOwners:
-// of everyone): first those active now, then each batch that becomes active
-// (created, or retried). One query listener per owner is shared by all its
-// subscribers; batch documents are written a few times per batch, so the
-// query is cheap even on the emulator. Follow each batch with Subscribe.
+// recent is how far before a subscription a batch may have been created and
+// still be announced although it is already final: a batch created just
+// before subscribe_all, and finished before its listener reported it, is
+// still streamed.
+const recent = 10 * time.Second
+
+// SubscribeOwner tells sink about the batches of owner (AllOwners: of
+// everyone) to follow: first those active now (pending or running) and
+// those created in the last few seconds, then every batch created or
+// reactivated (retried) later, even one that finishes at once. One feed per
+// owner is shared by all its subscribers. Follow each batch with Subscribe.
+//
+// A feed is two query listeners on batch documents, which are written a few
+// times per batch, so they are cheap even on the emulator: state in
+// (pending, running), and created_at >= the feed's start (in production
+// this needs the composite index owner + created_at).
 func (r *Registry) SubscribeOwner(owner string, sink OwnerSink) (cancel func()) {
+	joined := r.now()
 	r.mu.Lock()
 	ow := r.owners[owner]
 	if ow == nil {
 		ctx, stop := context.WithCancel(context.Background())
-		ow = &ownerWatcher{owner: owner, ctx: ctx, cancel: stop, sinks: map[*OwnerSink]bool{}, active: map[string]bool{}}
+		ow = &ownerWatcher{owner: owner, ctx: ctx, cancel: stop, sinks: map[*OwnerSink]bool{}, known: map[string]known{}}
 		r.owners[owner] = ow
-		go ow.run(r.fs, r.log.With("owner", owner))
+		ow.start(r.fs, r.log.With("owner", owner), joined.Add(-recent))
 	}
 	ow.refs++
 	r.mu.Unlock()
@@ -41,8 +53,10 @@ func (r *Registry) SubscribeOwner(owner string, sink OwnerSink) (cancel func()) 
 	key := &sink
 	ow.mu.Lock()
 	ow.sinks[key] = true
-	for id := range ow.active {
-		sink.Active(id)
+	for id, k := range ow.known {
+		if k.active || !k.created.Before(joined.Add(-recent)) {
+			sink.Active(id)
+		}
 	}
 	ow.mu.Unlock()
 
@@ -72,17 +86,32 @@ type ownerWatcher struct {
 	cancel context.CancelFunc
 	refs   int // guarded by Registry.mu
 
-	mu     sync.Mutex
-	sinks  map[*OwnerSink]bool
-	active map[string]bool
+	mu    sync.Mutex
+	sinks map[*OwnerSink]bool
+	known map[string]known
 }
 
-func (ow *ownerWatcher) run(fs *firestore.Client, log *slog.Logger) {
-	q := fs.Collection(store.BatchesCollection).
+// known is what the feed knows of one batch.
+type known struct {
+	active  bool // in the active query's result now
+	created time.Time
+}
+
+func (ow *ownerWatcher) start(fs *firestore.Client, log *slog.Logger, since time.Time) {
+	active := fs.Collection(store.BatchesCollection).
 		Where("state", "in", []string{string(batch.StatePending), string(batch.StateRunning)})
+	created := fs.Collection(store.BatchesCollection).Where("created_at", ">=", since)
 	if ow.owner != AllOwners {
-		q = q.Where("owner", "==", ow.owner)
+		active = active.Where("owner", "==", ow.owner)
+		created = fs.Collection(store.BatchesCollection).Where("owner", "==", ow.owner).Where("created_at", ">=", since)
 	}
+	go ow.listen(active, log.With("query", "active"), true)
+	go ow.listen(created, log.With("query", "created"), false)
+}
+
+// listen runs one query listener until the feed stops, reopening it with
+// backoff when it fails.
+func (ow *ownerWatcher) listen(q firestore.Query, log *slog.Logger, activeQuery bool) {
 	backoff := 100 * time.Millisecond
 	for ow.ctx.Err() == nil {
 		it := q.Snapshots(ow.ctx)
@@ -95,7 +124,7 @@ func (ow *ownerWatcher) run(fs *firestore.Client, log *slog.Logger) {
 				break
 			}
 			backoff = 100 * time.Millisecond
-			ow.update(snap.Changes)
+			ow.update(snap.Changes, activeQuery)
 		}
 		it.Stop()
 		select {
@@ -107,23 +136,36 @@ func (ow *ownerWatcher) run(fs *firestore.Client, log *slog.Logger) {
 }
 
 // update applies a query snapshot's changes and tells the sinks about
-// batches that became active.
-func (ow *ownerWatcher) update(changes []firestore.DocumentChange) {
+// batches that became active or are new.
+func (ow *ownerWatcher) update(changes []firestore.DocumentChange, activeQuery bool) {
 	ow.mu.Lock()
 	defer ow.mu.Unlock()
 	for _, ch := range changes {
 		id := ch.Doc.Ref.ID
-		switch ch.Kind {
-		case firestore.DocumentRemoved:
-			delete(ow.active, id)
-		default:
-			if ow.active[id] {
+		k, seen := ow.known[id]
+		if activeQuery {
+			if ch.Kind == firestore.DocumentRemoved {
+				k.active = false
+				ow.known[id] = k
 				continue
 			}
-			ow.active[id] = true
-			for s := range ow.sinks {
-				(*s).Active(id)
+			wasActive := k.active
+			k.active = true
+			ow.known[id] = k
+			if seen && wasActive {
+				continue
 			}
+		} else {
+			if ch.Kind == firestore.DocumentRemoved || seen {
+				continue
+			}
+			if t, ok := ch.Doc.Data()["created_at"].(time.Time); ok {
+				k.created = t
+			}
+			ow.known[id] = k
+		}
+		for s := range ow.sinks {
+			(*s).Active(id)
 		}
 	}
 }

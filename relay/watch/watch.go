@@ -132,9 +132,15 @@ type batchWatcher struct {
 	subs    map[*subscriber]bool
 	known   bool // the batch doc has been read (exists or not)
 	missing bool
-	batch   store.BatchDoc
-	lanes   map[string]store.LaneDoc
-	current progress.Message
+	// A subscriber's first message must be the whole current state, so the
+	// watcher is ready only once the batch doc and the first snapshot of
+	// every lane it listens to (and the earlier attempts' lanes) are in.
+	awaiting map[string]bool // lane ids without a first snapshot yet
+	earlier  bool            // earlier attempts' lanes not read yet
+	ready    bool
+	batch    store.BatchDoc
+	lanes    map[string]store.LaneDoc
+	current  progress.Message
 }
 
 // event is a snapshot from one of the watcher's listeners.
@@ -142,7 +148,7 @@ type event struct {
 	batch   *store.BatchDoc // batch doc changed (nil with missing: deleted/absent)
 	missing bool
 	laneID  string
-	lane    *store.LaneDoc
+	lane    *store.LaneDoc           // nil with laneID: the lane doc does not exist yet
 	lanes   map[string]store.LaneDoc // earlier attempts, read once
 	attempt int                      // the attempt lanes belongs to
 }
@@ -151,9 +157,10 @@ func newBatchWatcher(r *Registry, id string) *batchWatcher {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &batchWatcher{
 		r: r, id: id, ctx: ctx, cancel: cancel,
-		events: make(chan event, 64),
-		subs:   map[*subscriber]bool{},
-		lanes:  map[string]store.LaneDoc{},
+		events:   make(chan event, 64),
+		subs:     map[*subscriber]bool{},
+		lanes:    map[string]store.LaneDoc{},
+		awaiting: map[string]bool{},
 	}
 }
 
@@ -165,7 +172,7 @@ func (w *batchWatcher) add(s *subscriber) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.subs[s] = true
-	if w.known {
+	if w.ready {
 		w.decide(s)
 	}
 }
@@ -210,6 +217,13 @@ func (w *batchWatcher) run() {
 				var ctx context.Context
 				ctx, laneCancel = context.WithCancel(w.ctx)
 				attempt, lanes = ev.batch.Attempt, ev.batch.Lanes
+				w.mu.Lock()
+				clear(w.awaiting)
+				for lane := range lanes {
+					w.awaiting[store.LaneID(attempt, lane)] = true
+				}
+				w.earlier = attempt > 1
+				w.mu.Unlock()
 				for lane := range lanes {
 					go w.listenLane(ctx, log, store.LaneID(attempt, lane))
 				}
@@ -232,16 +246,23 @@ func (w *batchWatcher) apply(ev event) {
 		w.known, w.missing = true, true
 	case ev.batch != nil:
 		w.known, w.missing, w.batch = true, false, *ev.batch
-	case ev.lane != nil:
-		w.lanes[ev.laneID] = *ev.lane
+	case ev.laneID != "":
+		delete(w.awaiting, ev.laneID)
+		if ev.lane != nil {
+			w.lanes[ev.laneID] = *ev.lane
+		}
 	case ev.lanes != nil:
+		if ev.attempt == w.batch.Attempt {
+			w.earlier = false
+		}
 		for id, l := range ev.lanes {
 			if _, ok := w.lanes[id]; !ok {
 				w.lanes[id] = l
 			}
 		}
 	}
-	if !w.known {
+	w.ready = w.known && (w.missing || len(w.awaiting) == 0 && !w.earlier)
+	if !w.ready {
 		return
 	}
 	if w.missing { // refuse the undecided; the others keep their last state
@@ -302,8 +323,9 @@ func (w *batchWatcher) listenBatch(log *slog.Logger) {
 func (w *batchWatcher) listenLane(ctx context.Context, log *slog.Logger, laneID string) {
 	ref := w.r.fs.Doc(store.BatchPath(w.id) + "/" + store.LanesCollection + "/" + laneID)
 	listen(ctx, log.With("lane", laneID), ref, func(snap *firestore.DocumentSnapshot) error {
-		if !snap.Exists() {
-			return nil // not started yet
+		if !snap.Exists() { // not started yet
+			w.send(ctx, event{laneID: laneID})
+			return nil
 		}
 		var l store.LaneDoc
 		if err := snap.DataTo(&l); err != nil {

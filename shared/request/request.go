@@ -95,7 +95,7 @@ func DefaultLimits() Limits {
 // Spec is a validated request: the change, the target, the options.
 type Spec struct {
 	Set            change.Set
-	Nodes          []string        // explicit list (sorted, unique) or nil
+	Nodes          []string        // explicit list (unique, in request order) or nil
 	Selector       labels.Selector // when nodes are chosen by selector, else nil
 	SelectorText   string
 	All            bool
@@ -232,7 +232,6 @@ func (b *Batch) Validate(lim Limits, p change.Protection) (*Spec, *Error) {
 			seen[n] = i
 			spec.Nodes = append(spec.Nodes, n)
 		}
-		sort.Strings(spec.Nodes)
 	case b.Selector != "":
 		sel, err := labels.Parse(b.Selector)
 		if err != nil {

@@ -140,7 +140,7 @@ func TestValidateSpec(t *testing.T) {
 	if diff := cmp.Diff(want, spec.Set); diff != "" {
 		t.Errorf("spec.Set (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff([]string{"n1", "n2"}, spec.Nodes); diff != "" {
+	if diff := cmp.Diff([]string{"n2", "n1"}, spec.Nodes); diff != "" {
 		t.Errorf("spec.Nodes (-want +got):\n%s", diff)
 	}
 	if !spec.DryRun || spec.Concurrency != 2 || spec.IdempotencyKey != "k" {

@@ -10,6 +10,8 @@
 package schedule
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"strings"
 	"time"
@@ -57,9 +59,22 @@ func IdempotencyKey(r *http.Request) (string, bool) {
 	return Key(job, at), true
 }
 
+// MaxKeyLen bounds the keys Key returns, so they fit the batch function's
+// idempotency-key limit (256 bytes).
+const MaxKeyLen = 256
+
+// maxPlainJob is the longest job name kept verbatim in a key; longer names
+// (Cloud Scheduler allows 500 characters) are replaced by their SHA-256.
+const maxPlainJob = 180
+
 // Key builds the idempotency key of run at of job. Equal instants give equal
-// keys whatever offset or precision the header was written with.
+// keys whatever offset or precision the header was written with. The key is
+// at most MaxKeyLen bytes.
 func Key(job string, at time.Time) string {
+	if len(job) > maxPlainJob {
+		sum := sha256.Sum256([]byte(job))
+		job = "sha256-" + hex.EncodeToString(sum[:])
+	}
 	return KeyPrefix + job + "@" + FormatTime(at)
 }
 

@@ -1,6 +1,8 @@
 package schedule_test
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,6 +13,11 @@ import (
 
 	"github.com/nodebatch/nodebatch/shared/schedule"
 )
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
+}
 
 func TestIdempotencyKey(t *testing.T) {
 	t.Parallel()
@@ -87,6 +94,16 @@ func TestIdempotencyKey(t *testing.T) {
 				"X-CloudScheduler-JobName":      strings.Repeat("j", 501),
 				"X-CloudScheduler-ScheduleTime": "2026-11-27T22:00:00Z",
 			},
+		},
+		{
+			name: "long job name hashed",
+			headers: map[string]string{
+				"X-CloudScheduler":              "true",
+				"X-CloudScheduler-JobName":      strings.Repeat("j", 500),
+				"X-CloudScheduler-ScheduleTime": "2026-11-27T22:00:00.123456789-11:00",
+			},
+			want:   "scheduler:sha256-" + sha256Hex(strings.Repeat("j", 500)) + "@2026-11-28T09:00:00.123456789Z",
+			wantOK: true,
 		},
 		{
 			name: "missing schedule time",
@@ -170,6 +187,9 @@ func FuzzIdempotencyKey(f *testing.F) {
 		k, ok := schedule.IdempotencyKey(r)
 		if !ok {
 			return
+		}
+		if len(k) > schedule.MaxKeyLen {
+			t.Errorf("IdempotencyKey(%q, %q) is %d bytes, want at most %d", job, at, len(k), schedule.MaxKeyLen)
 		}
 		if !strings.HasPrefix(k, schedule.KeyPrefix) || strings.Count(k, "@") != 1 {
 			t.Errorf("IdempotencyKey(%q, %q) = %q: want one %q and prefix %q", job, at, k, "@", schedule.KeyPrefix)

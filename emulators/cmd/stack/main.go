@@ -9,7 +9,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -105,7 +104,7 @@ func run(o options, logger *slog.Logger) error {
 		logger.Info("seeded nodes", "count", o.nodes, "elapsed", time.Since(seedBegin).Round(time.Millisecond).String())
 	}
 	if o.product {
-		if err := startProduct(ctx, st, &info); err != nil {
+		if err := startProduct(ctx, st, &info, o.binDir, o.stateDir); err != nil {
 			return err
 		}
 	}
@@ -124,6 +123,9 @@ func run(o options, logger *slog.Logger) error {
 	logger.Info("ready", "elapsed", time.Since(begin).Round(time.Millisecond).String(), "state_file", o.stateFile)
 	fmt.Printf("\nexport KUBECONFIG=%s FIRESTORE_EMULATOR_HOST=%s PUBSUB_EMULATOR_HOST=%s GOOGLE_CLOUD_PROJECT=%s\n\n",
 		kubeconfig, info.FirestoreHost, info.PubSubHost, info.Project)
+	if o.product {
+		printProduct(o.binDir)
+	}
 	fmt.Println("Ctrl-C stops the stack.")
 
 	select {
@@ -137,12 +139,13 @@ func run(o options, logger *slog.Logger) error {
 
 // build runs emulators/k8s/build.sh, a no-op when the binaries are current.
 func build(ctx context.Context, binDir string) error {
-	cmd := exec.CommandContext(ctx, "emulators/k8s/build.sh", binDir)
+	const script = "emulators/k8s/build.sh"
+	if _, err := os.Stat(script); err != nil {
+		return fmt.Errorf("build kube binaries: run from the repository root (or -build=false): %w", err)
+	}
+	cmd := exec.CommandContext(ctx, "bash", script, binDir)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {
-		if errors.Is(err, exec.ErrNotFound) {
-			return fmt.Errorf("build kube binaries: run from the repository root: %w", err)
-		}
 		return fmt.Errorf("build kube binaries: %w", err)
 	}
 	return nil

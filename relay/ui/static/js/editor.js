@@ -100,7 +100,7 @@ export class Editor {
 
   addKubectl(kind) {
     const input = kind === 'label' ? this.kLabels : this.kTaints;
-    const { changes, errors } = parseSpecs(kind, input.value);
+    const { changes, errors, bad } = parseSpecs(kind, input.value);
     // Drop empty placeholder rows of this kind before adding parsed ones.
     this.changes = this.changes.filter((c) => c.kind !== kind || c.key !== '' || c.value !== '');
     for (const c of changes) {
@@ -108,7 +108,7 @@ export class Editor {
       this.touched.add(this.changes.length - 1);
     }
     this.kubectlErrors[kind] = errors;
-    input.value = errors.length ? errors.map((e) => e.split(': ')[1]?.split(' ')[0] ?? '').join(' ') : '';
+    input.value = bad.join(' ');
     input.toggleAttribute('aria-invalid', errors.length > 0);
     this.renderRows();
   }
@@ -145,18 +145,22 @@ export class Editor {
         h('div', { class: 'field key' }, h('label', { for: `${id}-key` }, 'Key'),
           h('input', { id: `${id}-key`, name: 'key', type: 'text', value: c.key, spellcheck: 'false', autocomplete: 'off', 'aria-invalid': keyErr ? 'true' : false, 'aria-describedby': `${id}-key-err`,
             oninput: set('key'), onblur: () => { this.touched.add(i); this.renderErrors(); } }),
-          h('p', { class: 'field-error', id: `${id}-key-err`, 'data-for': 'key' }, keyErr ?? '')),
+),
         h('div', { class: 'field value' }, h('label', { for: `${id}-val` }, 'Value'),
           h('input', { id: `${id}-val`, name: 'value', type: 'text', value: c.value, spellcheck: 'false', autocomplete: 'off', disabled: c.op === 'remove', 'aria-invalid': valErr ? 'true' : false, 'aria-describedby': `${id}-val-err`,
             oninput: set('value'), onblur: () => { this.touched.add(i); this.renderErrors(); } }),
-          h('p', { class: 'field-error', id: `${id}-val-err`, 'data-for': 'value' }, valErr ?? '')),
+),
         isTaint ? h('div', { class: 'field effect' }, h('label', { for: `${id}-eff` }, 'Effect'),
           h('select', { id: `${id}-eff`, name: 'effect', onchange: set('effect'), 'aria-invalid': effErr ? 'true' : false, 'aria-describedby': `${id}-eff-err` },
             c.op === 'remove' ? h('option', { value: '', selected: !c.effect }, 'Any effect') : '',
             taintEffects.map((ef) => h('option', { value: ef, selected: c.effect === ef }, ef))),
-          h('p', { class: 'field-error', id: `${id}-eff-err`, 'data-for': 'effect' }, effErr ?? '')) : '',
+)) : '',
         h('button', { type: 'button', class: 'icon remove-row', 'aria-label': `Remove ${c.kind} change ${i + 1}`,
-          onclick: () => { this.changes.splice(i, 1); this.touched = new Set([...this.touched].filter((j) => j !== i).map((j) => (j > i ? j - 1 : j))); this.renderRows(); } }, '×'));
+          onclick: () => { this.changes.splice(i, 1); this.touched = new Set([...this.touched].filter((j) => j !== i).map((j) => (j > i ? j - 1 : j))); this.renderRows(); } }, '×'),
+        h('div', { class: 'row-errors' },
+          h('p', { class: 'field-error', id: `${id}-key-err`, 'data-for': 'key', 'data-label': 'Key' }, keyErr ?? ''),
+          h('p', { class: 'field-error', id: `${id}-val-err`, 'data-for': 'value', 'data-label': 'Value' }, valErr ?? ''),
+          isTaint ? h('p', { class: 'field-error', id: `${id}-eff-err`, 'data-for': 'effect', 'data-label': 'Effect' }, effErr ?? '') : ''));
     };
     const byKind = (k) => this.changes.map((c, i) => [c, i]).filter(([c]) => c.kind === k).map(([c, i]) => row(c, i));
     const labels = byKind('label');

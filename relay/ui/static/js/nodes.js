@@ -5,7 +5,13 @@
 import { h, replace, labelChip, taintChip, uid } from './dom.js';
 
 const pageSize = 50;
-const maxChips = 8;
+const maxChips = 6;
+
+/** isSystemKey reports keys Kubernetes itself manages, shown after the user's own. */
+export function isSystemKey(k) {
+  const d = k.includes('/') ? k.slice(0, k.indexOf('/')) : '';
+  return d === 'kubernetes.io' || d.endsWith('.kubernetes.io') || d === 'k8s.io' || d.endsWith('.k8s.io');
+}
 
 /** matchesText reports whether node n matches every word of the free-text filter. */
 export function matchesText(n, text) {
@@ -148,11 +154,11 @@ export class NodesView {
   }
 
   chips(n) {
-    const entries = Object.entries(n.labels ?? {}).sort(([a], [b]) => a.localeCompare(b));
+    const entries = Object.entries(n.labels ?? {}).sort(([a], [b]) => (isSystemKey(a) - isSystemKey(b)) || a.localeCompare(b));
     const open = this.expanded.has(n.name);
     const shown = open ? entries : entries.slice(0, maxChips);
     const more = entries.length - shown.length;
-    return h('div', { class: 'chips' }, shown.map(([k, v]) => labelChip(k, v)),
+    return h('div', { class: 'chips' }, shown.map(([k, v]) => labelChip(k, v, isSystemKey(k) ? 'system' : '')),
       more > 0 || open ? h('button', { type: 'button', class: 'link', 'aria-expanded': String(open),
         onclick: () => { if (open) this.expanded.delete(n.name); else this.expanded.add(n.name); this.renderTable(); } },
       open ? 'fewer' : `+${more} more`) : '');

@@ -143,67 +143,112 @@ export class ProgressDialog {
     s.dataset.status = final ? 'final' : this.connStatus;
   }
 
+  /** skeleton builds the dialog's parts once per open; render updates them in place, so focus and clicks survive a stream of messages. */
+  skeleton() {
+    const p = {};
+    p.title = h('h2', { id: 'progress-title' });
+    p.state = h('span', { class: 'badge', id: 'batch-state' });
+    p.owner = h('p', { class: 'muted' });
+    p.fill = h('div', { class: 'bar-fill' });
+    p.bar = h('div', { class: 'bar', role: 'progressbar', 'aria-label': 'Batch progress', 'aria-valuemin': '0', 'aria-valuemax': '100', id: 'progress-bar' }, p.fill);
+    p.percent = h('strong', { id: 'progress-percent' });
+    p.done = h('span', { id: 'progress-done' });
+    p.counts = {};
+    const item = (name, cls) => {
+      p.counts[cls] = h('dd', { 'data-count': cls });
+      return h('div', { class: `count ${cls}` }, h('dt', {}, name), p.counts[cls]);
+    };
+    p.stats = h('div', { class: 'stats' });
+    p.inflight = h('div', { class: 'inflight' });
+    p.message = h('p', { class: 'message', id: 'progress-message' });
+    p.failures = h('div', { class: 'failures-wrap' });
+    p.error = h('p', { class: 'error', role: 'alert' });
+    p.foot = h('footer', { class: 'dialog-foot' });
+    replace(this.el,
+      h('header', { class: 'dialog-head' }, p.title, p.state, h('span', { class: 'conn', 'aria-live': 'off' }),
+        h('button', { type: 'button', class: 'icon close', 'aria-label': 'Close dialog', onclick: () => this.el.close() }, '×')),
+      p.owner, p.bar,
+      h('p', { class: 'bar-text', 'aria-live': 'polite', 'aria-atomic': 'true' }, p.percent, ' · ', p.done, ' nodes done'),
+      h('dl', { class: 'counts' }, item('Succeeded', 'succeeded'), item('Already in target state', 'unchanged'), item('Failed', 'failed'),
+        item('Skipped', 'skipped'), item('Cancelled', 'cancelled'), item('Pending', 'pending')),
+      p.stats, p.inflight, p.message, p.failures, p.error, p.foot);
+    this.parts = p;
+    this.footKey = '';
+    this.failKey = '';
+  }
+
   render() {
+    if (!this.parts || !this.el.contains(this.parts.title)) this.skeleton();
+    const p = this.parts;
     const m = this.msg ?? {};
     const c = { succeeded: 0, failed: 0, skipped: 0, cancelled: 0, unchanged: 0, ...(m.counts ?? {}) };
     const total = m.total ?? 0;
     const done = m.current ?? (c.succeeded + c.failed + c.skipped + c.cancelled);
-    const pct = total ? (done * 100) / total : (isFinal(m.state) ? 100 : 0);
     const final = isFinal(m.state);
+    const pct = total ? (done * 100) / total : (final ? 100 : 0);
     const inFlight = Object.values(m.in_flight ?? {}).filter(Boolean);
     const state = m.state || 'pending';
 
-    const buttons = [];
-    if (!final && this.has('cancel')) {
-      buttons.push(h('button', { type: 'button', class: 'danger', id: 'btn-cancel', disabled: !!this.busy || m.cancelRequested, onclick: () => this.control('cancel') },
-        m.cancelRequested ? 'Cancelling…' : 'Cancel batch'));
-    }
-    if (final && this.has('retry') && (c.failed > 0 || c.cancelled > 0)) {
-      buttons.push(h('button', { type: 'button', id: 'btn-retry', disabled: !!this.busy, onclick: () => this.control('retry') }, 'Retry failed'));
-    }
-    if (final && this.has('revert') && c.succeeded - c.unchanged > 0 && !m.dry_run) {
-      buttons.push(h('button', { type: 'button', id: 'btn-revert', disabled: !!this.busy, onclick: () => this.control('revert') }, 'Revert'));
-    }
-    buttons.push(h('button', { type: 'button', class: 'primary', id: 'btn-close-progress', onclick: () => this.el.close() }, final ? 'Close' : 'Close (batch keeps running)'));
+    replace(p.title, m.dry_run ? 'Dry run ' : 'Batch ', h('code', {}, this.id));
+    p.state.textContent = state.replace('_', ' ');
+    p.state.className = `badge state-${state}`;
+    p.state.dataset.state = state;
+    p.owner.textContent = m.owner ? `Owner: ${m.owner}` : '';
+    p.owner.hidden = !m.owner;
+    p.fill.className = `bar-fill state-${state}`;
+    p.fill.style.width = `${pct.toFixed(2)}%`;
+    p.bar.setAttribute('aria-valuenow', pct.toFixed(1));
+    p.percent.textContent = `${pct.toFixed(pct === 100 || pct === 0 ? 0 : 1)} %`;
+    p.done.textContent = `${done} / ${total}`;
+    const shown = { succeeded: c.succeeded - c.unchanged, unchanged: c.unchanged, failed: c.failed, skipped: c.skipped, cancelled: c.cancelled, pending: Math.max(0, total - done) };
+    for (const [k, v] of Object.entries(shown)) p.counts[k].textContent = String(v);
 
-    const countItem = (name, v, cls) => h('div', { class: `count ${cls}` }, h('dt', {}, name), h('dd', { 'data-count': cls }, String(v)));
     const timing = m.timing;
-    replace(this.el,
-      h('header', { class: 'dialog-head' },
-        h('h2', { id: 'progress-title' }, m.dry_run ? 'Dry run ' : 'Batch ', h('code', {}, this.id)),
-        h('span', { class: `badge state-${state}`, id: 'batch-state', 'data-state': state }, state.replace('_', ' ')),
-        h('span', { class: 'conn', 'aria-live': 'off' }),
-        h('button', { type: 'button', class: 'icon close', 'aria-label': 'Close dialog', onclick: () => this.el.close() }, '×')),
-      m.owner ? h('p', { class: 'muted' }, `Owner: ${m.owner}`) : '',
-      h('div', { class: 'bar', role: 'progressbar', 'aria-label': 'Batch progress', 'aria-valuemin': '0', 'aria-valuemax': '100', 'aria-valuenow': pct.toFixed(1), id: 'progress-bar' },
-        h('div', { class: `bar-fill state-${state}`, style: `width:${pct.toFixed(2)}%` })),
-      h('p', { class: 'bar-text' },
-        h('strong', { id: 'progress-percent' }, `${pct.toFixed(pct === 100 || pct === 0 ? 0 : 1)} %`), ' · ',
-        h('span', { id: 'progress-done' }, `${done} / ${total}`), ' nodes done'),
-      h('dl', { class: 'counts' },
-        countItem('Succeeded', c.succeeded - c.unchanged, 'succeeded'),
-        countItem('Already in target state', c.unchanged, 'unchanged'),
-        countItem('Failed', c.failed, 'failed'),
-        countItem('Skipped', c.skipped, 'skipped'),
-        countItem('Cancelled', c.cancelled, 'cancelled'),
-        countItem('Pending', Math.max(0, total - done), 'pending')),
-      h('div', { class: 'stats' },
-        h('span', {}, 'Rate: ', h('strong', {}, m.rate ? `${m.rate.toFixed(1)} nodes/s` : (timing?.nodes_per_second ? `${timing.nodes_per_second.toFixed(1)} nodes/s` : '—'))),
-        !final ? h('span', {}, 'ETA: ', h('strong', {}, m.eta_seconds ? fmtDuration(m.eta_seconds) : '—')) : '',
-        timing ? h('span', {}, 'Latency p50/p95/max: ', h('strong', {}, `${Math.round(timing.p50_ms)} / ${Math.round(timing.p95_ms)} / ${Math.round(timing.max_ms)} ms`)) : '',
-        timing?.retries ? h('span', {}, 'Retries: ', h('strong', {}, String(timing.retries))) : '',
-        m.attempt > 1 ? h('span', {}, 'Attempt: ', h('strong', {}, String(m.attempt))) : '',
-        m.finished_at ? h('span', {}, 'Finished: ', h('strong', {}, fmtTime(m.finished_at))) : ''),
-      !final && (inFlight.length || m.current_node) ? h('div', { class: 'inflight' },
-        h('h3', {}, `In flight (${inFlight.length || 1})`),
-        h('div', { class: 'chips' }, (inFlight.length ? inFlight : [m.current_node]).slice(0, 40).map((n) => h('code', { class: 'chip' }, n)))) : '',
-      m.message ? h('p', { class: 'message', id: 'progress-message' }, m.message) : '',
-      (m.failed_nodes?.length) ? h('details', { class: 'failures', open: true },
+    const rate = m.rate || timing?.nodes_per_second;
+    replace(p.stats,
+      h('span', {}, 'Rate: ', h('strong', {}, rate ? `${rate.toFixed(1)} nodes/s` : '—')),
+      !final ? h('span', {}, 'ETA: ', h('strong', {}, m.eta_seconds ? fmtDuration(m.eta_seconds) : '—')) : '',
+      timing ? h('span', {}, 'Latency p50/p95/max: ', h('strong', {}, `${Math.round(timing.p50_ms ?? 0)} / ${Math.round(timing.p95_ms ?? 0)} / ${Math.round(timing.max_ms ?? 0)} ms`)) : '',
+      timing?.retries ? h('span', {}, 'Retries: ', h('strong', {}, String(timing.retries))) : '',
+      m.attempt > 1 ? h('span', {}, 'Attempt: ', h('strong', {}, String(m.attempt))) : '',
+      m.finished_at ? h('span', {}, 'Finished: ', h('strong', {}, fmtTime(m.finished_at))) : '');
+    const flying = inFlight.length ? inFlight : (m.current_node ? [m.current_node] : []);
+    replace(p.inflight, !final && flying.length ? [h('h3', {}, `In flight (${flying.length})`),
+      h('div', { class: 'chips' }, flying.slice(0, 40).map((n) => h('code', { class: 'chip' }, n)))] : '');
+    p.message.textContent = m.message ?? '';
+    p.message.hidden = !m.message;
+    const failKey = JSON.stringify([c.failed, m.failed_nodes ?? []]);
+    if (failKey !== this.failKey) {
+      this.failKey = failKey;
+      replace(p.failures, m.failed_nodes?.length ? h('details', { class: 'failures', open: true },
         h('summary', {}, `Failed nodes (${c.failed}${m.failed_nodes.length < c.failed ? `, first ${m.failed_nodes.length} shown` : ''})`),
         h('table', {}, h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Node'), h('th', { scope: 'col' }, 'Reason'))),
-          h('tbody', {}, m.failed_nodes.map((f) => h('tr', {}, h('td', {}, h('code', {}, f.node)), h('td', {}, f.reason)))))) : '',
-      this.error ? h('p', { class: 'error', role: 'alert' }, this.error) : '',
-      h('footer', { class: 'dialog-foot' }, buttons));
+          h('tbody', {}, m.failed_nodes.map((f) => h('tr', {}, h('td', {}, h('code', {}, f.node)), h('td', {}, f.reason)))))) : '');
+    }
+    p.error.textContent = this.error ?? '';
+    p.error.hidden = !this.error;
+
+    // Buttons are rebuilt only when the set changes, so a click or focus is never lost.
+    const want = [];
+    if (!final && this.has('cancel')) want.push(m.cancelRequested ? 'cancelling' : 'cancel');
+    if (final && this.has('retry') && (c.failed > 0 || c.cancelled > 0)) want.push('retry');
+    if (final && this.has('revert') && c.succeeded - c.unchanged > 0 && !m.dry_run) want.push('revert');
+    want.push(final ? 'close' : 'close-running');
+    const key = want.join(',') + (this.busy ? `:${this.busy}` : '');
+    if (key !== this.footKey) {
+      const hadFocus = p.foot.contains(document.activeElement) ? document.activeElement.id : '';
+      this.footKey = key;
+      const btn = {
+        cancel: () => h('button', { type: 'button', class: 'danger', id: 'btn-cancel', disabled: !!this.busy, onclick: () => this.control('cancel') }, 'Cancel batch'),
+        cancelling: () => h('button', { type: 'button', class: 'danger', id: 'btn-cancel', disabled: true }, 'Cancelling…'),
+        retry: () => h('button', { type: 'button', id: 'btn-retry', disabled: !!this.busy, onclick: () => this.control('retry') }, 'Retry failed'),
+        revert: () => h('button', { type: 'button', id: 'btn-revert', disabled: !!this.busy, onclick: () => this.control('revert') }, 'Revert'),
+        close: () => h('button', { type: 'button', class: 'primary', id: 'btn-close-progress', onclick: () => this.el.close() }, 'Close'),
+        'close-running': () => h('button', { type: 'button', class: 'primary', id: 'btn-close-progress', onclick: () => this.el.close() }, 'Close (batch keeps running)'),
+      };
+      replace(p.foot, want.map((w) => btn[w]()));
+      if (hadFocus) (document.getElementById(hadFocus) ?? p.foot.querySelector('#btn-close-progress'))?.focus();
+    }
     this.renderStatus();
   }
 }

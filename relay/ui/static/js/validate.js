@@ -222,16 +222,17 @@ export function parseTaintSpec(spec) {
 
 /**
  * parseSpecs parses kubectl-syntax text of one kind into changes, and
- * returns the specs it could not parse with why.
+ * returns the specs it could not parse (bad) with why (errors).
  */
 export function parseSpecs(kind, text) {
   const changes = [];
   const errors = [];
+  const bad = [];
   for (const spec of splitSpecs(text)) {
     const r = kind === 'label' ? parseLabelSpec(spec) : parseTaintSpec(spec);
-    if (r.error) errors.push(r.error); else changes.push(r.change);
+    if (r.error) { errors.push(r.error); bad.push(spec); } else changes.push(r.change);
   }
-  return { changes, errors };
+  return { changes, errors, bad };
 }
 
 /** toRequest turns valid changes into the API's labels/taints arrays. */

@@ -1,0 +1,519 @@
+// Command bench is `make bench`: it measures, in one run on one API server,
+// how fast kubectl, a plain client-go loop (sequential and with a worker
+// pool) and nodebatch end to end change the same bench-only nodes, the
+// seed's scenario behind a 50 ms latency proxy, and how late progress
+// reaches 1 and 1,000 WebSocket clients. It prints one Markdown table and
+// writes the same figures as JSON (emulators/bench does the measuring).
+//
+// It uses a running stack when -stack-file (NODEBATCH_STACK_FILE) names one,
+// else starts a private stack on free ports and stops it at the end. The
+// product runs in this process (emulators/product), so -cpuprofile covers
+// the batch function, the push deliverer, the patch function and the relay.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+
+	"github.com/nodebatch/nodebatch/emulators/bench"
+	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
+	"github.com/nodebatch/nodebatch/emulators/product"
+	"github.com/nodebatch/nodebatch/emulators/seed"
+	"github.com/nodebatch/nodebatch/emulators/stack"
+	"github.com/nodebatch/nodebatch/shared/batch"
+)
+
+// benchLabel marks the bench's own nodes; its value is the run's prefix.
+const benchLabel = "nodebatch.dev/bench"
+
+type config struct {
+	nodes, repeat, smallNodes int
+	out, stackFile, binDir    string
+	cloudSDK, stateDir        string
+	cpuProfile                string
+	concurrency, clients      []int
+	rows                      map[string]bool
+	latency, runTimeout       time.Duration
+	delayConcurrency          int
+}
+
+func main() {
+	var c config
+	var conc, clients, rows string
+	flag.IntVar(&c.nodes, "nodes", envInt("NODEBATCH_BENCH_NODES", 1000), "bench nodes (env NODEBATCH_BENCH_NODES)")
+	flag.IntVar(&c.repeat, "repeat", 3, "runs per row (median and min-max are reported)")
+	flag.IntVar(&c.smallNodes, "small-nodes", 100, "nodes of the seed scenario's small case (row 5, c=5)")
+	flag.StringVar(&c.out, "out", ".nodebatch/bench.json", "JSON report path; the table also goes next to it as .md")
+	flag.StringVar(&c.stackFile, "stack-file", os.Getenv("NODEBATCH_STACK_FILE"), "use the running stack of this state file (env NODEBATCH_STACK_FILE); empty starts a private one")
+	flag.StringVar(&c.binDir, "bin-dir", envOr("NODEBATCH_BIN_DIR", ".nodebatch/bin"), "folder with etcd, kube-apiserver, kubectl (env NODEBATCH_BIN_DIR)")
+	flag.StringVar(&c.cloudSDK, "cloud-sdk", envOr("NODEBATCH_CLOUD_SDK", "/usr/lib/google-cloud-sdk"), "Cloud SDK root holding the emulators (env NODEBATCH_CLOUD_SDK)")
+	flag.StringVar(&c.stateDir, "state-dir", ".nodebatch/bench/stack", "state folder of a private stack")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured part (bench clients + in-process product) here")
+	flag.StringVar(&conc, "concurrency", "5,20,50", "concurrencies of rows 3 and 4")
+	flag.StringVar(&clients, "clients", "1,1000", "WebSocket client counts of row 6")
+	flag.StringVar(&rows, "rows", "1,2,3,4,5,6", "rows of issue 8 to run")
+	flag.DurationVar(&c.latency, "latency", 50*time.Millisecond, "latency the proxy adds to every API call (row 5)")
+	flag.DurationVar(&c.runTimeout, "run-timeout", 10*time.Minute, "limit of one run")
+	flag.IntVar(&c.delayConcurrency, "delay-concurrency", 50, "batch concurrency of row 6")
+	flag.Parse()
+
+	var err error
+	if c.concurrency, err = ints(conc); err == nil {
+		c.clients, err = ints(clients)
+	}
+	if err != nil || c.nodes < 1 || c.repeat < 1 {
+		fmt.Fprintln(os.Stderr, "bench: bad flags:", err, "(-nodes and -repeat must be ≥ 1)")
+		os.Exit(2)
+	}
+	c.rows = map[string]bool{}
+	for r := range strings.SplitSeq(rows, ",") {
+		c.rows[strings.TrimSpace(r)] = true
+	}
+
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c, logger); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, c config, log *slog.Logger) error {
+	info, stopStack, err := stackInfo(ctx, c, log)
+	if err != nil {
+		return err
+	}
+	defer stopStack()
+	// The Google client libraries (product, bench) find the emulators here.
+	os.Setenv("FIRESTORE_EMULATOR_HOST", info.FirestoreHost)
+	os.Setenv("PUBSUB_EMULATOR_HOST", info.PubSubHost)
+
+	adminCfg := bench.Unthrottled(info.AdminConfig())
+	admin, err := kubernetes.NewForConfig(adminCfg)
+	if err != nil {
+		return fmt.Errorf("admin clientset: %w", err)
+	}
+	prefix := "bench-" + randomHex(3)
+	fleet, err := seedGroup(ctx, admin, prefix, c.nodes, log)
+	defer fleet.delete(admin, log)
+	if err != nil {
+		return err
+	}
+	var small group
+	if c.rows["5"] {
+		small, err = seedGroup(ctx, admin, prefix+"s", c.smallNodes, log)
+		defer small.delete(admin, log)
+		if err != nil {
+			return err
+		}
+	}
+
+	prodLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	direct, err := startProduct(ctx, info.AdminConfig(), info.PatcherConfig(), prodLog)
+	if err != nil {
+		return err
+	}
+	defer direct.Close()
+	token, err := direct.Token("bench", false)
+	if err != nil {
+		return fmt.Errorf("mint bench token: %w", err)
+	}
+
+	b := &runner{c: c, log: log, admin: admin, report: &bench.Report{
+		Machine:  bench.ReadMachine(),
+		Started:  time.Now(),
+		Command:  "make bench NODEBATCH_BENCH_NODES=" + strconv.Itoa(c.nodes) + " (go run ./emulators/cmd/bench " + strings.Join(os.Args[1:], " ") + ")",
+		Nodes:    c.nodes,
+		Repeat:   c.repeat,
+		Selector: fleet.selector,
+	}, prefix: prefix}
+	b.plan(info, fleet, direct, token)
+
+	if c.rows["5"] {
+		proxy, err := kubeproxy.New(info.APIServerURL, kubeproxy.Options{Latency: c.latency})
+		if err != nil {
+			return fmt.Errorf("start latency proxy: %w", err)
+		}
+		defer proxy.Close()
+		slow, err := startProduct(ctx, proxy.RestConfig(info.AdminConfig()), proxy.RestConfig(info.PatcherConfig()), prodLog)
+		if err != nil {
+			return err
+		}
+		defer slow.Close()
+		slowToken, err := slow.Token("bench", false)
+		if err != nil {
+			return fmt.Errorf("mint bench token: %w", err)
+		}
+		slowAdmin, err := kubernetes.NewForConfig(bench.Unthrottled(proxy.RestConfig(info.AdminConfig())))
+		if err != nil {
+			return fmt.Errorf("proxied clientset: %w", err)
+		}
+		b.planProxy(small, fleet, slow, slowToken, slowAdmin)
+	}
+
+	if c.cpuProfile != "" {
+		f, err := os.Create(c.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("create CPU profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("start CPU profile: %w", err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
+	b.warmUp(ctx)
+	b.measure(ctx)
+	if c.rows["6"] {
+		b.delays(ctx, direct, token, fleet)
+	}
+	return b.write()
+}
+
+// stackInfo attaches to the stack of -stack-file or starts a private one.
+func stackInfo(ctx context.Context, c config, log *slog.Logger) (stack.Info, func(), error) {
+	if c.stackFile != "" {
+		info, err := stack.ReadInfo(c.stackFile)
+		return info, func() {}, err
+	}
+	ports, err := stack.FreePorts()
+	if err != nil {
+		return stack.Info{}, nil, err
+	}
+	log.Info("starting a private stack", "state_dir", c.stateDir)
+	st, err := stack.Start(ctx, stack.Config{
+		BinDir:      c.binDir,
+		StateDir:    c.stateDir,
+		CloudSDKDir: c.cloudSDK,
+		Ports:       ports,
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+	})
+	if err != nil {
+		return stack.Info{}, nil, err
+	}
+	return st.Info(), st.Stop, nil
+}
+
+// group is a set of bench nodes that one selector matches exactly.
+type group struct {
+	selector string
+	names    []string
+}
+
+func seedGroup(ctx context.Context, admin kubernetes.Interface, prefix string, n int, log *slog.Logger) (group, error) {
+	g := group{selector: benchLabel + "=" + prefix}
+	begin := time.Now()
+	names, err := seed.Nodes(ctx, admin, seed.Options{Count: n, Prefix: prefix, ExtraLabels: map[string]string{benchLabel: prefix}, Workers: 50})
+	if err != nil {
+		return g, err
+	}
+	g.names = names
+	log.Info("seeded bench nodes", "selector", g.selector, "count", n, "elapsed", time.Since(begin).Round(time.Millisecond).String())
+	return g, nil
+}
+
+// delete removes the group's nodes (they exist only for the bench).
+func (g group) delete(admin kubernetes.Interface, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	err := admin.CoreV1().Nodes().DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{LabelSelector: g.selector})
+	if err != nil {
+		log.Error("delete bench nodes", "selector", g.selector, "error", err)
+	}
+}
+
+func startProduct(ctx context.Context, apiKube, patchKube *rest.Config, log *slog.Logger) (*product.Product, error) {
+	p, err := product.Start(ctx, product.Options{
+		Project:     "nbbench-" + randomHex(5),
+		APIKube:     apiKube,
+		PatchKube:   patchKube,
+		MaxInFlight: 100, // above every measured c: the per-batch cap is what is measured
+		InlineMax:   -1,  // every batch goes through Pub/Sub, as large ones do
+		Logger:      log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start product: %w", err)
+	}
+	return p, nil
+}
+
+// runner plans and runs the rows.
+type runner struct {
+	c      config
+	log    *slog.Logger
+	admin  kubernetes.Interface
+	report *bench.Report
+	prefix string
+	values int
+	jobs   []job
+	failed bool
+}
+
+// job is one row's way to run once and to check what it did.
+type job struct {
+	row    int // index in report.Rows
+	run    func(ctx context.Context, value string) (time.Duration, *batch.Timing, error)
+	verify func(ctx context.Context, value string) error
+	warm   bool // run once unmeasured before the first repeat
+}
+
+func (b *runner) add(row bench.Row, j job) {
+	b.report.Rows = append(b.report.Rows, row)
+	j.row = len(b.report.Rows) - 1
+	b.jobs = append(b.jobs, j)
+}
+
+// value returns a label/taint value no earlier run set, so every run
+// changes every node.
+func (b *runner) value() string {
+	b.values++
+	return fmt.Sprintf("%s-%03d", b.prefix, b.values)
+}
+
+func (b *runner) verifier(client kubernetes.Interface, g group, op bench.Op) func(context.Context, string) error {
+	return func(ctx context.Context, value string) error {
+		return bench.Verify(ctx, client, g.selector, op, value, len(g.names))
+	}
+}
+
+func (b *runner) plan(info stack.Info, fleet group, direct *product.Product, token string) {
+	n := len(fleet.names)
+	ops := []bench.Op{bench.OpLabel, bench.OpTaint}
+	if b.c.rows["1"] {
+		k := bench.Kubectl{Path: filepath.Join(b.c.binDir, "kubectl"), Kubeconfig: info.AdminKubeconfig, Selector: fleet.selector, Nodes: n}
+		for _, op := range ops {
+			b.add(bench.Row{ID: "1", Name: "kubectl " + string(op) + " nodes -l", Tool: bench.ToolKubectl, Op: op, Concurrency: 1, Nodes: n},
+				job{run: noTiming(func(ctx context.Context, v string) (time.Duration, error) { return k.Run(ctx, op, v) }), verify: b.verifier(b.admin, fleet, op)})
+		}
+	}
+	cg := bench.ClientGo{Client: b.admin, Names: fleet.names}
+	var cs []int
+	if b.c.rows["2"] {
+		cs = append(cs, 1)
+	}
+	if b.c.rows["3"] {
+		cs = append(cs, b.c.concurrency...)
+	}
+	for _, c := range cs {
+		id, name := "3", "client-go worker pool"
+		if c == 1 {
+			id, name = "2", "client-go loop, sequential"
+		}
+		for _, op := range ops {
+			b.add(bench.Row{ID: id, Name: name, Tool: bench.ToolClientGo, Op: op, Concurrency: c, Nodes: n},
+				job{run: noTiming(func(ctx context.Context, v string) (time.Duration, error) { return cg.Run(ctx, op, v, c) }), verify: b.verifier(b.admin, fleet, op), warm: c == 1})
+		}
+	}
+	if b.c.rows["4"] {
+		nb := bench.Nodebatch{APIURL: direct.APIURL, RelayURL: direct.RelayURL, Token: token, Selector: fleet.selector, Nodes: n}
+		for _, c := range b.c.concurrency {
+			for _, op := range ops {
+				b.add(bench.Row{ID: "4", Name: "nodebatch, submit → complete on WebSocket", Tool: bench.ToolNodebatch, Op: op, Concurrency: c, Nodes: n},
+					job{run: nodebatchRun(nb, op, c), verify: b.verifier(b.admin, fleet, op), warm: c == b.c.concurrency[len(b.c.concurrency)-1]})
+			}
+		}
+	}
+}
+
+// planProxy adds row 5: the seed's scenario behind the latency proxy, for
+// plain client-go and nodebatch, on the small group at c=5 and on the
+// whole fleet at c=50.
+func (b *runner) planProxy(small, fleet group, slow *product.Product, token string, slowAdmin kubernetes.Interface) {
+	for _, tc := range []struct {
+		g group
+		c int
+	}{{small, 5}, {fleet, 50}} {
+		n := len(tc.g.names)
+		ideal := time.Duration(n) * b.c.latency / time.Duration(tc.c)
+		cg := bench.ClientGo{Client: slowAdmin, Names: tc.g.names}
+		b.add(bench.Row{ID: "5", Name: "client-go pool via latency proxy", Tool: bench.ToolClientGo, Op: bench.OpLabel, Concurrency: tc.c, Nodes: n, Latency: b.c.latency, Ideal: ideal},
+			job{run: noTiming(func(ctx context.Context, v string) (time.Duration, error) { return cg.Run(ctx, bench.OpLabel, v, tc.c) }), verify: b.verifier(b.admin, tc.g, bench.OpLabel)})
+		nb := bench.Nodebatch{APIURL: slow.APIURL, RelayURL: slow.RelayURL, Token: token, Selector: tc.g.selector, Nodes: n}
+		b.add(bench.Row{ID: "5", Name: "nodebatch via latency proxy", Tool: bench.ToolNodebatch, Op: bench.OpLabel, Concurrency: tc.c, Nodes: n, Latency: b.c.latency, Ideal: ideal},
+			job{run: nodebatchRun(nb, bench.OpLabel, tc.c), verify: b.verifier(b.admin, tc.g, bench.OpLabel), warm: tc.c == 50})
+	}
+}
+
+func noTiming(f func(context.Context, string) (time.Duration, error)) func(context.Context, string) (time.Duration, *batch.Timing, error) {
+	return func(ctx context.Context, v string) (time.Duration, *batch.Timing, error) {
+		d, err := f(ctx, v)
+		return d, nil, err
+	}
+}
+
+func nodebatchRun(nb bench.Nodebatch, op bench.Op, c int) func(context.Context, string) (time.Duration, *batch.Timing, error) {
+	return func(ctx context.Context, v string) (time.Duration, *batch.Timing, error) {
+		d, final, _, err := nb.Run(ctx, op, v, c)
+		return d, final.Timing, err
+	}
+}
+
+// warmUp runs the jobs marked warm once, unmeasured: the first batch pays
+// the emulators' JIT warm-up and connection set-up, which no later run does.
+func (b *runner) warmUp(ctx context.Context) {
+	for _, j := range b.jobs {
+		if !j.warm {
+			continue
+		}
+		row := b.report.Rows[j.row]
+		if _, _, err := b.once(ctx, j); err != nil {
+			b.log.Warn("warm-up run failed", "row", row.ID, "tool", row.Tool, "op", row.Op, "c", row.Concurrency, "error", err)
+		}
+	}
+}
+
+// measure runs every job repeat times, round-robin, so slow drift of the
+// machine spreads over all rows instead of favouring the first.
+func (b *runner) measure(ctx context.Context) {
+	for rep := range b.c.repeat {
+		for _, j := range b.jobs {
+			row := &b.report.Rows[j.row]
+			wall, timing, err := b.once(ctx, j)
+			if err != nil {
+				b.failed = true
+				row.Err = err.Error()
+				b.log.Error("run failed", "row", row.ID, "tool", row.Tool, "op", row.Op, "c", row.Concurrency, "repeat", rep+1, "error", err)
+				continue
+			}
+			row.Walls = append(row.Walls, wall)
+			if timing != nil {
+				row.Timings = append(row.Timings, *timing)
+			}
+			b.log.Info("run", "row", row.ID, "tool", row.Tool, "op", row.Op, "c", row.Concurrency, "nodes", row.Nodes,
+				"latency", row.Latency, "repeat", rep+1, "wall", wall.Round(time.Millisecond).String())
+		}
+	}
+}
+
+func (b *runner) once(ctx context.Context, j job) (time.Duration, *batch.Timing, error) {
+	ctx, cancel := context.WithTimeout(ctx, b.c.runTimeout)
+	defer cancel()
+	v := b.value()
+	wall, timing, err := j.run(ctx, v)
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := j.verify(ctx, v); err != nil {
+		return 0, nil, err
+	}
+	return wall, timing, nil
+}
+
+// delays runs row 6 once per client count.
+func (b *runner) delays(ctx context.Context, direct *product.Product, token string, fleet group) {
+	probe := bench.DelayProbe{
+		Nodebatch: bench.Nodebatch{APIURL: direct.APIURL, RelayURL: direct.RelayURL, Token: token, Selector: fleet.selector, Nodes: len(fleet.names)},
+		Firestore: direct.Firestore,
+	}
+	for _, n := range b.c.clients {
+		rctx, cancel := context.WithTimeout(ctx, b.c.runTimeout)
+		v := b.value()
+		row, err := probe.Run(rctx, n, b.c.delayConcurrency, v)
+		if err == nil {
+			err = bench.Verify(rctx, b.admin, fleet.selector, bench.OpLabel, v, len(fleet.names))
+		}
+		cancel()
+		if err != nil {
+			b.failed = true
+			row.Err = err.Error()
+			b.log.Error("progress delay failed", "clients", n, "error", err)
+		} else {
+			b.log.Info("progress delay", "clients", n, "samples", len(row.Samples), "p99", bench.Percentile(row.Samples, 99).String())
+		}
+		b.report.Delays = append(b.report.Delays, row)
+	}
+}
+
+// write finishes the report, prints the table and writes JSON and Markdown.
+func (b *runner) write() error {
+	r := b.report
+	r.Notes = append(r.Notes,
+		fmt.Sprintf("Every row targets only the bench's own nodes: kubectl runs with `-l %s` instead of `--all` (other nodes may share the API server), nodebatch with the same selector.", r.Selector),
+		"Every run sets a value no earlier run set (label `bench=<value>`, or taint `bench=<value>:NoSchedule`), and is verified through the API server afterwards; a run that did not change every node fails its row.",
+		"client-go: labels as one JSON merge patch per node; taints as get + update with resourceVersion (a taint list cannot be merge-patched safely). Client-side rate limiting off. nodebatch reads each node before writing (GET + PATCH for labels, GET + UPDATE for taints) to record before/after values.",
+		"nodebatch time runs from sending POST /v1/batches to receiving `complete` on a WebSocket opened beforehand; the whole product (batch function, push deliverer, patch function, relay) runs in the bench process on the local Firestore and Pub/Sub emulators.",
+		"× client-go and × kubectl are speed ratios (other median ÷ this median; > 1 is faster). wall ÷ ideal: ideal = nodes × proxy latency ÷ c, one API call per node.",
+		"One unmeasured warm-up run precedes the measured ones for nodebatch and client-go; repeats run round-robin over the rows.",
+	)
+	if len(r.Delays) > 0 {
+		r.Notes = append(r.Notes, "Progress delay: for each client, the k-th node to finish (node result finished_at, same clock) against the first message whose count reaches k; nodes that finished before the client's subscription are left out. One batch per client count, label change at c="+strconv.Itoa(b.c.delayConcurrency)+".")
+	}
+	r.Finish()
+	if err := r.WriteTable(os.Stdout); err != nil {
+		return err
+	}
+	if err := r.WriteJSON(b.c.out); err != nil {
+		return err
+	}
+	md, err := os.Create(strings.TrimSuffix(b.c.out, filepath.Ext(b.c.out)) + ".md")
+	if err != nil {
+		return fmt.Errorf("write bench table: %w", err)
+	}
+	defer md.Close()
+	if err := r.WriteTable(md); err != nil {
+		return err
+	}
+	if b.failed {
+		return errors.New("some runs failed; see the table")
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func ints(s string) ([]int, error) {
+	var out []int
+	for f := range strings.SplitSeq(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a list of positive numbers", s)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
+
+func envInt(key string, def int) int {
+	v := os.Getenv(key)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %s=%q is not a number\n", key, v)
+		os.Exit(2)
+	}
+	return n
+}
