@@ -6,6 +6,7 @@ package seed
 import (
 	"context"
 	"fmt"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"maps"
 	"sync"
 
@@ -148,8 +149,14 @@ feed:
 // ensure creates node, or adds its labels and taints to the existing one.
 func ensure(ctx context.Context, client kubernetes.Interface, want *corev1.Node) error {
 	nodes := client.CoreV1().Nodes()
-	_, err := nodes.Create(ctx, want, metav1.CreateOptions{FieldManager: "nodebatch-seed"})
+	created, err := nodes.Create(ctx, want, metav1.CreateOptions{FieldManager: "nodebatch-seed"})
 	if err == nil {
+		// No kubelet reports for these nodes: give them the status one would,
+		// so `kubectl get nodes` reads Ready with a version, as in a fleet.
+		created.Status = readyStatus(created.CreationTimestamp, created.Labels["kubernetes.io/arch"])
+		if _, err := nodes.UpdateStatus(ctx, created, metav1.UpdateOptions{FieldManager: "nodebatch-seed"}); err != nil {
+			return fmt.Errorf("set status of node %q: %w", want.Name, err)
+		}
 		return nil
 	}
 	if !apierrors.IsAlreadyExists(err) {
@@ -201,4 +208,31 @@ func merge(got, want *corev1.Node) bool {
 		}
 	}
 	return changed
+}
+
+// KubeletVersion is the version seeded nodes report.
+const KubeletVersion = "v1.37.2"
+
+// readyStatus is a healthy node's status as its kubelet would report it.
+func readyStatus(since metav1.Time, arch string) corev1.NodeStatus {
+	if arch == "" {
+		arch = "amd64"
+	}
+	return corev1.NodeStatus{
+		Conditions: []corev1.NodeCondition{{
+			Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
+			Message: "kubelet is posting ready status", LastHeartbeatTime: since, LastTransitionTime: since,
+		}},
+		Capacity: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("8"),
+			corev1.ResourceMemory: resource.MustParse("32Gi"),
+			corev1.ResourcePods:   resource.MustParse("110"),
+		},
+		Allocatable: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse("7910m"),
+			corev1.ResourceMemory: resource.MustParse("29Gi"),
+			corev1.ResourcePods:   resource.MustParse("110"),
+		},
+		NodeInfo: corev1.NodeSystemInfo{KubeletVersion: KubeletVersion, OperatingSystem: "linux", Architecture: arch, ContainerRuntimeVersion: "containerd://2.1.0"},
+	}
 }

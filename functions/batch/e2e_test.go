@@ -134,11 +134,13 @@ func TestDuplicateDelivery(t *testing.T) {
 	prefix, names := p.env.SeedNodes(t, 60)
 	tok := p.token(t, "bob")
 	sel := harness.TestLabel + "=" + prefix
+	var ids []string
 	for _, body := range []map[string]any{
 		{"labels": []string{"dup=yes"}, "selector": sel, "concurrency": 6},
 		{"taints": []string{"dup=yes:PreferNoSchedule"}, "selector": sel, "concurrency": 6},
 	} {
 		c := p.submit(t, tok, body)
+		ids = append(ids, c.BatchID)
 		st := p.wait(t, tok, c.BatchID)
 		if st.State != "succeeded" {
 			t.Fatalf("state = %s, want succeeded; counts %v failures %v", st.State, st.Counts, st.Failures)
@@ -150,6 +152,18 @@ func TestDuplicateDelivery(t *testing.T) {
 				t.Errorf("node %s changed = false, want true (its first delivery changed it)", r.Node)
 			}
 		}
+	}
+	// The second push of the last events may still be in flight when the
+	// batch finishes: wait for all of them, then check again.
+	for deadline := time.Now().Add(time.Minute); p.push.Stats().Duplicates < 120; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("deliverer pushed %d duplicates, want 120 (every event twice)", p.push.Stats().Duplicates)
+		}
+	}
+	for _, id := range ids {
+		st := p.wait(t, tok, id)
+		wantCounts(t, st, map[string]int{"succeeded": 60})
+		checkResults(t, st, names, "succeeded")
 	}
 	for name, n := range p.nodes(t, prefix) {
 		if n.Labels["dup"] != "yes" {

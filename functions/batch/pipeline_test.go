@@ -64,6 +64,7 @@ type pipeline struct {
 	issuer  *oidcdev.Issuer
 	topic   string
 	sub     string
+	push    *pushdeliver.Deliverer // the main subscription's deliverer (nil with noDeliverer)
 }
 
 func newPipeline(t *testing.T, o options) *pipeline {
@@ -132,6 +133,9 @@ func newPipeline(t *testing.T, o options) *pipeline {
 			dl, err := pushdeliver.New(p.ps, d)
 			if err != nil {
 				t.Fatalf("pushdeliver.New(%s): %v", d.Subscription, err)
+			}
+			if p.push == nil {
+				p.push = dl
 			}
 			var wg sync.WaitGroup
 			wg.Go(func() {

@@ -31,8 +31,9 @@ func TestDbgQueries(t *testing.T) {
 			fs := env.Firestore(t, env.ProjectID(t))
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
-			it := mk(fs).Snapshots(ctx)
 			got := make(chan error, 10)
+			for _, q := range []firestore.Query{mk(fs), fs.Collection("batches").Where("created_at", ">=", time.Now().Add(-time.Minute))} {
+			it := q.Snapshots(ctx)
 			go func() {
 				for {
 					snap, err := it.Next()
@@ -46,6 +47,7 @@ func TestDbgQueries(t *testing.T) {
 					}
 				}
 			}()
+			}
 			now := time.Now().UTC()
 			_, err := fs.Doc(store.BatchPath("b1")).Set(context.Background(), store.BatchDoc{ID: "b1", Owner: "x", State: batch.StateRunning, CreatedAt: now})
 			if err != nil {
@@ -55,6 +57,9 @@ func TestDbgQueries(t *testing.T) {
 			case err := <-got:
 				if err != nil {
 					t.Errorf("listener: %v", err)
+				}
+				if err := <-got; err != nil {
+					t.Errorf("listener 2: %v", err)
 				}
 			case <-time.After(10 * time.Second):
 				t.Error("nothing")

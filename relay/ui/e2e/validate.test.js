@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   isQualifiedName, isValidLabelValue, validateChange, validateChanges, parseLabelSpec, parseTaintSpec,
-  parseSpecs, toKubectl, toRequest, protectedKeyError, applyChanges,
+  parseSpecs, toKubectl, toRequest, protectedKeyError, applyChanges, defaultConcurrency,
 } from '../static/js/validate.js';
 import { pkceChallenge, base64url, rolesOf } from '../static/js/auth.js';
 import { matchesText } from '../static/js/nodes.js';
@@ -42,13 +42,13 @@ test('isValidLabelValue', () => {
 });
 
 test('protected key prefixes', () => {
-  assert.match(protectedKeyError('kubernetes.io/hostname'), /reserved/);
-  assert.match(protectedKeyError('topology.kubernetes.io/zone'), /reserved/);
-  assert.match(protectedKeyError('k8s.io/x'), /reserved/);
+  assert.equal(protectedKeyError('kubernetes.io/hostname'), 'keys under "kubernetes.io/" are protected and may not be changed');
+  assert.match(protectedKeyError('topology.kubernetes.io/zone'), /protected/);
+  assert.match(protectedKeyError('k8s.io/x'), /protected/);
   assert.equal(protectedKeyError('node-role.kubernetes.io/worker'), '');
   assert.equal(protectedKeyError('notkubernetes.io/x'), '');
   assert.equal(protectedKeyError('team'), '');
-  assert.equal(protectedKeyError('corp.example/x', ['corp.example/'], []), 'keys under corp.example/ are reserved for Kubernetes and refused by nodebatch');
+  assert.equal(protectedKeyError('corp.example/x', ['corp.example/'], []), 'keys under "corp.example/" are protected and may not be changed');
 });
 
 test('parseLabelSpec follows kubectl label syntax', () => {
@@ -84,6 +84,7 @@ test('toKubectl round-trips through the parsers', () => {
 test('parseSpecs splits on spaces and commas and collects errors', () => {
   const got = parseSpecs('label', 'team=ml, env-  bogus');
   assert.deepEqual(got.changes.map(toKubectl), ['team=ml', 'env-']);
+  assert.deepEqual(got.bad, ['bogus']);
   assert.equal(got.errors.length, 1);
 });
 
@@ -99,6 +100,26 @@ test('validateChange names the field', () => {
     [{ kind: 'label', op: 'set', key: 'kubernetes.io/hostname', value: 'x' }, ['key']],
   ];
   for (const [c, want] of cases) assert.deepEqual(Object.keys(validateChange(c)).sort(), want, JSON.stringify(c));
+});
+
+test('validateChanges mirrors the API on taint keys and effects', () => {
+  const t = (op, key, effect) => ({ kind: 'taint', op, key, value: '', effect });
+  const cases = [
+    [[t('set', 'gpu', 'NoSchedule'), t('set', 'gpu', 'NoExecute')], [[], []]],
+    [[t('set', 'gpu', 'NoSchedule'), t('remove', 'gpu', 'NoSchedule')], [[], ['key']]],
+    [[t('remove', 'gpu', ''), t('set', 'gpu', 'NoExecute')], [[], ['key']]],
+    [[t('set', 'gpu', 'NoExecute'), t('remove', 'gpu', '')], [[], ['key']]],
+    [[t('remove', 'gpu', ''), t('remove', 'cpu', '')], [[], []]],
+  ];
+  for (const [changes, want] of cases) {
+    assert.deepEqual(validateChanges(changes).map((e) => Object.keys(e)), want, changes.map(toKubectl).join(' '));
+  }
+});
+
+test('defaultConcurrency is the API rule: one lane per 20 nodes, 1..max', () => {
+  for (const [total, max, want] of [[1, 50, 1], [20, 50, 1], [21, 50, 2], [200, 50, 10], [5000, 50, 50], [0, 50, 1], [100, 3, 3]]) {
+    assert.equal(defaultConcurrency(total, max), want, `defaultConcurrency(${total}, ${max})`);
+  }
 });
 
 test('validateChanges flags duplicates', () => {

@@ -71,17 +71,17 @@ export class Session {
   /** signInDev mints a token for a development user from the dev issuer. */
   async signInDev(user) {
     const url = this.config.dev_token_url || `${this.config.issuer.replace(/\/$/, '')}/token`;
-    const res = await fetch(url, {
-      method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: JSON.stringify({ sub: user.name, user: user.name, role: user.role, roles: user.role ? [user.role] : [], audience: this.config.client_id || undefined }),
-    });
+    // emulators/oidcdev: form values sub, name, email, roles, aud; answers {id_token}.
+    const form = new URLSearchParams({ sub: user.name, name: user.name, email: `${user.name}@example.com` });
+    if (user.role && user.role !== 'user') form.set('roles', user.role);
+    if (this.config.client_id) form.set('aud', this.config.client_id);
+    const res = await fetch(url, { method: 'POST', headers: { Accept: 'application/json' }, body: form });
     const text = await res.text();
     if (!res.ok) throw new Error(`dev sign-in as ${user.name}: ${res.status} ${text}`);
     let token = text.trim();
     try {
       const j = JSON.parse(text);
-      token = j.access_token || j.id_token || j.token;
+      token = j.id_token || j.access_token || j.token;
     } catch { /* plain-text token */ }
     if (!token) throw new Error(`dev sign-in as ${user.name}: no token in answer`);
     this.setToken(token);

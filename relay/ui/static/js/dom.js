@@ -62,5 +62,6 @@ export function fmtDuration(s) {
 export function fmtTime(t) {
   if (!t) return '—';
   const d = new Date(t);
-  return isNaN(d) ? '—' : d.toLocaleString();
+  // Go's zero time (0001-01-01) means 'not yet'.
+  return isNaN(d) || d.getFullYear() < 2000 ? '—' : d.toLocaleString();
 }

@@ -4,7 +4,7 @@
 // field errors after, a dry-run preview, and submit.
 
 import { h, replace, uid } from './dom.js';
-import { taintEffects, validateChanges, parseSpecs, toRequest, toKubectl } from './validate.js';
+import { taintEffects, validateChanges, parseSpecs, toRequest, toKubectl, defaultConcurrency } from './validate.js';
 
 const blank = (kind) => ({ kind, op: 'set', key: '', value: '', effect: kind === 'taint' ? 'NoSchedule' : '' });
 
@@ -85,10 +85,12 @@ export class Editor {
 
   renderConcurrencyHint(apiValue) {
     if (apiValue) this.apiConcurrency = apiValue;
-    const rule = this.config.concurrency_rule || 'the API chooses from the number of nodes';
-    this.ccHint.textContent = this.apiConcurrency
-      ? `Empty = auto: the API chose ${this.apiConcurrency} for this batch (${rule}).`
-      : `Empty = auto: ${rule}${this.config.max_concurrency ? `, at most ${this.config.max_concurrency}` : ''}.`;
+    const maxCap = this.config.max_concurrency || 50;
+    const n = this.target?.count ?? 0;
+    let text = `Empty = auto: one per 20 nodes, at least 1, at most ${maxCap}`;
+    if (n) text += ` — ${defaultConcurrency(n, maxCap)} for these ${n} nodes`;
+    if (this.apiConcurrency) text += `. The API used ${this.apiConcurrency} for the last preview or batch`;
+    this.ccHint.textContent = `${text}.`;
   }
 
   addRow(kind) {
@@ -177,7 +179,7 @@ export class Editor {
     const kindIndex = this.changes.slice(0, i).filter((x) => x.kind === c.kind).length;
     const base = c.kind === 'label' ? 'labels' : 'taints';
     for (const f of this.apiErrors) {
-      const m = /^(labels|taints)\[(\d+)\](?:\.(\w+))?/.exec(f.field ?? '');
+      const m = /^(?:changes\.)?(labels|taints)\[(\d+)\](?:\.(\w+))?/.exec(f.field ?? '');
       const byValue = !m && f.value && f.value === toKubectl(c) && (f.field ?? '').startsWith(base);
       if ((m && m[1] === base && Number(m[2]) === kindIndex) || byValue) {
         const sub = m?.[3] === 'value' ? 'value' : m?.[3] === 'effect' ? 'effect' : 'key';
@@ -207,7 +209,7 @@ export class Editor {
     this.kTaintsErr.textContent = this.kubectlErrors.taint.join('; ');
     this.mfErr.textContent = this.maxFailuresError();
     this.maxFailures.toggleAttribute('aria-invalid', !!this.maxFailuresError());
-    const unmapped = this.apiErrors.filter((f) => !/^(labels|taints)\[/.test(f.field ?? ''));
+    const unmapped = this.apiErrors.filter((f) => !/^(?:changes\.)?(labels|taints)\[/.test(f.field ?? ''));
     replace(this.summaryEl, this.apiMessage ? h('div', { class: 'error', role: 'alert' },
       h('p', {}, this.apiMessage), unmapped.length ? h('ul', {}, unmapped.map((f) => h('li', {}, h('code', {}, f.field), f.value ? ` "${f.value}"` : '', `: ${f.reason}`))) : '') : '');
   }

@@ -67,7 +67,7 @@ export class PreviewDialog {
         this.client.batch(id).then((b) => { if (isFinal(b.state)) resolve(); }).catch(() => {});
       });
       this.unsub?.();
-      this.render({ data: await this.client.batch(id, { results: 'all', limit: 1000 }), id });
+      this.render({ data: await this.client.batch(id, { page_size: '1000' }), id });
     } else {
       this.render({ data: d, id });
       if (!this.el.open) this.el.showModal();
@@ -83,10 +83,13 @@ export class PreviewDialog {
     }
     const d = s.data;
     const results = resultsOf(d);
-    const changed = results.filter((r) => r.changed === true || (r.changed === undefined && r.state === 'succeeded' && diffRows(r.before, r.after).some((x) => x.before !== x.after)));
+    const changed = results.filter((r) => r.changed === true);
     const failed = results.filter((r) => r.state === 'failed' || r.state === 'skipped');
-    const wouldChange = d.would_change ?? d.counts?.would_change ?? changed.length;
-    const unchanged = d.unchanged ?? d.already ?? d.counts?.unchanged ?? (results.length - changed.length - failed.length);
+    // Counts come from the API (GET /v1/batches/{id}: succeeded includes unchanged).
+    const c = d.counts;
+    const wouldChange = c ? c.succeeded - c.unchanged : changed.length;
+    const unchanged = c ? c.unchanged : results.length - changed.length - failed.length;
+    const wouldFail = c ? c.failed + c.skipped : failed.length;
     const total = d.total ?? results.length;
     const shown = results.slice(0, 500);
     replace(this.el,
@@ -94,7 +97,7 @@ export class PreviewDialog {
       h('dl', { class: 'counts', id: 'preview-counts' },
         h('div', { class: 'count succeeded' }, h('dt', {}, 'Will change'), h('dd', { 'data-count': 'would-change' }, String(wouldChange))),
         h('div', { class: 'count unchanged' }, h('dt', {}, 'Already in target state'), h('dd', { 'data-count': 'unchanged' }, String(unchanged))),
-        failed.length ? h('div', { class: 'count failed' }, h('dt', {}, 'Would fail'), h('dd', { 'data-count': 'failed' }, String(failed.length))) : '',
+        wouldFail ? h('div', { class: 'count failed' }, h('dt', {}, 'Would fail'), h('dd', { 'data-count': 'failed' }, String(wouldFail))) : '',
         h('div', { class: 'count' }, h('dt', {}, 'Nodes'), h('dd', { 'data-count': 'total' }, String(total))),
         d.concurrency ? h('div', { class: 'count' }, h('dt', {}, 'Concurrency'), h('dd', { 'data-count': 'concurrency' }, String(d.concurrency))) : ''),
       results.length ? h('div', { class: 'table-wrap preview-wrap' }, h('table', { class: 'preview-table', id: 'preview-table' },
@@ -104,12 +107,12 @@ export class PreviewDialog {
           if (r.state === 'failed' || r.state === 'skipped') {
             return [h('tr', { class: 'failed' }, h('th', { scope: 'row' }, r.node), h('td', { colspan: '4' }, `${r.state}: ${r.reason ?? ''}`))];
           }
-          if (!rows.length) return [h('tr', { class: 'same' }, h('th', { scope: 'row' }, r.node), h('td', { colspan: '4', class: 'muted' }, 'already in target state'))];
+          if (!rows.length || r.changed === false) return [h('tr', { class: 'same' }, h('th', { scope: 'row' }, r.node), h('td', { colspan: '4', class: 'muted' }, 'already in target state'))];
           return rows.map((x, j) => h('tr', { class: x.before === x.after ? 'same' : 'diff' },
             j === 0 ? h('th', { scope: 'row', rowspan: String(rows.length) }, r.node) : '',
             h('td', {}, h('code', {}, x.key)), h('td', { class: 'before' }, x.before), h('td', { 'aria-hidden': 'true' }, '→'), h('td', { class: 'after' }, x.after)));
         })))) : h('p', { class: 'muted' }, 'The API returned no per-node results for this dry run.'),
-      results.length > shown.length ? h('p', { class: 'muted' }, `First ${shown.length} of ${results.length} nodes shown.`) : '',
+      total > shown.length ? h("p", { class: "muted" }, `First ${shown.length} of ${total} nodes shown.`) : '',
       h('footer', { class: 'dialog-foot' },
         h('button', { type: 'button', onclick: () => this.el.close() }, 'Back to editing'),
         h('button', { type: 'button', class: 'primary', id: 'btn-apply-preview', onclick: () => { this.el.close(); this.onApply?.(); } }, 'Apply for real')));

@@ -93,7 +93,7 @@ export function isValidLabelValue(value) {
 }
 
 function domainOf(key) {
-  const i = key.indexOf('/');
+  const i = key.lastIndexOf('/');
   return i < 0 ? '' : key.slice(0, i);
 }
 
@@ -106,10 +106,11 @@ function trimSlash(s) { return s.replace(/\/+$/, ''); }
  */
 export function protectedKeyError(key, protectedDomains = defaultProtected, allowed = defaultAllowed) {
   const d = domainOf(key);
+  // Like the API (shared/change): the domain is everything before the last '/'.
   if (!d) return '';
   if (allowed.map(trimSlash).includes(d)) return '';
   for (const p of protectedDomains.map(trimSlash)) {
-    if (d === p || d.endsWith('.' + p)) return `keys under ${p}/ are reserved for Kubernetes and refused by nodebatch`;
+    if (d === p || d.endsWith('.' + p)) return `keys under "${p}/" are protected and may not be changed`;
   }
   return '';
 }
@@ -153,22 +154,44 @@ export function validateChange(c, opts = {}) {
 
 /**
  * validateChanges validates every change and the set as a whole: the same
- * label key, or the same taint key and effect, may appear once only.
+ * label key, or the same taint key and effect, may appear once only, and
+ * removing every effect of a taint key excludes other changes of that key.
  * Returns an array parallel to changes of field-error objects.
  */
 export function validateChanges(changes, opts = {}) {
   const out = changes.map((c) => validateChange(c, opts));
-  const seen = new Map();
+  const labels = new Map();
+  const byKeyEffect = new Map();
+  const allEffects = new Map(); // key → row of a remove-all-effects
+  const anyEffect = new Map(); // key → first row touching it
+  const dup = (i, what, j) => {
+    if (!out[i].key) out[i].key = `duplicate: ${what} is already changed in row ${j + 1}`;
+  };
   changes.forEach((c, i) => {
-    const id = c.kind === 'label' ? `label:${c.key}` : `taint:${c.key}:${c.effect ?? ''}`;
     if (!c.key) return;
-    if (seen.has(id)) {
-      if (!out[i].key) out[i].key = `duplicate: ${c.kind} "${c.key}" is already changed in row ${seen.get(id) + 1}`;
-    } else {
-      seen.set(id, i);
+    if (c.kind === 'label') {
+      if (labels.has(c.key)) dup(i, `label key "${c.key}"`, labels.get(c.key));
+      else labels.set(c.key, i);
+      return;
     }
+    const ke = `${c.key}:${c.effect ?? ''}`;
+    const removeAll = c.op === 'remove' && !c.effect;
+    if (byKeyEffect.has(ke)) return dup(i, `taint "${ke}"`, byKeyEffect.get(ke));
+    if (allEffects.has(c.key)) return dup(i, `taint key "${c.key}"`, allEffects.get(c.key));
+    if (removeAll && anyEffect.has(c.key)) return dup(i, `taint key "${c.key}"`, anyEffect.get(c.key));
+    byKeyEffect.set(ke, i);
+    if (!anyEffect.has(c.key)) anyEffect.set(c.key, i);
+    if (removeAll) allEffects.set(c.key, i);
   });
   return out;
+}
+
+/**
+ * defaultConcurrency is the API's rule when a batch gives no concurrency
+ * (shared/request.Concurrency): one lane per 20 nodes, at least 1, at most maxCap.
+ */
+export function defaultConcurrency(total, maxCap = 50) {
+  return Math.max(1, Math.min(Math.ceil(total / 20), maxCap));
 }
 
 /** splitSpecs splits kubectl-style text on whitespace and commas. */
