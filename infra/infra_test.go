@@ -4,11 +4,14 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodebatch/nodebatch/infra/hclcheck"
+	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/request"
 )
 
 // The repository root, seen from this folder.
@@ -140,5 +143,84 @@ func TestFormatted(t *testing.T) {
 	}
 	if bad := hclcheck.Unformatted(files); len(bad) > 0 {
 		t.Errorf("not in canonical HCL format (run terraform fmt infra/): %v", bad)
+	}
+}
+
+// TestScheduledBodiesAreValidRequests: the example scheduler jobs send bodies
+// the batch function accepts (strict decode and full validation).
+func TestScheduledBodiesAreValidRequests(t *testing.T) {
+	t.Parallel()
+	v, err := load(t).VariableDefault("scheduled_batches")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.LengthInt() == 0 {
+		t.Fatal("scheduled_batches has no example jobs")
+	}
+	for name, job := range v.AsValueMap() {
+		body := job.GetAttr("body").AsString()
+		var b request.Batch
+		if e := request.Decode(strings.NewReader(body), &b); e != nil {
+			t.Errorf("job %s: body %s does not decode: %v", name, body, e)
+			continue
+		}
+		if _, e := b.Validate(request.DefaultLimits(), change.DefaultProtection()); e != nil {
+			t.Errorf("job %s: body %s is refused: %v", name, body, e)
+		}
+	}
+}
+
+// TestSchedulerAudienceIsTheBatchURL: Cloud Scheduler's tokens are minted
+// for the audience the batch function requires, and that audience is the
+// URL the jobs call.
+func TestSchedulerAudienceIsTheBatchURL(t *testing.T) {
+	t.Parallel()
+	m := load(t)
+	var jobs int
+	for _, b := range m.Resources("google_cloud_scheduler_job") {
+		jobs++
+		for _, ht := range hclcheck.Nested(b.Body, "http_target") {
+			if got := hclcheck.AttrRefs(ht, "oidc_token")["audience"]; got != "local.batch_url" {
+				t.Errorf("%s oidc_token.audience = %q, want local.batch_url", b.Address(), got)
+			}
+		}
+	}
+	if jobs == 0 {
+		t.Fatal("no google_cloud_scheduler_job")
+	}
+	for _, b := range m.Resources("google_cloudfunctions2_function") {
+		if b.Name != "batch" {
+			continue
+		}
+		if got := hclcheck.AttrRefs(b.Body, "")["name"]; got != "local.batch_name" {
+			t.Errorf("%s name = %q, want local.batch_name (local.batch_url is built from it)", b.Address(), got)
+		}
+		vars, _ := m.EnvVars()
+		found := false
+		for _, v := range vars {
+			found = found || (v.Resource == b.Address() && v.Name == "NODEBATCH_SCHEDULER_AUDIENCE")
+		}
+		if !found {
+			t.Errorf("%s does not set NODEBATCH_SCHEDULER_AUDIENCE", b.Address())
+		}
+	}
+}
+
+// TestSourceZipHoldsEveryImport: the functions' source zip holds go.mod,
+// functions/ and shared/ only (functions.tf), so the function packages may
+// import nothing else of this module.
+func TestSourceZipHoldsEveryImport(t *testing.T) {
+	t.Parallel()
+	pkgs, err := hclcheck.ModuleImports(root, "github.com/nodebatch/nodebatch", "functions/batch", "functions/patch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pkgs {
+		if !strings.HasPrefix(p, "functions/") && !strings.HasPrefix(p, "shared/") {
+			t.Errorf("function code imports %s, which infra/functions.tf leaves out of the source zip", p)
+		}
+		if strings.Contains(p, "/cmd/") || strings.Contains(p, "/testdata/") {
+			t.Errorf("function code imports %s, which infra/functions.tf filters out of the source zip", p)
+		}
 	}
 }

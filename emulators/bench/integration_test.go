@@ -92,12 +92,22 @@ func TestScenarios(t *testing.T) {
 		nb := bench.Nodebatch{APIURL: p.APIURL, RelayURL: p.RelayURL, Token: token, Selector: selector, Nodes: n}
 		for _, op := range []bench.Op{bench.OpLabel, bench.OpTaint} {
 			v := next()
-			_, final, id, err := nb.Run(ctx, op, v, 3)
+			tr, err := nb.Run(ctx, op, v, 3)
 			if err != nil {
 				t.Fatalf("Nodebatch.Run(%s): %v", op, err)
 			}
-			if final.TaskID != id || final.Counts.Succeeded != n {
-				t.Errorf("Nodebatch.Run(%s) final = task %s counts %+v, want task %s with %d succeeded", op, final.TaskID, final.Counts, id, n)
+			if tr.Final.TaskID != tr.BatchID || tr.Final.Counts.Succeeded != n {
+				t.Errorf("Nodebatch.Run(%s) final = task %s counts %+v, want task %s with %d succeeded", op, tr.Final.TaskID, tr.Final.Counts, tr.BatchID, n)
+			}
+			if !(tr.Begin.Before(tr.Submitted) && tr.Submitted.Before(tr.Completed)) {
+				t.Errorf("Nodebatch.Run(%s) trace times out of order: %+v", op, tr)
+			}
+			bd, err := bench.ReadBreakdown(ctx, p.Firestore, tr)
+			if err != nil {
+				t.Fatalf("ReadBreakdown: %v", err)
+			}
+			if bd.APIP50MS <= 0 || bd.SubmitMS <= 0 || bd.TailMS < 0 {
+				t.Errorf("ReadBreakdown(%s) = %+v, want positive API and submit times", op, bd)
 			}
 			if err := bench.Verify(ctx, admin, selector, op, v, n); err != nil {
 				t.Errorf("after Nodebatch.Run(%s): %v", op, err)

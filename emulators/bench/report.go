@@ -49,6 +49,8 @@ type Row struct {
 	// Timings are nodebatch's own per-batch figures (final message), one
 	// per run: where a nodebatch row's time goes, seen from inside.
 	Timings []batch.Timing `json:"batch_timing,omitempty"`
+	// Breakdowns split each nodebatch run's wall time into stages.
+	Breakdowns []Breakdown `json:"breakdown,omitempty"`
 
 	LatencyMS   int       `json:"proxy_latency_ms"`
 	WallsS      []float64 `json:"walls_s"`
@@ -176,6 +178,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			row.ID, row.Name, row.Op, row.Concurrency, row.Nodes, lat, row.MedianS, spread, row.NodesPerS,
 			orDash(row.VsClientGo, "×"), orDash(row.VsKubectl, "×"), idealCell(row))
 	}
+	writeBreakdowns(&b, r.Rows)
 	if len(r.Delays) > 0 {
 		b.WriteString("\nProgress delay (row 6): node result recorded → a WebSocket client sees a count that includes it.\n\n")
 		b.WriteString("| clients | nodes | c | samples | messages received | p50 (ms) | p99 (ms) | max (ms) |\n")
@@ -200,6 +203,40 @@ func (r *Report) WriteTable(w io.Writer) error {
 		return fmt.Errorf("write bench table: %w", err)
 	}
 	return nil
+}
+
+// writeBreakdowns adds the table of where nodebatch rows spend their time
+// (medians over the repeats).
+func writeBreakdowns(b *strings.Builder, rows []Row) {
+	header := false
+	for _, row := range rows {
+		if len(row.Breakdowns) == 0 {
+			continue
+		}
+		if !header {
+			b.WriteString("\nWhere nodebatch's time goes (medians over the repeats; per-node figures are medians over the nodes):\n\n")
+			b.WriteString("| # | op | c | nodes | proxy latency | submit → 202 (ms) | 202 → first patch (ms) | per node: API calls (ms) | per lane: gap between nodes (ms) | last patch → complete (ms) |\n")
+			b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+			header = true
+		}
+		lat := "-"
+		if row.Latency > 0 {
+			lat = row.Latency.String()
+		}
+		stage := func(f func(Breakdown) float64) float64 {
+			var v []time.Duration
+			for _, bd := range row.Breakdowns {
+				v = append(v, time.Duration(f(bd)*float64(time.Millisecond)))
+			}
+			return ms(Median(v))
+		}
+		fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %.0f | %.0f | %.1f | %.1f | %.0f |\n", row.ID, row.Op, row.Concurrency, row.Nodes, lat,
+			stage(func(x Breakdown) float64 { return x.SubmitMS }),
+			stage(func(x Breakdown) float64 { return x.FirstNodeMS }),
+			stage(func(x Breakdown) float64 { return x.APIP50MS }),
+			stage(func(x Breakdown) float64 { return x.GapP50MS }),
+			stage(func(x Breakdown) float64 { return x.TailMS }))
+	}
 }
 
 func orUnknown(s string) string {

@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -77,11 +78,19 @@ type Product struct {
 	Topic     string
 
 	cancel  context.CancelFunc
-	servers []*http.Server
-	relay   *relay.Server
 	closers []func()
 	wg      sync.WaitGroup
 	runErr  chan error
+
+	// Fault injection (StopPatch, StartPatch, RestartRelay) replaces the
+	// patch and relay servers; mu guards them and servers.
+	mu           sync.Mutex
+	servers      []*http.Server
+	relay        *relay.Server
+	relayCfg     relay.Config
+	relaySrv     *http.Server
+	patchHandler http.Handler
+	patchSrv     *http.Server
 }
 
 // Start starts the product. On error everything started is stopped.
@@ -205,7 +214,8 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 	if err != nil {
 		return p, fmt.Errorf("create patch mux: %w", err)
 	}
-	p.serve("patch", lns["patch"], pmux)
+	p.patchHandler = pmux
+	p.patchSrv = p.serve("patch", lns["patch"], pmux)
 
 	if p.Deliverer, err = pushdeliver.New(p.PubSub, pushdeliver.Config{
 		Subscription:    topo.Subscription,
@@ -241,7 +251,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 	}
 
 	apiURL, _ := neturl(p.APIURL)
-	p.relay = relay.New(relay.Config{
+	p.relayCfg = relay.Config{
 		Firestore: p.Firestore,
 		Verifier:  verifier,
 		Logger:    o.Logger,
@@ -255,8 +265,9 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 			}),
 			"GET /v1/nodes": auth.Middleware(verifier, ui.NodesHandler(apiKube)),
 		},
-	})
-	p.serve("relay", lns["relay"], p.relay.Handler())
+	}
+	p.relay = relay.New(p.relayCfg)
+	p.relaySrv = p.serve("relay", lns["relay"], p.relay.Handler())
 	return p, nil
 }
 
@@ -283,12 +294,15 @@ func (p *Product) Err() <-chan error { return p.runErr }
 func (p *Product) Close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if p.relay != nil {
-		_ = p.relay.Shutdown(ctx)
+	p.mu.Lock()
+	rs, servers := p.relay, slices.Clone(p.servers)
+	p.mu.Unlock()
+	if rs != nil {
+		_ = rs.Shutdown(ctx)
 	}
 	p.cancel()
 	p.wg.Wait()
-	for _, s := range p.servers {
+	for _, s := range servers {
 		_ = s.Shutdown(ctx)
 	}
 	for i := len(p.closers) - 1; i >= 0; i-- {
@@ -296,14 +310,17 @@ func (p *Product) Close() {
 	}
 }
 
-func (p *Product) serve(name string, ln net.Listener, h http.Handler) {
+func (p *Product) serve(name string, ln net.Listener, h http.Handler) *http.Server {
 	s := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	p.mu.Lock()
 	p.servers = append(p.servers, s)
+	p.mu.Unlock()
 	go func() {
 		if err := s.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			p.runErr <- fmt.Errorf("serve %s: %w", name, err)
 		}
 	}()
+	return s
 }
 
 // withRate lifts client-go's default 5 QPS / 10 burst, which would cap a
@@ -320,4 +337,79 @@ func neturl(s string) (*url.URL, error) {
 		return nil, fmt.Errorf("parse %q: %w", s, err)
 	}
 	return u, nil
+}
+
+// StopPatch kills the patch function's server the way a crash does: the
+// listener and every open connection are closed at once, so requests in
+// flight get no answer (the deliverer sees a transport error and retries)
+// and new ones are refused until StartPatch. Handlers already running finish
+// in the background, as a process killed after its writes would have left
+// them.
+func (p *Product) StopPatch() {
+	p.mu.Lock()
+	s := p.patchSrv
+	p.patchSrv = nil
+	p.mu.Unlock()
+	if s != nil {
+		_ = s.Close()
+	}
+}
+
+// StartPatch starts the patch function's server again on the same address
+// after StopPatch. It is a no-op while the server runs.
+func (p *Product) StartPatch() error {
+	p.mu.Lock()
+	running := p.patchSrv != nil
+	p.mu.Unlock()
+	if running {
+		return nil
+	}
+	ln, err := listenAgain(p.PatchURL)
+	if err != nil {
+		return fmt.Errorf("restart patch function: %w", err)
+	}
+	s := p.serve("patch", ln, p.patchHandler)
+	p.mu.Lock()
+	p.patchSrv = s
+	p.mu.Unlock()
+	return nil
+}
+
+// RestartRelay restarts the relay on the same address: connected clients
+// are told to reconnect (close 1012) by the old relay's Shutdown, its server
+// is closed, and a new relay (fresh watchers, fresh ticket store) serves
+// the same URL.
+func (p *Product) RestartRelay(ctx context.Context) error {
+	p.mu.Lock()
+	old, oldSrv := p.relay, p.relaySrv
+	p.mu.Unlock()
+	if err := old.Shutdown(ctx); err != nil {
+		return fmt.Errorf("restart relay: shut down: %w", err)
+	}
+	_ = oldSrv.Close()
+	ln, err := listenAgain(p.RelayURL)
+	if err != nil {
+		return fmt.Errorf("restart relay: %w", err)
+	}
+	rs := relay.New(p.relayCfg)
+	s := p.serve("relay", ln, rs.Handler())
+	p.mu.Lock()
+	p.relay, p.relaySrv = rs, s
+	p.mu.Unlock()
+	return nil
+}
+
+// listenAgain listens on the host:port of an http:// URL, retrying briefly
+// while the closed listener's port is released.
+func listenAgain(rawURL string) (net.Listener, error) {
+	addr := strings.TrimPrefix(rawURL, "http://")
+	var err error
+	for range 50 {
+		var ln net.Listener
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			return ln, nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil, fmt.Errorf("listen on %s: %w", addr, err)
 }

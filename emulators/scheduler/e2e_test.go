@@ -166,7 +166,7 @@ func TestScheduledRunStartsOneBatch(t *testing.T) {
 		t.Fatalf("same run again: %v", err)
 	}
 	if a, b := batchID(t, first), batchID(t, again); a != b {
-		t.Errorf("same schedule time gave batches %s and %s, want one", a, b)
+		t.Errorf("same schedule time gave batches %s and %s, want one: the batch function must take the idempotency key from shared/schedule.IdempotencyKey when the body has none", a, b)
 	}
 	if got := e.batches(t); len(got) != 1 {
 		t.Errorf("after one run delivered twice: %d batches %v, want 1", len(got), got)

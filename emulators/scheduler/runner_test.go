@@ -1,6 +1,7 @@
 package scheduler_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,10 +17,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodebatch/nodebatch/emulators/scheduler"
+	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/request"
 )
 
-// request is what the target saw of one request.
-type request struct {
+// sent is what the target saw of one request.
+type sent struct {
 	Method       string
 	Path         string
 	Body         string
@@ -36,7 +39,7 @@ type request struct {
 type target struct {
 	mu       sync.Mutex
 	statuses []int
-	got      []request
+	got      []sent
 	srv      *httptest.Server
 	notify   chan struct{}
 }
@@ -52,7 +55,7 @@ func newTarget(t *testing.T, statuses ...int) *target {
 func (tg *target) serve(w http.ResponseWriter, r *http.Request) {
 	b, _ := io.ReadAll(r.Body)
 	tg.mu.Lock()
-	tg.got = append(tg.got, request{
+	tg.got = append(tg.got, sent{
 		Method: r.Method, Path: r.URL.Path, Body: string(b),
 		ContentType: r.Header.Get("Content-Type"), UserAgent: r.Header.Get("User-Agent"),
 		Scheduler: r.Header.Get("X-CloudScheduler"), JobName: r.Header.Get("X-CloudScheduler-JobName"),
@@ -66,10 +69,10 @@ func (tg *target) serve(w http.ResponseWriter, r *http.Request) {
 	tg.notify <- struct{}{}
 }
 
-func (tg *target) requests() []request {
+func (tg *target) requests() []sent {
 	tg.mu.Lock()
 	defer tg.mu.Unlock()
-	return append([]request(nil), tg.got...)
+	return append([]sent(nil), tg.got...)
 }
 
 // fakeToken mints "tok(sa|aud)" so tests see which identity and audience
@@ -86,7 +89,7 @@ func TestRunOnceSendsWhatCloudSchedulerSends(t *testing.T) {
 	tests := []struct {
 		name string
 		job  func(url string) scheduler.Job
-		want func(url string) request
+		want func(url string) sent
 	}{
 		{
 			name: "json body with oidc token",
@@ -98,8 +101,8 @@ func TestRunOnceSendsWhatCloudSchedulerSends(t *testing.T) {
 					ServiceAccount: "scheduler@p.iam.gserviceaccount.com", Audience: "https://batch.example",
 				}
 			},
-			want: func(url string) request {
-				return request{
+			want: func(url string) sent {
+				return sent{
 					Method: "POST", Path: "/v1/batches", Body: `{"selector":"pool=spot","changes":["x=y:NoSchedule"]}`,
 					ContentType: "application/json", UserAgent: "Google-Cloud-Scheduler", Scheduler: "true",
 					JobName: "spot-nightly", ScheduleTime: "2026-11-27T22:00:00Z",
@@ -115,8 +118,8 @@ func TestRunOnceSendsWhatCloudSchedulerSends(t *testing.T) {
 					Body: json.RawMessage(`"plain text"`), ServiceAccount: "sa@p.iam.gserviceaccount.com",
 				}
 			},
-			want: func(url string) request {
-				return request{
+			want: func(url string) sent {
+				return sent{
 					Method: "PUT", Path: "/hook", Body: "plain text", ContentType: "application/octet-stream",
 					UserAgent: "Google-Cloud-Scheduler", Scheduler: "true", JobName: "j",
 					ScheduleTime: "2026-11-27T22:00:00Z", Auth: "Bearer tok(sa@p.iam.gserviceaccount.com|" + url + "/hook?x=1)",
@@ -128,8 +131,8 @@ func TestRunOnceSendsWhatCloudSchedulerSends(t *testing.T) {
 			job: func(url string) scheduler.Job {
 				return scheduler.Job{Name: "ping", Schedule: "@hourly", Target: url + "/", Method: "GET"}
 			},
-			want: func(url string) request {
-				return request{
+			want: func(url string) sent {
+				return sent{
 					Method: "GET", Path: "/", UserAgent: "Google-Cloud-Scheduler", Scheduler: "true",
 					JobName: "ping", ScheduleTime: "2026-11-27T22:00:00Z",
 				}
@@ -145,7 +148,7 @@ func TestRunOnceSendsWhatCloudSchedulerSends(t *testing.T) {
 			if err != nil {
 				t.Fatalf("RunOnce() error = %v", err)
 			}
-			if diff := cmp.Diff([]request{tt.want(tg.srv.URL)}, tg.requests()); diff != "" {
+			if diff := cmp.Diff([]sent{tt.want(tg.srv.URL)}, tg.requests()); diff != "" {
 				t.Errorf("requests (-want +got):\n%s", diff)
 			}
 			wantRes := scheduler.Result{Attempts: 1, StatusCode: http.StatusAccepted, Body: []byte(`{"attempt":1}`)}
@@ -301,6 +304,34 @@ func TestLoadJobsExample(t *testing.T) {
 	}
 	if diff := cmp.Diff([]string{"spot-nightly-taint", "spot-morning-untaint"}, names); diff != "" {
 		t.Errorf("job names (-want +got):\n%s", diff)
+	}
+}
+
+// TestExampleBodiesAreValidRequests: the example jobs send bodies the batch
+// function accepts (strict decode and full validation).
+func TestExampleBodiesAreValidRequests(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open("jobs.example.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	jobs, err := scheduler.LoadJobs(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, j := range jobs {
+		var b request.Batch
+		if e := request.Decode(bytes.NewReader(j.Body), &b); e != nil {
+			t.Errorf("job %s: body %s does not decode: %v", j.Name, j.Body, e)
+			continue
+		}
+		if _, e := b.Validate(request.DefaultLimits(), change.DefaultProtection()); e != nil {
+			t.Errorf("job %s: body %s is refused: %v", j.Name, j.Body, e)
+		}
+		if ct := j.Headers["Content-Type"]; ct != "application/json" {
+			t.Errorf("job %s: Content-Type %q, want application/json", j.Name, ct)
+		}
 	}
 }
 

@@ -418,8 +418,10 @@ func TestOwnerAndIdempotency(t *testing.T) {
 	if code, _ := p.do(t, http.MethodGet, "/v1/batches/"+c1.BatchID, "not-a-token", nil, nil); code != http.StatusUnauthorized {
 		t.Errorf("GET with a bad token = %d, want 401", code)
 	}
-	if code, _ := p.do(t, http.MethodGet, "/v1/batches/no-such-batch", alice, nil, nil); code != http.StatusNotFound {
-		t.Errorf("GET missing batch = %d, want 404", code)
+	for _, id := range []string{"no-such-batch", "a%2Fb", "..", "UPPER"} {
+		if code, _ := p.do(t, http.MethodGet, "/v1/batches/"+id, alice, nil, nil); code != http.StatusNotFound {
+			t.Errorf("GET batch %q = %d, want 404", id, code)
+		}
 	}
 }
 

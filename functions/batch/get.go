@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/validation"
+
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -54,7 +56,13 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		}
 		after = string(b)
 	}
-	h.status(w, r, r.PathValue("id"), http.StatusOK, after, size)
+	id := r.PathValue("id")
+	if len(validation.IsDNS1123Subdomain(id)) > 0 {
+		// Not an id we could have made (and not a safe document id).
+		request.Errorf(http.StatusNotFound, request.CodeNotFound, "batch %q not found", id).Write(w)
+		return
+	}
+	h.status(w, r, id, http.StatusOK, after, size)
 }
 
 // answer writes the status of batch id with the first page of results.

@@ -31,6 +31,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/events"
 	"github.com/nodebatch/nodebatch/shared/request"
+	"github.com/nodebatch/nodebatch/shared/schedule"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -171,6 +172,13 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		e.Write(w)
 		return
 	}
+	// A scheduled run retried by Cloud Scheduler carries the same schedule
+	// time: it must find the batch its first try started, not start another.
+	if body.IdempotencyKey == "" && p.Scheduler {
+		if k, ok := schedule.IdempotencyKey(r); ok {
+			body.IdempotencyKey = k
+		}
+	}
 	spec, e := body.Validate(h.limits(), h.Protection)
 	if e != nil {
 		e.Write(w)
@@ -227,7 +235,11 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		h.answer(w, r, b.ID, http.StatusOK)
 		return
 	}
-	if err := h.publish(ctx, evs); err != nil {
+	// A client that goes away must not leave a half-published batch: publish
+	// under a context of our own.
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	if err := h.publish(pctx, evs); err != nil {
 		reason := "publishing the node events failed: " + err.Error()
 		log.Error("publish", "error", err)
 		if ferr := h.Store.Fail(context.WithoutCancel(ctx), b.ID, reason, h.now()); ferr != nil {

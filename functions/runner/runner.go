@@ -174,13 +174,18 @@ func (r *Runner) Fail(ctx context.Context, ev events.Node, reason string) (Resul
 	return r.record(ctx, log, ev, lane, doc)
 }
 
-// record writes the node's result document, then counts it in its lane
-// (once: the lane's bitset), then finishes the batch if this completed the
-// lane and every lane of the attempt is complete.
+// record writes the node's result document (the first result of an attempt
+// wins), then counts that result in its lane (once: the lane's bitset), then
+// finishes the batch if this completed the lane and every lane of the
+// attempt is complete. A crash between the two writes is healed by the
+// redelivery: it finds the recorded result and counts it.
 func (r *Runner) record(ctx context.Context, log *slog.Logger, ev events.Node, lane *store.Lane, doc store.NodeDoc) (Result, error) {
-	if err := r.Store.SetNode(ctx, ev.BatchID, &doc); err != nil {
+	stand, err := r.Store.RecordNode(ctx, ev.BatchID, &doc)
+	if err != nil {
 		return Result{}, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
 	}
+	// When another delivery recorded first, its result is the one counted.
+	doc = *stand
 	for try := 0; ; try++ {
 		if lane.Doc.Has(ev.Position) {
 			return Result{Already: true}, nil

@@ -284,3 +284,49 @@ func distance(a, b string) int {
 	}
 	return prev[len(b)]
 }
+
+// ModuleImports returns every package of module (import path prefix) that
+// the packages in dirs import, directly or not, as folders relative to root,
+// sorted. Test files are ignored. The source zip of a function must hold all
+// of them.
+func ModuleImports(root, module string, dirs ...string) ([]string, error) {
+	seen := map[string]bool{}
+	queue := append([]string(nil), dirs...)
+	fset := token.NewFileSet()
+	for len(queue) > 0 {
+		dir := filepath.ToSlash(filepath.Clean(queue[0]))
+		queue = queue[1:]
+		if seen[dir] {
+			continue
+		}
+		seen[dir] = true
+		paths, err := filepath.Glob(filepath.Join(root, dir, "*.go"))
+		if err != nil {
+			return nil, fmt.Errorf("list %s: %w", dir, err)
+		}
+		if len(paths) == 0 {
+			return nil, fmt.Errorf("package folder %s has no Go files", dir)
+		}
+		for _, p := range paths {
+			if strings.HasSuffix(p, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(fset, p, nil, parser.ImportsOnly)
+			if err != nil {
+				return nil, fmt.Errorf("parse imports of %s: %w", p, err)
+			}
+			for _, imp := range f.Imports {
+				path, _ := strconv.Unquote(imp.Path.Value)
+				if rel, ok := strings.CutPrefix(path, module+"/"); ok {
+					queue = append(queue, rel)
+				}
+			}
+		}
+	}
+	out := make([]string, 0, len(seen))
+	for d := range seen {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out, nil
+}

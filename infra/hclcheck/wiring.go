@@ -229,3 +229,32 @@ func AttrRefs(body *hclsyntax.Body, typ string) map[string]string {
 	}
 	return out
 }
+
+// VariableDefault evaluates the default of variable name, which must be a
+// constant expression (Terraform requires it).
+func (m *Module) VariableDefault(name string) (cty.Value, error) {
+	for _, b := range m.Blocks("variable") {
+		if b.Name != name {
+			continue
+		}
+		a, ok := b.Body.Attributes["default"]
+		if !ok {
+			return cty.NilVal, fmt.Errorf("var.%s has no default", name)
+		}
+		v, diags := a.Expr.Value(nil)
+		if diags.HasErrors() {
+			return cty.NilVal, fmt.Errorf("evaluate default of var.%s: %s", name, diags.Error())
+		}
+		return v, nil
+	}
+	return cty.NilVal, fmt.Errorf("no variable %q", name)
+}
+
+// Nested returns the bodies of body's nested blocks of type typ.
+func Nested(body *hclsyntax.Body, typ string) []*hclsyntax.Body {
+	var out []*hclsyntax.Body
+	for _, b := range blocksOf(body, typ) {
+		out = append(out, b.Body)
+	}
+	return out
+}

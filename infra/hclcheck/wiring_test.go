@@ -322,3 +322,23 @@ func TestCheckEnvUnmappedType(t *testing.T) {
 		t.Errorf("CheckEnv() = %q, want a problem for the unmapped Cloud Run service", got)
 	}
 }
+
+func TestModuleImports(t *testing.T) {
+	t.Parallel()
+	dir := writeTree(t, map[string]string{
+		"functions/a/a.go":      "package a\nimport (\n\t_ \"example.com/m/shared/b\"\n\t_ \"fmt\"\n)\n",
+		"functions/a/a_test.go": "package a\nimport _ \"example.com/m/emulators/x\"\n",
+		"shared/b/b.go":         "package b\nimport _ \"example.com/m/relay/c\"\n",
+		"relay/c/c.go":          "package c\n",
+	})
+	got, err := hclcheck.ModuleImports(dir, "example.com/m", "functions/a")
+	if err != nil {
+		t.Fatalf("ModuleImports() error = %v", err)
+	}
+	if diff := cmp.Diff([]string{"functions/a", "relay/c", "shared/b"}, got); diff != "" {
+		t.Errorf("ModuleImports() (-want +got):\n%s", diff)
+	}
+	if _, err := hclcheck.ModuleImports(dir, "example.com/m", "functions/missing"); err == nil {
+		t.Error("ModuleImports(missing package) error = nil, want an error")
+	}
+}

@@ -11,11 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/cloudevents/sdk-go/v2/event"
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/nodebatch/nodebatch/shared/change"
 )
@@ -47,12 +47,13 @@ type Node struct {
 }
 
 // Validate checks the event's own consistency (not the change: the patch
-// path validates that against the node).
+// path validates that against the node). Batch ids and node names are DNS
+// subdomains, which also makes them safe Firestore document ids.
 func (n *Node) Validate() error {
 	switch {
-	case n.BatchID == "" || strings.ContainsAny(n.BatchID, "/"):
+	case len(validation.IsDNS1123Subdomain(n.BatchID)) > 0:
 		return fmt.Errorf("invalid batch_id %q", n.BatchID)
-	case n.Node == "" || strings.ContainsAny(n.Node, "/"):
+	case len(validation.IsDNS1123Subdomain(n.Node)) > 0:
 		return fmt.Errorf("invalid node %q", n.Node)
 	case n.Attempt < 1:
 		return fmt.Errorf("invalid attempt %d", n.Attempt)

@@ -5,7 +5,6 @@
 package request
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -348,13 +347,4 @@ func (s *SeedTaints) Batch() (*Batch, *Error) {
 		b.Taints = append(b.Taints, sb.String())
 	}
 	return b, nil
-}
-
-// Marshal is json.Marshal for answers, for symmetry in callers and tests.
-func Marshal(v any) []byte {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(v)
-	return buf.Bytes()
 }

@@ -216,6 +216,46 @@ func (s *Store) Lanes(ctx context.Context, batchID string, attempt int) ([]LaneD
 	return lanes, nil
 }
 
+// RecordNode writes a node's result unless one is already recorded for the
+// same (or a later) attempt, and returns the result that stands: the first
+// recorded result of an attempt wins, so when a duplicate delivery or a dead
+// letter races the node's own delivery, its document and its count agree.
+// Common case: one Create. A later attempt (retry) replaces an earlier one in
+// a transaction on the node's own document.
+func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*NodeDoc, error) {
+	ref := s.client.Doc(NodePath(batchID, n.Node))
+	_, err := ref.Create(ctx, n)
+	if err == nil {
+		return n, nil
+	}
+	if status.Code(err) != codes.AlreadyExists {
+		return nil, fmt.Errorf("record result of node %q in %s: %w", n.Node, batchID, err)
+	}
+	var stand *NodeDoc
+	err = s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
+		snap, err := tx.Get(ref)
+		if err != nil && status.Code(err) != codes.NotFound {
+			return err
+		}
+		if err == nil {
+			var cur NodeDoc
+			if err := snap.DataTo(&cur); err != nil {
+				return err
+			}
+			if cur.Attempt >= n.Attempt {
+				stand = &cur
+				return nil
+			}
+		}
+		stand = n
+		return tx.Set(ref, n)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record result of node %q in %s: %w", n.Node, batchID, err)
+	}
+	return stand, nil
+}
+
 // SetNode writes (overwrites) a node's result document.
 func (s *Store) SetNode(ctx context.Context, batchID string, n *NodeDoc) error {
 	if _, err := s.client.Doc(NodePath(batchID, n.Node)).Set(ctx, n); err != nil {

@@ -273,7 +273,7 @@ type runner struct {
 // job is one row's way to run once and to check what it did.
 type job struct {
 	row    int // index in report.Rows
-	run    func(ctx context.Context, value string) (time.Duration, *batch.Timing, error)
+	run    func(ctx context.Context, value string) (sample, error)
 	verify func(ctx context.Context, value string) error
 	warm   bool // run once unmeasured before the first repeat
 }
@@ -330,7 +330,7 @@ func (b *runner) plan(info stack.Info, fleet group, direct *product.Product, tok
 		for _, c := range b.c.concurrency {
 			for _, op := range ops {
 				b.add(bench.Row{ID: "4", Name: "nodebatch, submit → complete on WebSocket", Tool: bench.ToolNodebatch, Op: op, Concurrency: c, Nodes: n},
-					job{run: nodebatchRun(nb, op, c), verify: b.verifier(b.admin, fleet, op), warm: c == b.c.concurrency[len(b.c.concurrency)-1]})
+					job{run: nodebatchRun(nb, direct, op, c), verify: b.verifier(b.admin, fleet, op), warm: c == b.c.concurrency[len(b.c.concurrency)-1]})
 			}
 		}
 	}
@@ -351,21 +351,37 @@ func (b *runner) planProxy(small, fleet group, slow *product.Product, token stri
 			job{run: noTiming(func(ctx context.Context, v string) (time.Duration, error) { return cg.Run(ctx, bench.OpLabel, v, tc.c) }), verify: b.verifier(b.admin, tc.g, bench.OpLabel)})
 		nb := bench.Nodebatch{APIURL: slow.APIURL, RelayURL: slow.RelayURL, Token: token, Selector: tc.g.selector, Nodes: n}
 		b.add(bench.Row{ID: "5", Name: "nodebatch via latency proxy", Tool: bench.ToolNodebatch, Op: bench.OpLabel, Concurrency: tc.c, Nodes: n, Latency: b.c.latency, Ideal: ideal},
-			job{run: nodebatchRun(nb, bench.OpLabel, tc.c), verify: b.verifier(b.admin, tc.g, bench.OpLabel), warm: tc.c == 50})
+			job{run: nodebatchRun(nb, slow, bench.OpLabel, tc.c), verify: b.verifier(b.admin, tc.g, bench.OpLabel), warm: tc.c == 50})
 	}
 }
 
-func noTiming(f func(context.Context, string) (time.Duration, error)) func(context.Context, string) (time.Duration, *batch.Timing, error) {
-	return func(ctx context.Context, v string) (time.Duration, *batch.Timing, error) {
+// sample is one measured run.
+type sample struct {
+	wall      time.Duration
+	timing    *batch.Timing    // nodebatch's own figures
+	breakdown *bench.Breakdown // nodebatch's stages, read after the run
+}
+
+func noTiming(f func(context.Context, string) (time.Duration, error)) func(context.Context, string) (sample, error) {
+	return func(ctx context.Context, v string) (sample, error) {
 		d, err := f(ctx, v)
-		return d, nil, err
+		return sample{wall: d}, err
 	}
 }
 
-func nodebatchRun(nb bench.Nodebatch, op bench.Op, c int) func(context.Context, string) (time.Duration, *batch.Timing, error) {
-	return func(ctx context.Context, v string) (time.Duration, *batch.Timing, error) {
-		d, final, _, err := nb.Run(ctx, op, v, c)
-		return d, final.Timing, err
+// nodebatchRun runs one batch, then (outside the timed part) reads its node
+// results to split the time into stages.
+func nodebatchRun(nb bench.Nodebatch, p *product.Product, op bench.Op, c int) func(context.Context, string) (sample, error) {
+	return func(ctx context.Context, v string) (sample, error) {
+		tr, err := nb.Run(ctx, op, v, c)
+		if err != nil {
+			return sample{}, err
+		}
+		bd, err := bench.ReadBreakdown(ctx, p.Firestore, tr)
+		if err != nil {
+			return sample{}, err
+		}
+		return sample{wall: tr.Wall(), timing: tr.Final.Timing, breakdown: &bd}, nil
 	}
 }
 
@@ -377,7 +393,7 @@ func (b *runner) warmUp(ctx context.Context) {
 			continue
 		}
 		row := b.report.Rows[j.row]
-		if _, _, err := b.once(ctx, j); err != nil {
+		if _, err := b.once(ctx, j); err != nil {
 			b.log.Warn("warm-up run failed", "row", row.ID, "tool", row.Tool, "op", row.Op, "c", row.Concurrency, "error", err)
 		}
 	}
@@ -389,35 +405,38 @@ func (b *runner) measure(ctx context.Context) {
 	for rep := range b.c.repeat {
 		for _, j := range b.jobs {
 			row := &b.report.Rows[j.row]
-			wall, timing, err := b.once(ctx, j)
+			smp, err := b.once(ctx, j)
 			if err != nil {
 				b.failed = true
 				row.Err = err.Error()
 				b.log.Error("run failed", "row", row.ID, "tool", row.Tool, "op", row.Op, "c", row.Concurrency, "repeat", rep+1, "error", err)
 				continue
 			}
-			row.Walls = append(row.Walls, wall)
-			if timing != nil {
-				row.Timings = append(row.Timings, *timing)
+			row.Walls = append(row.Walls, smp.wall)
+			if smp.timing != nil {
+				row.Timings = append(row.Timings, *smp.timing)
+			}
+			if smp.breakdown != nil {
+				row.Breakdowns = append(row.Breakdowns, *smp.breakdown)
 			}
 			b.log.Info("run", "row", row.ID, "tool", row.Tool, "op", row.Op, "c", row.Concurrency, "nodes", row.Nodes,
-				"latency", row.Latency, "repeat", rep+1, "wall", wall.Round(time.Millisecond).String())
+				"latency", row.Latency, "repeat", rep+1, "wall", smp.wall.Round(time.Millisecond).String())
 		}
 	}
 }
 
-func (b *runner) once(ctx context.Context, j job) (time.Duration, *batch.Timing, error) {
+func (b *runner) once(ctx context.Context, j job) (sample, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.c.runTimeout)
 	defer cancel()
 	v := b.value()
-	wall, timing, err := j.run(ctx, v)
+	smp, err := j.run(ctx, v)
 	if err != nil {
-		return 0, nil, err
+		return sample{}, err
 	}
 	if err := j.verify(ctx, v); err != nil {
-		return 0, nil, err
+		return sample{}, err
 	}
-	return wall, timing, nil
+	return smp, nil
 }
 
 // delays runs row 6 once per client count.
@@ -454,6 +473,8 @@ func (b *runner) write() error {
 		"client-go: labels as one JSON merge patch per node; taints as get + update with resourceVersion (a taint list cannot be merge-patched safely). Client-side rate limiting off. nodebatch reads each node before writing (GET + PATCH for labels, GET + UPDATE for taints) to record before/after values.",
 		"nodebatch time runs from sending POST /v1/batches to receiving `complete` on a WebSocket opened beforehand; the whole product (batch function, push deliverer, patch function, relay) runs in the bench process on the local Firestore and Pub/Sub emulators.",
 		"× client-go and × kubectl are speed ratios (other median ÷ this median; > 1 is faster). wall ÷ ideal: ideal = nodes × proxy latency ÷ c, one API call per node.",
+		"Row 5's ideal counts one API call per node and no server time; two floors sit above it: the API server's own throughput on this machine (row 3 at the same c, no proxy), and, for nodebatch, two calls per node (GET + PATCH), so 2 × ideal.",
+		"Where nodebatch's time goes: from the node result documents (started_at/finished_at, same clock). A negative \"202 → first patch\" means the first nodes were patched before the batch function finished publishing and answered.",
 		"One unmeasured warm-up run precedes the measured ones for nodebatch and client-go; repeats run round-robin over the rows.",
 	)
 	if len(r.Delays) > 0 {

@@ -10,6 +10,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -26,15 +27,17 @@ func main() {
 	flag.Parse()
 	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{ReplaceAttr: cloudLogging}))
 	slog.SetDefault(logger)
-	if err := run(*target, *addr, logger); err != nil {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *target, *addr, os.Getenv, logger, nil); err != nil {
 		logger.Error("serve", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(target, addr string, logger *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+// run serves target on addr until ctx is done. ready, if not nil, receives
+// the listening address once the server accepts connections.
+func run(ctx context.Context, target, addr string, getenv func(string) string, logger *slog.Logger, ready chan<- string) error {
 	var h http.Handler
 	var closeFn func()
 	switch target {
@@ -42,7 +45,7 @@ func run(target, addr string, logger *slog.Logger) error {
 		if addr == "" {
 			addr = "127.0.0.1:8080"
 		}
-		bh, c, err := batch.Serve(ctx, os.Getenv, logger)
+		bh, c, err := batch.Serve(ctx, getenv, logger)
 		if err != nil {
 			return err
 		}
@@ -51,7 +54,7 @@ func run(target, addr string, logger *slog.Logger) error {
 		if addr == "" {
 			addr = "127.0.0.1:8082"
 		}
-		ph, c, err := patch.FromEnv(ctx, os.Getenv, logger)
+		ph, c, err := patch.FromEnv(ctx, getenv, logger)
 		if err != nil {
 			return err
 		}
@@ -65,13 +68,20 @@ func run(target, addr string, logger *slog.Logger) error {
 		return fmt.Errorf("unknown -target %q: want batch or patch", target)
 	}
 	defer closeFn()
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- srv.ListenAndServe() }()
-	logger.Info("serving", "target", target, "addr", addr)
+	go func() { errc <- srv.Serve(ln) }()
+	logger.Info("serving", "target", target, "addr", ln.Addr().String())
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
 	select {
 	case err := <-errc:
-		return fmt.Errorf("listen on %s: %w", addr, err)
+		return fmt.Errorf("serve on %s: %w", addr, err)
 	case <-ctx.Done():
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -1,0 +1,187 @@
+// Package ratelimit limits how often each caller may do something — for
+// nodebatch, how many batches one principal may submit per minute — with one
+// token bucket per key (golang.org/x/time/rate). It answers refusals the way
+// the API answers every error: 429 Too Many Requests, Retry-After in whole
+// seconds, and a JSON body naming the limit.
+//
+// Keys are authenticated principal subjects, so the number of buckets is
+// bounded by the number of real callers; buckets idle long enough to have
+// refilled are dropped, because a fresh bucket is identical to a full one.
+package ratelimit
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Name is the limit's name in error answers and docs.
+const Name = "batches_per_user_per_minute"
+
+// Defaults when a Config field is zero.
+const (
+	DefaultPerMinute = 30
+	DefaultBurst     = 10
+	// sweepEvery is how many new buckets may be created between sweeps of
+	// idle ones.
+	sweepEvery = 1024
+)
+
+// Config shapes a Limiter.
+type Config struct {
+	// PerMinute is the sustained number of events per key per minute.
+	PerMinute int
+	// Burst is how many events a key may spend at once after being idle.
+	Burst int
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Limiter is a set of token buckets, one per key. It is safe for concurrent
+// use.
+type Limiter struct {
+	perMinute int
+	burst     int
+	every     rate.Limit
+	now       func() time.Time
+	fullAfter time.Duration // an idle bucket is full again after this
+
+	mu      sync.Mutex
+	buckets map[string]*bucket
+	created int // buckets created since the last sweep
+}
+
+type bucket struct {
+	lim  *rate.Limiter
+	last time.Time
+}
+
+// New returns a Limiter; zero fields of cfg take the defaults.
+func New(cfg Config) *Limiter {
+	if cfg.PerMinute <= 0 {
+		cfg.PerMinute = DefaultPerMinute
+	}
+	if cfg.Burst <= 0 {
+		cfg.Burst = DefaultBurst
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	every := rate.Limit(float64(cfg.PerMinute) / 60)
+	return &Limiter{
+		perMinute: cfg.PerMinute,
+		burst:     cfg.Burst,
+		every:     every,
+		now:       cfg.Now,
+		fullAfter: time.Duration(float64(cfg.Burst) / float64(every) * float64(time.Second)),
+		buckets:   map[string]*bucket{},
+	}
+}
+
+// PerMinute is the sustained limit, for messages.
+func (l *Limiter) PerMinute() int { return l.perMinute }
+
+// Burst is the burst size, for messages.
+func (l *Limiter) Burst() int { return l.burst }
+
+// Allow spends one token of key's bucket. When none is left it spends
+// nothing and returns false with how long until one is.
+func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := l.buckets[key]
+	if b == nil {
+		l.created++
+		if l.created >= sweepEvery {
+			l.sweepLocked(now)
+		}
+		b = &bucket{lim: rate.NewLimiter(l.every, l.burst)}
+		l.buckets[key] = b
+	}
+	b.last = now
+	r := b.lim.ReserveN(now, 1)
+	if !r.OK() {
+		return false, time.Duration(math.MaxInt64)
+	}
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return false, d
+	}
+	return true, 0
+}
+
+// Len is the number of buckets held (for tests and metrics).
+func (l *Limiter) Len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.buckets)
+}
+
+// sweepLocked drops buckets idle long enough to be full again.
+func (l *Limiter) sweepLocked(now time.Time) {
+	l.created = 0
+	for k, b := range l.buckets {
+		if now.Sub(b.last) >= l.fullAfter {
+			delete(l.buckets, k)
+		}
+	}
+}
+
+// ErrorBody is the JSON answer of a refusal, shaped like every API error
+// ({"error":{"code","message",…}}) plus the limit that was hit.
+type ErrorBody struct {
+	Error struct {
+		Code              string `json:"code"`
+		Message           string `json:"message"`
+		Limit             string `json:"limit"`
+		PerMinute         int    `json:"per_minute"`
+		Burst             int    `json:"burst"`
+		RetryAfterSeconds int    `json:"retry_after_seconds"`
+	} `json:"error"`
+}
+
+// Code is the error code of a refusal.
+const Code = "rate_limited"
+
+// WriteError answers 429 with Retry-After (whole seconds, at least 1) and
+// an ErrorBody naming the limit.
+func (l *Limiter) WriteError(w http.ResponseWriter, retryAfter time.Duration) {
+	secs := max(1, int(math.Ceil(retryAfter.Seconds())))
+	var body ErrorBody
+	body.Error.Code = Code
+	body.Error.Message = fmt.Sprintf("too many batches: at most %d per minute per user (bursts of %d); retry in %d s", l.perMinute, l.burst, secs)
+	body.Error.Limit = Name
+	body.Error.PerMinute = l.perMinute
+	body.Error.Burst = l.burst
+	body.Error.RetryAfterSeconds = secs
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	w.WriteHeader(http.StatusTooManyRequests)
+	_ = json.NewEncoder(w).Encode(body)
+}
+
+// Middleware limits requests to next by key(r). A request for which key
+// returns ok=false (for example: no principal; the handler will refuse it
+// anyway) is passed through uncounted. Put it inside the authentication
+// middleware so the key is a verified subject.
+func (l *Limiter) Middleware(key func(*http.Request) (string, bool), next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		k, ok := key(r)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if allowed, wait := l.Allow(k); !allowed {
+			l.WriteError(w, wait)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
