@@ -180,13 +180,13 @@ func (c *conn) subscribeAll(allUsers bool) {
 		c.out.pushFinal(progress.Refusal("", "all_users requires the admin role", c.s.cfg.Now()))
 		return
 	}
+	if c.p.Subject == "" {
+		c.out.pushFinal(progress.Refusal("", "no subject in token", c.s.cfg.Now()))
+		return
+	}
 	owner := c.p.Subject
 	if allUsers {
 		owner = watch.AllOwners
-	}
-	if owner == "" {
-		c.out.pushFinal(progress.Refusal("", "no subject in token", c.s.cfg.Now()))
-		return
 	}
 	c.mu.Lock()
 	old := c.allCancel
@@ -214,7 +214,7 @@ func (c *conn) subscribeAll(allUsers bool) {
 type ownerSink struct{ c *conn }
 
 // Active subscribes the connection to a batch of the feed.
-func (o ownerSink) Active(id string) { o.c.log.Debug("active", "id", id); o.c.subscribe(id, true) }
+func (o ownerSink) Active(id string) { o.c.subscribe(id, true) }
 
 // sub is one subscription of a connection to a batch.
 type sub struct {

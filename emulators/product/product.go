@@ -84,6 +84,7 @@ type Product struct {
 
 	// Fault injection (StopPatch, StartPatch, RestartRelay) replaces the
 	// patch and relay servers; mu guards them and servers.
+	closeOnce    sync.Once
 	mu           sync.Mutex
 	servers      []*http.Server
 	relay        *relay.Server
@@ -290,8 +291,11 @@ func (p *Product) SchedulerToken() (string, error) {
 func (p *Product) Err() <-chan error { return p.runErr }
 
 // Close stops every part: the relay first (clients are told to reconnect),
-// then the deliverers, the servers and the clients.
-func (p *Product) Close() {
+// then the deliverers, the servers and the clients. Calls after the first
+// do nothing.
+func (p *Product) Close() { p.closeOnce.Do(p.close) }
+
+func (p *Product) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	p.mu.Lock()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
+	"github.com/nodebatch/nodebatch/functions/batch"
 )
 
 // nodes reads the seeded nodes of prefix from the API server (directly, not
@@ -525,5 +526,33 @@ func TestBadInputs(t *testing.T) {
 		if n.ResourceVersion != before[name].ResourceVersion {
 			t.Errorf("node %s changed (resourceVersion %s -> %s)", name, before[name].ResourceVersion, n.ResourceVersion)
 		}
+	}
+}
+
+// TestPublishFailsMidway: when publishing fails part-way the request answers
+// 503 and the batch is recorded failed, with the reason and a cancel, so the
+// events already published record their nodes cancelled instead of patching.
+func TestPublishFailsMidway(t *testing.T) {
+	p := newPipeline(t, options{noDeliverer: true, publisher: func(next batch.Publisher) batch.Publisher { return halfPublisher{next} }})
+	_, names := p.env.SeedNodes(t, 10)
+	tok := p.token(t, "judy")
+	code, raw := p.do(t, http.MethodPost, "/v1/batches", tok, map[string]any{"labels": []string{"half=1"}, "nodes": names}, nil)
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(raw), "injected: pubsub unavailable") {
+		t.Fatalf("POST = %d %s, want 503 naming the publish error", code, raw)
+	}
+	batches, err := p.fs.Collection("batches").Documents(context.Background()).GetAll()
+	if err != nil || len(batches) != 1 {
+		t.Fatalf("batches = %d, %v; want 1", len(batches), err)
+	}
+	var st status
+	if code, raw := p.do(t, http.MethodGet, "/v1/batches/"+batches[0].Ref.ID, tok, nil, &st); code != http.StatusOK {
+		t.Fatalf("GET = %d %s", code, raw)
+	}
+	if st.State != "failed" || !strings.Contains(st.Reason, "publishing the node events failed") {
+		t.Errorf("batch = %s %q, want failed with the publish reason", st.State, st.Reason)
+	}
+	var b map[string]any
+	if err := batches[0].DataTo(&b); err != nil || b["cancel"] == nil {
+		t.Errorf("batch document cancel = %v (%v), want a recorded cancel", b["cancel"], err)
 	}
 }

@@ -231,7 +231,8 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 			writeJSON(w, http.StatusAccepted, created)
 			return
 		}
-		h.runInline(ctx, log, evs)
+		// A client that goes away must not strand the batch half-run.
+		h.runInline(context.WithoutCancel(ctx), log, evs)
 		h.answer(w, r, b.ID, http.StatusOK)
 		return
 	}

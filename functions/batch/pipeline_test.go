@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -45,6 +46,7 @@ type options struct {
 	maxAttempts int
 	maxInFlight int
 	waitMax     time.Duration
+	publisher   func(batch.Publisher) batch.Publisher // wraps the real publisher
 }
 
 // pipeline is the whole product on the real local stack: the API (batch
@@ -161,10 +163,14 @@ func newPipeline(t *testing.T, o options) *pipeline {
 	}
 	pub := batch.NewTopicPublisher(p.ps, p.topic)
 	t.Cleanup(pub.Stop)
+	var publisher batch.Publisher = pub
+	if o.publisher != nil {
+		publisher = o.publisher(pub)
+	}
 	h := &batch.Handler{
 		Store:      p.store,
 		Kube:       p.kube,
-		Publisher:  pub,
+		Publisher:  publisher,
 		Runner:     run,
 		Protection: change.DefaultProtection(),
 		InlineMax:  o.inlineMax,
@@ -294,6 +300,16 @@ func wantCounts(t *testing.T, st status, want map[string]int) {
 			return
 		}
 	}
+}
+
+// halfPublisher publishes the first half of a batch's messages, then fails.
+type halfPublisher struct{ next batch.Publisher }
+
+func (h halfPublisher) Publish(ctx context.Context, msgs []*pubsub.Message) error {
+	if err := h.next.Publish(ctx, msgs[:len(msgs)/2]); err != nil {
+		return err
+	}
+	return errors.New("injected: pubsub unavailable")
 }
 
 func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

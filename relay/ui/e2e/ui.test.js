@@ -10,7 +10,7 @@ import { launch, signIn, shot, apiNodes } from './browser.js';
 const selector = process.env.NODEBATCH_E2E_SELECTOR ?? 'nodebatch.dev/test=e2e';
 const nodeCount = Number(process.env.NODEBATCH_E2E_NODES ?? 200);
 const runID = `r${Date.now().toString(36)}`;
-const timeout = Number(process.env.NODEBATCH_E2E_TIMEOUT_MS ?? 120000);
+const timeout = Number(process.env.NODEBATCH_E2E_TIMEOUT_MS ?? 60000);
 
 let browser;
 before(async () => { browser = await launch(); });

@@ -1,0 +1,163 @@
+package e2e
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/nodebatch/nodebatch/emulators/harness"
+	"github.com/nodebatch/nodebatch/emulators/product"
+	"github.com/nodebatch/nodebatch/shared/progress"
+)
+
+// apiError is the API's error answer.
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Fields  []struct {
+			Field, Value, Reason string
+		} `json:"fields"`
+	} `json:"error"`
+}
+
+// TestLimits: each limit on a batch request is enforced with a clear
+// error naming it, before anything is written.
+func TestLimits(t *testing.T) {
+	env := harness.Start(t)
+	_, names := env.SeedNodes(t, 1)
+	p := startProduct(t, env, product.Options{})
+	alice := mustToken(t, p, "alice", false)
+	node := names[0]
+	quoted := func(prefix string, n int) string {
+		s := make([]string, n)
+		for i := range s {
+			s[i] = fmt.Sprintf("%q", fmt.Sprintf("%s%d", prefix, i))
+		}
+		return strings.Join(s, ",")
+	}
+	tests := []struct {
+		name       string
+		body       string
+		wantStatus int
+		wantCode   string
+		wantText   string // in the message or a field
+	}{
+		{"body over 1 MiB", `{"labels":["a=b"],"nodes":[` + quoted("node-padding-to-exceed-the-limit-", 40_000) + `]}`, 413, "too_large", "exceeds 1048576 bytes"},
+		{"more than 10,000 nodes", `{"labels":["a=b"],"nodes":[` + quoted("n", 10_001) + `]}`, 422, "invalid", "must have at most 10000 items"},
+		{"more than 100 label changes", `{"labels":[` + quoted("k=", 101) + `],"nodes":["` + node + `"]}`, 422, "invalid", "must have at most 100 items"},
+		{"more than 100 changes in all", `{"labels":[` + quoted("k=", 60) + `],"taints":[` + strings.ReplaceAll(quoted("t", 41)+",", `",`, `:NoSchedule",`) + `"t:NoSchedule"],"nodes":["` + node + `"]}`, 422, "invalid", "at most 100"},
+		{"concurrency over 50", `{"labels":["a=b"],"nodes":["` + node + `"],"concurrency":51}`, 422, "invalid", "must be between 1 and 50"},
+		{"idempotency key over 256 bytes", `{"labels":["a=b"],"nodes":["` + node + `"],"idempotency_key":"` + strings.Repeat("k", 257) + `"}`, 422, "invalid", "idempotency_key"},
+		{"label value over 63 characters", `{"labels":["a=` + strings.Repeat("v", 64) + `"],"nodes":["` + node + `"]}`, 422, "invalid", "must be no more than 63"},
+		{"two JSON objects", `{"labels":["a=b"],"nodes":["` + node + `"]}{}`, 400, "malformed", "one JSON object"},
+		{"unknown field", `{"labels":["a=b"],"nodes":["` + node + `"],"admin":true}`, 400, "malformed", `"field":"admin","reason":"unknown field"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, b := call(t, http.MethodPost, p.APIURL+"/v1/batches", alice, tt.body)
+			var e apiError
+			if err := json.Unmarshal(b, &e); err != nil {
+				t.Fatalf("answer %d %.300s is not a JSON error: %v", code, b, err)
+			}
+			if code != tt.wantStatus || e.Error.Code != tt.wantCode || !strings.Contains(string(b), tt.wantText) {
+				t.Errorf("POST = %d %.500s, want %d %s mentioning %q", code, b, tt.wantStatus, tt.wantCode, tt.wantText)
+			}
+		})
+	}
+	// Nothing of the refused requests was recorded: alice has no batch.
+	iter := p.Firestore.Collection("batches").Where("owner", "==", "alice@example.com").Documents(t.Context())
+	docs, err := iter.GetAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != 0 {
+		t.Errorf("refused requests recorded %d batches, want 0", len(docs))
+	}
+}
+
+// TestRelayLimits: a client message over 4 KiB closes the connection
+// with 1009 (message too big); the 101st subscription on one connection is
+// refused with a message saying why; malformed messages are answered, not
+// fatal.
+func TestRelayLimits(t *testing.T) {
+	env := harness.Start(t)
+	p := startProduct(t, env, product.Options{})
+	alice := mustToken(t, p, "alice", false)
+
+	t.Run("message size", func(t *testing.T) {
+		conn, _, err := dial(t.Context(), p.RelayURL, alice, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		big := `{"type":"subscribe","task_id":"` + strings.Repeat("a", 5000) + `"}`
+		if err := conn.WriteMessage(websocket.TextMessage, []byte(big)); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		var ce *websocket.CloseError
+		for {
+			_, _, err = conn.ReadMessage()
+			if err != nil {
+				break
+			}
+		}
+		if !errors.As(err, &ce) || ce.Code != websocket.CloseMessageTooBig {
+			t.Errorf("after a 5,000-byte message: %v, want close 1009 (message too big)", err)
+		}
+	})
+
+	t.Run("subscriptions per connection", func(t *testing.T) {
+		conn, _, err := dial(t.Context(), p.RelayURL, alice, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		for i := range 101 {
+			if err := conn.WriteJSON(map[string]string{"type": "subscribe", "task_id": fmt.Sprintf("missing-%03d", i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for {
+			var m progress.Message
+			if err := conn.ReadJSON(&m); err != nil {
+				t.Fatalf("no refusal of the 101st subscription: %v", err)
+			}
+			if m.TaskID == "missing-100" {
+				if m.Type != progress.TypeError || !strings.Contains(m.Message, "too many subscriptions") {
+					t.Errorf("101st subscription answered %+v, want a refusal saying too many subscriptions", m)
+				}
+				return
+			}
+		}
+	})
+
+	t.Run("malformed messages", func(t *testing.T) {
+		conn, _, err := dial(t.Context(), p.RelayURL, alice, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for _, msg := range []string{`not json`, `{"type":"subscribe"}`, `{"type":"subscribe","task_id":"../../etc"}`, `{"type":"subscribe_all","all_users":true}`, `{"type":"x"}`, `[1,2]`} {
+			if err := conn.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			var m progress.Message
+			if err := conn.ReadJSON(&m); err != nil {
+				t.Fatalf("after %q: %v, want an error message and an open connection", msg, err)
+			}
+			if m.Type != progress.TypeError || m.Message == "" {
+				t.Errorf("after %q: %+v, want an error message", msg, m)
+			}
+		}
+	})
+}

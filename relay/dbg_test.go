@@ -1,5 +1,0 @@
-package relay
-
-import "log/slog"
-
-func init() { slog.SetLogLoggerLevel(slog.LevelDebug) }
