@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 GO  ?= go
 BIN := .nodebatch/bin
 
-.PHONY: help setup setup-base k8s-bin product-bin stack run test lint
+.PHONY: help setup setup-base k8s-bin product-bin stack run test lint fuzz
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,17 @@ test: setup k8s-bin $(BIN)/nodebatch-stack ## start one shared stack, go test -r
 # NODEBATCH_BENCH_NODES (default 1000); BENCH_FLAGS e.g. "-repeat 5 -rows 4,6 -cpuprofile .nodebatch/bench.pprof".
 bench: setup-base k8s-bin ## throughput + progress delay vs kubectl and client-go; table to stdout, JSON to .nodebatch/bench.json
 	@ulimit -n "$$(ulimit -Hn)"; $(GO) run ./emulators/cmd/bench -bin-dir $(BIN) -out .nodebatch/bench.json $(BENCH_FLAGS)
+
+# fuzz runs every fuzz target in the module (found by grep, so new ones are
+# picked up) for FUZZTIME each; make test runs their seed corpora only.
+FUZZTIME ?= 30s
+fuzz: ## run every fuzz target for FUZZTIME each (default 30s), one after another
+	@grep -rn --include='*_test.go' --exclude-dir=node_modules --exclude-dir=k8s -E '^func Fuzz[A-Za-z0-9_]+\(' . \
+	  | sed -E 's#^\./(.*)/[^/]+:[0-9]+:func (Fuzz[A-Za-z0-9_]+).*#\1 \2#' | sort -u \
+	  | while read -r dir fn; do \
+	      echo ">>> $$fn ./$$dir ($(FUZZTIME))"; \
+	      $(GO) test -run XXX -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) "./$$dir" || exit 1; \
+	    done
 
 # govulncheck needs its database: vuln.go.dev by default, or GOVULNDB=file:///path
 # (a local copy) where that host cannot be reached.

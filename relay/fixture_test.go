@@ -42,15 +42,16 @@ type issuer struct {
 
 func newIssuer(t *testing.T) *issuer {
 	t.Helper()
-	var h http.Handler
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
-	t.Cleanup(srv.Close)
-	iss, err := oidcdev.New(srv.URL)
+	srv := httptest.NewUnstartedServer(nil)
+	url := "http://" + srv.Listener.Addr().String()
+	iss, err := oidcdev.New(url)
 	if err != nil {
 		t.Fatalf("oidcdev.New() error = %v", err)
 	}
-	h = iss.Handler()
-	return &issuer{Issuer: iss, URL: srv.URL}
+	srv.Config.Handler = iss.Handler()
+	srv.Start()
+	t.Cleanup(srv.Close)
+	return &issuer{Issuer: iss, URL: url}
 }
 
 // token mints a token for user (subject and owner id "user@example.com").

@@ -16,6 +16,7 @@ import (
 	"github.com/nodebatch/nodebatch/relay"
 	"github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/progress"
+	"github.com/nodebatch/nodebatch/shared/store"
 )
 
 func TestUpgradeAuthentication(t *testing.T) {
@@ -356,5 +357,69 @@ func TestSeedPathFollowsAllMyBatches(t *testing.T) {
 	}
 	if final.Current != 10 || final.Type != progress.TypeComplete {
 		t.Errorf("final = %+v, want complete 10/10", final)
+	}
+}
+
+// TestRetryStreamsTheNewAttempt: after a partially failed run, a retry
+// (attempt 2, re-running the failed nodes) is streamed on the same
+// subscription, with the earlier attempt's lanes read once and the failures
+// it took back subtracted; it ends with exact counts.
+func TestRetryStreamsTheNewAttempt(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	s := newSim(f.fs, "retry", owner("alice"), 2, 5)
+	s.failIf = func(lane, i int) bool { return i == 1 } // node-l00-0001, node-l01-0001
+	if err := s.create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.runLanes(ctx, 0, 5); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	c := f.mustDial(t, "alice", false)
+	send(t, c, map[string]string{"type": "subscribe", "task_id": s.doc.ID})
+	first := read(t, c)
+	if first.State != batch.StatePartiallyFailed || first.Counts.Failed != 2 || len(first.FailedNodes) != 2 {
+		t.Fatalf("first message = %+v, want the partially failed end of attempt 1", first)
+	}
+
+	// The retry, as the control API writes it: attempt 2, one lane, the two
+	// failures taken back.
+	b := s.doc
+	b.Attempt, b.Lanes, b.AttemptTotal, b.State = 2, 1, 2, batch.StateRunning
+	b.Adjust = batch.Counts{Failed: 2}
+	b.Counts, b.FinishedAt, b.Timing = batch.Counts{}, time.Time{}, nil
+	if _, err := f.fs.Doc(store.BatchPath(b.ID)).Set(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	lane := store.LaneDoc{Attempt: 2, Lane: 0, Size: 2}
+	for i, node := range []string{"node-l00-0001", "node-l01-0001"} {
+		lane.Mark(i)
+		lane.Counts.Succeeded++
+		lane.CurrentNode, lane.UpdatedAt = node, time.Now().UTC()
+		if _, err := f.fs.Doc(store.LanePath(b.ID, 2, 0)).Set(ctx, lane); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.State, b.Counts, b.FinishedAt = batch.StateSucceeded, batch.Counts{Succeeded: 10}, time.Now().UTC()
+	if _, err := f.fs.Doc(store.BatchPath(b.ID)).Set(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	var last progress.Message
+	for {
+		m := read(t, c)
+		if m.Attempt == 2 && m.State == batch.StateRunning && m.Counts.Failed+m.Counts.Succeeded > 0 && m.Counts != (batch.Counts{Succeeded: 8}) &&
+			m.Counts != (batch.Counts{Succeeded: 9}) && m.Counts != (batch.Counts{Succeeded: 10}) {
+			t.Errorf("attempt 2 progress counts = %+v, want the 8 kept successes plus the re-run ones", m.Counts)
+		}
+		if m.Attempt == 2 && m.Final() {
+			last = m
+			break
+		}
+	}
+	if last.Type != progress.TypeComplete || last.Current != 10 || last.Counts != (batch.Counts{Succeeded: 10}) || len(last.FailedNodes) != 0 {
+		t.Errorf("final after retry = %+v, want complete 10/10, no failures", last)
 	}
 }

@@ -248,27 +248,35 @@ func TestBreakdown(t *testing.T) {
 	t0 := time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC)
 	at := func(n int) time.Time { return t0.Add(ms_(n)) }
 	tr := Trace{Begin: at(0), Submitted: at(40), Completed: at(200)}
-	// Two lanes of two nodes, given out of order.
+	// Two lanes of two nodes, given out of order; lane 1 finishes last.
 	nodes := []nodeTimes{
 		{lane: 1, position: 1, started: at(110), finished: at(130)},
 		{lane: 0, position: 0, started: at(50), finished: at(60)},
 		{lane: 1, position: 0, started: at(55), finished: at(80)},
 		{lane: 0, position: 1, started: at(90), finished: at(100)},
 	}
-	got := breakdown(tr, nodes)
+	got := breakdown(tr, at(150), nodes)
 	want := Breakdown{
 		SubmitMS:    40,
-		FirstNodeMS: 10, // first start 50 - submitted 40
+		LaneStartMS: 15, // lane 1 starts at 55, answer at 40
+		LaneAPIMS:   45, // 25 + 20
+		LaneGapsMS:  30, // 110 - 80
+		LaneNodes:   2,
+		FinishMS:    20, // final commit 150 - last finish 130
+		RelayMS:     50, // completed 200 - commit 150
 		APIP50MS:    15, // API times 10, 10, 20, 25
 		GapP50MS:    30, // gaps: lane 0 90-60=30, lane 1 110-80=30
-		TailMS:      70, // completed 200 - last finish 130
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("breakdown mismatch (-want +got):\n%s", diff)
 	}
+	sum := got.SubmitMS + got.LaneStartMS + got.LaneAPIMS + got.LaneGapsMS + got.FinishMS + got.RelayMS
+	if wall := ms(tr.Wall()); sum != wall {
+		t.Errorf("breakdown stages sum to %v ms, want the wall time %v ms", sum, wall)
+	}
 	var b strings.Builder
-	writeBreakdowns(&b, []Row{{ID: "4", Op: OpLabel, Concurrency: 2, Nodes: 4, Breakdowns: []Breakdown{got, {SubmitMS: 60, FirstNodeMS: 20, APIP50MS: 5, GapP50MS: 10, TailMS: 90}}}})
-	if !strings.Contains(b.String(), "| 4 | label | 2 | 4 | - | 50 | 15 | 10.0 | 20.0 | 80 |") {
-		t.Errorf("writeBreakdowns lacks the medians row:\n%s", b.String())
+	writeBreakdowns(&b, []Row{{ID: "4", Op: OpLabel, Concurrency: 2, Nodes: 4, Breakdowns: []Breakdown{got, {SubmitMS: 60, LaneStartMS: 5, LaneAPIMS: 1000, LaneGapsMS: 10, FinishMS: 30, RelayMS: 70, APIP50MS: 5, GapP50MS: 10}}}})
+	if row := "| 4 | label | 2 | 4 | - | 0.05 s | 0.01 s | 0.52 s | 0.02 s | 0.03 s | 0.06 s | 10 / 20 ms |"; !strings.Contains(b.String(), row) {
+		t.Errorf("writeBreakdowns lacks the row of medians %s:\n%s", row, b.String())
 	}
 }

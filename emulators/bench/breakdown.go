@@ -11,26 +11,43 @@ import (
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
-// Breakdown splits one nodebatch run's wall time into its stages, from the
-// node result documents the patch function wrote (same clock as the bench,
-// the product runs in its process). Figures are milliseconds.
+// Breakdown splits one nodebatch run's wall time into stages, from the node
+// result documents the patch function wrote and the commit time of the
+// batch document's final write (the product runs in the bench process and
+// the emulator on the same machine: one clock). Along the critical lane
+// (the one whose last node finished last) the stages add up to the wall
+// time exactly:
+//
+//	wall = Submit + LaneStart + LaneAPI + LaneGaps + Finish + Relay
+//
+// Figures are milliseconds.
 type Breakdown struct {
 	// SubmitMS: POST /v1/batches until its answer (validate, list nodes,
 	// write the batch and lane documents, publish one event per node).
 	SubmitMS float64 `json:"submit_ms"`
-	// FirstNodeMS: answer until the first node's patch started (pull and
-	// push of the first message, lane and batch reads).
-	FirstNodeMS float64 `json:"first_node_ms"`
-	// APIP50MS: per node, the API calls (GET + write), median.
+	// LaneStartMS: answer until the critical lane's first patch started
+	// (negative when it started before the batch function answered).
+	LaneStartMS float64 `json:"lane_start_ms"`
+	// LaneAPIMS: the critical lane's API calls (GET + write), summed.
+	LaneAPIMS float64 `json:"lane_api_ms"`
+	// LaneGapsMS: the critical lane's time between one node's patch
+	// finishing and the next one's starting, summed: record the result,
+	// count it in the lane, answer and ack the push, push the next message
+	// of the key, read the lane and the batch documents.
+	LaneGapsMS float64 `json:"lane_gaps_ms"`
+	// LaneNodes is the critical lane's size.
+	LaneNodes int `json:"lane_nodes"`
+	// FinishMS: last patch finished until the batch document's final write
+	// committed (record and count the last node, read the lanes, the
+	// finishing transaction).
+	FinishMS float64 `json:"finish_ms"`
+	// RelayMS: that commit until `complete` was read on the WebSocket
+	// (document listener, progress message, WebSocket write).
+	RelayMS float64 `json:"relay_ms"`
+	// APIP50MS and GapP50MS are the medians over all nodes of the API time
+	// and of the gap before the node (within its lane).
 	APIP50MS float64 `json:"api_p50_ms"`
-	// GapP50MS: per lane, from one node's patch finishing to the next
-	// node's starting, median: record the result, count it in the lane,
-	// answer and ack the push, push the next message of the key, read the
-	// lane and the batch. A lane's wall time ≈ its size × (API + gap).
 	GapP50MS float64 `json:"gap_p50_ms"`
-	// TailMS: last node finished until `complete` was read (finish the
-	// batch, relay listener, WebSocket).
-	TailMS float64 `json:"tail_ms"`
 }
 
 // nodeTimes is what Breakdown reads of a node result.
@@ -39,8 +56,13 @@ type nodeTimes struct {
 	started, finished time.Time
 }
 
-// ReadBreakdown reads the node results of tr's batch and splits its time.
+// ReadBreakdown reads the node results and the batch document of tr's
+// batch and splits its time.
 func ReadBreakdown(ctx context.Context, fs *firestore.Client, tr Trace) (Breakdown, error) {
+	batchSnap, err := fs.Doc(store.BatchPath(tr.BatchID)).Get(ctx)
+	if err != nil {
+		return Breakdown{}, fmt.Errorf("read batch %s: %w", tr.BatchID, err)
+	}
 	docs, err := fs.Doc(store.BatchPath(tr.BatchID)).Collection(store.NodesCollection).
 		Select("lane", "position", "started_at", "finished_at").Documents(ctx).GetAll()
 	if err != nil {
@@ -54,11 +76,12 @@ func ReadBreakdown(ctx context.Context, fs *firestore.Client, tr Trace) (Breakdo
 		}
 		nodes = append(nodes, nodeTimes{lane: n.Lane, position: n.Position, started: n.StartedAt, finished: n.FinishedAt})
 	}
-	return breakdown(tr, nodes), nil
+	return breakdown(tr, batchSnap.UpdateTime, nodes), nil
 }
 
-// breakdown computes the stages of tr from its nodes' times.
-func breakdown(tr Trace, nodes []nodeTimes) Breakdown {
+// breakdown computes the stages of tr from its nodes' times and the commit
+// time of the batch's final write.
+func breakdown(tr Trace, final time.Time, nodes []nodeTimes) Breakdown {
 	b := Breakdown{SubmitMS: ms(tr.Submitted.Sub(tr.Begin))}
 	if len(nodes) == 0 {
 		return b
@@ -69,23 +92,42 @@ func breakdown(tr Trace, nodes []nodeTimes) Breakdown {
 		}
 		return x.position - y.position
 	})
-	first, last := nodes[0].started, nodes[0].finished
+	// Per lane: first start, sums, last finish.
+	type lane struct {
+		start, end time.Time
+		api, gaps  time.Duration
+		n          int
+	}
+	var lanes []lane
 	var api, gaps []time.Duration
 	for i, n := range nodes {
-		if n.started.Before(first) {
-			first = n.started
+		d := n.finished.Sub(n.started)
+		api = append(api, d)
+		if i == 0 || nodes[i-1].lane != n.lane {
+			lanes = append(lanes, lane{start: n.started})
+		} else {
+			g := n.started.Sub(nodes[i-1].finished)
+			gaps = append(gaps, g)
+			lanes[len(lanes)-1].gaps += g
 		}
-		if n.finished.After(last) {
-			last = n.finished
-		}
-		api = append(api, n.finished.Sub(n.started))
-		if i > 0 && nodes[i-1].lane == n.lane {
-			gaps = append(gaps, n.started.Sub(nodes[i-1].finished))
+		l := &lanes[len(lanes)-1]
+		l.api += d
+		l.end = n.finished
+		l.n++
+	}
+	crit := lanes[0]
+	for _, l := range lanes[1:] {
+		if l.end.After(crit.end) {
+			crit = l
 		}
 	}
-	b.FirstNodeMS = ms(first.Sub(tr.Submitted))
+	b.LaneStartMS = ms(crit.start.Sub(tr.Submitted))
+	b.LaneAPIMS = ms(crit.api)
+	b.LaneGapsMS = ms(crit.gaps)
+	b.LaneNodes = crit.n
+	b.FinishMS = ms(final.Sub(crit.end))
+	b.RelayMS = ms(tr.Completed.Sub(final))
 	b.APIP50MS = ms(Median(api))
 	b.GapP50MS = ms(Median(gaps))
-	b.TailMS = ms(tr.Completed.Sub(last))
 	return b
 }

@@ -106,8 +106,8 @@ func TestScenarios(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ReadBreakdown: %v", err)
 			}
-			if bd.APIP50MS <= 0 || bd.SubmitMS <= 0 || bd.TailMS < 0 {
-				t.Errorf("ReadBreakdown(%s) = %+v, want positive API and submit times", op, bd)
+			if bd.APIP50MS <= 0 || bd.SubmitMS <= 0 || bd.LaneNodes != 2 || bd.FinishMS < 0 || bd.RelayMS < 0 {
+				t.Errorf("ReadBreakdown(%s) = %+v, want positive API and submit times, lanes of 2 nodes, finish and relay ≥ 0", op, bd)
 			}
 			if err := bench.Verify(ctx, admin, selector, op, v, n); err != nil {
 				t.Errorf("after Nodebatch.Run(%s): %v", op, err)

@@ -205,8 +205,8 @@ func (r *Report) WriteTable(w io.Writer) error {
 	return nil
 }
 
-// writeBreakdowns adds the table of where nodebatch rows spend their time
-// (medians over the repeats).
+// writeBreakdowns adds the table of where nodebatch rows spend their time:
+// per stage, the median over the repeats.
 func writeBreakdowns(b *strings.Builder, rows []Row) {
 	header := false
 	for _, row := range rows {
@@ -214,28 +214,38 @@ func writeBreakdowns(b *strings.Builder, rows []Row) {
 			continue
 		}
 		if !header {
-			b.WriteString("\nWhere nodebatch's time goes (medians over the repeats; per-node figures are medians over the nodes):\n\n")
-			b.WriteString("| # | op | c | nodes | proxy latency | submit → 202 (ms) | 202 → first patch (ms) | per node: API calls (ms) | per lane: gap between nodes (ms) | last patch → complete (ms) |\n")
-			b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
+			b.WriteString("\nWhere nodebatch's time goes, along the lane that finished last (median of each stage over the repeats; stages add up to the wall time):\n\n")
+			b.WriteString("| # | op | c | nodes | proxy latency | submit → 202 | 202 → lane's 1st patch | lane: API calls | lane: gaps between nodes | last patch → final commit | commit → `complete` | per node: API p50 / gap p50 |\n")
+			b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 			header = true
 		}
 		lat := "-"
 		if row.Latency > 0 {
 			lat = row.Latency.String()
 		}
-		stage := func(f func(Breakdown) float64) float64 {
+		stage := func(f func(Breakdown) float64) string {
+			var v []time.Duration
+			for _, bd := range row.Breakdowns {
+				v = append(v, time.Duration(f(bd)*float64(time.Millisecond)))
+			}
+			return fmt.Sprintf("%.2f s", Median(v).Seconds())
+		}
+		perNode := func(f func(Breakdown) float64) float64 {
 			var v []time.Duration
 			for _, bd := range row.Breakdowns {
 				v = append(v, time.Duration(f(bd)*float64(time.Millisecond)))
 			}
 			return ms(Median(v))
 		}
-		fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %.0f | %.0f | %.1f | %.1f | %.0f |\n", row.ID, row.Op, row.Concurrency, row.Nodes, lat,
+		fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.0f / %.0f ms |\n", row.ID, row.Op, row.Concurrency, row.Nodes, lat,
 			stage(func(x Breakdown) float64 { return x.SubmitMS }),
-			stage(func(x Breakdown) float64 { return x.FirstNodeMS }),
-			stage(func(x Breakdown) float64 { return x.APIP50MS }),
-			stage(func(x Breakdown) float64 { return x.GapP50MS }),
-			stage(func(x Breakdown) float64 { return x.TailMS }))
+			stage(func(x Breakdown) float64 { return x.LaneStartMS }),
+			stage(func(x Breakdown) float64 { return x.LaneAPIMS }),
+			stage(func(x Breakdown) float64 { return x.LaneGapsMS }),
+			stage(func(x Breakdown) float64 { return x.FinishMS }),
+			stage(func(x Breakdown) float64 { return x.RelayMS }),
+			perNode(func(x Breakdown) float64 { return x.APIP50MS }),
+			perNode(func(x Breakdown) float64 { return x.GapP50MS }))
 	}
 }
 

@@ -1,6 +1,8 @@
 package e2e
 
 import (
+	"os"
+	"log/slog"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -207,7 +209,9 @@ func TestFaultDuplicateDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(proxy.Close)
-	p := startProduct(t, env, product.Options{PatchKube: proxy.RestConfig(env.PatcherConfig), Duplicate: true})
+	lf, _ := os.Create("/tmp/faults/dup.log")
+	defer lf.Close()
+	p := startProduct(t, env, product.Options{PatchKube: proxy.RestConfig(env.PatcherConfig), Duplicate: true, Logger: slog.New(slog.NewJSONHandler(lf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	alice := mustToken(t, p, "alice", false)
 
 	start := time.Now()
@@ -229,7 +233,7 @@ func TestFaultDuplicateDelivery(t *testing.T) {
 	}
 	st := p.Deliverer.Stats()
 	if st.Duplicates < int64(len(names)) {
-		t.Errorf("duplicate pushes = %d, want >= %d (every message twice)", st.Duplicates, len(names))
+		t.Errorf("duplicate pushes = %d, want >= %d (every message twice); deliverer stats %+v", st.Duplicates, len(names), st)
 	}
 	// Out of order: sorted by finish time, nodes are not in name order.
 	byFinish := slices.Clone(docs)

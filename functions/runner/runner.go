@@ -16,6 +16,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/events"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
+	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -98,6 +99,10 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 		out, err := r.Patcher.Apply(ctx, ev.Node, ev.Changes, ev.DryRun)
 		if err != nil && nodepatch.Classify(err) == nodepatch.Transient {
 			log.Warn("transient patch error, redelivery wanted", "error", err)
+			// For the timing figures; this call holds the lane's key.
+			if cerr := r.Store.AddRedelivery(ctx, ev.BatchID, ev.Attempt, ev.Lane); cerr != nil {
+				log.Warn("count redelivery", "error", cerr)
+			}
 			return Result{}, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
 		}
 		if err != nil {
@@ -108,7 +113,7 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 	}
 	doc.FinishedAt = r.now()
 	doc.LatencyMS = doc.FinishedAt.Sub(start).Milliseconds()
-	return r.record(ctx, log, ev, lane, doc)
+	return r.record(ctx, log, ev, lane, doc, b)
 }
 
 // already acknowledges an event whose node is counted. It costs one read
@@ -166,20 +171,25 @@ func (r *Runner) Fail(ctx context.Context, ev events.Node, reason string) (Resul
 	if lane.Doc.Has(ev.Position) {
 		return r.already(ctx, ev, lane)
 	}
+	b, err := r.Store.Batch(ctx, ev.BatchID)
+	if err != nil {
+		return Result{}, fmt.Errorf("fail %s: %w: %w", ev.ID(), ErrTransient, err)
+	}
 	now := r.now()
 	doc := store.NodeDoc{
 		Node: ev.Node, Lane: ev.Lane, Position: ev.Position, Attempt: ev.Attempt, DryRun: ev.DryRun,
 		State: batch.NodeFailed, Reason: reason, StartedAt: now, FinishedAt: now,
 	}
-	return r.record(ctx, log, ev, lane, doc)
+	return r.record(ctx, log, ev, lane, doc, b)
 }
 
 // record writes the node's result document (the first result of an attempt
 // wins), then counts that result in its lane (once: the lane's bitset), then
 // finishes the batch if this completed the lane and every lane of the
 // attempt is complete. A crash between the two writes is healed by the
-// redelivery: it finds the recorded result and counts it.
-func (r *Runner) record(ctx context.Context, log *slog.Logger, ev events.Node, lane *store.Lane, doc store.NodeDoc) (Result, error) {
+// redelivery: it finds the recorded result and counts it. b is the batch as
+// read before the node was handled (for its failure threshold).
+func (r *Runner) record(ctx context.Context, log *slog.Logger, ev events.Node, lane *store.Lane, doc store.NodeDoc, b *store.BatchDoc) (Result, error) {
 	stand, err := r.Store.RecordNode(ctx, ev.BatchID, &doc)
 	if err != nil {
 		return Result{}, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
@@ -204,6 +214,14 @@ func (r *Runner) record(ctx context.Context, log *slog.Logger, ev events.Node, l
 	}
 	log.Info("node recorded", "state", doc.State, "changed", doc.Changed, "latency_ms", doc.LatencyMS)
 	res := Result{Node: doc}
+	if doc.State == batch.NodeFailed && b.MaxFailures != "" && b.Cancel == nil {
+		// Before finishing: a threshold crossed by the last node still
+		// makes the batch fail.
+		if err := r.threshold(ctx, log, ev.BatchID); err != nil {
+			// The node is counted; the next failure checks again.
+			log.Warn("failure threshold check", "error", err)
+		}
+	}
 	if !lane.Doc.Complete() {
 		return res, nil
 	}
@@ -240,6 +258,7 @@ func count(l *store.LaneDoc, pos int, doc *store.NodeDoc, now time.Time) {
 	case batch.NodeCancelled:
 		l.Counts.Cancelled++
 	}
+	l.Conflicts += doc.Conflicts
 	l.CurrentNode = doc.Node
 	l.UpdatedAt = now
 	if doc.State == batch.NodeSucceeded || doc.State == batch.NodeFailed {
@@ -268,4 +287,42 @@ func (r *Runner) finish(ctx context.Context, batchID string) (bool, error) {
 // batch whose last finishing call failed).
 func (r *Runner) Finish(ctx context.Context, batchID string) (bool, error) {
 	return r.finish(ctx, batchID)
+}
+
+// threshold stops batchID like a cancel, marked as a threshold stop (final
+// state failed, with the reason), once the failures of its current attempt
+// reach max_failures. Events still queued then record their nodes
+// cancelled without patching them, as after a cancel.
+func (r *Runner) threshold(ctx context.Context, log *slog.Logger, batchID string) error {
+	b, err := r.Store.Batch(ctx, batchID)
+	if err != nil {
+		return err
+	}
+	if b.MaxFailures == "" || b.Cancel != nil || b.State.Final() {
+		return nil
+	}
+	limit, err := request.Threshold(b.MaxFailures).Limit(b.AttemptTotal)
+	if err != nil || limit == 0 {
+		return nil // validated at submit; an unreadable threshold stops nothing
+	}
+	lanes, err := r.Store.Lanes(ctx, batchID, b.Attempt)
+	if err != nil {
+		return err
+	}
+	failed := 0
+	for _, l := range lanes {
+		failed += l.Counts.Failed
+	}
+	if failed < limit {
+		return nil
+	}
+	reason := fmt.Sprintf("failure threshold reached: %d of %d nodes failed (max_failures %s)", failed, b.AttemptTotal, b.MaxFailures)
+	_, did, err := r.Store.RecordCancel(ctx, batchID, store.Cancel{RequestedAt: r.now(), By: "nodebatch", Reason: reason, Threshold: true})
+	if err != nil {
+		return err
+	}
+	if did {
+		log.Warn("failure threshold reached: batch stopped", "failed", failed, "max_failures", b.MaxFailures)
+	}
+	return nil
 }

@@ -37,8 +37,9 @@ type Config struct {
 	AllowedPrefixes []string `json:"allowed_prefixes,omitempty"`
 	// MaxConcurrency is the global cap the API applies; 0 if unknown.
 	MaxConcurrency int `json:"max_concurrency,omitempty"`
-	// InlineMax is the node count up to which the API answers inline (200).
-	InlineMax int `json:"inline_max,omitempty"`
+	// RoleClaim is the token claim holding roles ("roles" when empty), so
+	// the UI knows an admin (who may list everyone's batches).
+	RoleClaim string `json:"role_claim,omitempty"`
 }
 
 // DevUser is one identity offered by the development sign-in.

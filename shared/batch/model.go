@@ -3,6 +3,8 @@
 // the states they move through. It holds no I/O; shared/store persists it.
 package batch
 
+import "time"
+
 // State is the lifecycle state of a batch.
 type State string
 
@@ -76,11 +78,23 @@ type Failure struct {
 	Reason string `firestore:"reason" json:"reason"`
 }
 
-// Timing is the per-batch timing figures.
+// Timing is the per-batch timing figures, computed when the batch becomes
+// final. Throughput and latencies are of the last attempt (a retry re-runs a
+// few nodes; its figures should not be diluted by the first run); Start is
+// the batch's start, End its (latest) end.
 type Timing struct {
-	NodesPerSecond float64 `firestore:"nodes_per_second" json:"nodes_per_second"`
-	P50Millis      float64 `firestore:"p50_ms" json:"p50_ms"`
-	P95Millis      float64 `firestore:"p95_ms" json:"p95_ms"`
-	MaxMillis      float64 `firestore:"max_ms" json:"max_ms"`
-	Retries        int     `firestore:"retries" json:"retries"`
+	Start          time.Time `firestore:"start" json:"start"`
+	End            time.Time `firestore:"end" json:"end"`
+	NodesPerSecond float64   `firestore:"nodes_per_second" json:"nodes_per_second"`
+	P50Millis      float64   `firestore:"p50_ms" json:"p50_ms"`
+	P95Millis      float64   `firestore:"p95_ms" json:"p95_ms"`
+	MaxMillis      float64   `firestore:"max_ms" json:"max_ms"`
+	// Retries is Redeliveries + ConflictRetries, over every attempt.
+	Retries int `firestore:"retries" json:"retries"`
+	// Redeliveries counts node events answered "transient, deliver again".
+	Redeliveries int `firestore:"redeliveries" json:"redeliveries"`
+	// ConflictRetries counts 409 Conflicts the patcher re-read and retried.
+	ConflictRetries int `firestore:"conflict_retries" json:"conflict_retries"`
+	// Attempts is the number of attempts (1 + retries of failed nodes).
+	Attempts int `firestore:"attempts" json:"attempts"`
 }

@@ -54,7 +54,7 @@ type Message struct {
 	ETASeconds  float64         `json:"eta_seconds,omitempty"` // 0 when unknown or final
 	InFlight    map[int]string  `json:"in_flight,omitempty"`   // lane → node being patched
 	Timing      *batch.Timing   `json:"timing,omitempty"`      // once final
-	Owner       string          `json:"owner,omitempty"`       // set for admins watching all users
+	Owner       string          `json:"owner,omitempty"`       // the batch's owner (only the owner and admins see it)
 }
 
 // Final reports whether m is the last message of its batch.
@@ -81,6 +81,7 @@ func Compute(b store.BatchDoc, lanes []store.LaneDoc, now time.Time) Message {
 		Total:     b.Total,
 		State:     b.State,
 		Attempt:   b.Attempt,
+		Owner:     b.Owner,
 		Timestamp: now.UTC(),
 		Type:      TypeProgress,
 	}

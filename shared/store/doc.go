@@ -56,6 +56,9 @@ type Cancel struct {
 	RequestedAt time.Time `firestore:"requested_at" json:"requested_at"`
 	By          string    `firestore:"by" json:"by"`
 	Reason      string    `firestore:"reason" json:"reason"`
+	// Threshold marks a stop by the failure threshold (max_failures): the
+	// batch then ends failed, not cancelled.
+	Threshold bool `firestore:"threshold" json:"threshold,omitempty"`
 }
 
 // BatchDoc is batches/{batch_id}. The batch function writes it at create;
@@ -88,6 +91,11 @@ type BatchDoc struct {
 	Adjust         batch.Counts  `firestore:"adjust" json:"-"`      // subtracted from the lane sum (retries)
 	Counts         batch.Counts  `firestore:"counts" json:"counts"` // set when final; live counts come from lanes
 	Timing         *batch.Timing `firestore:"timing" json:"timing,omitempty"`
+	// AttemptStartedAt is when the current attempt started (StartedAt for
+	// attempt 1); the attempt's throughput is measured from it.
+	AttemptStartedAt time.Time `firestore:"attempt_started_at" json:"attempt_started_at,omitzero"`
+	Reverts          string    `firestore:"reverts" json:"reverts,omitempty"`         // the batch this one reverts
+	RevertedBy       string    `firestore:"reverted_by" json:"reverted_by,omitempty"` // the revert batch of this one
 }
 
 // LaneDoc is batches/{batch_id}/lanes/a{attempt}-l{lane}. Its only writer is
@@ -103,6 +111,10 @@ type LaneDoc struct {
 	UpdatedAt   time.Time       `firestore:"updated_at" json:"updated_at"`
 	Failures    []batch.Failure `firestore:"failures" json:"failures"`
 	LatenciesMS []int64         `firestore:"latencies_ms" json:"-"`
+	// Redeliveries counts transient answers (each one a redelivery) and
+	// Conflicts the patcher's conflict retries, for the timing figures.
+	Redeliveries int `firestore:"redeliveries" json:"redeliveries"`
+	Conflicts    int `firestore:"conflicts" json:"conflicts"`
 }
 
 // Has reports whether position pos of the lane is already counted.
@@ -144,6 +156,20 @@ type NodeDoc struct {
 	ResourceVersion string             `firestore:"resource_version" json:"resource_version,omitempty"`
 	Conflicts       int                `firestore:"conflicts" json:"conflicts,omitempty"`
 	DryRun          bool               `firestore:"dry_run" json:"dry_run,omitempty"`
+	// History keeps the results of earlier attempts (oldest first) when a
+	// retry re-ran the node.
+	History []PriorResult `firestore:"history" json:"history,omitempty"`
+}
+
+// PriorResult is a node's result in an earlier attempt.
+type PriorResult struct {
+	Attempt    int                `firestore:"attempt" json:"attempt"`
+	State      batch.NodeState    `firestore:"state" json:"state"`
+	Reason     string             `firestore:"reason" json:"reason,omitempty"`
+	Changed    bool               `firestore:"changed" json:"changed"`
+	Before     map[string]*string `firestore:"before" json:"before,omitempty"`
+	After      map[string]*string `firestore:"after" json:"after,omitempty"`
+	FinishedAt time.Time          `firestore:"finished_at" json:"finished_at"`
 }
 
 // IdempotencyDoc is idempotency/{sha256(owner|key)}: created once with a

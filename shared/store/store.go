@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -179,6 +180,7 @@ func (s *Store) UpdateLane(ctx context.Context, batchID string, l *Lane) error {
 		{Path: "updated_at", Value: d.UpdatedAt},
 		{Path: "failures", Value: d.Failures},
 		{Path: "latencies_ms", Value: d.LatenciesMS},
+		{Path: "conflicts", Value: d.Conflicts},
 	}, firestore.LastUpdateTime(l.UpdateTime))
 	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.Aborted {
 		return fmt.Errorf("update lane %s/%s: %w", batchID, LaneID(d.Attempt, d.Lane), ErrLaneMoved)
@@ -246,6 +248,11 @@ func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*No
 				stand = &cur
 				return nil
 			}
+			// A retry re-ran the node: keep what the earlier attempts did.
+			n.History = append(slices.Clone(cur.History), PriorResult{
+				Attempt: cur.Attempt, State: cur.State, Reason: cur.Reason, Changed: cur.Changed,
+				Before: cur.Before, After: cur.After, FinishedAt: cur.FinishedAt,
+			})
 		}
 		stand = n
 		return tx.Set(ref, n)

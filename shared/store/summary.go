@@ -36,14 +36,18 @@ func AttemptDone(b *BatchDoc, lanes []LaneDoc) bool {
 	return done >= b.AttemptTotal
 }
 
-// FinalState is the state a batch ends in, given its counts: cancelled when
-// a cancel stopped nodes, succeeded when nothing failed, failed when nothing
-// succeeded, partially_failed otherwise.
+// FinalState is the state a batch ends in, given its counts: failed when
+// the failure threshold stopped it; cancelled when a cancel left nodes
+// unreached (in any attempt: a retry of only the failed nodes of a cancelled
+// batch stays cancelled); succeeded when nothing failed; failed when nothing
+// succeeded; partially_failed otherwise.
 func FinalState(b *BatchDoc, c batch.Counts) batch.State {
 	switch {
-	case b.Cancel != nil && c.Cancelled > 0:
+	case b.Cancel != nil && b.Cancel.Threshold:
+		return batch.StateFailed
+	case c.Cancelled > 0:
 		return batch.StateCancelled
-	case c.Failed == 0 && c.Cancelled == 0:
+	case c.Failed == 0:
 		return batch.StateSucceeded
 	case c.Succeeded+c.Skipped == 0:
 		return batch.StateFailed
@@ -58,7 +62,7 @@ func Finalize(b *BatchDoc, lanes []LaneDoc, now time.Time) *BatchDoc {
 	nb := *b
 	nb.Counts = Counts(b, lanes)
 	nb.State = FinalState(b, nb.Counts)
-	if nb.State == batch.StateCancelled && nb.Reason == "" && b.Cancel != nil {
+	if (nb.State == batch.StateCancelled || nb.State == batch.StateFailed) && nb.Reason == "" && b.Cancel != nil {
 		nb.Reason = b.Cancel.Reason
 	}
 	nb.FinishedAt = now
@@ -67,22 +71,27 @@ func Finalize(b *BatchDoc, lanes []LaneDoc, now time.Time) *BatchDoc {
 	return &nb
 }
 
-// Timing computes the batch's timing figures from its current attempt's
-// lanes: throughput over the attempt's wall time and per-node latency
-// percentiles (nearest rank).
+// Timing computes the batch's timing figures: throughput over the current
+// attempt's wall time and per-node latency percentiles (nearest rank) of the
+// current attempt's lanes; redeliveries and conflict retries of every
+// attempt.
 func Timing(b *BatchDoc, lanes []LaneDoc, now time.Time) batch.Timing {
 	var lat []int64
+	t := batch.Timing{Start: b.StartedAt, End: now, Attempts: max(b.Attempt, 1)}
 	for _, l := range lanes {
 		if l.Attempt == b.Attempt {
 			lat = append(lat, l.LatenciesMS...)
 		}
+		t.Redeliveries += l.Redeliveries
+		t.ConflictRetries += l.Conflicts
 	}
+	t.Retries = t.Redeliveries + t.ConflictRetries
 	slices.Sort(lat)
-	t := batch.Timing{Retries: b.Attempt - 1}
-	if t.Retries < 0 {
-		t.Retries = 0
+	start := b.AttemptStartedAt
+	if start.IsZero() {
+		start = b.StartedAt
 	}
-	if secs := now.Sub(b.StartedAt).Seconds(); secs > 0 {
+	if secs := now.Sub(start).Seconds(); secs > 0 {
 		t.NodesPerSecond = math.Round(float64(b.AttemptTotal)/secs*100) / 100
 	}
 	if len(lat) > 0 {

@@ -37,6 +37,7 @@ func TestFinalize(t *testing.T) {
 		lanes  []LaneDoc
 		done   bool
 		state  batch.State
+		reason string
 		counts batch.Counts
 		timing batch.Timing
 	}{
@@ -68,20 +69,39 @@ func TestFinalize(t *testing.T) {
 			name:  "cancelled",
 			b:     BatchDoc{Attempt: 1, AttemptTotal: 2, StartedAt: start, Cancel: &Cancel{Reason: "stop"}},
 			lanes: []LaneDoc{{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 1, Cancelled: 1}}},
-			done:  true, state: batch.StateCancelled,
+			done:  true, state: batch.StateCancelled, reason: "stop",
 			counts: batch.Counts{Succeeded: 1, Cancelled: 1},
 			timing: batch.Timing{NodesPerSecond: 1},
 		},
 		{
 			name: "retry attempt replaces failures",
-			b:    BatchDoc{Attempt: 2, AttemptTotal: 1, StartedAt: start, Adjust: batch.Counts{Failed: 1}},
+			b:    BatchDoc{Attempt: 2, AttemptTotal: 1, StartedAt: start, AttemptStartedAt: start.Add(time.Second), Adjust: batch.Counts{Failed: 1}},
 			lanes: []LaneDoc{
-				{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 1, Failed: 1}},
-				{Attempt: 2, Size: 1, Counts: batch.Counts{Succeeded: 1}, LatenciesMS: []int64{7}},
+				{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 1, Failed: 1}, Redeliveries: 2, Conflicts: 1},
+				{Attempt: 2, Size: 1, Counts: batch.Counts{Succeeded: 1}, LatenciesMS: []int64{7}, Conflicts: 3},
 			},
 			done: true, state: batch.StateSucceeded,
 			counts: batch.Counts{Succeeded: 2},
-			timing: batch.Timing{NodesPerSecond: 0.5, P50Millis: 7, P95Millis: 7, MaxMillis: 7, Retries: 1},
+			timing: batch.Timing{NodesPerSecond: 1, P50Millis: 7, P95Millis: 7, MaxMillis: 7, Retries: 6, Redeliveries: 2, ConflictRetries: 4, Attempts: 2},
+		},
+		{
+			name:  "failure threshold",
+			b:     BatchDoc{Attempt: 1, AttemptTotal: 4, StartedAt: start, Cancel: &Cancel{Reason: "max_failures 2 reached", Threshold: true}},
+			lanes: []LaneDoc{{Attempt: 1, Size: 4, Counts: batch.Counts{Succeeded: 1, Failed: 2, Cancelled: 1}}},
+			done:  true, state: batch.StateFailed, reason: "max_failures 2 reached",
+			counts: batch.Counts{Succeeded: 1, Failed: 2, Cancelled: 1},
+			timing: batch.Timing{NodesPerSecond: 2},
+		},
+		{
+			name: "retry of failed nodes of a cancelled batch stays cancelled",
+			b:    BatchDoc{Attempt: 2, AttemptTotal: 1, StartedAt: start, Adjust: batch.Counts{Failed: 1}, Reason: "stop"},
+			lanes: []LaneDoc{
+				{Attempt: 1, Size: 3, Counts: batch.Counts{Succeeded: 1, Failed: 1, Cancelled: 1}},
+				{Attempt: 2, Size: 1, Counts: batch.Counts{Succeeded: 1}},
+			},
+			done: true, state: batch.StateCancelled, reason: "stop",
+			counts: batch.Counts{Succeeded: 2, Cancelled: 1},
+			timing: batch.Timing{NodesPerSecond: 0.5, Attempts: 2},
 		},
 		{
 			name:  "not done",
@@ -107,7 +127,15 @@ func TestFinalize(t *testing.T) {
 			if diff := cmp.Diff(tt.counts, got.Counts); diff != "" {
 				t.Errorf("counts (-want +got):\n%s", diff)
 			}
-			if diff := cmp.Diff(&tt.timing, got.Timing); diff != "" {
+			if got.Reason != tt.reason {
+				t.Errorf("reason = %q, want %q", got.Reason, tt.reason)
+			}
+			want := tt.timing
+			want.Start, want.End = start, end
+			if want.Attempts == 0 {
+				want.Attempts = 1
+			}
+			if diff := cmp.Diff(&want, got.Timing); diff != "" {
 				t.Errorf("timing (-want +got):\n%s", diff)
 			}
 			if !got.FinishedAt.Equal(end) {

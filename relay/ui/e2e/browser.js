@@ -41,9 +41,16 @@ export async function launch() {
 
 /** signIn opens the UI and signs in as a development user. */
 export async function signIn(page, user = 'alice') {
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(baseURL());
-  await page.locator(`button[data-user="${user}"]`).click();
-  await page.locator('#who').waitFor();
+  try {
+    await page.locator(`button[data-user="${user}"]`).click({ timeout: 15000 });
+    await page.locator('#who').waitFor({ timeout: 15000 });
+  } catch (e) {
+    const text = await page.locator('body').innerText().catch(() => '');
+    throw new Error(`sign in as ${user} failed: ${e.message}\npage errors: ${errors.join('; ') || 'none'}\npage text: ${text}`);
+  }
 }
 
 /** shot saves a full-page screenshot under screenshotDir. */

@@ -21,7 +21,11 @@ async function newPage() {
   page.setDefaultTimeout(timeout);
   const problems = [];
   page.on('pageerror', (e) => problems.push(`page error: ${e.message}`));
-  page.on('console', (m) => { if (m.type() === 'error') problems.push(`console: ${m.text()}`); });
+  // Chrome logs every non-2xx fetch as a console error, including the
+  // feature probes the page makes on purpose; server errors are checked
+  // from the responses instead.
+  page.on('console', (m) => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`console: ${m.text()}`); });
+  page.on('response', (r) => { if (r.status() >= 500) problems.push(`${r.request().method()} ${r.url()}: ${r.status()}`); });
   return { page, problems };
 }
 
@@ -59,6 +63,10 @@ test('an invalid key shows a field error and submits nothing', async () => {
   await page.getByLabel('Taints', { exact: true }).fill('gpu=true:Sometimes');
   await page.locator('#kubectl-taints-add').click();
   await page.locator('.kubectl .field-error').filter({ hasText: 'unsupported taint effect "Sometimes"' }).waitFor();
+  assert.equal(await page.getByLabel('Taints', { exact: true }).inputValue(), 'gpu=true:Sometimes', 'the refused spec stays in the box to fix');
+  assert.equal(await page.locator('#taint-rows .row').count(), 0, 'a refused spec adds no row');
+  await page.locator('#btn-preview').click();
+  await page.locator('#editor-errors').filter({ hasText: 'Fix the kubectl syntax; nothing was sent.' }).waitFor();
   await shot(page, 'editor-field-error');
   assert.deepEqual(posts, [], 'no batch request may be sent while a field is invalid');
   assert.deepEqual(problems, []);
@@ -67,6 +75,8 @@ test('an invalid key shows a field error and submits nothing', async () => {
 
 test('select by selector, preview, apply a 200-node label batch, watch it reach 100 %, see the labels', async () => {
   const { page, problems } = await newPage();
+  const frames = [];
+  page.on('websocket', (ws) => ws.on('framereceived', (f) => { try { frames.push(JSON.parse(f.payload)); } catch { /* not JSON */ } }));
   await signIn(page, 'alice');
   await page.locator('#node-table tbody tr[data-node]').first().waitFor();
   await shot(page, 'nodes');
@@ -94,7 +104,18 @@ test('select by selector, preview, apply a 200-node label batch, watch it reach 
   assert.equal(await dialog.locator('#progress-bar').getAttribute('aria-valuenow'), '100.0');
   assert.equal(await dialog.locator('[data-count=failed]').textContent(), '0');
   await shot(page, 'progress-done');
+  const batchID = await dialog.locator('#progress-title code').textContent();
+  // The live view came over the relay's WebSocket, ending with "complete".
+  const mine = frames.filter((f) => f.task_id === batchID);
+  assert.ok(mine.some((f) => f.type === 'complete' && f.current === nodeCount && f.state === 'succeeded'),
+    `WebSocket frames for ${batchID}: ${JSON.stringify(mine.map((f) => [f.type, f.state, f.current]))}, want a complete message at ${nodeCount}`);
   await dialog.locator('#btn-close-progress').click();
+  // Closing only stopped watching: the batch can be reopened from this tab.
+  await page.locator(`#recent button[data-batch="${batchID}"]`).click();
+  await dialog.locator('#batch-state[data-state=succeeded]').waitFor();
+  assert.equal(await dialog.locator('#progress-done').textContent(), `${nodeCount} / ${nodeCount}`);
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'hidden' });
 
   // The table refreshed when the batch ended: every node shows the label.
   await page.getByLabel('Filter text').fill(`${key}=${runID}`);
@@ -135,9 +156,50 @@ test('cancel mid-batch ends cancelled, or is not offered when the API has no can
   await page.close();
 });
 
+test('a few nodes picked by hand run inline; the API\'s field errors are shown', async () => {
+  const { page, problems } = await newPage();
+  await signIn(page, 'alice');
+  await page.getByLabel('Label selector').fill(selector);
+  await page.locator('#apply-selector').click();
+  await page.locator('#nodes-summary').filter({ hasText: `${nodeCount} of ${nodeCount} nodes matching` }).waitFor();
+  const rows = page.locator('#node-table tbody tr[data-node]');
+  const picked = [];
+  for (let i = 0; i < 3; i++) {
+    picked.push(await rows.nth(i).getAttribute('data-node'));
+    await rows.nth(i).locator('input[type=checkbox]').check();
+  }
+  await page.locator('#editor-target').filter({ hasText: '3 selected nodes' }).waitFor();
+  await page.locator('#add-taint').click();
+  const taint = page.locator('#taint-rows .row').last();
+  await taint.getByLabel('Key').fill('nodebatch.dev/e2e-inline');
+  await taint.getByLabel('Value').fill(runID);
+  await taint.getByLabel('Effect').selectOption('PreferNoSchedule');
+  // Label row left empty: it is dropped, not sent.
+  // An out-of-range concurrency is refused with the field named, and nothing runs.
+  await page.getByLabel('Concurrency (nodes patched at once)').fill('100000');
+  await page.locator('#btn-submit').click();
+  await page.locator('#editor-errors').filter({ hasText: 'concurrency' }).waitFor();
+  assert.equal(await page.locator('#progress-dialog[open]').count(), 0);
+  assert.equal(await page.getByLabel('Concurrency (nodes patched at once)').getAttribute('aria-invalid'), 'true');
+  await shot(page, 'editor-api-error');
+  await page.getByLabel('Concurrency (nodes patched at once)').fill('');
+  await page.locator('#btn-submit').click();
+  const dialog = page.locator('#progress-dialog');
+  await dialog.locator('#batch-state[data-state=succeeded]').waitFor();
+  assert.equal(await dialog.locator('#progress-done').textContent(), '3 / 3');
+  await dialog.locator('#btn-close-progress').click();
+  const want = `nodebatch.dev/e2e-inline=${runID}:PreferNoSchedule`;
+  for (const name of picked) {
+    await page.locator(`#node-table tr[data-node="${name}"] .chip-taint`).filter({ hasText: want }).waitFor();
+  }
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
 test('history lists the batches newest first and reopens one', async () => {
   const { page, problems } = await newPage();
   await signIn(page, 'alice');
+  await page.locator('#app[data-ready=true]').waitFor();
   const tab = page.locator('#tab-history');
   if (await tab.isHidden()) {
     // No history endpoint yet: the tab is hidden rather than fake.

@@ -46,7 +46,8 @@ export class Editor {
     this.kTaintsErr = h('p', { id: `${ktId}-err`, class: 'field-error', 'aria-live': 'polite' });
     const ccId = uid('cc');
     const mfId = uid('mf');
-    this.concurrency = h('input', { id: ccId, name: 'concurrency', type: 'number', min: '1', max: String(this.config.max_concurrency || 1000), step: '1', placeholder: 'auto', inputmode: 'numeric', 'aria-describedby': `${ccId}-hint` });
+    this.concurrency = h('input', { id: ccId, name: 'concurrency', type: 'number', min: '1', step: '1', placeholder: 'auto', inputmode: 'numeric', 'aria-describedby': `${ccId}-hint`,
+      oninput: () => { this.apiErrors = this.apiErrors.filter((f) => f.field !== 'concurrency'); this.renderErrors(); } });
     this.ccHint = h('p', { id: `${ccId}-hint`, class: 'hint' });
     this.maxFailures = h('input', { id: mfId, name: 'max_failures', type: 'text', placeholder: 'none (e.g. 10 or 5%)', 'aria-describedby': `${mfId}-err`, autocomplete: 'off', oninput: () => this.renderErrors() });
     this.mfErr = h('p', { id: `${mfId}-err`, class: 'field-error', 'aria-live': 'polite' });
@@ -111,7 +112,7 @@ export class Editor {
     }
     this.kubectlErrors[kind] = errors;
     input.value = bad.join(' ');
-    input.toggleAttribute('aria-invalid', errors.length > 0);
+    if (errors.length) input.setAttribute('aria-invalid', 'true'); else input.removeAttribute('aria-invalid');
     this.renderRows();
   }
 
@@ -146,17 +147,14 @@ export class Editor {
             h('option', { value: 'remove', selected: c.op === 'remove' }, 'Remove'))),
         h('div', { class: 'field key' }, h('label', { for: `${id}-key` }, 'Key'),
           h('input', { id: `${id}-key`, name: 'key', type: 'text', value: c.key, spellcheck: 'false', autocomplete: 'off', 'aria-invalid': keyErr ? 'true' : false, 'aria-describedby': `${id}-key-err`,
-            oninput: set('key'), onblur: () => { this.touched.add(i); this.renderErrors(); } }),
-),
+            oninput: set('key'), onblur: () => { this.touched.add(i); this.renderErrors(); } })),
         h('div', { class: 'field value' }, h('label', { for: `${id}-val` }, 'Value'),
           h('input', { id: `${id}-val`, name: 'value', type: 'text', value: c.value, spellcheck: 'false', autocomplete: 'off', disabled: c.op === 'remove', 'aria-invalid': valErr ? 'true' : false, 'aria-describedby': `${id}-val-err`,
-            oninput: set('value'), onblur: () => { this.touched.add(i); this.renderErrors(); } }),
-),
+            oninput: set('value'), onblur: () => { this.touched.add(i); this.renderErrors(); } })),
         isTaint ? h('div', { class: 'field effect' }, h('label', { for: `${id}-eff` }, 'Effect'),
           h('select', { id: `${id}-eff`, name: 'effect', onchange: set('effect'), 'aria-invalid': effErr ? 'true' : false, 'aria-describedby': `${id}-eff-err` },
             c.op === 'remove' ? h('option', { value: '', selected: !c.effect }, 'Any effect') : '',
-            taintEffects.map((ef) => h('option', { value: ef, selected: c.effect === ef }, ef))),
-)) : '',
+            taintEffects.map((ef) => h('option', { value: ef, selected: c.effect === ef }, ef)))) : '',
         h('button', { type: 'button', class: 'icon remove-row', 'aria-label': `Remove ${c.kind} change ${i + 1}`,
           onclick: () => { this.changes.splice(i, 1); this.touched = new Set([...this.touched].filter((j) => j !== i).map((j) => (j > i ? j - 1 : j))); this.renderRows(); } }, '×'),
         h('div', { class: 'row-errors' },
@@ -207,8 +205,12 @@ export class Editor {
     }
     this.kLabelsErr.textContent = this.kubectlErrors.label.join('; ');
     this.kTaintsErr.textContent = this.kubectlErrors.taint.join('; ');
-    this.mfErr.textContent = this.maxFailuresError();
-    this.maxFailures.toggleAttribute('aria-invalid', !!this.maxFailuresError());
+    // The API's errors on the options land on their inputs.
+    const apiField = (name) => this.apiErrors.find((f) => f.field === name)?.reason ?? '';
+    const mf = this.maxFailuresError() || apiField('max_failures');
+    this.mfErr.textContent = mf;
+    if (mf) this.maxFailures.setAttribute('aria-invalid', 'true'); else this.maxFailures.removeAttribute('aria-invalid');
+    if (apiField('concurrency')) this.concurrency.setAttribute('aria-invalid', 'true'); else this.concurrency.removeAttribute('aria-invalid');
     const unmapped = this.apiErrors.filter((f) => !/^(?:changes\.)?(labels|taints)\[/.test(f.field ?? ''));
     replace(this.summaryEl, this.apiMessage ? h('div', { class: 'error', role: 'alert' },
       h('p', {}, this.apiMessage), unmapped.length ? h('ul', {}, unmapped.map((f) => h('li', {}, h('code', {}, f.field), f.value ? ` "${f.value}"` : '', `: ${f.reason}`))) : '') : '');
@@ -219,6 +221,15 @@ export class Editor {
     this.showAll = true;
     this.apiErrors = [];
     this.apiMessage = '';
+    // kubectl text typed but not yet added counts as part of the change.
+    if (this.kLabels.value.trim()) this.addKubectl('label'); else this.kubectlErrors.label = [];
+    if (this.kTaints.value.trim()) this.addKubectl('taint'); else this.kubectlErrors.taint = [];
+    if (this.kubectlErrors.label.length || this.kubectlErrors.taint.length) {
+      this.apiMessage = 'Fix the kubectl syntax; nothing was sent.';
+      this.renderErrors();
+      (this.kubectlErrors.label.length ? this.kLabels : this.kTaints).focus();
+      return null;
+    }
     const changes = this.changes.filter((c) => c.key !== '' || c.value !== '' || c.op === 'remove');
     this.changes = changes;
     const errs = this.rowErrors();

@@ -77,8 +77,32 @@ async function main(config, session) {
 
   const history = new HistoryView({ client, session, onOpen: (id, row) => progress.open(id, fromBatch(row)) });
   const nodes = new NodesView({ client, announce, onSelection: (t) => editor.setTarget(t) });
+  // Batches started in this tab, so a closed dialog can be reopened even
+  // where the API has no history list.
+  const recentKey = 'nodebatch.recent';
+  const recent = JSON.parse(sessionStorage.getItem(recentKey) ?? '[]');
+  const recentEl = h('nav', { class: 'recent', id: 'recent', 'aria-label': 'Batches started here' });
+  const renderRecent = () => {
+    sessionStorage.setItem(recentKey, JSON.stringify(recent));
+    replace(recentEl, recent.length ? [h('span', { class: 'muted' }, 'Started here:'),
+      recent.map((r) => h('button', { type: 'button', class: 'link', 'data-batch': r.id, onclick: () => progress.open(r.id, { total: r.total, state: r.state }), 'aria-label': `Open batch ${r.id}, ${r.state}` },
+        h('code', {}, r.id.slice(-10)), ' ', h('span', { class: `badge state-${r.state}` }, (r.state ?? '').replace('_', ' '))))] : '');
+  };
+  const remember = (id, m) => {
+    const i = recent.findIndex((r) => r.id === id);
+    const entry = { id, state: m.state ?? 'pending', total: m.total };
+    if (i >= 0) {
+      if (recent[i].state === entry.state) return;
+      recent[i] = entry;
+    } else {
+      recent.unshift(entry);
+      recent.splice(5);
+    }
+    renderRecent();
+  };
   const progress = new ProgressDialog({
     client, stream, features, announce,
+    onUpdate: (id, m) => { if (recent.some((r) => r.id === id)) remember(id, m); },
     onFinal: () => { nodes.load(); if (features.includes('history')) history.load(); },
     onOpenBatch: (id, r) => progress.open(id, r),
   });
@@ -89,6 +113,7 @@ async function main(config, session) {
       const d = answer.data;
       const id = d.batch_id ?? d.id;
       announce(`Batch ${id} submitted`);
+      if (!body.dry_run) remember(id, { state: d.state ?? 'pending', total: d.total });
       progress.open(id, answer.status === 200 ? fromBatch({ ...d, id }) : { total: d.total, state: d.state ?? 'pending', concurrency: d.concurrency, action: d.action });
       if (answer.status === 200) nodes.load();
     },
@@ -111,7 +136,8 @@ async function main(config, session) {
     location.hash = name;
   };
   const tablist = h('nav', { class: 'tabs', role: 'tablist', 'aria-label': 'Views' }, tabs.map(([k, label], i) => h('button', {
-    type: 'button', role: 'tab', id: `tab-${k}`, 'aria-controls': `view-${k}`, onclick: () => select(k),
+    // History stays hidden until the API is known to list batches.
+    type: 'button', role: 'tab', id: `tab-${k}`, 'aria-controls': `view-${k}`, hidden: k === 'history', onclick: () => select(k),
     onkeydown: (e) => {
       if (e.key !== 'ArrowRight' && e.key !== 'ArrowLeft') return;
       const visible = tabs.filter(([t]) => !document.getElementById(`tab-${t}`).hidden);
@@ -121,7 +147,8 @@ async function main(config, session) {
       document.getElementById(`tab-${next}`).focus();
     },
   }, label)));
-  replace(app, tablist, views.nodes, views.history);
+  replace(app, h('div', { class: 'tabbar' }, tablist, recentEl), views.nodes, views.history);
+  renderRecent();
 
   // History exists when the API lists batches; without a capabilities list, probe it.
   if (!features.includes('history')) {
@@ -134,6 +161,7 @@ async function main(config, session) {
   document.getElementById('tab-history').hidden = !features.includes('history');
   select(location.hash === '#history' && features.includes('history') ? 'history' : 'nodes');
   await nodes.load();
+  app.dataset.ready = 'true'; // feature probes done, first table drawn
 }
 
 boot();

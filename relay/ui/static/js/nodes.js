@@ -179,6 +179,7 @@ export class NodesView {
     const someOnPage = pageRows.some((n) => this.selected.has(n.name));
     replace(this.table, h('table', { class: 'node-table', id: 'node-table' },
       h('caption', { class: 'sr-only' }, 'Nodes with labels and taints'),
+      h('colgroup', {}, ['check', 'name', 'ready', 'labels', 'taints'].map((c) => h('col', { class: `c-${c}` }))),
       h('thead', {}, h('tr', {},
         h('th', { scope: 'col', class: 'check' }, h('input', { type: 'checkbox', 'aria-label': 'Select every node on this page', checked: allOnPage, indeterminate: !allOnPage && someOnPage,
           onchange: (e) => this.togglePage(pageRows, e.target.checked) })),

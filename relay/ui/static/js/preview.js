@@ -96,7 +96,7 @@ export class PreviewDialog {
       h('header', { class: 'dialog-head' }, h('h2', { id: 'preview-title' }, 'Preview (dry run — nothing changed)'), close),
       h('dl', { class: 'counts', id: 'preview-counts' },
         h('div', { class: 'count succeeded' }, h('dt', {}, 'Will change'), h('dd', { 'data-count': 'would-change' }, String(wouldChange))),
-        h('div', { class: 'count unchanged' }, h('dt', {}, 'Already in target state'), h('dd', { 'data-count': 'unchanged' }, String(unchanged))),
+        h('div', { class: 'count unchanged' }, h('dt', {}, 'Already set'), h('dd', { 'data-count': 'unchanged' }, String(unchanged))),
         wouldFail ? h('div', { class: 'count failed' }, h('dt', {}, 'Would fail'), h('dd', { 'data-count': 'failed' }, String(wouldFail))) : '',
         h('div', { class: 'count' }, h('dt', {}, 'Nodes'), h('dd', { 'data-count': 'total' }, String(total))),
         d.concurrency ? h('div', { class: 'count' }, h('dt', {}, 'Concurrency'), h('dd', { 'data-count': 'concurrency' }, String(d.concurrency))) : ''),

@@ -66,6 +66,12 @@ export class ProgressDialog {
     if (!this.el.open) this.el.showModal();
     this.unsub = this.stream.subscribe(id, (m) => this.onMessage(m));
     this.statusUnsub = this.stream.onStatus((s) => { this.connStatus = s; this.renderStatus(); });
+    // Without a live stream (relay unreachable, reconnecting) fall back to
+    // reading the batch every 2 s until the stream is back or the batch ends.
+    this.poller = setInterval(() => {
+      if (isFinal(this.msg?.state) || this.connStatus === 'live') return;
+      this.client.batch(id).then((b) => this.onMessage({ ...fromBatch(b), fromGet: true })).catch(() => {});
+    }, 2000);
     try {
       const b = await this.client.batch(id);
       // The stream may have moved on while GET was in flight: keep the newer.
@@ -78,6 +84,7 @@ export class ProgressDialog {
   }
 
   stopWatching() {
+    clearInterval(this.poller);
     this.unsub?.();
     this.statusUnsub?.();
     this.unsub = null;
@@ -98,6 +105,7 @@ export class ProgressDialog {
     this.msg = { ...prev, ...m, counts: { ...(prev.counts ?? {}), ...(m.counts ?? {}) } };
     if (!m.fromGet) this.msg.lastLive = Date.now();
     this.render();
+    this.onUpdate?.(this.id, this.msg);
     if (isFinal(this.msg.state) && !this.finalSeen) {
       this.finalSeen = true;
       this.announce?.(`Batch ${this.id} ${this.msg.state.replace('_', ' ')}`);
@@ -169,7 +177,7 @@ export class ProgressDialog {
         h('button', { type: 'button', class: 'icon close', 'aria-label': 'Close dialog', onclick: () => this.el.close() }, '×')),
       p.owner, p.bar,
       h('p', { class: 'bar-text', 'aria-live': 'polite', 'aria-atomic': 'true' }, p.percent, ' · ', p.done, ' nodes done'),
-      h('dl', { class: 'counts' }, item('Succeeded', 'succeeded'), item('Already in target state', 'unchanged'), item('Failed', 'failed'),
+      h('dl', { class: 'counts' }, item('Succeeded', 'succeeded'), item('Already set', 'unchanged'), item('Failed', 'failed'),
         item('Skipped', 'skipped'), item('Cancelled', 'cancelled'), item('Pending', 'pending')),
       p.stats, p.inflight, p.message, p.failures, p.error, p.foot);
     this.parts = p;
