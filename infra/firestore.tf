@@ -66,6 +66,44 @@ resource "google_firestore_index" "batches_by_owner_state" {
   }
 }
 
+# The relay's "my recent batches": owner == X and created_at >= T.
+resource "google_firestore_index" "batches_by_owner_created_asc" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "batches"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "owner"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "ASCENDING"
+  }
+}
+
+# History filtered by state: owner == X and state == S order by created_at desc.
+resource "google_firestore_index" "batches_by_owner_state_created" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "batches"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "owner"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "state"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "created_at"
+    order      = "DESCENDING"
+  }
+}
+
 # Node results of one batch by outcome, in position order (failed nodes for
 # retry and for the UI): batches/{id}/nodes where state == X order by position.
 resource "google_firestore_index" "nodes_by_state" {

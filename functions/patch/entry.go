@@ -11,6 +11,8 @@ import (
 
 	"github.com/nodebatch/nodebatch/functions/config"
 	"github.com/nodebatch/nodebatch/functions/deps"
+
+	"github.com/nodebatch/nodebatch/shared/logging"
 )
 
 // FromEnv builds the patch handler from the environment read through getenv.
@@ -30,7 +32,7 @@ func FromEnv(ctx context.Context, getenv func(string) string, logger *slog.Logge
 // entry is the Cloud Run entry points' handler, built once, on first use,
 // from the environment (Cloud Run functions have no main of ours).
 var entry = sync.OnceValues(func() (*Handler, error) {
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	logger := logging.New(os.Stderr, logging.ParseLevel(os.Getenv("NODEBATCH_LOG_LEVEL")))
 	h, _, err := FromEnv(context.Background(), os.Getenv, logger)
 	return h, err
 })

@@ -32,6 +32,8 @@ import (
 	"time"
 
 	"github.com/nodebatch/nodebatch/emulators/oidcdev"
+
+	"github.com/nodebatch/nodebatch/shared/logging"
 )
 
 func main() {
@@ -39,7 +41,7 @@ func main() {
 	keyFile := flag.String("key-file", "", "PEM key of the user issuer, created if missing (empty: a new key each start)")
 	googleKeyFile := flag.String("google-key-file", "", "PEM key of the /google issuer (default: -key-file + \".google\")")
 	flag.Parse()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{ReplaceAttr: cloudLogging}))
+	logger := logging.New(os.Stderr, slog.LevelInfo)
 	if *googleKeyFile == "" && *keyFile != "" {
 		*googleKeyFile = *keyFile + ".google"
 	}
@@ -95,21 +97,4 @@ func issuer(url, keyFile string) (*oidcdev.Issuer, error) {
 		return oidcdev.New(url)
 	}
 	return oidcdev.LoadOrCreate(url, keyFile)
-}
-
-// cloudLogging renames slog's keys to the ones Cloud Logging understands.
-func cloudLogging(groups []string, a slog.Attr) slog.Attr {
-	if len(groups) > 0 {
-		return a
-	}
-	switch a.Key {
-	case slog.LevelKey:
-		a.Key = "severity"
-		if a.Value.String() == slog.LevelWarn.String() {
-			a.Value = slog.StringValue("WARNING")
-		}
-	case slog.MessageKey:
-		a.Key = "message"
-	}
-	return a
 }

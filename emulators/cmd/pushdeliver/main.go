@@ -19,6 +19,8 @@ import (
 	"cloud.google.com/go/pubsub/v2"
 
 	"github.com/nodebatch/nodebatch/emulators/pushdeliver"
+
+	"github.com/nodebatch/nodebatch/shared/logging"
 )
 
 func main() {
@@ -114,7 +116,7 @@ func run() error {
 	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
 		return fmt.Errorf("-log-level: %w", err)
 	}
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: level, ReplaceAttr: cloudLogging}))
+	logger := logging.New(os.Stderr, level)
 	o.cfg.Logger = logger
 	if o.pubsubHost == "" {
 		return errors.New("no Pub/Sub emulator: set -pubsub-host or PUBSUB_EMULATOR_HOST (this tool is for the local stack)")
@@ -141,21 +143,4 @@ func run() error {
 		return err
 	}
 	return d.Run(ctx)
-}
-
-// cloudLogging renames slog's keys to the ones Cloud Logging reads.
-func cloudLogging(groups []string, a slog.Attr) slog.Attr {
-	if len(groups) > 0 {
-		return a
-	}
-	switch a.Key {
-	case slog.LevelKey:
-		a.Key = "severity"
-		if a.Value.String() == slog.LevelWarn.String() {
-			a.Value = slog.StringValue("WARNING")
-		}
-	case slog.MessageKey:
-		a.Key = "message"
-	}
-	return a
 }

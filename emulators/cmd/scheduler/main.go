@@ -24,12 +24,14 @@ import (
 	"time"
 
 	"github.com/nodebatch/nodebatch/emulators/scheduler"
+
+	"github.com/nodebatch/nodebatch/shared/logging"
 )
 
 const defaultIssuer = "http://127.0.0.1:8093/google"
 
 func main() {
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{ReplaceAttr: cloudLogging}))
+	logger := logging.New(os.Stderr, slog.LevelInfo)
 	if err := run(logger); err != nil {
 		logger.Error("scheduler stopped", "error", err)
 		os.Exit(1)
@@ -80,21 +82,4 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
-}
-
-// cloudLogging renames slog's keys to the ones Cloud Logging understands.
-func cloudLogging(groups []string, a slog.Attr) slog.Attr {
-	if len(groups) > 0 {
-		return a
-	}
-	switch a.Key {
-	case slog.LevelKey:
-		a.Key = "severity"
-		if a.Value.String() == slog.LevelWarn.String() {
-			a.Value = slog.StringValue("WARNING")
-		}
-	case slog.MessageKey:
-		a.Key = "message"
-	}
-	return a
 }

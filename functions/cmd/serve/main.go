@@ -19,13 +19,15 @@ import (
 
 	"github.com/nodebatch/nodebatch/functions/batch"
 	"github.com/nodebatch/nodebatch/functions/patch"
+
+	"github.com/nodebatch/nodebatch/shared/logging"
 )
 
 func main() {
 	target := flag.String("target", "batch", "function to serve: batch or patch")
 	addr := flag.String("addr", "", "listen address (default 127.0.0.1:8080 for batch, 127.0.0.1:8082 for patch)")
 	flag.Parse()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{ReplaceAttr: cloudLogging}))
+	logger := logging.New(os.Stderr, slog.LevelInfo)
 	slog.SetDefault(logger)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -90,21 +92,4 @@ func run(ctx context.Context, target, addr string, getenv func(string) string, l
 		return fmt.Errorf("shutdown: %w", err)
 	}
 	return nil
-}
-
-// cloudLogging renames slog's keys to the ones Cloud Logging understands.
-func cloudLogging(groups []string, a slog.Attr) slog.Attr {
-	if len(groups) > 0 {
-		return a
-	}
-	switch a.Key {
-	case slog.LevelKey:
-		a.Key = "severity"
-		if lvl, ok := a.Value.Any().(slog.Level); ok && lvl == slog.LevelWarn {
-			a.Value = slog.StringValue("WARNING")
-		}
-	case slog.MessageKey:
-		a.Key = "message"
-	}
-	return a
 }

@@ -25,13 +25,12 @@ import (
 	"github.com/nodebatch/nodebatch/relay"
 	"github.com/nodebatch/nodebatch/relay/ui"
 	"github.com/nodebatch/nodebatch/shared/auth"
+
+	"github.com/nodebatch/nodebatch/shared/logging"
 )
 
 func main() {
-	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{
-		Level:       level(os.Getenv("NODEBATCH_LOG_LEVEL")),
-		ReplaceAttr: cloudLogging,
-	}))
+	log := logging.New(os.Stderr, logging.ParseLevel(os.Getenv("NODEBATCH_LOG_LEVEL")))
 	if err := run(log); err != nil {
 		log.Error("relay failed", "error", err)
 		os.Exit(1)
@@ -165,29 +164,4 @@ func splitList(s string) []string {
 		}
 	}
 	return out
-}
-
-func level(s string) slog.Level {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return slog.LevelInfo
-	}
-	return l
-}
-
-// cloudLogging renames slog's keys to those Cloud Logging reads.
-func cloudLogging(groups []string, a slog.Attr) slog.Attr {
-	if len(groups) > 0 {
-		return a
-	}
-	switch a.Key {
-	case slog.LevelKey:
-		a.Key = "severity"
-		if l, ok := a.Value.Any().(slog.Level); ok && l == slog.LevelWarn {
-			a.Value = slog.StringValue("WARNING")
-		}
-	case slog.MessageKey:
-		a.Key = "message"
-	}
-	return a
 }
