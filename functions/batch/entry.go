@@ -12,6 +12,8 @@ import (
 	"github.com/nodebatch/nodebatch/functions/config"
 	"github.com/nodebatch/nodebatch/functions/deps"
 	"github.com/nodebatch/nodebatch/shared/auth"
+
+	"github.com/nodebatch/nodebatch/shared/logging"
 )
 
 // FromDeps returns the API handler wired to d, publishing to d.Config.Topic.
@@ -59,7 +61,7 @@ func Serve(ctx context.Context, getenv func(string) string, logger *slog.Logger)
 // entry is the Cloud Run entry point's handler, built once, on first use,
 // from the environment (Cloud Run functions have no main of ours).
 var entry = sync.OnceValues(func() (http.Handler, error) {
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	logger := logging.New(os.Stderr, logging.ParseLevel(os.Getenv("NODEBATCH_LOG_LEVEL")))
 	h, _, err := Serve(context.Background(), os.Getenv, logger)
 	return h, err
 })
