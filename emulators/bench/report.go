@@ -214,7 +214,7 @@ func writeBreakdowns(b *strings.Builder, rows []Row) {
 			continue
 		}
 		if !header {
-			b.WriteString("\nWhere nodebatch's time goes, along the lane that finished last (median of each stage over the repeats; stages add up to the wall time):\n\n")
+			b.WriteString("\nWhere nodebatch's time goes, along the lane that finished last (in each run the stages add up to its wall time; shown: each stage's median over the repeats, all runs in the JSON):\n\n")
 			b.WriteString("| # | op | c | nodes | proxy latency | submit → 202 | 202 → lane's 1st patch | lane: API calls | lane: gaps between nodes | last patch → final commit | commit → `complete` | per node: API p50 / gap p50 |\n")
 			b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 			header = true

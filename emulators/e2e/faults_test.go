@@ -1,8 +1,6 @@
 package e2e
 
 import (
-	"os"
-	"log/slog"
 	"context"
 	"fmt"
 	"hash/fnv"
@@ -209,9 +207,7 @@ func TestFaultDuplicateDelivery(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(proxy.Close)
-	lf, _ := os.Create("/tmp/faults/dup.log")
-	defer lf.Close()
-	p := startProduct(t, env, product.Options{PatchKube: proxy.RestConfig(env.PatcherConfig), Duplicate: true, Logger: slog.New(slog.NewJSONHandler(lf, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	p := startProduct(t, env, product.Options{PatchKube: proxy.RestConfig(env.PatcherConfig), Duplicate: true})
 	alice := mustToken(t, p, "alice", false)
 
 	start := time.Now()

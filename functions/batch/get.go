@@ -34,27 +34,9 @@ type Status struct {
 }
 
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	size := DefaultPageSize
-	if v := r.URL.Query().Get("page_size"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxPageSize {
-			e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "page_size must be an integer in [1, %d]", MaxPageSize)
-			e.Fields = []request.FieldError{{Field: "page_size", Value: v, Reason: "out of range"}}
-			e.Write(w)
-			return
-		}
-		size = n
-	}
-	after := ""
-	if tok := r.URL.Query().Get("page_token"); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(tok)
-		if err != nil {
-			e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "page_token is not a token from next_page_token")
-			e.Fields = []request.FieldError{{Field: "page_token", Value: tok, Reason: "malformed"}}
-			e.Write(w)
-			return
-		}
-		after = string(b)
+	after, size, ok := pageParams(w, r)
+	if !ok {
+		return
 	}
 	id := r.PathValue("id")
 	if len(validation.IsDNS1123Subdomain(id)) > 0 {
@@ -63,6 +45,34 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.status(w, r, id, http.StatusOK, after, size)
+}
+
+// pageParams reads page_size (1..MaxPageSize, default DefaultPageSize) and
+// page_token (a node name, base64url) from the query; on a bad value it
+// answers 400 and returns ok == false.
+func pageParams(w http.ResponseWriter, r *http.Request) (after string, size int, ok bool) {
+	size = DefaultPageSize
+	if v := r.URL.Query().Get("page_size"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxPageSize {
+			e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "page_size must be an integer in [1, %d]", MaxPageSize)
+			e.Fields = []request.FieldError{{Field: "page_size", Value: v, Reason: "out of range"}}
+			e.Write(w)
+			return "", 0, false
+		}
+		size = n
+	}
+	if tok := r.URL.Query().Get("page_token"); tok != "" {
+		b, err := base64.RawURLEncoding.DecodeString(tok)
+		if err != nil {
+			e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "page_token is not a token from next_page_token")
+			e.Fields = []request.FieldError{{Field: "page_token", Value: tok, Reason: "malformed"}}
+			e.Write(w)
+			return "", 0, false
+		}
+		after = string(b)
+	}
+	return after, size, true
 }
 
 // answer writes the status of batch id with the first page of results.
@@ -108,6 +118,10 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string, code
 	}
 	st.Done = st.Counts.Done()
 	for _, l := range lanes {
+		// A retry re-ran every failed node: only its failures still stand.
+		if b.Adjust.Failed > 0 && l.Attempt != b.Attempt {
+			continue
+		}
 		st.Failures = append(st.Failures, l.Failures...)
 	}
 	results, next, err := h.Store.Nodes(ctx, id, after, size)

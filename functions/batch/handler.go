@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/pubsub/v2"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes"
@@ -49,15 +50,24 @@ type Handler struct {
 	// WaitMax bounds how long the seed's synchronous endpoints wait for a
 	// fanned-out batch before answering 202 with its task_id; default 5 min.
 	WaitMax time.Duration
-	Now     func() time.Time // default time.Now
-	NewID   func() string    // default a time-ordered random id
-	Logger  *slog.Logger     // default slog.Default()
+	// CancelWait bounds how long a cancel waits for the patches that were
+	// in flight when it was recorded; default DefaultCancelWait.
+	CancelWait time.Duration
+	// PreviewSample is how many nodes a preview also checks with a
+	// server-side dry run (through Runner's patcher); default 3, <0: none.
+	PreviewSample int
+	Now           func() time.Time // default time.Now
+	NewID         func() string    // default a time-ordered random id
+	Logger        *slog.Logger     // default slog.Default()
 }
 
 // Routes registers the handler's routes on mux.
 func (h *Handler) Routes(mux *http.ServeMux) {
 	mux.HandleFunc("POST /v1/batches", h.create)
+	mux.HandleFunc("GET /v1/batches", h.history)
+	mux.HandleFunc("POST /v1/batches:preview", h.preview)
 	mux.HandleFunc("GET /v1/batches/{id}", h.get)
+	mux.HandleFunc("POST /v1/batches/{idaction}", h.control)
 	mux.HandleFunc("POST /api/v1/nodes/labels/batch-add", h.seedLabels(false))
 	mux.HandleFunc("POST /api/v1/nodes/labels/batch-add-progress", h.seedLabels(true))
 	mux.HandleFunc("POST /api/v1/nodes/taints/batch-add", h.seedTaints(false))
@@ -119,6 +129,8 @@ type Created struct {
 	Concurrency int         `json:"concurrency"`
 	State       model.State `json:"state"`
 	Existing    bool        `json:"existing,omitempty"` // an earlier batch with the same idempotency_key
+	Reverts     string      `json:"reverts,omitempty"`  // a revert: the batch it reverts
+	Preview     *Preview    `json:"preview,omitempty"`  // a dry run: the in-process preview (first page)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -193,7 +205,12 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 			return
 		}
 	}
-	names, e, err := h.resolve(ctx, spec)
+	var states map[string]nodeState
+	var seen func(*corev1.Node)
+	if spec.DryRun {
+		states, seen = collect()
+	}
+	names, e, err := h.resolve(ctx, spec, seen)
 	if err != nil {
 		h.fail(w, "list nodes", err)
 		return
@@ -222,6 +239,10 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	}
 	log.Info("batch created", "total", b.Total, "concurrency", b.Concurrency, "inline", b.Inline, "action", b.Action)
 	created := Created{BatchID: b.ID, TaskID: b.ID, Total: b.Total, Concurrency: b.Concurrency, State: b.State}
+	if spec.DryRun {
+		pv := h.computePreview(ctx, spec.Set, names, states, "", DefaultPageSize)
+		created.Preview = &pv
+	}
 
 	if b.Inline {
 		if mode == submitTaskID {
@@ -281,7 +302,8 @@ func (h *Handler) fail(w http.ResponseWriter, op string, err error) {
 // resolve lists the cluster's nodes once and returns the batch's node names
 // (sorted), or a 422 naming the field: unknown nodes, a selector matching
 // nothing, too many nodes.
-func (h *Handler) resolve(ctx context.Context, spec *request.Spec) ([]string, *request.Error, error) {
+// seen, when not nil, is called with every node listed.
+func (h *Handler) resolve(ctx context.Context, spec *request.Spec, seen func(*corev1.Node)) ([]string, *request.Error, error) {
 	opts := metav1.ListOptions{Limit: 1000}
 	if spec.Selector != nil {
 		opts.LabelSelector = spec.Selector.String()
@@ -292,8 +314,11 @@ func (h *Handler) resolve(ctx context.Context, spec *request.Spec) ([]string, *r
 		if err != nil {
 			return nil, nil, fmt.Errorf("list nodes: %w", err)
 		}
-		for _, n := range list.Items {
-			all = append(all, n.Name)
+		for i := range list.Items {
+			all = append(all, list.Items[i].Name)
+			if seen != nil {
+				seen(&list.Items[i])
+			}
 		}
 		if list.Continue == "" {
 			break

@@ -4,6 +4,18 @@
 // the API answers every error: 429 Too Many Requests, Retry-After in whole
 // seconds, and a JSON body naming the limit.
 //
+// Wiring (functions/batch): a Handler field `RateLimit *ratelimit.Limiter`
+// (nil: no limit), checked in submit after the idempotency-key lookup (a
+// repeated idempotent request is not counted) and before the node list:
+//
+//	if ok, wait := h.RateLimit.Allow(p.Subject); !ok {
+//		h.RateLimit.WriteError(w, wait)
+//		return
+//	}
+//
+// built from NODEBATCH_RATE_PER_MINUTE / NODEBATCH_RATE_BURST. The limit is
+// per instance: N instances allow N times as much.
+//
 // Keys are authenticated principal subjects, so the number of buckets is
 // bounded by the number of real callers; buckets idle long enough to have
 // refilled are dropped, because a fresh bucket is identical to a full one.

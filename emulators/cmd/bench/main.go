@@ -474,7 +474,7 @@ func (b *runner) write() error {
 		"nodebatch time runs from sending POST /v1/batches to receiving `complete` on a WebSocket opened beforehand; the whole product (batch function, push deliverer, patch function, relay) runs in the bench process on the local Firestore and Pub/Sub emulators.",
 		"× client-go and × kubectl are speed ratios (other median ÷ this median; > 1 is faster). wall ÷ ideal: ideal = nodes × proxy latency ÷ c, one API call per node.",
 		"Row 5's ideal counts one API call per node and no server time; two floors sit above it: the API server's own throughput on this machine (row 3 at the same c, no proxy), and, for nodebatch, two calls per node (GET + PATCH), so 2 × ideal.",
-		"Where nodebatch's time goes: from the node result documents (started_at/finished_at, same clock). A negative \"202 → first patch\" means the first nodes were patched before the batch function finished publishing and answered.",
+		"Where nodebatch's time goes: from the node result documents (started_at/finished_at, same clock). A negative \"202 → lane's 1st patch\" means the lane started before the batch function finished publishing and answered. \"last patch → final commit\" ends at the commit time of the batch document's final write (emulator clock, same machine).",
 		"One unmeasured warm-up run precedes the measured ones for nodebatch and client-go; repeats run round-robin over the rows.",
 	)
 	if len(r.Delays) > 0 {

@@ -113,7 +113,7 @@ test('select by selector, preview, apply a 200-node label batch, watch it reach 
   // Closing only stopped watching: the batch can be reopened from this tab.
   await page.locator(`#recent button[data-batch="${batchID}"]`).click();
   await dialog.locator('#batch-state[data-state=succeeded]').waitFor();
-  assert.equal(await dialog.locator('#progress-done').textContent(), `${nodeCount} / ${nodeCount}`);
+  await dialog.locator('#progress-done').filter({ hasText: `${nodeCount} / ${nodeCount}` }).waitFor();
   await page.keyboard.press('Escape');
   await dialog.waitFor({ state: 'hidden' });
 
@@ -127,7 +127,7 @@ test('select by selector, preview, apply a 200-node label batch, watch it reach 
   await page.close();
 });
 
-test('cancel mid-batch ends cancelled, or is not offered when the API has no cancel', async () => {
+test('cancel mid-batch ends cancelled (then retry and revert), or is not offered when the API has no cancel', async () => {
   const { page, problems } = await newPage();
   await signIn(page, 'alice');
   const features = await page.evaluate(async () => (await (await fetch('config.json')).json()).features ?? []);
@@ -152,6 +152,22 @@ test('cancel mid-batch ends cancelled, or is not offered when the API has no can
   assert.equal(await dialog.locator('#btn-cancel').count(), 0);
   await shot(page, 'progress-cancelled');
   assert.equal((await apiNodes(page, `nodebatch.dev/e2e-cancel=${runID}`)).length, done);
+  if (features.includes('retry')) {
+    // Run the cancelled nodes as the batch's next attempt.
+    await dialog.locator('#btn-retry-cancelled').click();
+    await dialog.locator('#batch-state[data-state=succeeded]').waitFor();
+    assert.equal(await dialog.locator('[data-count=cancelled]').textContent(), '0');
+    assert.equal((await apiNodes(page, `nodebatch.dev/e2e-cancel=${runID}`)).length, nodeCount);
+  }
+  if (features.includes('revert')) {
+    // Revert is a new batch that restores what this one replaced.
+    const oldID = await dialog.locator('#progress-title code').textContent();
+    await dialog.locator('#btn-revert').click();
+    await page.waitForFunction((old) => document.querySelector('#progress-title code')?.textContent !== old, oldID);
+    await dialog.locator('#batch-state[data-state=succeeded]').waitFor();
+    await shot(page, 'progress-revert');
+    assert.equal((await apiNodes(page, `nodebatch.dev/e2e-cancel=${runID}`)).length, 0);
+  }
   assert.deepEqual(problems, []);
   await page.close();
 });
@@ -210,6 +226,10 @@ test('history lists the batches newest first and reopens one', async () => {
   await tab.click();
   const rows = page.locator('#history-table tbody tr[data-batch]');
   await rows.first().waitFor();
+  assert.ok(await page.locator('#view-nodes').isHidden(), 'the Nodes view must be hidden behind the History tab');
+  // Newest first.
+  const created = await page.locator('#history-table tbody tr[data-batch]').evaluateAll((trs) => trs.map((tr) => tr.dataset.created));
+  assert.deepEqual(created, [...created].sort().reverse());
   await shot(page, 'history');
   await rows.first().locator('button.link').click();
   const dialog = page.locator('#progress-dialog');

@@ -59,6 +59,9 @@ export class Client {
   /** submit posts a batch; answers {status, data}. */
   submit(body) { return this.request('POST', '/v1/batches', body); }
 
+  /** preview asks the API what a batch would do, without creating one. */
+  preview(body, pageSize = 1000) { return this.request('POST', `/v1/batches:preview?page_size=${pageSize}`, body); }
+
   /** batch gets one batch with its results. */
   async batch(id, params = {}) {
     const q = new URLSearchParams(params).toString();

@@ -284,7 +284,16 @@ export class Editor {
     if (!body) return;
     this.setBusy(true);
     try {
-      const r = await this.client.submit(body);
+      // The preview endpoint computes without recording a batch; an API
+      // without it gets a dry-run batch instead.
+      const { dry_run: _d, idempotency_key: _k, ...plain } = body;
+      let r;
+      try {
+        r = await this.client.preview(plain);
+      } catch (e) {
+        if (e.status !== 404 && e.status !== 405) throw e;
+        r = await this.client.submit(body);
+      }
       if (r.data.concurrency) this.renderConcurrencyHint(r.data.concurrency);
       await this.onPreview?.(r, body, this.changes.map((c) => ({ ...c })));
     } catch (e) {

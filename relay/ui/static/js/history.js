@@ -3,6 +3,7 @@
 // which resumes the live view of a running batch.
 
 import { h, replace, fmtTime, fmtDuration } from './dom.js';
+import { isFinal } from './progress.js';
 
 /** summarizeChanges renders a batch's changes compactly. */
 export function summarizeChanges(ch) {
@@ -69,12 +70,12 @@ export class HistoryView {
           const id = b.batch_id ?? b.id;
           const c = b.counts ?? {};
           const dur = b.started_at && b.finished_at ? (new Date(b.finished_at) - new Date(b.started_at)) / 1000 : null;
-          return h('tr', { 'data-batch': id },
+          return h('tr', { 'data-batch': id, 'data-created': b.created_at ?? '' },
             h('td', {}, fmtTime(b.created_at)),
             h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => this.onOpen(id, b), 'aria-label': `Open batch ${id}` }, h('code', {}, id)), b.dry_run ? h('span', { class: 'muted' }, ' (dry run)') : ''),
             admin ? h('td', {}, b.owner ?? '') : '',
             h('td', { class: 'changes' }, h('code', {}, summarizeChanges(b.changes))),
-            h('td', { class: 'num' }, String(b.total ?? '')),
+            h('td', { class: 'num' }, b.done !== undefined && !isFinal(b.state) ? `${b.done} / ${b.total}` : String(b.total ?? '')),
             h('td', {}, h('span', { class: `badge state-${b.state}` }, (b.state ?? '').replace('_', ' '))),
             h('td', { class: 'num' }, String(c.succeeded ?? 0)),
             h('td', { class: 'num' }, String(c.failed ?? 0)),

@@ -85,7 +85,7 @@ async function main(config, session) {
   const renderRecent = () => {
     sessionStorage.setItem(recentKey, JSON.stringify(recent));
     replace(recentEl, recent.length ? [h('span', { class: 'muted' }, 'Started here:'),
-      recent.map((r) => h('button', { type: 'button', class: 'link', 'data-batch': r.id, onclick: () => progress.open(r.id, { total: r.total, state: r.state }), 'aria-label': `Open batch ${r.id}, ${r.state}` },
+      recent.map((r) => h('button', { type: 'button', class: 'link', 'data-batch': r.id, onclick: () => progress.open(r.id, { total: r.total }), 'aria-label': `Open batch ${r.id}, ${r.state}` },
         h('code', {}, r.id.slice(-10)), ' ', h('span', { class: `badge state-${r.state}` }, (r.state ?? '').replace('_', ' '))))] : '');
   };
   const remember = (id, m) => {

@@ -8,7 +8,19 @@ import { isFinal } from './progress.js';
 
 /** resultsOf finds the per-node results in a batch or submit answer. */
 export function resultsOf(data) {
-  return data.results ?? data.nodes_results ?? data.nodes?.filter?.((n) => typeof n === 'object') ?? [];
+  return data.results ?? data.nodes?.filter?.((n) => typeof n === 'object') ?? [];
+}
+
+/**
+ * rowsOf lists one node's touched keys as {key, before, after}: from the
+ * preview's changes list ([{key, before, after}], null = absent) or from a
+ * node result's before/after maps.
+ */
+export function rowsOf(r) {
+  if (Array.isArray(r.changes)) {
+    return r.changes.map((c) => ({ key: c.key, before: c.before ?? '(absent)', after: c.after ?? '(absent)' }));
+  }
+  return diffRows(r.before, r.after);
 }
 
 /** flatten turns before/after documents into key → display value. */
@@ -54,7 +66,8 @@ export class PreviewDialog {
   /** show opens the dialog for a dry-run submit answer {status, data}. */
   async show(answer) {
     this.unsub?.();
-    const d = answer.data;
+    // A dry run may carry the API's in-process preview (first page) inline.
+    const d = answer.data.preview ? { ...answer.data, ...answer.data.preview } : answer.data;
     const id = d.batch_id ?? d.id;
     if (answer.status === 202 && !resultsOf(d).length) {
       this.render({ waiting: true, id, total: d.total });
@@ -84,12 +97,13 @@ export class PreviewDialog {
     const d = s.data;
     const results = resultsOf(d);
     const changed = results.filter((r) => r.changed === true);
-    const failed = results.filter((r) => r.state === 'failed' || r.state === 'skipped');
+    const failed = results.filter((r) => r.state === 'failed' || r.state === 'skipped' || r.skip_reason);
     // Counts come from the API (GET /v1/batches/{id}: succeeded includes unchanged).
     const c = d.counts;
-    const wouldChange = c ? c.succeeded - c.unchanged : changed.length;
-    const unchanged = c ? c.unchanged : results.length - changed.length - failed.length;
-    const wouldFail = c ? c.failed + c.skipped : failed.length;
+    const wouldChange = d.would_change ?? (c ? c.succeeded - c.unchanged : changed.length);
+    const unchanged = d.already_in_target ?? (c ? c.unchanged : results.length - changed.length - failed.length);
+    const wouldFail = d.would_change !== undefined ? (d.skipped ?? 0) : (c ? c.failed + c.skipped : failed.length);
+    const checks = d.server_dry_run ?? [];
     const total = d.total ?? results.length;
     const shown = results.slice(0, 500);
     replace(this.el,
@@ -97,21 +111,24 @@ export class PreviewDialog {
       h('dl', { class: 'counts', id: 'preview-counts' },
         h('div', { class: 'count succeeded' }, h('dt', {}, 'Will change'), h('dd', { 'data-count': 'would-change' }, String(wouldChange))),
         h('div', { class: 'count unchanged' }, h('dt', {}, 'Already set'), h('dd', { 'data-count': 'unchanged' }, String(unchanged))),
-        wouldFail ? h('div', { class: 'count failed' }, h('dt', {}, 'Would fail'), h('dd', { 'data-count': 'failed' }, String(wouldFail))) : '',
+        wouldFail ? h('div', { class: 'count failed' }, h('dt', {}, 'Would be skipped or fail'), h('dd', { 'data-count': 'failed' }, String(wouldFail))) : '',
         h('div', { class: 'count' }, h('dt', {}, 'Nodes'), h('dd', { 'data-count': 'total' }, String(total))),
         d.concurrency ? h('div', { class: 'count' }, h('dt', {}, 'Concurrency'), h('dd', { 'data-count': 'concurrency' }, String(d.concurrency))) : ''),
       results.length ? h('div', { class: 'table-wrap preview-wrap' }, h('table', { class: 'preview-table', id: 'preview-table' },
         h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Node'), h('th', { scope: 'col' }, 'Key'), h('th', { scope: 'col' }, 'Before'), h('th', { scope: 'col' }, ''), h('th', { scope: 'col' }, 'After'))),
         h('tbody', {}, shown.flatMap((r) => {
-          const rows = diffRows(r.before, r.after);
-          if (r.state === 'failed' || r.state === 'skipped') {
-            return [h('tr', { class: 'failed' }, h('th', { scope: 'row' }, r.node), h('td', { colspan: '4' }, `${r.state}: ${r.reason ?? ''}`))];
+          const rows = rowsOf(r);
+          if (r.state === 'failed' || r.state === 'skipped' || r.skip_reason) {
+            return [h('tr', { class: 'failed' }, h('th', { scope: 'row' }, r.node), h('td', { colspan: '4' }, `${r.state ?? 'skipped'}: ${r.reason ?? r.skip_reason ?? ''}`))];
           }
           if (!rows.length || r.changed === false) return [h('tr', { class: 'same' }, h('th', { scope: 'row' }, r.node), h('td', { colspan: '4', class: 'muted' }, 'already in target state'))];
           return rows.map((x, j) => h('tr', { class: x.before === x.after ? 'same' : 'diff' },
             j === 0 ? h('th', { scope: 'row', rowspan: String(rows.length) }, r.node) : '',
             h('td', {}, h('code', {}, x.key)), h('td', { class: 'before' }, x.before), h('td', { 'aria-hidden': 'true' }, '→'), h('td', { class: 'after' }, x.after)));
         })))) : h('p', { class: 'muted' }, 'The API returned no per-node results for this dry run.'),
+      checks.length ? h('p', { class: checks.every((x) => x.ok) ? 'muted' : 'error', id: 'preview-server-check' },
+        `Server-side dry run on ${checks.length} node${checks.length === 1 ? '' : 's'}: `,
+        checks.every((x) => x.ok) ? 'the API server accepts the change.' : checks.filter((x) => !x.ok).map((x) => `${x.node}: ${x.error}`).join('; ')) : '',
       total > shown.length ? h("p", { class: "muted" }, `First ${shown.length} of ${total} nodes shown.`) : '',
       h('footer', { class: 'dialog-foot' },
         h('button', { type: 'button', onclick: () => this.el.close() }, 'Back to editing'),

@@ -14,7 +14,8 @@ export function isFinal(state) { return finalStates.has(state); }
 /** fromBatch turns a GET /v1/batches/{id} answer into a progress message. */
 export function fromBatch(b) {
   const counts = { succeeded: 0, failed: 0, skipped: 0, cancelled: 0, unchanged: 0, ...(b.counts ?? {}) };
-  const done = counts.succeeded + counts.failed + counts.skipped + counts.cancelled;
+  // history rows carry done (live counts live in the lanes until the end).
+  const done = b.done ?? counts.succeeded + counts.failed + counts.skipped + counts.cancelled;
   const total = b.total ?? 0;
   const failed = (b.failed_nodes ?? b.failures ?? (b.results ?? []).filter((r) => r.state === 'failed').map((r) => ({ node: r.node, reason: r.reason })));
   return {
@@ -118,12 +119,12 @@ export class ProgressDialog {
 
   has(f) { return this.features.includes(f); }
 
-  async control(verb) {
+  async control(verb, body = {}) {
     this.busy = verb;
     this.error = '';
     this.render();
     try {
-      const r = await this.client.control(this.id, verb, {});
+      const r = await this.client.control(this.id, verb, body);
       this.busy = '';
       const next = r.batch_id ?? r.id;
       if (verb === 'revert' && next && next !== this.id) {
@@ -239,7 +240,8 @@ export class ProgressDialog {
     // Buttons are rebuilt only when the set changes, so a click or focus is never lost.
     const want = [];
     if (!final && this.has('cancel')) want.push(m.cancelRequested ? 'cancelling' : 'cancel');
-    if (final && this.has('retry') && (c.failed > 0 || c.cancelled > 0)) want.push('retry');
+    if (final && this.has('retry') && c.failed > 0) want.push('retry');
+    if (final && this.has('retry') && c.cancelled > 0) want.push('retry-cancelled');
     if (final && this.has('revert') && c.succeeded - c.unchanged > 0 && !m.dry_run) want.push('revert');
     want.push(final ? 'close' : 'close-running');
     const key = want.join(',') + (this.busy ? `:${this.busy}` : '');
@@ -250,6 +252,8 @@ export class ProgressDialog {
         cancel: () => h('button', { type: 'button', class: 'danger', id: 'btn-cancel', disabled: !!this.busy, onclick: () => this.control('cancel') }, 'Cancel batch'),
         cancelling: () => h('button', { type: 'button', class: 'danger', id: 'btn-cancel', disabled: true }, 'Cancelling…'),
         retry: () => h('button', { type: 'button', id: 'btn-retry', disabled: !!this.busy, onclick: () => this.control('retry') }, 'Retry failed'),
+        'retry-cancelled': () => h('button', { type: 'button', id: 'btn-retry-cancelled', disabled: !!this.busy, onclick: () => this.control('retry', { include_cancelled: true }) },
+          c.failed > 0 ? 'Retry failed and cancelled' : 'Run the cancelled nodes'),
         revert: () => h('button', { type: 'button', id: 'btn-revert', disabled: !!this.busy, onclick: () => this.control('revert') }, 'Revert'),
         close: () => h('button', { type: 'button', class: 'primary', id: 'btn-close-progress', onclick: () => this.el.close() }, 'Close'),
         'close-running': () => h('button', { type: 'button', class: 'primary', id: 'btn-close-progress', onclick: () => this.el.close() }, 'Close (batch keeps running)'),

@@ -1,0 +1,147 @@
+package batch
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	model "github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/request"
+	"github.com/nodebatch/nodebatch/shared/store"
+)
+
+// History page sizes.
+const (
+	DefaultHistoryLimit = 20
+	MaxHistoryLimit     = 100
+)
+
+// Summary is one batch in the history list: the batch document without its
+// node list, with live counts while it runs.
+type Summary struct {
+	*store.BatchDoc
+	TaskID string `json:"task_id"`
+	Done   int    `json:"done"`
+}
+
+// HistoryPage is the answer of GET /v1/batches.
+type HistoryPage struct {
+	Batches       []Summary `json:"batches"`
+	NextPageToken string    `json:"next_page_token,omitempty"`
+}
+
+var knownStates = map[model.State]bool{
+	model.StatePending: true, model.StateRunning: true, model.StateSucceeded: true,
+	model.StatePartiallyFailed: true, model.StateFailed: true, model.StateCancelled: true,
+}
+
+func badQuery(w http.ResponseWriter, name, value, reason string) {
+	e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "%s: %s", name, reason)
+	e.Fields = []request.FieldError{{Field: name, Value: value, Reason: reason}}
+	e.Write(w)
+}
+
+// history answers GET /v1/batches?state=&limit=&page_token=&all=: the
+// caller's batches newest first; all=true lists everyone's (admins only).
+func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	p, e := principal(r)
+	if e != nil {
+		e.Write(w)
+		return
+	}
+	qv := r.URL.Query()
+	q := store.HistoryQuery{Owner: p.Subject, Limit: DefaultHistoryLimit}
+	if v := qv.Get("all"); v != "" {
+		all, err := strconv.ParseBool(v)
+		if err != nil {
+			badQuery(w, "all", v, "must be true or false")
+			return
+		}
+		if all && !p.Admin {
+			request.Errorf(http.StatusForbidden, request.CodeForbidden, "only admins may list everyone's batches").Write(w)
+			return
+		}
+		if all {
+			q.Owner = ""
+		}
+	}
+	if v := qv.Get("state"); v != "" {
+		if !knownStates[model.State(v)] {
+			badQuery(w, "state", v, "unknown state")
+			return
+		}
+		q.State = model.State(v)
+	}
+	if v := qv.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxHistoryLimit {
+			badQuery(w, "limit", v, "must be an integer in [1, "+strconv.Itoa(MaxHistoryLimit)+"]")
+			return
+		}
+		q.Limit = n
+	}
+	if v := qv.Get("page_token"); v != "" {
+		c, err := decodeCursor(v)
+		if err != nil {
+			badQuery(w, "page_token", v, "not a token from next_page_token")
+			return
+		}
+		q.After = c
+	}
+	batches, next, err := h.Store.History(ctx, q)
+	if err != nil {
+		h.fail(w, "list batches", err)
+		return
+	}
+	page := HistoryPage{Batches: make([]Summary, 0, len(batches))}
+	for i := range batches {
+		b := &batches[i]
+		b.Nodes = nil
+		s := Summary{BatchDoc: b, TaskID: b.ID}
+		if !b.State.Final() {
+			// Live counts: O(lanes) reads, only for batches still running.
+			if lanes, err := h.Store.Lanes(ctx, b.ID, 0); err == nil {
+				b.Counts = store.Counts(b, lanes)
+			}
+		}
+		s.Done = b.Counts.Done()
+		page.Batches = append(page.Batches, s)
+	}
+	if next != nil {
+		page.NextPageToken = encodeCursor(next)
+	}
+	writeJSON(w, http.StatusOK, page)
+}
+
+// encodeCursor is the page token of a history cursor: base64url JSON.
+func encodeCursor(c *store.Cursor) string {
+	raw, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(raw)
+}
+
+// decodeCursor reads a page token made by encodeCursor. The token comes from
+// the client: anything else is refused, and the id must be one we could
+// have made (a DNS subdomain), since it becomes a Firestore cursor value.
+func decodeCursor(tok string) (*store.Cursor, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return nil, fmt.Errorf("decode page token: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	var c store.Cursor
+	if err := dec.Decode(&c); err != nil {
+		return nil, fmt.Errorf("decode page token: %w", err)
+	}
+	if len(validation.IsDNS1123Subdomain(c.ID)) > 0 || c.CreatedAt.IsZero() {
+		return nil, errors.New("decode page token: not a history position")
+	}
+	return &c, nil
+}

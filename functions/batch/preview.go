@@ -1,0 +1,143 @@
+package batch
+
+import (
+	"context"
+	"encoding/base64"
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/request"
+)
+
+// Preview is the answer of POST /v1/batches:preview (and the "preview" of a
+// dry-run submit): what the change would do to each node, computed in
+// process with change.Apply against the nodes as listed now. Nothing is
+// written anywhere.
+type Preview struct {
+	Total           int           `json:"total"`
+	WouldChange     int           `json:"would_change"`
+	AlreadyInTarget int           `json:"already_in_target"`
+	Skipped         int           `json:"skipped"` // an expect precondition does not hold
+	Nodes           []PreviewNode `json:"nodes"`   // one page, by node name
+	NextPageToken   string        `json:"next_page_token,omitempty"`
+	// ServerDryRun is the same change sent with dryRun=All for a few nodes
+	// that would change: admission and validation on the API server, which
+	// the in-process computation cannot see.
+	ServerDryRun []DryRunCheck `json:"server_dry_run,omitempty"`
+}
+
+// PreviewNode is one node's before → after for every touched key
+// ("label:KEY", "taint:KEY:EFFECT"; null = absent).
+type PreviewNode struct {
+	Node       string             `json:"node"`
+	Changed    bool               `json:"changed"`
+	SkipReason string             `json:"skip_reason,omitempty"`
+	Changes    []change.KeyChange `json:"changes"`
+}
+
+// DryRunCheck is the API server's answer to a server-side dry run of one
+// node's change.
+type DryRunCheck struct {
+	Node    string             `json:"node"`
+	OK      bool               `json:"ok"`
+	Error   string             `json:"error,omitempty"`
+	Changed bool               `json:"changed"`
+	Changes []change.KeyChange `json:"changes,omitempty"`
+}
+
+// nodeState is what a preview needs of a node.
+type nodeState struct {
+	labels map[string]string
+	taints []corev1.Taint
+}
+
+// collect returns a map and a resolve callback that fills it.
+func collect() (map[string]nodeState, func(*corev1.Node)) {
+	m := map[string]nodeState{}
+	return m, func(n *corev1.Node) { m[n.Name] = nodeState{labels: n.Labels, taints: n.Spec.Taints} }
+}
+
+func (h *Handler) preview(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if _, e := principal(r); e != nil {
+		e.Write(w)
+		return
+	}
+	after, size, ok := pageParams(w, r)
+	if !ok {
+		return
+	}
+	var body request.Batch
+	if e := h.decode(w, r, &body); e != nil {
+		e.Write(w)
+		return
+	}
+	spec, e := body.Validate(h.limits(), h.Protection)
+	if e != nil {
+		e.Write(w)
+		return
+	}
+	states, seen := collect()
+	names, e, err := h.resolve(ctx, spec, seen)
+	if err != nil {
+		h.fail(w, "list nodes", err)
+		return
+	}
+	if e != nil {
+		e.Write(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, h.computePreview(ctx, spec.Set, names, states, after, size))
+}
+
+// computePreview applies set to every named node in memory, counts, and
+// lists the page of nodes after the node named after (size at most).
+func (h *Handler) computePreview(ctx context.Context, set change.Set, names []string, states map[string]nodeState, after string, size int) Preview {
+	pv := Preview{Total: len(names), Nodes: []PreviewNode{}}
+	var sample []string
+	n := h.PreviewSample
+	if n == 0 {
+		n = 3
+	}
+	for _, name := range names {
+		st := states[name]
+		now := h.now()
+		_, _, res := set.ApplyAt(now, st.labels, st.taints)
+		switch {
+		case res.Skipped:
+			pv.Skipped++
+		case res.Changed:
+			pv.WouldChange++
+			if len(sample) < n {
+				sample = append(sample, name)
+			}
+		default:
+			pv.AlreadyInTarget++
+		}
+		if name <= after {
+			continue
+		}
+		if len(pv.Nodes) == size {
+			if pv.NextPageToken == "" {
+				pv.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(pv.Nodes[len(pv.Nodes)-1].Node))
+			}
+			continue
+		}
+		pv.Nodes = append(pv.Nodes, PreviewNode{Node: name, Changed: res.Changed, SkipReason: res.SkipReason, Changes: res.Changes})
+	}
+	if h.Runner != nil && h.Runner.Patcher != nil {
+		for _, name := range sample {
+			c := DryRunCheck{Node: name, OK: true}
+			out, err := h.Runner.Patcher.Apply(ctx, name, set, true)
+			if err != nil {
+				c.OK, c.Error = false, err.Error()
+			} else {
+				c.Changed, c.Changes = out.Changed, out.Changes
+			}
+			pv.ServerDryRun = append(pv.ServerDryRun, c)
+		}
+	}
+	return pv
+}

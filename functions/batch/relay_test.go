@@ -1,0 +1,129 @@
+package batch_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/nodebatch/nodebatch/emulators/harness"
+	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
+	"github.com/nodebatch/nodebatch/emulators/product"
+	"github.com/nodebatch/nodebatch/functions/batch"
+	model "github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/progress"
+)
+
+// TestControlsThroughRelay drives cancel and retry through the whole
+// product (API behind the relay's proxy, relay WebSocket): the relay's
+// final message says cancelled with timing figures and counts that add up;
+// after a retry of the cancelled nodes it streams attempt 2 to succeeded.
+func TestControlsThroughRelay(t *testing.T) {
+	const total = 120
+	env := harness.Start(t)
+	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Latency: 30 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	prod, err := product.Start(t.Context(), product.Options{
+		Project: env.ProjectID(t), APIKube: env.AdminConfig, PatchKube: proxy.RestConfig(env.PatcherConfig), InlineMax: -1,
+	})
+	if err != nil {
+		t.Fatalf("product.Start: %v", err)
+	}
+	t.Cleanup(prod.Close)
+	prefix, _ := env.SeedNodes(t, total)
+	tok, err := prod.Token("carol", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	call := func(method, path, body string, out any) int {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), method, prod.RelayURL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		if out != nil {
+			if err := json.NewDecoder(bytes.NewReader(raw)).Decode(out); err != nil {
+				t.Fatalf("%s %s = %d %s: %v", method, path, resp.StatusCode, raw, err)
+			}
+		}
+		return resp.StatusCode
+	}
+	var c batch.Created
+	if code := call(http.MethodPost, "/v1/batches", `{"labels":["relay=yes"],"selector":"`+selector(prefix)+`","concurrency":2}`, &c); code != http.StatusAccepted {
+		t.Fatalf("submit through the relay = %d", code)
+	}
+	conn := subscribe(t, prod.RelayURL, tok, c.BatchID)
+	for m := next(t, conn, c.BatchID); m.Current < 10; m = next(t, conn, c.BatchID) {
+	}
+	var ack batch.Cancelled
+	if code := call(http.MethodPost, "/v1/batches/"+c.BatchID+":cancel", "", &ack); code != http.StatusOK {
+		t.Fatalf("cancel through the relay = %d %+v", code, ack)
+	}
+	final := untilFinal(t, conn, c.BatchID)
+	if final.Type != progress.TypeComplete || final.State != model.StateCancelled || final.Counts.Done() != total || final.Counts.Cancelled == 0 || final.Timing == nil || final.Timing.End.IsZero() {
+		t.Fatalf("final message = %+v, want complete/cancelled, counts adding to %d, timing", final, total)
+	}
+
+	var rt batch.Retried
+	if code := call(http.MethodPost, "/v1/batches/"+c.BatchID+":retry", `{"include_cancelled":true}`, &rt); code != http.StatusAccepted || rt.Total != final.Counts.Cancelled {
+		t.Fatalf("retry = %d %+v, want 202 re-running the %d cancelled nodes", code, rt, final.Counts.Cancelled)
+	}
+	final = untilFinal(t, conn, c.BatchID)
+	if final.State != model.StateSucceeded || final.Attempt != 2 || final.Counts.Succeeded != total || final.Timing == nil || final.Timing.Attempts != 2 {
+		t.Fatalf("final message after retry = %+v, want attempt 2 succeeded %d", final, total)
+	}
+	var hist batch.HistoryPage
+	if code := call(http.MethodGet, "/v1/batches?limit=5", "", &hist); code != http.StatusOK || len(hist.Batches) != 1 || hist.Batches[0].ID != c.BatchID {
+		t.Errorf("history through the relay = %d %+v, want the one batch", code, hist)
+	}
+}
+
+func subscribe(t *testing.T, relayURL, token, id string) *websocket.Conn {
+	t.Helper()
+	d := websocket.Dialer{Subprotocols: []string{"nodebatch.v1", "bearer." + token}}
+	conn, _, err := d.DialContext(t.Context(), "ws"+strings.TrimPrefix(relayURL, "http")+"/v1/progress/ws", nil)
+	if err != nil {
+		t.Fatalf("dial relay: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	if err := conn.WriteJSON(map[string]string{"type": "subscribe", "task_id": id}); err != nil {
+		t.Fatal(err)
+	}
+	return conn
+}
+
+func next(t *testing.T, conn *websocket.Conn, id string) progress.Message {
+	t.Helper()
+	for {
+		conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+		var m progress.Message
+		if err := conn.ReadJSON(&m); err != nil {
+			t.Fatalf("read progress: %v", err)
+		}
+		if m.TaskID == id {
+			return m
+		}
+	}
+}
+
+func untilFinal(t *testing.T, conn *websocket.Conn, id string) progress.Message {
+	t.Helper()
+	for {
+		if m := next(t, conn, id); m.Final() {
+			return m
+		}
+	}
+}
