@@ -261,6 +261,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		Handlers: map[string]http.Handler{
 			"GET /config.json": ui.ConfigHandler(ui.Config{
 				Issuer: p.IssuerURL, ClientID: Audience, DevIssuer: true,
+				Features:    []string{"cancel", "retry", "revert", "history"},
 				DevTokenURL: p.IssuerURL + "/token",
 				DevUsers:    []ui.DevUser{{Name: "alice", Role: "user"}, {Name: "bob", Role: "user"}, {Name: "admin", Role: "admin"}},
 			}),

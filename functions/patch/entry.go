@@ -3,6 +3,7 @@ package patch
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"os"
 	"sync"
 
@@ -32,24 +33,39 @@ func FromEnv(ctx context.Context, getenv func(string) string, logger *slog.Logge
 // entry is the Cloud Run entry points' handler, built once, on first use,
 // from the environment (Cloud Run functions have no main of ours).
 var entry = sync.OnceValues(func() (*Handler, error) {
-	logger := logging.New(os.Stderr, logging.ParseLevel(os.Getenv("NODEBATCH_LOG_LEVEL")))
-	h, _, err := FromEnv(context.Background(), os.Getenv, logger)
+	h, _, err := FromEnv(context.Background(), os.Getenv, entryLogger())
 	return h, err
 })
 
+var entryLogger = sync.OnceValue(func() *slog.Logger {
+	return logging.New(os.Stderr, logging.ParseLevel(os.Getenv("NODEBATCH_LOG_LEVEL")))
+})
+
+// The entry points are HTTP functions serving HTTPHandler, not
+// functions.CloudEvent: the framework's CloudEvent path can wedge after a
+// caller hangs up (see HTTPHandler). HTTPHandler takes both the push
+// envelope a push subscription sends and a CloudEvent.
 func init() {
-	functions.CloudEvent("Patch", func(ctx context.Context, e event.Event) error {
+	functions.HTTP("Patch", serve(func(h *Handler) func(context.Context, event.Event) error { return h.Patch }))
+	functions.HTTP("DeadLetter", serve(func(h *Handler) func(context.Context, event.Event) error { return h.DeadLetter }))
+}
+
+// serve builds the entry point's handler on its first request.
+func serve(pick func(*Handler) func(context.Context, event.Event) error) http.HandlerFunc {
+	handler := sync.OnceValues(func() (http.Handler, error) {
 		h, err := entry()
 		if err != nil {
-			return err
+			return nil, err
 		}
-		return h.Patch(ctx, e)
+		return HTTPHandler(context.Background(), pick(h))
 	})
-	functions.CloudEvent("DeadLetter", func(ctx context.Context, e event.Event) error {
-		h, err := entry()
+	return func(w http.ResponseWriter, r *http.Request) {
+		hh, err := handler()
 		if err != nil {
-			return err
+			entryLogger().Error("patch function cannot start", "error", err)
+			http.Error(w, "patch function cannot start", http.StatusInternalServerError)
+			return
 		}
-		return h.DeadLetter(ctx, e)
-	})
+		hh.ServeHTTP(w, r)
+	}
 }

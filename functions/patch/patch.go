@@ -8,13 +8,16 @@ package patch
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 
-	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/event"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/nodebatch/nodebatch/functions/runner"
 	"github.com/nodebatch/nodebatch/shared/events"
@@ -79,19 +82,68 @@ func (h *Handler) outcome(n events.Node, err error) error {
 	}
 }
 
-// HTTPHandler serves fn as a CloudEvent function over HTTP (binary or
-// structured mode), as functions-framework-go does, without its global
-// registry: for tests and for a main that wants several routes.
-func HTTPHandler(ctx context.Context, fn func(context.Context, event.Event) error) (http.Handler, error) {
-	p, err := cloudevents.NewHTTP()
-	if err != nil {
-		return nil, fmt.Errorf("cloudevents http protocol: %w", err)
+// maxPushBytes bounds one push request; Pub/Sub messages are at most 10 MB.
+const maxPushBytes = 10 << 20
+
+// HTTPHandler serves fn over HTTP for both shapes a push can take: a
+// CloudEvent (binary or structured mode, as Eventarc and the local push
+// deliverer send it) or Pub/Sub's plain push envelope (what a push
+// subscription sends), which it turns into the messagePublished CloudEvent
+// functions-framework-go would build. 2xx acknowledges; 5xx asks for a
+// redelivery.
+//
+// It deliberately does not use the sdk's NewHTTPReceiveHandler (nor
+// functions.CloudEvent, built on it): that pairs requests with consumers over
+// one shared channel, and a request whose caller hung up can wedge a later
+// one forever (cloudevents/sdk-go issue 1224; see emulators/e2e
+// TestPatchHandlerSurvivesCancelledRequests).
+func HTTPHandler(_ context.Context, fn func(context.Context, event.Event) error) (http.Handler, error) {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.Header().Set("Allow", http.MethodPost)
+			http.Error(w, "POST a CloudEvent or a Pub/Sub push envelope", http.StatusMethodNotAllowed)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxPushBytes)
+		e, err := decodePush(r)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := fn(r.Context(), *e); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusOK)
+	}), nil
+}
+
+// decodePush reads a CloudEvent, or a push envelope as a messagePublished
+// CloudEvent.
+func decodePush(r *http.Request) (*event.Event, error) {
+	if r.Header.Get("ce-specversion") != "" || strings.HasPrefix(r.Header.Get("Content-Type"), "application/cloudevents") {
+		e, err := cehttp.NewEventFromHTTPRequest(r)
+		if err != nil {
+			return nil, fmt.Errorf("decode CloudEvent: %w", err)
+		}
+		return e, nil
 	}
-	h, err := cloudevents.NewHTTPReceiveHandler(ctx, p, fn)
+	body, err := io.ReadAll(r.Body)
 	if err != nil {
-		return nil, fmt.Errorf("cloudevents receive handler: %w", err)
+		return nil, fmt.Errorf("read push envelope: %w", err)
 	}
-	return h, nil
+	var env events.MessagePublishedData
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, fmt.Errorf("decode push envelope: %w", err)
+	}
+	e := event.New()
+	e.SetID(env.Message.MessageID)
+	e.SetType(events.MessagePublishedType)
+	e.SetSource("//pubsub.googleapis.com/" + env.Subscription) // the envelope names no topic
+	if err := e.SetData(event.ApplicationJSON, json.RawMessage(body)); err != nil {
+		return nil, fmt.Errorf("wrap push envelope: %w", err)
+	}
+	return &e, nil
 }
 
 // Mux serves Patch at / and DeadLetter at /deadletter.

@@ -29,7 +29,9 @@ func TestUndecodableEventsAreAcked(t *testing.T) {
 		{"message of another type", "/", "google.cloud.pubsub.topic.v1.messagePublished",
 			`{"message":{"data":"e30=","attributes":{"ce-specversion":"1.0","ce-type":"x"}},"subscription":"s"}`, http.StatusOK},
 		{"dead letter garbage", "/deadletter", "google.cloud.pubsub.topic.v1.messagePublished", `{"message":{"data":"!!"}}`, http.StatusOK},
-		{"not a CloudEvent", "/", "", `hello`, http.StatusUnsupportedMediaType},
+		{"neither a CloudEvent nor a push envelope", "/", "", `hello`, http.StatusBadRequest},
+		{"push envelope of another message", "/projects/p/topics/t", "",
+			`{"message":{"data":"e30=","attributes":{"ce-specversion":"1.0","ce-type":"x"},"messageId":"9"},"subscription":"projects/p/subscriptions/s"}`, http.StatusOK},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -88,7 +88,7 @@ func productProcesses(info stack.Info, binDir, stateDir string) []stack.ProcessS
 		{
 			Name:  "relay",
 			Path:  bin("relay"),
-			Env:   env("KUBECONFIG="+info.AdminKubeconfig, "NODEBATCH_RELAY_ADDR="+relayAddr, "NODEBATCH_API_URL=http://"+apiAddr, "NODEBATCH_DEV_ISSUER=true"),
+			Env:   env("KUBECONFIG="+info.AdminKubeconfig, "NODEBATCH_RELAY_ADDR="+relayAddr, "NODEBATCH_API_URL=http://"+apiAddr, "NODEBATCH_DEV_ISSUER=true", "NODEBATCH_UI_FEATURES=cancel,retry,revert,history"),
 			Ready: httpReady("http://" + relayAddr + "/healthz"),
 		},
 	}
