@@ -61,7 +61,7 @@ func prepareKube(cfg *Config, info *Info) (*kubeParts, error) {
 			Path: filepath.Join(cfg.BinDir, "etcd"),
 			Args: []string{"-data-dir=" + etcdDir, "-listen-client-url=" + etcdURL,
 				"-listen-peer-url=http://" + hostPort(cfg.Ports.EtcdPeer)},
-			Ready: etcdHealthy(etcdURL + "/health"),
+			Ready: HTTPReady(etcdURL + "/health"),
 		},
 		apiserver: ProcessSpec{
 			Name: "kube-apiserver",
@@ -136,7 +136,8 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
-func etcdHealthy(url string) func(context.Context) error {
+// HTTPReady is a readiness probe: GET url answers 200.
+func HTTPReady(url string) func(context.Context) error {
 	return func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {

@@ -274,6 +274,16 @@ func (r *Runner) finish(ctx context.Context, batchID string) (bool, error) {
 	if err != nil {
 		return false, err
 	}
+	// Most lanes complete while others still run: a plain read settles that
+	// without a transaction, so only the last lanes contend on the batch
+	// document (contended transactions stall the emulator for seconds).
+	b, err := r.Store.Batch(ctx, batchID)
+	if err != nil {
+		return false, err
+	}
+	if b.State.Final() || !store.AttemptDone(b, lanes) {
+		return false, nil
+	}
 	now := r.now()
 	return r.Store.Finish(ctx, batchID, func(cur *store.BatchDoc) *store.BatchDoc {
 		if !store.AttemptDone(cur, lanes) {

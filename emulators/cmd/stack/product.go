@@ -48,7 +48,7 @@ func productProcesses(info stack.Info, binDir, stateDir string) []stack.ProcessS
 			Name:  "oidcdev",
 			Path:  bin("oidcdev"),
 			Args:  []string{"-addr", issuerAddr, "-key-file", filepath.Join(stateDir, "oidcdev.pem")},
-			Ready: httpReady("http://" + issuerAddr + "/.well-known/openid-configuration"),
+			Ready: stack.HTTPReady("http://" + issuerAddr + "/.well-known/openid-configuration"),
 		},
 		{
 			Name:  "patch",
@@ -89,7 +89,7 @@ func productProcesses(info stack.Info, binDir, stateDir string) []stack.ProcessS
 			Name:  "relay",
 			Path:  bin("relay"),
 			Env:   env("KUBECONFIG="+info.AdminKubeconfig, "NODEBATCH_RELAY_ADDR="+relayAddr, "NODEBATCH_API_URL=http://"+apiAddr, "NODEBATCH_DEV_ISSUER=true", "NODEBATCH_UI_FEATURES=cancel,retry,revert,history"),
-			Ready: httpReady("http://" + relayAddr + "/healthz"),
+			Ready: stack.HTTPReady("http://" + relayAddr + "/healthz"),
 		},
 	}
 	if jobs := os.Getenv("NODEBATCH_SCHEDULER_JOBS"); jobs != "" {
@@ -146,24 +146,6 @@ Watch it land:
   kubectl --kubeconfig .nodebatch/kubeconfig get nodes -L team -w
 
 `, relayAddr, apiAddr, strings.TrimPrefix(devtoken, "./"))
-}
-
-func httpReady(url string) func(context.Context) error {
-	return func(ctx context.Context) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		if err != nil {
-			return err
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", url, resp.Status)
-		}
-		return nil
-	}
 }
 
 // tcpReady probes an address that answers no unauthenticated GET with 200.
