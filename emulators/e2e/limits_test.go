@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -160,4 +162,94 @@ func TestRelayLimits(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestRateLimit: past its burst, a user's next batch in the same minute is
+// refused with 429, Retry-After and the rate_limited error naming the
+// limit, and nothing is recorded; a repeated idempotent request is not
+// charged; another user is unaffected.
+func TestRateLimit(t *testing.T) {
+	env := harness.Start(t)
+	_, names := env.SeedNodes(t, 1)
+	const burst = 3
+	// One batch per minute sustained: the test's few seconds cannot refill
+	// a token, so the burst+1-th batch is refused whatever the pace.
+	p := startProduct(t, env, product.Options{RatePerMinute: 1, RateBurst: burst})
+	alice := mustToken(t, p, "alice", false)
+	bob := mustToken(t, p, "bob", false)
+	body := func(key string) string {
+		return `{"labels":["nodebatch.dev/rate=x"],"nodes":["` + names[0] + `"],"dry_run":true,"idempotency_key":"` + key + `"}`
+	}
+	post := func(token, body string) (int, http.Header, []byte) {
+		t.Helper()
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, p.APIURL+"/v1/batches", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("POST /v1/batches: %v", err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("POST /v1/batches: read body: %v", err)
+		}
+		return resp.StatusCode, resp.Header, b
+	}
+	batchID := func(code int, b []byte) string {
+		t.Helper()
+		var c struct {
+			BatchID string `json:"batch_id"`
+		}
+		if code/100 != 2 || json.Unmarshal(b, &c) != nil || c.BatchID == "" {
+			t.Fatalf("POST /v1/batches = %d %.500s, want 2xx with a batch_id", code, b)
+		}
+		return c.BatchID
+	}
+
+	var first string
+	for i := range burst {
+		code, _, b := post(alice, body(fmt.Sprintf("alice-%d", i)))
+		id := batchID(code, b)
+		if i == 0 {
+			first = id
+		}
+	}
+	// The same idempotent request again finds its batch: not charged, so
+	// not refused although alice's bucket is empty.
+	code, _, b := post(alice, body("alice-0"))
+	if got := batchID(code, b); got != first {
+		t.Errorf("repeated idempotent request answered batch %s, want %s", got, first)
+	}
+
+	code, hdr, b := post(alice, body("alice-over"))
+	if code != http.StatusTooManyRequests {
+		t.Fatalf("batch %d of alice in a minute = %d %.500s, want 429", burst+1, code, b)
+	}
+	if ra, err := strconv.Atoi(hdr.Get("Retry-After")); err != nil || ra < 1 || ra > 60 {
+		t.Errorf("Retry-After = %q, want whole seconds in [1, 60]", hdr.Get("Retry-After"))
+	}
+	var e apiError
+	if err := json.Unmarshal(b, &e); err != nil {
+		t.Fatalf("429 answer %.500s is not a JSON error: %v", b, err)
+	}
+	if e.Error.Code != "rate_limited" || !strings.Contains(e.Error.Message, "batches") || !strings.Contains(e.Error.Message, "1 per minute") {
+		t.Errorf("429 error = %+v, want code rate_limited and a message naming the per-minute limit", e.Error)
+	}
+
+	// Another user has a bucket of their own.
+	code, _, b = post(bob, body("bob-0"))
+	batchID(code, b)
+
+	// The refused request recorded nothing: alice has exactly burst batches.
+	docs, err := p.Firestore.Collection("batches").Where("owner", "==", "alice@example.com").Documents(t.Context()).GetAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(docs) != burst {
+		t.Errorf("alice has %d batches recorded, want %d", len(docs), burst)
+	}
 }

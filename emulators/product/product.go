@@ -34,6 +34,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
+	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -61,6 +62,12 @@ type Options struct {
 	MaxAttempts int  // pushes before dead-lettering (default 5)
 	InlineMax   int  // batches up to this size run inline; default 5, <0: never
 	Duplicate   bool // push every message twice
+
+	// RatePerMinute and RateBurst are the API's per-user batch rate limit
+	// (NODEBATCH_RATE_PER_MINUTE / NODEBATCH_RATE_BURST); 0 takes the
+	// defaults (30 per minute, bursts of 10), RatePerMinute < 0 means no
+	// limit.
+	RatePerMinute, RateBurst int
 
 	Logger *slog.Logger // default: discard
 }
@@ -206,6 +213,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		Runner:     &runner.Runner{Store: p.Store, Patcher: &nodepatch.Patcher{Client: apiKube, FieldManager: "nodebatch"}, Logger: o.Logger},
 		Protection: change.DefaultProtection(),
 		InlineMax:  o.InlineMax,
+		RateLimit:  rateLimiter(o.RatePerMinute, o.RateBurst),
 		Logger:     o.Logger,
 	}
 	p.serve("api", lns["api"], auth.Middleware(verifier, api))
@@ -417,4 +425,13 @@ func listenAgain(rawURL string) (net.Listener, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil, fmt.Errorf("listen on %s: %w", addr, err)
+}
+
+// rateLimiter is the API's per-user rate limit for Options' RatePerMinute
+// and RateBurst: nil (no limit) when perMinute < 0, zero values default.
+func rateLimiter(perMinute, burst int) *ratelimit.Limiter {
+	if perMinute < 0 {
+		return nil
+	}
+	return ratelimit.New(ratelimit.Config{PerMinute: perMinute, Burst: burst})
 }

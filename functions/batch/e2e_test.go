@@ -486,7 +486,7 @@ func TestBadInputs(t *testing.T) {
 		{"concurrency too high", "/v1/batches", `{"labels":["a=b"],"selector":"` + sel + `","concurrency":100000}`, 422, "concurrency"},
 		{"bad max_failures", "/v1/batches", `{"labels":["a=b"],"selector":"` + sel + `","max_failures":"many"}`, 422, "max_failures"},
 		{"seed labels bad op", "/api/v1/nodes/labels/batch-add", `{"nodes":["` + names[0] + `"],"labels":{"a":"b"},"operation":"flip"}`, 422, "operation"},
-		{"seed taint bad effect", "/api/v1/nodes/taints/batch-add-progress", `{"nodes":["` + names[0] + `"],"taints":[{"key":"a","effect":"Maybe"}]}`, 422, "taints[0]"},
+		{"seed taint bad effect", "/api/v1/nodes/taints/batch-add-progress", `{"nodes":["` + names[0] + `"],"taints":[{"key":"a","effect":"Maybe"}]}`, 422, "taints[0].effect"},
 		{"seed unknown node", "/api/v1/nodes/labels/batch-add-progress", `{"nodes":["nope-nope"],"labels":{"a":"b"}}`, 422, "nodes[0]"},
 	}
 	for _, tt := range tests {

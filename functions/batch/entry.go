@@ -29,6 +29,7 @@ func FromDeps(d *deps.Deps, logger *slog.Logger) (h *Handler, stop func()) {
 		Protection: d.Config.Protection(),
 		InlineMax:  d.Config.InlineMax,
 		BodyLimit:  d.Config.BodyLimit,
+		RateLimit:  d.Config.RateLimiter(),
 		Logger:     logger,
 	}, pub.Stop
 }

@@ -31,6 +31,7 @@ import (
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/events"
+	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/schedule"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -56,9 +57,13 @@ type Handler struct {
 	// PreviewSample is how many nodes a preview also checks with a
 	// server-side dry run (through Runner's patcher); default 3, <0: none.
 	PreviewSample int
-	Now           func() time.Time // default time.Now
-	NewID         func() string    // default a time-ordered random id
-	Logger        *slog.Logger     // default slog.Default()
+	// RateLimit caps how many batches each principal may submit (per
+	// instance); nil: no limit. A repeated idempotent request is not
+	// counted.
+	RateLimit *ratelimit.Limiter
+	Now       func() time.Time // default time.Now
+	NewID     func() string    // default a time-ordered random id
+	Logger    *slog.Logger     // default slog.Default()
 }
 
 // Routes registers the handler's routes on mux.
@@ -202,6 +207,13 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 			return
 		} else if !errors.Is(err, store.ErrNotFound) {
 			h.fail(w, "read idempotency key", err)
+			return
+		}
+	}
+	if h.RateLimit != nil {
+		if ok, wait := h.RateLimit.Allow(p.Subject); !ok {
+			h.logger().Info("batch refused: rate limit", "subject", p.Subject, "retry_after", wait)
+			h.RateLimit.WriteError(w, wait)
 			return
 		}
 	}

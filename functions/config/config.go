@@ -12,6 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"k8s.io/client-go/tools/clientcmd"
 )
@@ -27,6 +28,8 @@ const (
 	DefaultKubeQPS        = 500
 	DefaultKubeBurst      = 1000
 	DefaultConflictTries  = 10
+	DefaultRatePerMinute  = ratelimit.DefaultPerMinute
+	DefaultRateBurst      = ratelimit.DefaultBurst
 )
 
 // Config is the functions' settings.
@@ -43,6 +46,8 @@ type Config struct {
 	KubeQPS           float32  // NODEBATCH_KUBE_QPS
 	KubeBurst         int      // NODEBATCH_KUBE_BURST
 	ConflictRetries   int      // NODEBATCH_CONFLICT_RETRIES: taint update retries on 409
+	RatePerMinute     int      // NODEBATCH_RATE_PER_MINUTE: batches per user per minute (per instance); 0: no limit
+	RateBurst         int      // NODEBATCH_RATE_BURST: batches a user may submit at once
 }
 
 // Load reads the settings through getenv (os.Getenv in mains).
@@ -70,6 +75,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"NODEBATCH_MAX_CHANGES", &c.MaxChanges, DefaultMaxChanges, 1},
 		{"NODEBATCH_KUBE_BURST", &c.KubeBurst, DefaultKubeBurst, 1},
 		{"NODEBATCH_CONFLICT_RETRIES", &c.ConflictRetries, DefaultConflictTries, 0},
+		{"NODEBATCH_RATE_PER_MINUTE", &c.RatePerMinute, DefaultRatePerMinute, 0},
+		{"NODEBATCH_RATE_BURST", &c.RateBurst, DefaultRateBurst, 1},
 	}
 	for _, i := range ints {
 		v, err := intVar(getenv, i.name, i.def, i.min)
@@ -154,6 +161,15 @@ func (c Config) Protection() change.Protection {
 		p.Prefixes = c.ProtectedPrefixes
 	}
 	return p
+}
+
+// RateLimiter is the per-user batch rate limit from the settings, or nil
+// (no limit) when RatePerMinute is 0.
+func (c Config) RateLimiter() *ratelimit.Limiter {
+	if c.RatePerMinute <= 0 {
+		return nil
+	}
+	return ratelimit.New(ratelimit.Config{PerMinute: c.RatePerMinute, Burst: c.RateBurst})
 }
 
 // Limits are the request limits from the settings.

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
@@ -35,6 +36,11 @@ type Batch struct {
 	DryRun         bool        `json:"dry_run,omitempty"`
 	IdempotencyKey string      `json:"idempotency_key,omitempty"`
 	MaxFailures    Threshold   `json:"max_failures,omitempty"`
+
+	// Seed marks a Batch built from a seed body (never decoded): field
+	// errors name its Changes as the seed body does (taints[0].effect),
+	// without the "changes." prefix.
+	Seed bool `json:"-"`
 }
 
 // Threshold is a failure threshold: a count ("10" or 10) or a percentage of
@@ -168,7 +174,9 @@ func (b *Batch) Validate(lim Limits, p change.Protection) (*Spec, *Error) {
 		errs = append(errs, field.Invalid(field.NewPath("changes"), "", "give changes either as labels/taints (kubectl syntax) or as changes, not both"))
 	case b.Changes != nil:
 		set = *b.Changes
-		root = field.NewPath("changes")
+		if !b.Seed {
+			root = field.NewPath("changes")
+		}
 	default:
 		for i, s := range b.Labels {
 			l, err := change.ParseLabel(s)
@@ -300,8 +308,12 @@ func operation(op string) (remove bool, e *Error) {
 	return false, Invalid(field.ErrorList{field.NotSupported(field.NewPath("operation"), op, []string{"add", "remove"})})
 }
 
-// Batch converts the seed body to a Batch in kubectl syntax (labels sorted by
-// key). Adding sets key=value; removing drops the key.
+// Batch converts the seed body to a Batch of structured changes (labels
+// sorted by key): adding sets key to value; removing drops the key (a value
+// given with it is ignored). Keys and values are not rendered to kubectl
+// syntax and parsed back, so a key such as "a=b" or a value ending in "-"
+// cannot change meaning: Validate refuses them, naming labels[i].key or
+// labels[i].value.
 func (s *SeedLabels) Batch() (*Batch, *Error) {
 	remove, e := operation(s.Operation)
 	if e != nil {
@@ -312,39 +324,36 @@ func (s *SeedLabels) Batch() (*Batch, *Error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
-	b := &Batch{Nodes: s.Nodes, Concurrency: s.Concurrency, DryRun: s.DryRun, IdempotencyKey: s.IdempotencyKey}
+	set := &change.Set{Labels: make([]change.Label, 0, len(keys))}
 	for _, k := range keys {
 		if remove {
-			b.Labels = append(b.Labels, k+"-")
+			set.Labels = append(set.Labels, change.Label{Key: k, Remove: true})
 		} else {
-			b.Labels = append(b.Labels, k+"="+s.Labels[k])
+			set.Labels = append(set.Labels, change.Label{Key: k, Value: s.Labels[k]})
 		}
 	}
-	return b, nil
+	return &Batch{Changes: set, Nodes: s.Nodes, Concurrency: s.Concurrency, DryRun: s.DryRun, IdempotencyKey: s.IdempotencyKey, Seed: true}, nil
 }
 
-// Batch converts the seed body to a Batch in kubectl syntax: adding is
-// key[=value]:effect; removing is key:effect- (or key- for every effect when
-// no effect is given).
+// Batch converts the seed body to a Batch of structured changes, one per
+// taint in body order: adding sets key:effect to value; removing drops
+// key:effect (every effect of key when none is given; a value given with it
+// is ignored). The fields are used as given, never rendered to kubectl
+// syntax and parsed back, so "=" or ":" in a key, ":" in a value or an
+// unknown effect (such as "NoSchedule-") are refused by Validate, naming
+// taints[i].key, taints[i].value or taints[i].effect.
 func (s *SeedTaints) Batch() (*Batch, *Error) {
 	remove, e := operation(s.Operation)
 	if e != nil {
 		return nil, e
 	}
-	b := &Batch{Nodes: s.Nodes, Concurrency: s.Concurrency, DryRun: s.DryRun, IdempotencyKey: s.IdempotencyKey}
+	set := &change.Set{Taints: make([]change.Taint, 0, len(s.Taints))}
 	for _, t := range s.Taints {
-		var sb strings.Builder
-		sb.WriteString(t.Key)
-		if t.Value != "" && !remove {
-			sb.WriteString("=" + t.Value)
+		ct := change.Taint{Key: t.Key, Effect: corev1.TaintEffect(t.Effect), Remove: remove}
+		if !remove {
+			ct.Value = t.Value
 		}
-		if t.Effect != "" {
-			sb.WriteString(":" + t.Effect)
-		}
-		if remove {
-			sb.WriteString("-")
-		}
-		b.Taints = append(b.Taints, sb.String())
+		set.Taints = append(set.Taints, ct)
 	}
-	return b, nil
+	return &Batch{Changes: set, Nodes: s.Nodes, Concurrency: s.Concurrency, DryRun: s.DryRun, IdempotencyKey: s.IdempotencyKey, Seed: true}, nil
 }

@@ -191,13 +191,13 @@ func TestSeedBodies(t *testing.T) {
 		want *Batch
 	}{
 		{"labels add", (&SeedLabels{Nodes: []string{"n1"}, Labels: map[string]string{"z": "1", "a": "2"}}).Batch,
-			&Batch{Nodes: []string{"n1"}, Labels: []string{"a=2", "z=1"}}},
-		{"labels remove", (&SeedLabels{Nodes: []string{"n1"}, Labels: map[string]string{"a": ""}, Operation: "remove"}).Batch,
-			&Batch{Nodes: []string{"n1"}, Labels: []string{"a-"}}},
+			&Batch{Nodes: []string{"n1"}, Seed: true, Changes: &change.Set{Labels: []change.Label{{Key: "a", Value: "2"}, {Key: "z", Value: "1"}}}}},
+		{"labels remove", (&SeedLabels{Nodes: []string{"n1"}, Labels: map[string]string{"a": "ignored"}, Operation: "remove"}).Batch,
+			&Batch{Nodes: []string{"n1"}, Seed: true, Changes: &change.Set{Labels: []change.Label{{Key: "a", Remove: true}}}}},
 		{"taints add", (&SeedTaints{Nodes: []string{"n1"}, Taints: []SeedTaint{{Key: "gpu", Value: "true", Effect: "NoSchedule"}, {Key: "x", Effect: "NoExecute"}}}).Batch,
-			&Batch{Nodes: []string{"n1"}, Taints: []string{"gpu=true:NoSchedule", "x:NoExecute"}}},
+			&Batch{Nodes: []string{"n1"}, Seed: true, Changes: &change.Set{Taints: []change.Taint{{Key: "gpu", Value: "true", Effect: "NoSchedule"}, {Key: "x", Effect: "NoExecute"}}}}},
 		{"taints remove", (&SeedTaints{Nodes: []string{"n1"}, Taints: []SeedTaint{{Key: "gpu", Value: "true", Effect: "NoSchedule"}, {Key: "x"}}, Operation: "remove"}).Batch,
-			&Batch{Nodes: []string{"n1"}, Taints: []string{"gpu:NoSchedule-", "x-"}}},
+			&Batch{Nodes: []string{"n1"}, Seed: true, Changes: &change.Set{Taints: []change.Taint{{Key: "gpu", Effect: "NoSchedule", Remove: true}, {Key: "x", Remove: true}}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -212,6 +212,107 @@ func TestSeedBodies(t *testing.T) {
 	}
 	if _, e := (&SeedLabels{Operation: "toggle"}).Batch(); e == nil || e.Fields[0].Field != "operation" {
 		t.Errorf("operation toggle: error = %v, want a field error on operation", e)
+	}
+}
+
+// TestSeedBodiesKeepMeaning checks that seed bodies whose fields would
+// change meaning if rendered to kubectl syntax are refused with a 422 naming
+// the field, and that the harmless ones are accepted as written.
+func TestSeedBodiesKeepMeaning(t *testing.T) {
+	tests := []struct {
+		name       string
+		body       string
+		taints     bool
+		wantFields []string    // refused: these fields, in order
+		want       *change.Set // accepted: exactly this change
+	}{
+		{name: "taint effect with dash does not become a removal", taints: true,
+			body:       `{"nodes":["n1"],"taints":[{"key":"gpu","effect":"NoSchedule-"}],"operation":"add"}`,
+			wantFields: []string{"taints[0].effect"}},
+		{name: "taint key with effect is not that taint", taints: true,
+			body:       `{"nodes":["n1"],"taints":[{"key":"gpu:NoSchedule"}]}`,
+			wantFields: []string{"taints[0].key", "taints[0].effect"}},
+		{name: "taint key with effect on remove", taints: true,
+			body:       `{"nodes":["n1"],"taints":[{"key":"gpu:NoSchedule"}],"operation":"remove"}`,
+			wantFields: []string{"taints[0].key"}},
+		{name: "taint key with equals", taints: true,
+			body:       `{"nodes":["n1"],"taints":[{"key":"gpu=true","effect":"NoSchedule"}]}`,
+			wantFields: []string{"taints[0].key"}},
+		{name: "taint value with colon", taints: true,
+			body:       `{"nodes":["n1"],"taints":[{"key":"gpu","value":"x:NoExecute","effect":"NoSchedule"}]}`,
+			wantFields: []string{"taints[0].value"}},
+		{name: "taint unknown effect", taints: true,
+			body:       `{"nodes":["n1"],"taints":[{"key":"a","effect":"NoSchedule"},{"key":"gpu","effect":"Evict"}]}`,
+			wantFields: []string{"taints[1].effect"}},
+		{name: "taint unknown effect on remove", taints: true,
+			body:       `{"nodes":["n1"],"taints":[{"key":"gpu","effect":"NoSchedule-"}],"operation":"remove"}`,
+			wantFields: []string{"taints[0].effect"}},
+		{name: "taint remove ignores value", taints: true,
+			body: `{"nodes":["n1"],"taints":[{"key":"gpu","value":"x:y","effect":"NoSchedule"}],"operation":"remove"}`,
+			want: &change.Set{Taints: []change.Taint{{Key: "gpu", Effect: "NoSchedule", Remove: true}}}},
+		{name: "label key with equals on remove",
+			body:       `{"nodes":["n1"],"labels":{"a=b":""},"operation":"remove"}`,
+			wantFields: []string{"labels[0].key"}},
+		{name: "label key with equals on add",
+			body:       `{"nodes":["n1"],"labels":{"a=b":"c"}}`,
+			wantFields: []string{"labels[0].key"}},
+		{name: "label key ending in dash",
+			body:       `{"nodes":["n1"],"labels":{"team-":"x"}}`,
+			wantFields: []string{"labels[0].key"}},
+		{name: "label value ending in dash",
+			body:       `{"nodes":["n1"],"labels":{"team":"ml-"}}`,
+			wantFields: []string{"labels[0].value"}},
+		{name: "label value with comma and equals",
+			body:       `{"nodes":["n1"],"labels":{"a":"b,c=d"}}`,
+			wantFields: []string{"labels[0].value"}},
+		{name: "label empty value is kept",
+			body: `{"nodes":["n1"],"labels":{"team":""}}`,
+			want: &change.Set{Labels: []change.Label{{Key: "team"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b *Batch
+			var e *Error
+			if tt.taints {
+				var body SeedTaints
+				if e := Decode(strings.NewReader(tt.body), &body); e != nil {
+					t.Fatalf("Decode: %v", e)
+				}
+				b, e = body.Batch()
+			} else {
+				var body SeedLabels
+				if e := Decode(strings.NewReader(tt.body), &body); e != nil {
+					t.Fatalf("Decode: %v", e)
+				}
+				b, e = body.Batch()
+			}
+			if e != nil {
+				t.Fatalf("Batch() = %v", e)
+			}
+			spec, e := b.Validate(DefaultLimits(), change.DefaultProtection())
+			if tt.want != nil {
+				if e != nil {
+					t.Fatalf("Validate() = %v, want accepted", e)
+				}
+				if diff := cmp.Diff(*tt.want, spec.Set); diff != "" {
+					t.Errorf("Validate() set (-want +got):\n%s", diff)
+				}
+				return
+			}
+			if e == nil {
+				t.Fatalf("Validate() accepted %+v, want 422 on %v", spec.Set, tt.wantFields)
+			}
+			if e.Status != http.StatusUnprocessableEntity {
+				t.Errorf("status = %d, want 422", e.Status)
+			}
+			var got []string
+			for _, f := range e.Fields {
+				got = append(got, f.Field)
+			}
+			if diff := cmp.Diff(tt.wantFields, got); diff != "" {
+				t.Errorf("refused fields (-want +got):\n%s", diff)
+			}
+		})
 	}
 }
 

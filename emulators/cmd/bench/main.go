@@ -245,12 +245,13 @@ func (g group) delete(admin kubernetes.Interface, log *slog.Logger) {
 
 func startProduct(ctx context.Context, apiKube, patchKube *rest.Config, log *slog.Logger) (*product.Product, error) {
 	p, err := product.Start(ctx, product.Options{
-		Project:     "nbbench-" + randomHex(5),
-		APIKube:     apiKube,
-		PatchKube:   patchKube,
-		MaxInFlight: 100, // above every measured c: the per-batch cap is what is measured
-		InlineMax:   -1,  // every batch goes through Pub/Sub, as large ones do
-		Logger:      log,
+		Project:       "nbbench-" + randomHex(5),
+		APIKube:       apiKube,
+		PatchKube:     patchKube,
+		MaxInFlight:   100, // above every measured c: the per-batch cap is what is measured
+		RatePerMinute: -1,  // the bench submits dozens of batches as one user
+		InlineMax:     -1,  // every batch goes through Pub/Sub, as large ones do
+		Logger:        log,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start product: %w", err)
