@@ -5,6 +5,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 out="${1:?usage: build.sh OUTDIR}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)" # the builds run from this folder: make OUTDIR absolute
 version="$(awk '$1=="k8s.io/kubernetes"{print $2}' "$here/go.mod")"
 stamp="$out/.version"
 want="$version $(sha256sum "$here/go.mod" "$here/go.sum" "$here/cmd/etcd/main.go" "$here/build.sh" | sha256sum | cut -c1-16)"
