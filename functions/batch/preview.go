@@ -130,7 +130,7 @@ func (h *Handler) computePreview(ctx context.Context, set change.Set, names []st
 	if h.Runner != nil && h.Runner.Patcher != nil {
 		for _, name := range sample {
 			c := DryRunCheck{Node: name, OK: true}
-			out, err := h.Runner.Patcher.Apply(ctx, name, set, true)
+			out, err := h.Runner.Patcher.Apply(ctx, name, set, nil, true)
 			if err != nil {
 				c.OK, c.Error = false, err.Error()
 			} else {

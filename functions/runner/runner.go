@@ -22,7 +22,7 @@ import (
 
 // Patcher applies one node's change against the API server.
 type Patcher interface {
-	Apply(ctx context.Context, node string, set change.Set, dryRun bool) (nodepatch.Outcome, error)
+	Apply(ctx context.Context, node string, set change.Set, seen *change.Observed, dryRun bool) (nodepatch.Outcome, error)
 }
 
 // ErrTransient wraps an error worth a redelivery (conflict after retries,
@@ -96,7 +96,7 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 	case b.State.Final():
 		doc.State, doc.Reason = batch.NodeCancelled, fmt.Sprintf("batch already %s before this node was reached", b.State)
 	default:
-		out, err := r.Patcher.Apply(ctx, ev.Node, ev.Changes, ev.DryRun)
+		out, err := r.Patcher.Apply(ctx, ev.Node, ev.Changes, ev.Observed, ev.DryRun)
 		if err != nil && nodepatch.Classify(err) == nodepatch.Transient {
 			log.Warn("transient patch error, redelivery wanted", "error", err)
 			// For the timing figures; this call holds the lane's key.

@@ -32,7 +32,7 @@ type patcher struct {
 	delay time.Duration
 }
 
-func (p *patcher) Apply(ctx context.Context, node string, s change.Set, dryRun bool) (nodepatch.Outcome, error) {
+func (p *patcher) Apply(ctx context.Context, node string, s change.Set, _ *change.Observed, dryRun bool) (nodepatch.Outcome, error) {
 	p.calls.Add(1)
 	time.Sleep(p.delay)
 	if p.err != nil {

@@ -44,6 +44,8 @@ type Node struct {
 	Total    int        `json:"total"`
 	Changes  change.Set `json:"changes"`
 	DryRun   bool       `json:"dry_run"`
+	// Observed is the node as listed at submit time (nil: read it first).
+	Observed *change.Observed `json:"observed,omitempty"`
 }
 
 // Validate checks the event's own consistency (not the change: the patch

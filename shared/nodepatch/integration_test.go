@@ -55,7 +55,7 @@ func TestIntegrationLabels(t *testing.T) {
 	ctx := context.Background()
 	for _, name := range names {
 		before := getNode(t, admin, name)
-		out, err := p.Apply(ctx, name, set, false)
+		out, err := p.Apply(ctx, name, set, nil, false)
 		if err != nil {
 			t.Fatalf("Apply(%s) error = %v", name, err)
 		}
@@ -80,7 +80,7 @@ func TestIntegrationLabels(t *testing.T) {
 		}
 
 		// Delivered again: nothing to write, node unchanged.
-		again, err := p.Apply(ctx, name, set, false)
+		again, err := p.Apply(ctx, name, set, nil, false)
 		if err != nil {
 			t.Fatalf("second Apply(%s) error = %v", name, err)
 		}
@@ -113,7 +113,7 @@ func TestIntegrationTaintConcurrentWriter(t *testing.T) {
 	})
 	p := &nodepatch.Patcher{Client: patcherClient(t, cfg)}
 	ours := change.Taint{Key: "example.com/ours", Value: "y", Effect: corev1.TaintEffectNoSchedule}
-	out, err := p.Apply(ctx, name, change.Set{Taints: []change.Taint{ours}, Labels: []change.Label{{Key: "nodebatch.dev/tainted", Value: "yes"}}}, false)
+	out, err := p.Apply(ctx, name, change.Set{Taints: []change.Taint{ours}, Labels: []change.Label{{Key: "nodebatch.dev/tainted", Value: "yes"}}}, nil, false)
 	if err != nil {
 		t.Fatalf("Apply error = %v", err)
 	}
@@ -143,7 +143,7 @@ func TestIntegrationTaintsManyWriters(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, errs[i] = p.Apply(context.Background(), name, change.Set{Taints: []change.Taint{{Key: "example.com/" + k, Effect: corev1.TaintEffectNoSchedule}}}, false)
+			_, errs[i] = p.Apply(context.Background(), name, change.Set{Taints: []change.Taint{{Key: "example.com/" + k, Effect: corev1.TaintEffectNoSchedule}}}, nil, false)
 		}()
 	}
 	wg.Wait()
@@ -170,7 +170,7 @@ func TestIntegrationDryRun(t *testing.T) {
 		{Taints: []change.Taint{{Key: "example.com/dry", Effect: corev1.TaintEffectNoExecute}}},
 	}
 	for _, s := range sets {
-		out, err := p.Apply(context.Background(), name, s, true)
+		out, err := p.Apply(context.Background(), name, s, nil, true)
 		if err != nil {
 			t.Fatalf("dry-run Apply(%v) error = %v", s, err)
 		}
@@ -204,7 +204,7 @@ func TestIntegrationPermanentErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := p.Apply(ctx, tt.node, tt.set, false)
+			_, err := p.Apply(ctx, tt.node, tt.set, nil, false)
 			if err == nil || !tt.check(err) {
 				t.Fatalf("Apply error = %v, want %s", err, tt.name)
 			}

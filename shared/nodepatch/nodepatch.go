@@ -74,7 +74,7 @@ func (p *Patcher) maxRetries() int {
 // Apply does not validate s against protected prefixes: callers validate
 // a batch once, up front; the API server remains the judge of syntax and
 // answers 422 (Permanent) for what it refuses.
-func (p *Patcher) Apply(ctx context.Context, node string, s change.Set, dryRun bool) (Outcome, error) {
+func (p *Patcher) Apply(ctx context.Context, node string, s change.Set, seen *change.Observed, dryRun bool) (Outcome, error) {
 	var out Outcome
 	nodes := p.Client.CoreV1().Nodes()
 	for {

@@ -147,7 +147,7 @@ func TestApplyRequests(t *testing.T) {
 			client := fake.NewClientset(newNode())
 			client.ClearActions()
 			p := &Patcher{Client: client}
-			out, err := p.Apply(context.Background(), "node-0001", tt.set, tt.dryRun)
+			out, err := p.Apply(context.Background(), "node-0001", tt.set, nil, tt.dryRun)
 			if err != nil {
 				t.Fatalf("Apply error = %v", err)
 			}
@@ -186,7 +186,7 @@ func TestApplyConflictRetry(t *testing.T) {
 	})
 	client.ClearActions()
 	p := &Patcher{Client: client, FieldManager: "test"}
-	out, err := p.Apply(context.Background(), "node-0001", change.Set{Taints: []change.Taint{{Key: "spot", Effect: ns}}}, false)
+	out, err := p.Apply(context.Background(), "node-0001", change.Set{Taints: []change.Taint{{Key: "spot", Effect: ns}}}, nil, false)
 	if err != nil {
 		t.Fatalf("Apply error = %v", err)
 	}
@@ -217,7 +217,7 @@ func TestApplyConflictExhausted(t *testing.T) {
 		return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, "node-0001", errors.New("modified"))
 	})
 	p := &Patcher{Client: client, MaxConflictRetries: 3}
-	out, err := p.Apply(context.Background(), "node-0001", change.Set{Labels: []change.Label{{Key: "a", Value: "b", Expect: &change.Expect{}}}}, false)
+	out, err := p.Apply(context.Background(), "node-0001", change.Set{Labels: []change.Label{{Key: "a", Value: "b", Expect: &change.Expect{}}}}, nil, false)
 	if err == nil {
 		t.Fatal("Apply error = nil, want a conflict")
 	}
@@ -232,7 +232,7 @@ func TestApplyConflictExhausted(t *testing.T) {
 func TestApplyNodeGone(t *testing.T) {
 	t.Parallel()
 	p := &Patcher{Client: fake.NewClientset()}
-	_, err := p.Apply(context.Background(), "node-0001", change.Set{Labels: []change.Label{{Key: "a", Value: "b"}}}, false)
+	_, err := p.Apply(context.Background(), "node-0001", change.Set{Labels: []change.Label{{Key: "a", Value: "b"}}}, nil, false)
 	if !apierrors.IsNotFound(err) || Classify(err) != Permanent {
 		t.Errorf("Apply on a missing node: error %v (class %v), want NotFound, permanent", err, Classify(err))
 	}
@@ -243,7 +243,7 @@ func TestApplyStoresLabels(t *testing.T) {
 	client := fake.NewClientset(newNode())
 	p := &Patcher{Client: client}
 	set := change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}, {Key: "zone", Remove: true}}}
-	if _, err := p.Apply(context.Background(), "node-0001", set, false); err != nil {
+	if _, err := p.Apply(context.Background(), "node-0001", set, nil, false); err != nil {
 		t.Fatalf("Apply error = %v", err)
 	}
 	n, err := client.CoreV1().Nodes().Get(context.Background(), "node-0001", metav1.GetOptions{})
