@@ -70,7 +70,10 @@ func (r *Runner) logger() *slog.Logger {
 // and the event should be acknowledged.
 func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 	log := r.logger().With("batch_id", ev.BatchID, "node", ev.Node, "lane", ev.Lane, "position", ev.Position)
-	lane, err := r.Store.Lane(ctx, ev.BatchID, ev.Attempt, ev.Lane)
+	// One read for both: read after the previous node of the lane was
+	// counted, so a cancel recorded before that is seen here (the
+	// guarantee of :cancel rests on this read; functions/batch settle).
+	b, lane, err := r.Store.BatchAndLane(ctx, ev.BatchID, ev.Attempt, ev.Lane)
 	if errors.Is(err, store.ErrNotFound) {
 		return Result{}, fmt.Errorf("run %s: %w", ev.ID(), ErrUnknownBatch)
 	}
@@ -78,11 +81,7 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 		return Result{}, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
 	}
 	if lane.Doc.Has(ev.Position) {
-		return r.already(ctx, ev, lane)
-	}
-	b, err := r.Store.Batch(ctx, ev.BatchID)
-	if err != nil {
-		return Result{}, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
+		return r.already(ctx, ev, lane, b)
 	}
 
 	start := r.now()
@@ -116,21 +115,15 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 	return r.record(ctx, log, ev, lane, doc, b)
 }
 
-// already acknowledges an event whose node is counted. It costs one read
-// (the lane) unless the lane is complete: then the batch may still be waiting
-// for the finish a failed call could not make, so it is tried again.
-func (r *Runner) already(ctx context.Context, ev events.Node, lane *store.Lane) (Result, error) {
+// already acknowledges an event whose node is counted. When the lane is
+// complete the batch (as read with the lane) may still be waiting for the
+// finish a failed call could not make, so it is tried again.
+func (r *Runner) already(ctx context.Context, ev events.Node, lane *store.Lane, b *store.BatchDoc) (Result, error) {
 	res := Result{Already: true}
-	if !lane.Doc.Complete() {
+	if !lane.Doc.Complete() || b.State.Final() {
 		return res, nil
 	}
-	b, err := r.Store.Batch(ctx, ev.BatchID)
-	if err != nil {
-		return res, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
-	}
-	if b.State.Final() {
-		return res, nil
-	}
+	var err error
 	if res.Finished, err = r.finish(ctx, ev.BatchID); err != nil {
 		return res, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
 	}
@@ -161,7 +154,7 @@ func fill(doc *store.NodeDoc, out nodepatch.Outcome) {
 // finishes.
 func (r *Runner) Fail(ctx context.Context, ev events.Node, reason string) (Result, error) {
 	log := r.logger().With("batch_id", ev.BatchID, "node", ev.Node, "lane", ev.Lane, "position", ev.Position)
-	lane, err := r.Store.Lane(ctx, ev.BatchID, ev.Attempt, ev.Lane)
+	b, lane, err := r.Store.BatchAndLane(ctx, ev.BatchID, ev.Attempt, ev.Lane)
 	if errors.Is(err, store.ErrNotFound) {
 		return Result{}, fmt.Errorf("fail %s: %w", ev.ID(), ErrUnknownBatch)
 	}
@@ -169,11 +162,7 @@ func (r *Runner) Fail(ctx context.Context, ev events.Node, reason string) (Resul
 		return Result{}, fmt.Errorf("fail %s: %w: %w", ev.ID(), ErrTransient, err)
 	}
 	if lane.Doc.Has(ev.Position) {
-		return r.already(ctx, ev, lane)
-	}
-	b, err := r.Store.Batch(ctx, ev.BatchID)
-	if err != nil {
-		return Result{}, fmt.Errorf("fail %s: %w: %w", ev.ID(), ErrTransient, err)
+		return r.already(ctx, ev, lane, b)
 	}
 	now := r.now()
 	doc := store.NodeDoc{
@@ -183,20 +172,54 @@ func (r *Runner) Fail(ctx context.Context, ev events.Node, reason string) (Resul
 	return r.record(ctx, log, ev, lane, doc, b)
 }
 
-// record writes the node's result document (the first result of an attempt
-// wins), then counts that result in its lane (once: the lane's bitset), then
-// finishes the batch if this completed the lane and every lane of the
-// attempt is complete. A crash between the two writes is healed by the
-// redelivery: it finds the recorded result and counts it. b is the batch as
-// read before the node was handled (for its failure threshold).
+// record writes the node's result document and counts it in its lane
+// (once: the lane's bitset), then finishes the batch if this completed the
+// lane and every lane of the attempt is complete. Common case: both writes in
+// one commit (Store.CountNode). When a result is already recorded (a
+// duplicate delivery or dead letter raced this one, or an earlier attempt's
+// result is there) the slow path settles which result stands and counts that
+// one. b is the batch as read before the node was handled (for its failure
+// threshold).
 func (r *Runner) record(ctx context.Context, log *slog.Logger, ev events.Node, lane *store.Lane, doc store.NodeDoc, b *store.BatchDoc) (Result, error) {
+	for try := 0; ; try++ {
+		if lane.Doc.Has(ev.Position) {
+			return Result{Already: true}, nil
+		}
+		count(&lane.Doc, ev.Position, &doc, r.now())
+		err := r.Store.CountNode(ctx, ev.BatchID, &doc, lane)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, store.ErrExists) {
+			return r.recordSlow(ctx, log, ev, doc, b)
+		}
+		if !errors.Is(err, store.ErrLaneMoved) || try >= maxLaneRetries {
+			return Result{}, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
+		}
+		// Nothing was written; count again on the lane as it is now.
+		if lane, err = r.Store.Lane(ctx, ev.BatchID, ev.Attempt, ev.Lane); err != nil {
+			return Result{}, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
+		}
+	}
+	return r.counted(ctx, log, ev, lane, doc, b)
+}
+
+// recordSlow is record when the node already has a result document: it
+// writes doc unless a result of the same (or a later) attempt stands, then
+// counts the standing result in the lane. A crash between those two writes
+// is healed by the redelivery: it finds the recorded result and counts it.
+func (r *Runner) recordSlow(ctx context.Context, log *slog.Logger, ev events.Node, doc store.NodeDoc, b *store.BatchDoc) (Result, error) {
 	stand, err := r.Store.RecordNode(ctx, ev.BatchID, &doc)
 	if err != nil {
 		return Result{}, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
 	}
 	// When another delivery recorded first, its result is the one counted.
 	doc = *stand
+	var lane *store.Lane
 	for try := 0; ; try++ {
+		if lane, err = r.Store.Lane(ctx, ev.BatchID, ev.Attempt, ev.Lane); err != nil {
+			return Result{}, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
+		}
 		if lane.Doc.Has(ev.Position) {
 			return Result{Already: true}, nil
 		}
@@ -208,10 +231,13 @@ func (r *Runner) record(ctx context.Context, log *slog.Logger, ev events.Node, l
 		if !errors.Is(err, store.ErrLaneMoved) || try >= maxLaneRetries {
 			return Result{}, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
 		}
-		if lane, err = r.Store.Lane(ctx, ev.BatchID, ev.Attempt, ev.Lane); err != nil {
-			return Result{}, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
-		}
 	}
+	return r.counted(ctx, log, ev, lane, doc, b)
+}
+
+// counted runs what follows a node's count: the failure threshold and, when
+// the lane is complete, the batch's finish.
+func (r *Runner) counted(ctx context.Context, log *slog.Logger, ev events.Node, lane *store.Lane, doc store.NodeDoc, b *store.BatchDoc) (Result, error) {
 	log.Info("node recorded", "state", doc.State, "changed", doc.Changed, "latency_ms", doc.LatencyMS)
 	res := Result{Node: doc}
 	if doc.State == batch.NodeFailed && b.MaxFailures != "" && b.Cancel == nil {
@@ -266,23 +292,15 @@ func count(l *store.LaneDoc, pos int, doc *store.NodeDoc, now time.Time) {
 	}
 }
 
-// Finish moves batchID to its final state if every node of its current
-// attempt has a result. It reads O(lanes) documents and runs one transaction
-// on the batch document, which does nothing when the batch is already final.
+// finish moves batchID to its final state if every node of its current
+// attempt has a result. It reads O(lanes) documents, then the batch, and
+// writes it only when the attempt is done and the batch not yet final
+// (Store.Finish: a compare-and-swap, so lanes completing at once do not
+// contend in transactions).
 func (r *Runner) finish(ctx context.Context, batchID string) (bool, error) {
 	lanes, err := r.Store.Lanes(ctx, batchID, 0)
 	if err != nil {
 		return false, err
-	}
-	// Most lanes complete while others still run: a plain read settles that
-	// without a transaction, so only the last lanes contend on the batch
-	// document (contended transactions stall the emulator for seconds).
-	b, err := r.Store.Batch(ctx, batchID)
-	if err != nil {
-		return false, err
-	}
-	if b.State.Final() || !store.AttemptDone(b, lanes) {
-		return false, nil
 	}
 	now := r.now()
 	return r.Store.Finish(ctx, batchID, func(cur *store.BatchDoc) *store.BatchDoc {

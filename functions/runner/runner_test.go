@@ -3,6 +3,7 @@ package runner_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -257,5 +258,81 @@ func TestResultAndCountAgree(t *testing.T) {
 	fromLanes.Unchanged = 0
 	if diff := cmp.Diff(fromDocs, fromLanes); diff != "" {
 		t.Errorf("counts from node documents vs lanes (-docs +lanes):\n%s", diff)
+	}
+}
+
+// Every lane completing at the same moment: the finish is a compare-and-swap
+// on the batch document, and exactly one call moves the batch to final.
+func TestLanesFinishingTogetherFinishOnce(t *testing.T) {
+	nodes := make([]string, 24)
+	for i := range nodes {
+		nodes[i] = fmt.Sprintf("n%02d", i)
+	}
+	st, evs := setup(t, nodes, len(nodes), nil)
+	r := &runner.Runner{Store: st, Patcher: &patcher{}}
+	ctx := context.Background()
+	var finished atomic.Int64
+	var wg sync.WaitGroup
+	for _, ev := range evs {
+		wg.Go(func() {
+			res, err := r.Run(ctx, ev)
+			if err != nil {
+				t.Errorf("Run(%s) = %v", ev.Node, err)
+			}
+			if res.Finished {
+				finished.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if got := finished.Load(); got != 1 {
+		t.Errorf("%d calls finished the batch, want exactly 1", got)
+	}
+	b, err := st.Batch(ctx, "b1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.State != batch.StateSucceeded || b.Counts.Succeeded != len(nodes) {
+		t.Errorf("batch = %s counts %+v, want succeeded with %d", b.State, b.Counts, len(nodes))
+	}
+}
+
+// CountNode refuses, without writing anything, a node already recorded
+// (ErrExists) and a lane that moved since it was read (ErrLaneMoved).
+func TestCountNodePreconditions(t *testing.T) {
+	st, _ := setup(t, []string{"n0", "n1"}, 1, nil)
+	ctx := context.Background()
+	read := func() *store.Lane {
+		t.Helper()
+		_, l, err := st.BatchAndLane(ctx, "b1", 1, 0)
+		if err != nil {
+			t.Fatalf("BatchAndLane: %v", err)
+		}
+		return l
+	}
+	node := func(name string) *store.NodeDoc {
+		return &store.NodeDoc{Node: name, Attempt: 1, State: batch.NodeSucceeded}
+	}
+
+	stale := read()
+	l := read()
+	l.Doc.Mark(0)
+	if err := st.CountNode(ctx, "b1", node("n0"), l); err != nil {
+		t.Fatalf("CountNode(n0) = %v", err)
+	}
+	stale.Doc.Mark(1)
+	if err := st.CountNode(ctx, "b1", node("n1"), stale); !errors.Is(err, store.ErrLaneMoved) {
+		t.Errorf("CountNode on a stale lane = %v, want ErrLaneMoved", err)
+	}
+	if _, err := st.Node(ctx, "b1", "n1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("after a refused commit, node n1 result: %v, want ErrNotFound (nothing written)", err)
+	}
+	again := read()
+	again.Doc.Mark(1)
+	if err := st.CountNode(ctx, "b1", node("n0"), again); !errors.Is(err, store.ErrExists) {
+		t.Errorf("CountNode of a recorded node = %v, want ErrExists", err)
+	}
+	if got := read(); got.Doc.Has(1) {
+		t.Errorf("lane has position 1 after a refused commit: %+v", got.Doc)
 	}
 }

@@ -173,15 +173,7 @@ func (s *Store) Lane(ctx context.Context, batchID string, attempt, lane int) (*L
 func (s *Store) UpdateLane(ctx context.Context, batchID string, l *Lane) error {
 	d := &l.Doc
 	ref := s.client.Doc(LanePath(batchID, d.Attempt, d.Lane))
-	wr, err := ref.Update(ctx, []firestore.Update{
-		{Path: "done_bits", Value: d.DoneBits},
-		{Path: "counts", Value: d.Counts},
-		{Path: "current_node", Value: d.CurrentNode},
-		{Path: "updated_at", Value: d.UpdatedAt},
-		{Path: "failures", Value: d.Failures},
-		{Path: "latencies_ms", Value: d.LatenciesMS},
-		{Path: "conflicts", Value: d.Conflicts},
-	}, firestore.LastUpdateTime(l.UpdateTime))
+	wr, err := ref.Update(ctx, laneProgress(d), firestore.LastUpdateTime(l.UpdateTime))
 	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.Aborted {
 		return fmt.Errorf("update lane %s/%s: %w", batchID, LaneID(d.Attempt, d.Lane), ErrLaneMoved)
 	}
@@ -189,6 +181,74 @@ func (s *Store) UpdateLane(ctx context.Context, batchID string, l *Lane) error {
 		return fmt.Errorf("update lane %s/%s: %w", batchID, LaneID(d.Attempt, d.Lane), err)
 	}
 	l.UpdateTime = wr.UpdateTime
+	return nil
+}
+
+// laneProgress is the part of a lane document the per-node path writes.
+func laneProgress(d *LaneDoc) []firestore.Update {
+	return []firestore.Update{
+		{Path: "done_bits", Value: d.DoneBits},
+		{Path: "counts", Value: d.Counts},
+		{Path: "current_node", Value: d.CurrentNode},
+		{Path: "updated_at", Value: d.UpdatedAt},
+		{Path: "failures", Value: d.Failures},
+		{Path: "latencies_ms", Value: d.LatenciesMS},
+		{Path: "conflicts", Value: d.Conflicts},
+	}
+}
+
+// BatchAndLane reads a batch document and one of its lanes in one round
+// trip: what the per-node path needs before it touches a node (the lane's
+// bitset, the batch's cancel and state). ErrNotFound when either is missing.
+func (s *Store) BatchAndLane(ctx context.Context, batchID string, attempt, lane int) (*BatchDoc, *Lane, error) {
+	snaps, err := s.client.GetAll(ctx, []*firestore.DocumentRef{
+		s.client.Doc(BatchPath(batchID)),
+		s.client.Doc(LanePath(batchID, attempt, lane)),
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("get batch %s and lane %s: %w", batchID, LaneID(attempt, lane), err)
+	}
+	if !snaps[0].Exists() || !snaps[1].Exists() {
+		return nil, nil, fmt.Errorf("get batch %s and lane %s: %w", batchID, LaneID(attempt, lane), ErrNotFound)
+	}
+	var b BatchDoc
+	if err := snaps[0].DataTo(&b); err != nil {
+		return nil, nil, fmt.Errorf("decode batch %s: %w", batchID, err)
+	}
+	l := &Lane{UpdateTime: snaps[1].UpdateTime}
+	if err := snaps[1].DataTo(&l.Doc); err != nil {
+		return nil, nil, fmt.Errorf("decode lane %s/%s: %w", batchID, LaneID(attempt, lane), err)
+	}
+	return &b, l, nil
+}
+
+// CountNode records node result n and the lane progress l.Doc (which already
+// counts n) in one atomic commit: the node document is created, and the lane
+// is updated only if unchanged since it was read. It returns ErrExists when
+// a result is already recorded for the node (a duplicate delivery, a dead
+// letter, or an earlier attempt: the caller settles that with RecordNode),
+// and ErrLaneMoved when the lane changed (re-read it; nothing was written).
+// The common case of the per-node path: one round trip for both writes.
+func (s *Store) CountNode(ctx context.Context, batchID string, n *NodeDoc, l *Lane) error {
+	d := &l.Doc
+	laneRef := s.client.Doc(LanePath(batchID, d.Attempt, d.Lane))
+	// WriteBatch is deprecated in favour of transactions, but a transaction
+	// costs a BeginTransaction round trip more, and nothing here is read:
+	// the preconditions (create, last update time) make the commit safe.
+	wb := s.client.Batch()
+	wb.Create(s.client.Doc(NodePath(batchID, n.Node)), n)
+	wb.Update(laneRef, laneProgress(d), firestore.LastUpdateTime(l.UpdateTime))
+	res, err := wb.Commit(ctx)
+	switch status.Code(err) {
+	case codes.OK:
+	case codes.AlreadyExists:
+		return fmt.Errorf("count node %q in %s: %w", n.Node, batchID, ErrExists)
+	case codes.FailedPrecondition, codes.Aborted:
+		return fmt.Errorf("count node %q in lane %s/%s: %w", n.Node, batchID, LaneID(d.Attempt, d.Lane), ErrLaneMoved)
+	default:
+		return fmt.Errorf("count node %q in %s: %w", n.Node, batchID, err)
+	}
+	l.UpdateTime = res[1].UpdateTime
 	return nil
 }
 
@@ -318,41 +378,53 @@ func (s *Store) Nodes(ctx context.Context, batchID, after string, limit int) (no
 	return nodes, next, nil
 }
 
-// Finish moves the batch to its final state exactly once: in a transaction
-// that does nothing when the batch is already final. final computes the new
-// document from the current one; it is called at most once per transaction
-// try. It reports whether this call made the batch final.
+// Finish moves the batch to its final state exactly once. It is a
+// compare-and-swap, not a transaction: read the batch, compute the final
+// document, write it with the read update time as precondition, and on a
+// lost race read again (where the batch is usually final by then, and
+// nothing is written). Several lanes completing at once would otherwise
+// open contended transactions on the batch document, which the Firestore
+// emulator serializes with lock waits of about 2 s (docs/design.md
+// "Performance"). final computes the new document from the current one; it
+// is called at most once per try. It reports whether this call made the
+// batch final.
 func (s *Store) Finish(ctx context.Context, id string, final func(*BatchDoc) *BatchDoc) (bool, error) {
 	ref := s.client.Doc(BatchPath(id))
-	var did bool
-	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
-		did = false
-		snap, err := tx.Get(ref)
+	for try := 0; ; try++ {
+		snap, err := ref.Get(ctx)
+		if status.Code(err) == codes.NotFound {
+			return false, fmt.Errorf("finish batch %s: %w", id, ErrNotFound)
+		}
 		if err != nil {
-			return err
+			return false, fmt.Errorf("finish batch %s: %w", id, err)
 		}
 		var b BatchDoc
 		if err := snap.DataTo(&b); err != nil {
-			return err
+			return false, fmt.Errorf("finish batch %s: decode: %w", id, err)
 		}
 		if b.State.Final() {
-			return nil
+			return false, nil
 		}
 		nb := final(&b)
 		if nb == nil {
-			return nil
+			return false, nil
 		}
-		did = true
-		return tx.Update(ref, []firestore.Update{
+		_, err = ref.Update(ctx, []firestore.Update{
 			{Path: "state", Value: nb.State},
 			{Path: "reason", Value: nb.Reason},
 			{Path: "finished_at", Value: nb.FinishedAt},
 			{Path: "counts", Value: nb.Counts},
 			{Path: "timing", Value: nb.Timing},
-		})
-	})
-	if err != nil {
-		return false, fmt.Errorf("finish batch %s: %w", id, err)
+		}, firestore.LastUpdateTime(snap.UpdateTime))
+		if c := status.Code(err); (c == codes.FailedPrecondition || c == codes.Aborted) && try < maxSwapTries {
+			continue // another writer moved the batch: read it again
+		}
+		if err != nil {
+			return false, fmt.Errorf("finish batch %s: %w", id, err)
+		}
+		return true, nil
 	}
-	return did, nil
 }
+
+// maxSwapTries bounds the re-reads of a compare-and-swap that keeps losing.
+const maxSwapTries = 20
