@@ -222,6 +222,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	if spec.DryRun {
 		states, seen = collect()
 	}
+	observed, seen := observe(spec, seen)
 	names, e, err := h.resolve(ctx, spec, seen)
 	if err != nil {
 		h.fail(w, "list nodes", err)
@@ -231,7 +232,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		e.Write(w)
 		return
 	}
-	b, lanes, evs, err := h.plan(p, spec, names)
+	b, lanes, evs, err := h.plan(p, spec, names, observed)
 	if err != nil {
 		h.fail(w, "plan batch", err)
 		return
@@ -371,9 +372,33 @@ func (h *Handler) resolve(ctx context.Context, spec *request.Spec, seen func(*co
 	return names, nil, nil
 }
 
+// observe returns a resolve callback that keeps, for each listed node of
+// the batch, only what its patch needs to skip reading the node
+// (change.Observed: resourceVersion, touched labels, taints if touched),
+// then calls next (if not nil); and the map it fills.
+func observe(spec *request.Spec, next func(*corev1.Node)) (map[string]*change.Observed, func(*corev1.Node)) {
+	var want map[string]bool // an explicit node list: keep only those
+	if spec.Nodes != nil {
+		want = make(map[string]bool, len(spec.Nodes))
+		for _, n := range spec.Nodes {
+			want[n] = true
+		}
+	}
+	m := map[string]*change.Observed{}
+	return m, func(n *corev1.Node) {
+		if want == nil || want[n.Name] {
+			m[n.Name] = spec.Set.Observe(n.ResourceVersion, n.Labels, n.Spec.Taints)
+		}
+		if next != nil {
+			next(n)
+		}
+	}
+}
+
 // plan builds the batch document, its lanes and one event per node: node i
-// goes to lane i mod concurrency at position i div concurrency.
-func (h *Handler) plan(p auth.Principal, spec *request.Spec, names []string) (*store.BatchDoc, []store.LaneDoc, []events.Node, error) {
+// goes to lane i mod concurrency at position i div concurrency. Each event
+// carries the node's observed (nil when absent: the patch path reads).
+func (h *Handler) plan(p auth.Principal, spec *request.Spec, names []string, observed map[string]*change.Observed) (*store.BatchDoc, []store.LaneDoc, []events.Node, error) {
 	total := len(names)
 	c := spec.Concurrency
 	if c == 0 {
@@ -417,6 +442,7 @@ func (h *Handler) plan(p auth.Principal, spec *request.Spec, names []string) (*s
 		evs[i] = events.Node{
 			BatchID: b.ID, Attempt: 1, Node: n, Lane: i % c, Position: i / c,
 			LaneSize: lanes[i%c].Size, Lanes: c, Total: total, Changes: spec.Set, DryRun: spec.DryRun,
+			Observed: observed[n],
 		}
 	}
 	return b, lanes, evs, nil

@@ -17,3 +17,27 @@ type Observed struct {
 	// (a taint update rewrites the list).
 	Taints []corev1.Taint `json:"taints,omitempty"`
 }
+
+// Observe returns what a patch of s needs to know of a node with this
+// resourceVersion, labels and taints: the current values of the label keys
+// s touches (no other label, so that an event stays small) and, only when s
+// touches taints, a copy of the whole taint list. Nothing of the inputs is
+// shared with the result.
+func (s Set) Observe(resourceVersion string, labels map[string]string, taints []corev1.Taint) *Observed {
+	o := &Observed{ResourceVersion: resourceVersion}
+	for _, l := range s.Labels {
+		if v, ok := labels[l.Key]; ok {
+			if o.Labels == nil {
+				o.Labels = make(map[string]string, len(s.Labels))
+			}
+			o.Labels[l.Key] = v
+		}
+	}
+	if len(s.Taints) > 0 && len(taints) > 0 {
+		o.Taints = make([]corev1.Taint, len(taints))
+		for i := range taints {
+			taints[i].DeepCopyInto(&o.Taints[i])
+		}
+	}
+	return o
+}

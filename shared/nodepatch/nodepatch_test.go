@@ -3,6 +3,8 @@ package nodepatch
 import (
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -252,5 +254,267 @@ func TestApplyStoresLabels(t *testing.T) {
 	}
 	if diff := cmp.Diff(map[string]string{"team": "ml"}, n.Labels); diff != "" {
 		t.Errorf("stored labels mismatch (-want +got):\n%s", diff)
+	}
+}
+
+// seenOf is what the batch function would have listed of newNode for s.
+func seenOf(s change.Set) *change.Observed {
+	n := newNode()
+	return s.Observe(n.ResourceVersion, n.Labels, n.Spec.Taints)
+}
+
+// TestApplySeen: with a snapshot, a change is one merge patch carrying the
+// snapshot's resourceVersion and no read; anything the snapshot cannot
+// decide safely goes back to reading.
+func TestApplySeen(t *testing.T) {
+	t.Parallel()
+	ns, ne := corev1.TaintEffectNoSchedule, corev1.TaintEffectNoExecute
+	labels := change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}, {Key: "zone", Remove: true}, {Key: "gone", Remove: true}}}
+	tests := []struct {
+		name    string
+		set     change.Set
+		seen    *change.Observed
+		dryRun  bool
+		want    []wantAction
+		changed bool
+		skipped bool
+		before  map[string]*string // Outcome before-values of changed keys
+	}{
+		{
+			name:    "labels: one patch with the snapshot's resourceVersion, no get",
+			set:     labels,
+			seen:    seenOf(labels),
+			want:    []wantAction{{verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":"ml","zone":null},"resourceVersion":"7"}}`}},
+			changed: true,
+			before:  map[string]*string{"label:team": ptr("web"), "label:zone": ptr("a")},
+		},
+		{
+			name:    "labels dry run: the same patch, server-side dry run",
+			set:     labels,
+			seen:    seenOf(labels),
+			dryRun:  true,
+			want:    []wantAction{{verb: "patch", fieldManager: "nodebatch", dryRun: true, patch: `{"metadata":{"labels":{"team":"ml","zone":null},"resourceVersion":"7"}}`}},
+			changed: true,
+			before:  map[string]*string{"label:team": ptr("web"), "label:zone": ptr("a")},
+		},
+		{
+			name: "taints and labels: one patch with the whole new list",
+			set:  change.Set{Taints: []change.Taint{{Key: "spot", Effect: ns}}, Labels: []change.Label{{Key: "team", Value: "ml"}}},
+			seen: seenOf(change.Set{Taints: []change.Taint{{Key: "spot", Effect: ns}}, Labels: []change.Label{{Key: "team", Value: "ml"}}}),
+			want: []wantAction{{verb: "patch", fieldManager: "nodebatch",
+				patch: `{"metadata":{"labels":{"team":"ml"},"resourceVersion":"7"},"spec":{"taints":[{"key":"gpu","value":"true","effect":"NoSchedule"},{"key":"spot","effect":"NoSchedule"}]}}`}},
+			changed: true,
+			before:  map[string]*string{"label:team": ptr("web"), "taint:spot:NoSchedule": nil},
+		},
+		{
+			name:    "removing the last taint: taints null",
+			set:     change.Set{Taints: []change.Taint{{Key: "gpu", Remove: true}}},
+			seen:    seenOf(change.Set{Taints: []change.Taint{{Key: "gpu", Remove: true}}}),
+			want:    []wantAction{{verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"resourceVersion":"7"},"spec":{"taints":null}}`}},
+			changed: true,
+			before:  map[string]*string{"taint:gpu:NoSchedule": ptr("true")},
+		},
+		{
+			name:    "taint already present, label changes: taints not sent",
+			set:     change.Set{Taints: []change.Taint{{Key: "gpu", Value: "true", Effect: ns}}, Labels: []change.Label{{Key: "zone", Value: "b"}}},
+			seen:    seenOf(change.Set{Taints: []change.Taint{{Key: "gpu", Value: "true", Effect: ns}}, Labels: []change.Label{{Key: "zone", Value: "b"}}}),
+			want:    []wantAction{{verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"zone":"b"},"resourceVersion":"7"}}`}},
+			changed: true,
+			before:  map[string]*string{"label:zone": ptr("a")},
+		},
+		{
+			name:    "snapshot says nothing changes: read, node agrees, no write",
+			set:     change.Set{Labels: []change.Label{{Key: "team", Value: "web"}}},
+			seen:    seenOf(change.Set{Labels: []change.Label{{Key: "team", Value: "web"}}}),
+			want:    []wantAction{{verb: "get"}},
+			changed: false,
+		},
+		{
+			name:    "stale snapshot says nothing changes: read, node differs, write",
+			set:     change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}}},
+			seen:    &change.Observed{ResourceVersion: "5", Labels: map[string]string{"team": "ml"}},
+			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":"ml"}}}`}},
+			changed: true,
+			before:  map[string]*string{"label:team": ptr("web")},
+		},
+		{
+			name:    "expect fails on a stale snapshot: read, holds on the node, write at the read resourceVersion",
+			set:     change.Set{Labels: []change.Label{{Key: "team", Remove: true, Expect: &change.Expect{Present: true, Value: "web"}}}},
+			seen:    &change.Observed{ResourceVersion: "5", Labels: map[string]string{"team": "other"}},
+			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":null},"resourceVersion":"7"}}`}},
+			changed: true,
+			before:  map[string]*string{"label:team": ptr("web")},
+		},
+		{
+			name:    "expect fails on the node too: skipped after the read",
+			set:     change.Set{Labels: []change.Label{{Key: "team", Remove: true, Expect: &change.Expect{Present: true, Value: "other"}}}},
+			seen:    &change.Observed{ResourceVersion: "5", Labels: map[string]string{"team": "x"}},
+			want:    []wantAction{{verb: "get"}},
+			skipped: true,
+		},
+		{
+			name: "NoExecute taint: TimeAdded set in the one patch",
+			set:  change.Set{Taints: []change.Taint{{Key: "drain", Effect: ne}}},
+			seen: seenOf(change.Set{Taints: []change.Taint{{Key: "drain", Effect: ne}}}),
+			// the patch bytes carry a time; checked below through the stored node
+			changed: true,
+			before:  map[string]*string{"taint:drain:NoExecute": nil},
+		},
+		{
+			name:    "snapshot without resourceVersion: today's path",
+			set:     labels,
+			seen:    &change.Observed{Labels: map[string]string{"team": "web", "zone": "a"}},
+			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":"ml","zone":null}}}`}},
+			changed: true,
+			before:  map[string]*string{"label:team": ptr("web"), "label:zone": ptr("a")},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			client := fake.NewClientset(newNode())
+			client.ClearActions()
+			p := &Patcher{Client: client}
+			out, err := p.Apply(context.Background(), "node-0001", tt.set, tt.seen, tt.dryRun)
+			if err != nil {
+				t.Fatalf("Apply error = %v", err)
+			}
+			if out.Changed != tt.changed || out.Skipped != tt.skipped {
+				t.Errorf("Apply = changed %v skipped %v (%s), want %v %v", out.Changed, out.Skipped, out.SkipReason, tt.changed, tt.skipped)
+			}
+			if out.Conflicts != 0 {
+				t.Errorf("Conflicts = %d, want 0", out.Conflicts)
+			}
+			if diff := cmp.Diff(tt.before, changedBefore(out.Result)); diff != "" {
+				t.Errorf("before-values of changed keys (-want +got):\n%s", diff)
+			}
+			if tt.want == nil {
+				if got := client.Actions(); len(got) != 1 || got[0].GetVerb() != "patch" {
+					t.Fatalf("sent %v, want one patch", got)
+				}
+				n, err := client.CoreV1().Nodes().Get(context.Background(), "node-0001", metav1.GetOptions{})
+				if err != nil {
+					t.Fatalf("get node: %v", err)
+				}
+				i := slices.IndexFunc(n.Spec.Taints, func(t corev1.Taint) bool { return t.Key == "drain" })
+				if i < 0 || n.Spec.Taints[i].TimeAdded == nil || n.Spec.Taints[i].TimeAdded.IsZero() {
+					t.Errorf("taints after a NoExecute add = %v, want drain with a TimeAdded", n.Spec.Taints)
+				}
+				return
+			}
+			checkActions(t, tt.want, client.Actions())
+		})
+	}
+}
+
+// changedBefore maps each changed key of r to its before-value.
+func changedBefore(r change.Result) map[string]*string {
+	var m map[string]*string
+	for _, c := range r.Changes {
+		if c.Changed() {
+			if m == nil {
+				m = map[string]*string{}
+			}
+			m[c.Key] = c.Before
+		}
+	}
+	return m
+}
+
+func ptr(s string) *string { return &s }
+
+// TestApplySeenConflict: the node moved since the snapshot; the one-call
+// write gets 409, is counted, and Apply reads and writes as without a
+// snapshot, keeping what the other writer did.
+func TestApplySeenConflict(t *testing.T) {
+	t.Parallel()
+	ns := corev1.TaintEffectNoSchedule
+	gpu := corev1.Taint{Key: "gpu", Value: "true", Effect: ns}
+	other := corev1.Taint{Key: "other", Value: "x", Effect: ns}
+	spot := corev1.Taint{Key: "spot", Effect: ns}
+	tests := []struct {
+		name string
+		set  change.Set
+		want []wantAction
+	}{
+		{
+			name: "labels: 409, then get + merge patch",
+			set:  change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}}},
+			want: []wantAction{
+				{verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":"ml"},"resourceVersion":"7"}}`},
+				{verb: "get"},
+				{verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":"ml"}}}`},
+			},
+		},
+		{
+			name: "taints: 409, then get + update keeping the other writer's taint",
+			set:  change.Set{Taints: []change.Taint{{Key: "spot", Effect: ns}}},
+			want: []wantAction{
+				{verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"resourceVersion":"7"},"spec":{"taints":[{"key":"gpu","value":"true","effect":"NoSchedule"},{"key":"spot","effect":"NoSchedule"}]}}`},
+				{verb: "get"},
+				{verb: "update", fieldManager: "nodebatch", rv: "8", taints: []corev1.Taint{gpu, other, spot}},
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			client := fake.NewClientset(newNode())
+			// Another writer added a taint after the listing: the stored node
+			// is at resourceVersion 8, so a write at 7 is refused.
+			n := newNode()
+			n.Spec.Taints = append(n.Spec.Taints, other)
+			n.ResourceVersion = "8"
+			if err := client.Tracker().Update(nodesGVR, n, ""); err != nil {
+				t.Fatalf("other writer: %v", err)
+			}
+			client.PrependReactor("patch", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+				if strings.Contains(string(a.(k8stesting.PatchActionImpl).Patch), `"resourceVersion":"7"`) {
+					return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, "node-0001", errors.New("the object has been modified"))
+				}
+				return false, nil, nil
+			})
+			client.ClearActions()
+			p := &Patcher{Client: client}
+			out, err := p.Apply(context.Background(), "node-0001", tt.set, seenOf(tt.set), false)
+			if err != nil {
+				t.Fatalf("Apply error = %v", err)
+			}
+			if out.Conflicts != 1 || !out.Changed {
+				t.Errorf("Apply = conflicts %d changed %v, want 1 true", out.Conflicts, out.Changed)
+			}
+			checkActions(t, tt.want, client.Actions())
+			got, err := client.CoreV1().Nodes().Get(context.Background(), "node-0001", metav1.GetOptions{})
+			if err != nil {
+				t.Fatalf("get node: %v", err)
+			}
+			if !slices.ContainsFunc(got.Spec.Taints, func(t corev1.Taint) bool { return t.Key == "other" }) {
+				t.Errorf("taints after Apply = %v: the other writer's taint is lost", got.Spec.Taints)
+			}
+		})
+	}
+}
+
+// TestApplySeenErrors: an error of the one-call write other than 409 is the
+// answer (no read behind it), and the classes stay what they were.
+func TestApplySeenErrors(t *testing.T) {
+	t.Parallel()
+	set := change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}}}
+	p := &Patcher{Client: fake.NewClientset()}
+	_, err := p.Apply(context.Background(), "node-0001", set, seenOf(set), false)
+	if !apierrors.IsNotFound(err) || Classify(err) != Permanent {
+		t.Errorf("Apply on a deleted node: error %v (class %v), want NotFound, permanent", err, Classify(err))
+	}
+	client := fake.NewClientset(newNode())
+	client.PrependReactor("patch", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, "node-0001", errors.New("modified"))
+	})
+	p = &Patcher{Client: client, MaxConflictRetries: 2}
+	out, err := p.Apply(context.Background(), "node-0001", set, seenOf(set), false)
+	if !apierrors.IsConflict(err) || Classify(err) != Transient {
+		t.Errorf("Apply with conflicts only: error %v, want a transient conflict", err)
+	}
+	if out.Conflicts != 3 {
+		t.Errorf("Conflicts = %d, want 3 (the snapshot's write, then 2 retries: the limit is shared)", out.Conflicts)
 	}
 }
