@@ -28,7 +28,7 @@ type Breakdown struct {
 	// LaneStartMS: answer until the critical lane's first patch started
 	// (negative when it started before the batch function answered).
 	LaneStartMS float64 `json:"lane_start_ms"`
-	// LaneAPIMS: the critical lane's API calls (GET + write), summed.
+	// LaneAPIMS: the critical lane's API time (the write, plus GET and retry after a 409), summed.
 	LaneAPIMS float64 `json:"lane_api_ms"`
 	// LaneGapsMS: the critical lane's time between one node's patch
 	// finishing and the next one's starting, summed: record the result,
