@@ -144,13 +144,17 @@ func TestFaultAPIServer(t *testing.T) {
 // TestFaultPatchKilled: the patch function's server is killed (listener and
 // open connections closed, requests in flight cut off) a quarter of the way
 // through, stays down a second, and is started again on the same port.
+// "A quarter of the way" is by construction: a gate lets a quarter of the
+// writes through and holds every lane's next one, so at the kill each lane
+// has a push in flight whose answer never comes.
 func TestFaultPatchKilled(t *testing.T) {
 	env := harness.Start(t)
 	prefix, names := env.SeedNodes(t, faultNodes)
 	kube := env.Kube(t)
 	before := taintsOf(t, kube, prefix)
-	// A little latency per request keeps patches in flight when the kill comes.
-	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Latency: 5 * time.Millisecond})
+	const lanes = 10
+	gate := newGate(t, len(names)/4)
+	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Gate: gate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,12 +163,16 @@ func TestFaultPatchKilled(t *testing.T) {
 	alice := mustToken(t, p, "alice", false)
 
 	start := time.Now()
-	const lanes = 10
 	id := submit(t, p, alice, batchBody(prefix, lanes))
 	w := startWatcher(t, p.RelayURL, alice, id)
-	waitDone(t, p, id, len(names)/4)
+	waitHeld(t, gate, lanes)
+	requireRunning(t, p, id)
 	p.StopPatch()
 	retriedAtKill := p.Deliverer.Stats().Retried
+	// The cut-off handlers go on in the background, as a killed process's
+	// last writes may have landed: their held writes are forwarded, or
+	// dropped where the handler already gave up.
+	gate.Open()
 	time.Sleep(time.Second) // down for a while: deliveries fail and back off
 	if err := p.StartPatch(); err != nil {
 		t.Fatal(err)
@@ -189,8 +197,9 @@ func TestFaultPatchKilled(t *testing.T) {
 }
 
 // TestFaultDuplicateDelivery: every message is pushed twice, and lanes
-// run at different speeds (a per-node delay from a hash), so nodes finish
-// out of their global order across lanes.
+// run at different speeds (a per-node delay from a hash on every request
+// naming the node, so it holds whether the patcher reads first or sends
+// one write), so nodes finish out of their global order across lanes.
 func TestFaultDuplicateDelivery(t *testing.T) {
 	env := harness.Start(t)
 	prefix, names := env.SeedNodes(t, faultNodes)
@@ -198,7 +207,7 @@ func TestFaultDuplicateDelivery(t *testing.T) {
 	before := taintsOf(t, kube, prefix)
 	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Fault: func(r *http.Request) *kubeproxy.Fault {
 		node := kubeproxy.NodeName(r.URL.Path)
-		if r.Method != http.MethodGet || node == "" {
+		if node == "" {
 			return nil
 		}
 		return &kubeproxy.Fault{Delay: time.Duration(hashOf(node)%30) * time.Millisecond}
@@ -250,12 +259,15 @@ func TestFaultDuplicateDelivery(t *testing.T) {
 // TestFaultRelayRestart: the relay restarts a third of the way through
 // while three clients (the owner twice, an admin once) watch; each is told
 // to reconnect, reconnects, resubscribes and ends with the exact counts.
+// The restart lands mid-batch by construction: a gate lets a third of the
+// writes through and holds the rest until the relay is back.
 func TestFaultRelayRestart(t *testing.T) {
 	env := harness.Start(t)
 	prefix, names := env.SeedNodes(t, faultNodes)
 	kube := env.Kube(t)
 	before := taintsOf(t, kube, prefix)
-	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Latency: 5 * time.Millisecond})
+	gate := newGate(t, len(names)/3)
+	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Gate: gate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,12 +283,17 @@ func TestFaultRelayRestart(t *testing.T) {
 		startWatcher(t, p.RelayURL, alice, id),
 		startWatcher(t, p.RelayURL, admin, id),
 	}
-	waitDone(t, p, id, len(names)/3)
+	waitHeld(t, gate, 1)
+	for _, w := range watchers {
+		w.waitSubscribed(t)
+	}
+	requireRunning(t, p, id)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	if err := p.RestartRelay(ctx); err != nil {
 		t.Fatal(err)
 	}
+	gate.Open()
 	restartedAt := time.Since(start)
 	want := succeeded(len(names))
 	for i, w := range watchers {
@@ -294,13 +311,15 @@ func TestFaultRelayRestart(t *testing.T) {
 	t.Logf("RELIABILITY relay-restart nodes=%d restarted_at=%s elapsed=%s", len(names), restartedAt.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }
 
-// TestFaultOtherWriters: in the middle of a lane, when the patcher first
-// reads node Y, another writer adds a taint to node Z and removes one from
-// it, and deletes node D (Z and D come later in the same lane, so they are
-// not reached yet); when the patcher first writes Y, another writer adds a
-// taint to Y between our read and our write. Y and Z keep every other
-// writer's change, D is recorded failed (node gone), the batch ends
-// partially_failed, and each node is counted once.
+// TestFaultOtherWriters: in the middle of a lane, when the patcher's first
+// request for node Y arrives (its read, or its write if it does not read
+// first), another writer adds a taint to node Z and removes one from it,
+// and deletes node D (Z and D come later in the same lane, so they are not
+// reached yet: the lane's order makes this mid-batch by construction);
+// when the patcher first writes Y, another writer adds a taint to Y just
+// before our write. Y and Z keep every other writer's change, D is recorded
+// failed (node gone), the batch ends partially_failed, and each node is
+// counted once.
 func TestFaultOtherWriters(t *testing.T) {
 	const lanes = 10
 	env := harness.Start(t)
@@ -311,28 +330,29 @@ func TestFaultOtherWriters(t *testing.T) {
 	y, z, d := names[5*lanes], names[7*lanes], names[9*lanes]
 	extra := map[string][]corev1.Taint{}
 	var mu sync.Mutex // guards before and extra, written by the proxy's goroutines
-	var readOnce, writeOnce sync.Once
+	var firstOnce, writeOnce sync.Once
 	var hookErr atomic.Value
 	racer := corev1.Taint{Key: "racer", Value: "yes", Effect: corev1.TaintEffectNoSchedule}
 	other := corev1.Taint{Key: "other", Value: "writer", Effect: corev1.TaintEffectPreferNoSchedule}
 	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Fault: func(r *http.Request) *kubeproxy.Fault {
-		switch node := kubeproxy.NodeName(r.URL.Path); {
-		case node == y && r.Method == http.MethodGet:
-			readOnce.Do(func() {
-				ctx := context.Background()
-				removed, err := changeTaints(ctx, kube, z, other, true)
-				if err == nil {
-					err = kube.CoreV1().Nodes().Delete(ctx, d, metav1.DeleteOptions{})
-				}
-				if err != nil {
-					hookErr.Store(err)
-				}
-				mu.Lock()
-				defer mu.Unlock()
-				before[z] = slices.DeleteFunc(before[z], func(tn corev1.Taint) bool { return tn.Key == removed.Key && tn.Effect == removed.Effect })
-				extra[z] = []corev1.Taint{other}
-			})
-		case node == y && r.Method == http.MethodPut:
+		if kubeproxy.NodeName(r.URL.Path) != y {
+			return nil
+		}
+		firstOnce.Do(func() {
+			ctx := context.Background()
+			removed, err := changeTaints(ctx, kube, z, other, true)
+			if err == nil {
+				err = kube.CoreV1().Nodes().Delete(ctx, d, metav1.DeleteOptions{})
+			}
+			if err != nil {
+				hookErr.Store(err)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			before[z] = slices.DeleteFunc(before[z], func(tn corev1.Taint) bool { return tn.Key == removed.Key && tn.Effect == removed.Effect })
+			extra[z] = []corev1.Taint{other}
+		})
+		if r.Method == http.MethodPut || r.Method == http.MethodPatch {
 			writeOnce.Do(func() {
 				if _, err := changeTaints(context.Background(), kube, y, racer, false); err != nil {
 					hookErr.Store(err)

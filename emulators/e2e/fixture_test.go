@@ -22,6 +22,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
+	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
 	"github.com/nodebatch/nodebatch/emulators/product"
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/progress"
@@ -128,6 +129,8 @@ func dial(ctx context.Context, relayURL, token string, header http.Header) (*web
 type watcher struct {
 	id    string
 	done  chan struct{}
+	seen  chan struct{} // closed at the first message of the batch
+	once  sync.Once
 	mu    sync.Mutex
 	final progress.Message
 	err   error
@@ -139,7 +142,7 @@ type watcher struct {
 func startWatcher(t *testing.T, relayURL, token, id string) *watcher {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
-	w := &watcher{id: id, done: make(chan struct{})}
+	w := &watcher{id: id, done: make(chan struct{}), seen: make(chan struct{})}
 	t.Cleanup(func() { cancel(); <-w.done })
 	go func() {
 		defer close(w.done)
@@ -213,6 +216,7 @@ func (w *watcher) read(ctx context.Context, conn *websocket.Conn, last *int) (pr
 		w.mu.Lock()
 		w.messages++
 		w.mu.Unlock()
+		w.once.Do(func() { close(w.seen) })
 		if m.Current < *last {
 			return progress.Message{}, fmt.Errorf("current went backwards: %d after %d", m.Current, *last)
 		}
@@ -220,6 +224,23 @@ func (w *watcher) read(ctx context.Context, conn *websocket.Conn, last *int) (pr
 		if m.Final() {
 			return m, nil
 		}
+	}
+}
+
+// waitSubscribed waits until the watcher has a subscription: it got a first
+// message of the batch. It fails if the watcher has already ended.
+func (w *watcher) waitSubscribed(t *testing.T) {
+	t.Helper()
+	select {
+	case <-w.seen:
+	case <-w.done:
+	}
+	select {
+	case <-w.done:
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		t.Fatalf("watcher of %s ended before the test could act (final %s %s, error %v)", w.id, w.final.Type, w.final.State, w.err)
+	default:
 	}
 }
 
@@ -235,28 +256,39 @@ func (w *watcher) wait(t *testing.T) progress.Message {
 	return w.final
 }
 
-// waitDone polls the lane documents until at least n nodes of batch id are
-// done, to put a fault in the middle of a batch.
-func waitDone(t *testing.T, p *product.Product, id string, n int) {
+// newGate returns a kubeproxy gate that lets n mutations through and then
+// holds the rest, to put a fault in the middle of a batch by construction
+// rather than by timing: a node whose write is held cannot finish, so
+// neither can its batch, however fast the pipeline is. It is opened when
+// the test ends, so nothing stays stuck.
+func newGate(t *testing.T, n int) *kubeproxy.Gate {
+	t.Helper()
+	g := kubeproxy.NewGate()
+	g.CloseAfter(n)
+	t.Cleanup(g.Open)
+	return g
+}
+
+// waitHeld waits until n patches are held at the gate.
+func waitHeld(t *testing.T, g *kubeproxy.Gate, n int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), batchTimeout)
 	defer cancel()
-	for {
-		lanes, err := p.Store.Lanes(ctx, id, 0)
-		if err == nil {
-			done := 0
-			for _, l := range lanes {
-				done += l.Counts.Done()
-			}
-			if done >= n {
-				return
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("batch %s: fewer than %d nodes done before the deadline (last error %v)", id, n, err)
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := g.WaitHeld(ctx, n); err != nil {
+		t.Fatalf("batch never reached the gate: %v", err)
+	}
+}
+
+// requireRunning fails the test unless batch id is still running: a fault
+// meant for the middle of a batch must not silently land after its end.
+func requireRunning(t *testing.T, p *product.Product, id string) {
+	t.Helper()
+	b, err := p.Store.Batch(t.Context(), id)
+	if err != nil {
+		t.Fatalf("read batch %s: %v", id, err)
+	}
+	if b.State.Final() {
+		t.Fatalf("batch %s is already %s: the fault would not land mid-batch", id, b.State)
 	}
 }
 

@@ -5,7 +5,7 @@
 // how many were in flight at once (overall and per caller-chosen group), a
 // timed log of every mutation. It can add latency to every request and
 // inject faults (an error status with Retry-After, a delay, a timeout) into
-// chosen ones.
+// chosen ones, and hold mutations at a Gate until a test releases them.
 package kubeproxy
 
 import (
@@ -51,6 +51,9 @@ type Options struct {
 	// batch a node belongs to); Stats reports the maximum concurrency per
 	// label. It is called concurrently.
 	Group func(r *http.Request) string
+	// Gate, if set, may hold mutating requests (before Latency and Fault)
+	// until the test has done what it must do mid-batch.
+	Gate *Gate
 }
 
 // Request is one mutating request as the proxy saw it.
@@ -229,6 +232,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		gen, idx := p.begin(req)
 		defer func() { p.end(gen, idx, req, rec.status) }()
+		if p.opts.Gate != nil && !p.opts.Gate.wait(r) {
+			return
+		}
 	}
 	if !sleep(r.Context(), p.opts.Latency) {
 		return

@@ -278,3 +278,105 @@ func TestLatencyAndWatch(t *testing.T) {
 		t.Errorf("stats = %+v, want 2 reads and no mutation", s)
 	}
 }
+
+// TestGate: a gate closed after 4 mutations lets exactly 4 reach the API
+// server while 3 workers keep sending; each worker's next patch waits at
+// the gate (in flight, logged, unanswered) until Open, then all finish.
+// Reads pass a closed gate, and a held request whose client gives up is
+// dropped without reaching the API server.
+func TestGate(t *testing.T) {
+	env := harness.Start(t)
+	prefix, names := env.SeedNodes(t, 10)
+	const workers, pass = 3, 4
+	gate := kubeproxy.NewGate()
+	gate.CloseAfter(pass)
+	p, c := newProxy(t, env, kubeproxy.Options{Gate: gate})
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+
+	jobs := make(chan string, len(names))
+	for _, n := range names {
+		jobs <- n
+	}
+	close(jobs)
+	errs := make(chan error, len(names))
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for n := range jobs {
+				if _, err := c.CoreV1().Nodes().Patch(ctx, n, types.MergePatchType, labelPatch("gate"), metav1.PatchOptions{}); err != nil {
+					errs <- fmt.Errorf("patch %s: %w", n, err)
+				}
+			}
+		})
+	}
+	if err := gate.WaitHeld(ctx, workers); err != nil {
+		t.Fatalf("WaitHeld: %v", err)
+	}
+	labelled := func() int {
+		t.Helper()
+		list, err := env.Kube(t).CoreV1().Nodes().List(ctx, metav1.ListOptions{LabelSelector: harness.TestLabel + "=" + prefix + ",nodebatch.dev/proxy=gate"})
+		if err != nil {
+			t.Fatalf("list nodes: %v", err)
+		}
+		return len(list.Items)
+	}
+	if got := labelled(); got != pass {
+		t.Errorf("nodes patched while the gate holds = %d, want %d", got, pass)
+	}
+	if _, err := c.CoreV1().Nodes().Get(ctx, names[0], metav1.GetOptions{}); err != nil {
+		t.Errorf("GET through a closed gate: %v", err)
+	}
+	s := p.Stats()
+	unanswered := 0
+	for _, r := range s.Log {
+		if r.End.IsZero() {
+			unanswered++
+		}
+	}
+	if len(s.Log) != pass+workers || unanswered != workers || s.MaxInFlight != workers || gate.Held() != workers {
+		t.Errorf("while held: %d mutations logged, %d unanswered, max in flight %d, held %d; want %d, %d, %d, %d",
+			len(s.Log), unanswered, s.MaxInFlight, gate.Held(), pass+workers, workers, workers, workers)
+	}
+
+	gate.Open()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if got := labelled(); got != len(names) {
+		t.Errorf("nodes patched after Open = %d, want %d", got, len(names))
+	}
+
+	// A client that gives up while held: dropped, never forwarded.
+	gate.CloseAfter(0)
+	short, scancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer scancel()
+	if _, err := c.CoreV1().Nodes().Patch(short, names[0], types.MergePatchType, labelPatch("dropped"), metav1.PatchOptions{}); err == nil {
+		t.Fatal("patch through a closed gate succeeded, want the client's deadline")
+	}
+	if err := waitHeldZero(ctx, gate); err != nil {
+		t.Fatal(err)
+	}
+	gate.Open()
+	n, err := env.Kube(t).CoreV1().Nodes().Get(ctx, names[0], metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("get node: %v", err)
+	}
+	if got := n.Labels["nodebatch.dev/proxy"]; got != "gate" {
+		t.Errorf("label after a dropped held patch = %q, want %q (the dropped patch reached the API server)", got, "gate")
+	}
+}
+
+// waitHeldZero waits until nothing is held (a dropped request has left).
+func waitHeldZero(ctx context.Context, g *kubeproxy.Gate) error {
+	for g.Held() != 0 {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%d requests still held: %w", g.Held(), ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
+}

@@ -183,15 +183,18 @@ func TestDuplicateDelivery(t *testing.T) {
 }
 
 // TestOtherWriterTaintSurvives adds a taint with another client just before
-// the batch's update of each node reaches the API server: the batch's update
-// conflicts, re-reads, and keeps the other writer's taint.
+// the batch's write of each node reaches the API server: the batch's write
+// conflicts, re-reads, and keeps the other writer's taint. The hook is on
+// the write, whatever its verb (an update, or a patch with a
+// resourceVersion precondition), and whether or not the patcher read the
+// node first.
 func TestOtherWriterTaintSurvives(t *testing.T) {
 	var p *pipeline
 	var mu sync.Mutex
 	raced := map[string]bool{}
 	p = newPipeline(t, options{proxy: kubeproxy.Options{Fault: func(r *http.Request) *kubeproxy.Fault {
 		node := kubeproxy.NodeName(r.URL.Path)
-		if r.Method != http.MethodPut || node == "" {
+		if (r.Method != http.MethodPut && r.Method != http.MethodPatch) || node == "" {
 			return nil
 		}
 		mu.Lock()
@@ -280,10 +283,13 @@ func TestNodeDeletedMidBatch(t *testing.T) {
 
 // TestConcurrencyCap puts latency on every API request and checks that the
 // batch never has more than its cap of mutating requests in flight, and
-// reaches it.
+// reaches it: a gate holds the first writes until one per lane is waiting,
+// so the cap is reached by construction, not by the lanes' timing.
 func TestConcurrencyCap(t *testing.T) {
 	const cap = 4
-	p := newPipeline(t, options{proxy: kubeproxy.Options{Latency: 40 * time.Millisecond}, duplicate: true})
+	gate := kubeproxy.NewGate()
+	t.Cleanup(gate.Open)
+	p := newPipeline(t, options{proxy: kubeproxy.Options{Latency: 40 * time.Millisecond, Gate: gate}, duplicate: true})
 	prefix, _ := p.env.SeedNodes(t, 48)
 	tok := p.token(t, "erin")
 	for _, body := range []map[string]any{
@@ -291,7 +297,10 @@ func TestConcurrencyCap(t *testing.T) {
 		{"taints": []string{"capped=yes:NoSchedule"}, "selector": harness.TestLabel + "=" + prefix, "concurrency": cap},
 	} {
 		p.proxy.Reset()
+		gate.CloseAfter(0)
 		c := p.submit(t, tok, body)
+		waitHeld(t, gate, cap)
+		gate.Open()
 		st := p.wait(t, tok, c.BatchID)
 		if st.State != "succeeded" {
 			t.Fatalf("state = %s, want succeeded; failures %v", st.State, st.Failures)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -196,6 +197,15 @@ func (p *pipeline) token(t *testing.T, subject string, roles ...string) string {
 // nil). It returns the status and the raw body.
 func (p *pipeline) do(t *testing.T, method, path, token string, body any, out any) (int, []byte) {
 	t.Helper()
+	code, raw, err := p.send(method, path, token, body, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code, raw
+}
+
+// send is do for any goroutine: it returns what do would fail the test with.
+func (p *pipeline) send(method, path, token string, body any, out any) (int, []byte, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -204,31 +214,31 @@ func (p *pipeline) do(t *testing.T, method, path, token string, body any, out an
 	default:
 		raw, err := json.Marshal(b)
 		if err != nil {
-			t.Fatal(err)
+			return 0, nil, fmt.Errorf("%s %s: encode body: %w", method, path, err)
 		}
 		rd = bytes.NewReader(raw)
 	}
 	req, err := http.NewRequest(method, p.api.URL+path, rd)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
+		return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatalf("%s %s: read: %v", method, path, err)
+		return 0, nil, fmt.Errorf("%s %s: read: %w", method, path, err)
 	}
 	if out != nil && resp.StatusCode < 300 {
 		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
+			return 0, nil, fmt.Errorf("%s %s: decode %s: %w", method, path, raw, err)
 		}
 	}
-	return resp.StatusCode, raw
+	return resp.StatusCode, raw, nil
 }
 
 // status is the part of GET /v1/batches/{id} the tests read.

@@ -3,6 +3,7 @@ package batch_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -23,10 +24,13 @@ import (
 // product (API behind the relay's proxy, relay WebSocket): the relay's
 // final message says cancelled with timing figures and counts that add up;
 // after a retry of the cancelled nodes it streams attempt 2 to succeeded.
+// The cancel lands mid-batch by construction: a gate holds the patch
+// function's writes after the first 10 until the cancel is recorded.
 func TestControlsThroughRelay(t *testing.T) {
-	const total = 120
+	const total, cap, before = 120, 2, 10
 	env := harness.Start(t)
-	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Latency: 30 * time.Millisecond})
+	gate := newGate(t, before)
+	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Latency: 30 * time.Millisecond, Gate: gate})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,38 +47,50 @@ func TestControlsThroughRelay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	call := func(method, path, body string, out any) int {
-		t.Helper()
-		req, _ := http.NewRequestWithContext(t.Context(), method, prod.RelayURL+path, strings.NewReader(body))
+	send := func(method, path, body string, out any) (int, []byte, error) {
+		req, err := http.NewRequestWithContext(t.Context(), method, prod.RelayURL+path, strings.NewReader(body))
+		if err != nil {
+			return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
+		}
 		req.Header.Set("Authorization", "Bearer "+tok)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
+			return 0, nil, fmt.Errorf("%s %s: %w", method, path, err)
 		}
 		defer resp.Body.Close()
 		raw, _ := io.ReadAll(resp.Body)
 		if out != nil {
 			if err := json.NewDecoder(bytes.NewReader(raw)).Decode(out); err != nil {
-				t.Fatalf("%s %s = %d %s: %v", method, path, resp.StatusCode, raw, err)
+				return 0, nil, fmt.Errorf("%s %s = %d %s: %w", method, path, resp.StatusCode, raw, err)
 			}
 		}
-		return resp.StatusCode
+		return resp.StatusCode, raw, nil
+	}
+	call := func(method, path, body string, out any) int {
+		t.Helper()
+		code, _, err := send(method, path, body, out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return code
 	}
 	var c batch.Created
-	if code := call(http.MethodPost, "/v1/batches", `{"labels":["relay=yes"],"selector":"`+selector(prefix)+`","concurrency":2}`, &c); code != http.StatusAccepted {
+	if code := call(http.MethodPost, "/v1/batches", fmt.Sprintf(`{"labels":["relay=yes"],"selector":%q,"concurrency":%d}`, selector(prefix), cap), &c); code != http.StatusAccepted {
 		t.Fatalf("submit through the relay = %d", code)
 	}
 	conn := subscribe(t, prod.RelayURL, tok, c.BatchID)
-	for m := next(t, conn, c.BatchID); m.Current < 10; m = next(t, conn, c.BatchID) {
-	}
+	waitHeld(t, gate, cap)
 	var ack batch.Cancelled
-	if code := call(http.MethodPost, "/v1/batches/"+c.BatchID+":cancel", "", &ack); code != http.StatusOK {
-		t.Fatalf("cancel through the relay = %d %+v", code, ack)
+	if a := cancelWhileHeld(t, prod.Store, c.BatchID, gate, func() (int, []byte, error) {
+		return send(http.MethodPost, "/v1/batches/"+c.BatchID+":cancel", "", &ack)
+	}); a.code != http.StatusOK || !ack.Settled {
+		t.Fatalf("cancel through the relay = %d %s, want 200 settled", a.code, a.raw)
 	}
 	final := untilFinal(t, conn, c.BatchID)
-	if final.Type != progress.TypeComplete || final.State != model.StateCancelled || final.Counts.Done() != total || final.Counts.Cancelled == 0 || final.Timing == nil || final.Timing.End.IsZero() {
-		t.Fatalf("final message = %+v, want complete/cancelled, counts adding to %d, timing", final, total)
+	want := model.Counts{Succeeded: before + cap, Cancelled: total - before - cap}
+	if final.Type != progress.TypeComplete || final.State != model.StateCancelled || final.Counts != want || final.Timing == nil || final.Timing.End.IsZero() {
+		t.Fatalf("final message = %+v, want complete/cancelled, counts %+v, timing", final, want)
 	}
 
 	var rt batch.Retried

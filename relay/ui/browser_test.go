@@ -2,14 +2,19 @@ package ui_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
+	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
 	"github.com/nodebatch/nodebatch/emulators/product"
 )
 
@@ -34,15 +39,27 @@ func TestBrowser(t *testing.T) {
 	}
 	env := harness.Start(t)
 	ctx := t.Context()
+	// The patch function reaches the API server through a proxy with a
+	// gate the browser tests close and open (NODEBATCH_E2E_GATE_URL), so
+	// that "cancel mid-batch" is mid-batch however fast the batch runs.
+	gate := kubeproxy.NewGate()
+	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Gate: gate})
+	if err != nil {
+		t.Fatalf("kubeproxy.New: %v", err)
+	}
+	t.Cleanup(proxy.Close)
 	p, err := product.Start(ctx, product.Options{
 		Project:   env.ProjectID(t),
 		APIKube:   env.AdminConfig,
-		PatchKube: env.PatcherConfig,
+		PatchKube: proxy.RestConfig(env.PatcherConfig),
 	})
 	if err != nil {
 		t.Fatalf("product.Start: %v", err)
 	}
 	t.Cleanup(p.Close)
+	gateSrv := httptest.NewServer(gateHandler(gate))
+	t.Cleanup(gateSrv.Close)
+	t.Cleanup(gate.Open) // first: nothing stays held while the rest stops
 	prefix, _ := env.SeedNodes(t, browserNodes)
 
 	// Bounded well inside go test's default 10 minutes, so a hung browser
@@ -54,6 +71,7 @@ func TestBrowser(t *testing.T) {
 		"NODEBATCH_UI_URL="+p.RelayURL,
 		"NODEBATCH_E2E_SELECTOR=nodebatch.dev/test="+prefix,
 		fmt.Sprintf("NODEBATCH_E2E_NODES=%d", browserNodes),
+		"NODEBATCH_E2E_GATE_URL="+gateSrv.URL,
 	)
 	// Streamed as it happens: a long browser run is readable while it goes.
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
@@ -61,4 +79,48 @@ func TestBrowser(t *testing.T) {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("browser tests failed: %v", err)
 	}
+}
+
+// gateHandler lets the browser tests drive the gate in front of the patch
+// function's API traffic: POST /close?after=N lets N more writes through
+// and holds the rest, POST /open releases them, POST /wait?held=N answers
+// once N writes are held (504 after a minute). Each answers {"held": n}.
+func gateHandler(g *kubeproxy.Gate) http.Handler {
+	count := func(w http.ResponseWriter, r *http.Request, name string) (int, bool) {
+		n, err := strconv.Atoi(r.URL.Query().Get(name))
+		if err != nil || n < 0 {
+			http.Error(w, fmt.Sprintf("%s must be a count, got %q", name, r.URL.Query().Get(name)), http.StatusBadRequest)
+			return 0, false
+		}
+		return n, true
+	}
+	answer := func(w http.ResponseWriter) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(map[string]int{"held": g.Held()}) // the test reads it or has gone
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /close", func(w http.ResponseWriter, r *http.Request) {
+		if n, ok := count(w, r, "after"); ok {
+			g.CloseAfter(n)
+			answer(w)
+		}
+	})
+	mux.HandleFunc("POST /open", func(w http.ResponseWriter, r *http.Request) {
+		g.Open()
+		answer(w)
+	})
+	mux.HandleFunc("POST /wait", func(w http.ResponseWriter, r *http.Request) {
+		n, ok := count(w, r, "held")
+		if !ok {
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+		defer cancel()
+		if err := g.WaitHeld(ctx, n); err != nil {
+			http.Error(w, err.Error(), http.StatusGatewayTimeout)
+			return
+		}
+		answer(w)
+	})
+	return mux
 }

@@ -71,3 +71,26 @@ export async function apiNodes(page, selector) {
   if (!res.ok) throw new Error(`GET /v1/nodes?selector=${selector}: ${res.status} ${await res.text()}`);
   return (await res.json()).nodes;
 }
+
+/**
+ * gate drives the gate in front of the patch function's API traffic when
+ * the Go test provides one (NODEBATCH_E2E_GATE_URL): gate('close?after=10')
+ * lets 10 more writes through and holds the rest, gate('wait?held=1')
+ * resolves once one is held, gate('open') releases them. It returns null
+ * when there is no gate (a run against `make run`).
+ */
+export async function gate(path) {
+  const base = process.env.NODEBATCH_E2E_GATE_URL;
+  if (!base) return null;
+  const res = await fetch(`${base.replace(/\/$/, '')}/${path}`, { method: 'POST' });
+  if (!res.ok) throw new Error(`gate ${path}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
+
+/** apiBatch reads a batch (first page of results) through the same API the page uses. */
+export async function apiBatch(page, id) {
+  const t = await token(page);
+  const res = await fetch(`${baseURL()}v1/batches/${encodeURIComponent(id)}?page_size=1`, { headers: { Authorization: `Bearer ${t}` } });
+  if (!res.ok) throw new Error(`GET /v1/batches/${id}: ${res.status} ${await res.text()}`);
+  return res.json();
+}

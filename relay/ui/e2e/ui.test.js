@@ -5,7 +5,7 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, signIn, shot, apiNodes } from './browser.js';
+import { launch, signIn, shot, apiNodes, apiBatch, gate } from './browser.js';
 
 const selector = process.env.NODEBATCH_E2E_SELECTOR ?? 'nodebatch.dev/test=e2e';
 const nodeCount = Number(process.env.NODEBATCH_E2E_NODES ?? 200);
@@ -134,6 +134,10 @@ test('cancel mid-batch ends cancelled (then retry and revert), or is not offered
   await selectBySelector(page);
   await setLabelRow(page, 'nodebatch.dev/e2e-cancel', runID);
   await page.getByLabel('Concurrency (nodes patched at once)').fill('1');
+  // Mid-batch by construction, not by speed: the gate lets `before` writes
+  // through, then holds the next one until the cancel is recorded.
+  const before = 10;
+  const gated = features.includes('cancel') && (await gate(`close?after=${before}`)) !== null;
   await page.locator('#btn-submit').click();
   const dialog = page.locator('#progress-dialog');
   await dialog.waitFor();
@@ -143,11 +147,33 @@ test('cancel mid-batch ends cancelled (then retry and revert), or is not offered
     await page.close();
     return;
   }
-  await dialog.locator('#btn-cancel').click();
+  if (gated) {
+    await gate('wait?held=1');
+    const id = await dialog.locator('#progress-title code').textContent();
+    await dialog.locator('#btn-cancel').click();
+    // The cancel answers only once the held write has finished: open the
+    // gate when the cancel is recorded, the batch still running.
+    let b = await apiBatch(page, id);
+    for (const deadline = Date.now() + timeout; !b.cancel && Date.now() < deadline; b = await apiBatch(page, id)) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.ok(b.cancel, `batch ${id}: no cancel recorded after clicking Cancel`);
+    assert.equal(b.state, 'running', `batch ${id} when the cancel was recorded`);
+    await gate('open');
+  } else {
+    // No gate (a run against make run): the click races the batch, and the
+    // cancelled count below fails loudly if the batch won.
+    await dialog.locator('#btn-cancel').click();
+  }
   await dialog.locator('#batch-state[data-state=cancelled]').waitFor();
   const cancelled = Number(await dialog.locator('[data-count=cancelled]').textContent());
   const done = Number(await dialog.locator('[data-count=succeeded]').textContent()) + Number(await dialog.locator('[data-count=unchanged]').textContent());
   assert.ok(cancelled > 0, `cancelled count = ${cancelled}, want > 0`);
+  if (gated) {
+    // The writes let through and the one held succeed; the rest is cancelled.
+    assert.equal(done, before + 1);
+    assert.equal(cancelled, nodeCount - before - 1);
+  }
   assert.equal(await dialog.locator('#progress-done').textContent(), `${nodeCount} / ${nodeCount}`);
   assert.equal(await dialog.locator('#btn-cancel').count(), 0);
   await shot(page, 'progress-cancelled');
