@@ -9,11 +9,13 @@
 package kubeproxy
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -235,6 +237,18 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p.opts.Gate != nil && !p.opts.Gate.wait(r) {
 			return
 		}
+	}
+	if r.Body != nil && r.Body != http.NoBody && (p.opts.Latency > 0 || p.opts.Fault != nil) {
+		// The server notices a client that hangs up (and ends r's context)
+		// only once the request body has been read: read it before any
+		// wait, so a write whose client timed out is dropped, not
+		// forwarded late (which would make a retry find it already done).
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			return
+		}
+		r.Body.Close()
+		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	if !sleep(r.Context(), p.opts.Latency) {
 		return
