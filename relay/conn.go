@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -75,7 +76,7 @@ func (c *conn) readPump() {
 		_ = c.ws.SetReadDeadline(c.s.cfg.Now().Add(c.s.cfg.PongTimeout))
 		m, err := decodeClientMessage(data)
 		if err != nil {
-			c.out.push(progress.Refusal("", err.Error(), c.s.cfg.Now()))
+			c.out.push(watch.Update{Message: progress.Refusal("", err.Error(), c.s.cfg.Now())})
 			continue
 		}
 		c.handle(m)
@@ -107,7 +108,7 @@ func (c *conn) end() {
 func (c *conn) handle(m clientMessage) {
 	now := c.s.cfg.Now()
 	if !c.p.Expiry.IsZero() && !now.Before(c.p.Expiry) {
-		c.out.pushFinal(progress.Refusal(m.TaskID, "token expired; reconnect with a fresh token", now))
+		c.out.pushFinal(watch.Update{Message: progress.Refusal(m.TaskID, "token expired; reconnect with a fresh token", now)})
 		c.closeWith(websocket.ClosePolicyViolation, "token expired")
 		return
 	}
@@ -128,14 +129,17 @@ func (c *conn) subscribe(id string, auto bool) {
 		return
 	}
 	if s, ok := c.subs[id]; ok {
-		s.auto = s.auto && auto // an explicit subscribe keeps it after the end
+		if !auto { // an explicit subscribe keeps it after the end
+			s.auto.Store(false)
+		}
 		return
 	}
 	if !auto && c.explicitSubs() >= c.s.cfg.MaxSubscriptions {
-		c.out.pushFinal(progress.Refusal(id, "too many subscriptions on this connection", c.s.cfg.Now()))
+		c.out.pushFinal(watch.Update{Message: progress.Refusal(id, "too many subscriptions on this connection", c.s.cfg.Now())})
 		return
 	}
-	s := &sub{c: c, id: id, auto: auto}
+	s := &sub{c: c, id: id}
+	s.auto.Store(auto)
 	c.subs[id] = s
 	s.cancel = c.s.reg.Subscribe(id, c.p.CanSee, s)
 }
@@ -143,7 +147,7 @@ func (c *conn) subscribe(id string, auto bool) {
 func (c *conn) explicitSubs() int {
 	n := 0
 	for _, s := range c.subs {
-		if !s.auto {
+		if !s.auto.Load() {
 			n++
 		}
 	}
@@ -177,11 +181,11 @@ func (c *conn) drop(s *sub) {
 // admin asking so), replacing an earlier subscribe_all.
 func (c *conn) subscribeAll(allUsers bool) {
 	if allUsers && !c.p.Admin {
-		c.out.pushFinal(progress.Refusal("", "all_users requires the admin role", c.s.cfg.Now()))
+		c.out.pushFinal(watch.Update{Message: progress.Refusal("", "all_users requires the admin role", c.s.cfg.Now())})
 		return
 	}
 	if c.p.Subject == "" {
-		c.out.pushFinal(progress.Refusal("", "no subject in token", c.s.cfg.Now()))
+		c.out.pushFinal(watch.Update{Message: progress.Refusal("", "no subject in token", c.s.cfg.Now())})
 		return
 	}
 	owner := c.p.Subject
@@ -218,22 +222,25 @@ func (o ownerSink) Active(id string) { o.c.subscribe(id, true) }
 
 // sub is one subscription of a connection to a batch.
 type sub struct {
-	c      *conn
-	id     string
-	auto   bool // from subscribe_all: ends by itself with the batch
+	c  *conn
+	id string
+	// auto: from subscribe_all, ends by itself with the batch. Atomic:
+	// Deliver reads it under the watcher's lock, not c.mu.
+	auto   atomic.Bool
 	cancel func()
 }
 
-// Deliver queues m for the client. It runs under the watcher's lock, so it
+// Deliver queues u for the client. It runs under the watcher's lock, so it
 // only touches the outbox; ending the subscription happens elsewhere.
-func (s *sub) Deliver(m progress.Message) {
+func (s *sub) Deliver(u watch.Update) {
+	m := &u.Message
 	refused := m.Type == progress.TypeError && m.State == ""
 	if refused || m.Final() {
-		s.c.out.pushFinal(m)
+		s.c.out.pushFinal(u)
 	} else {
-		s.c.out.push(m)
+		s.c.out.push(u)
 	}
-	if refused || (m.Final() && s.auto) {
+	if refused || (m.Final() && s.auto.Load()) {
 		go s.c.drop(s)
 	}
 }
@@ -250,16 +257,19 @@ func (c *conn) writePump() {
 		expired = t.C
 	}
 	defer c.ws.Close() // unblocks readPump if the write side failed
+
+	var msgs []watch.Update // reused between wake-ups
 	for {
 		select {
 		case <-c.out.notify:
-			msgs, overflow := c.out.take()
-			for _, m := range msgs {
-				_ = c.ws.SetWriteDeadline(c.s.cfg.Now().Add(c.s.cfg.WriteTimeout))
-				if err := c.ws.WriteJSON(m); err != nil {
+			var overflow bool
+			msgs, overflow = c.out.take(msgs)
+			for i, u := range msgs {
+				if err := c.write(u); err != nil {
 					c.log.Info("write failed; closing", "error", err)
 					return
 				}
+				msgs[i] = watch.Update{} // hold no message longer than needed
 			}
 			if overflow {
 				c.log.Warn("client too slow: final-message queue full; closing so it resubscribes")
@@ -285,6 +295,16 @@ func (c *conn) writePump() {
 			return
 		}
 	}
+}
+
+// write sends one message: its shared frame, or, for a message of this
+// client alone, its own encoding.
+func (c *conn) write(u watch.Update) error {
+	_ = c.ws.SetWriteDeadline(c.s.cfg.Now().Add(c.s.cfg.WriteTimeout))
+	if u.Frame != nil {
+		return c.ws.WritePreparedMessage(u.Frame)
+	}
+	return c.ws.WriteJSON(u.Message)
 }
 
 func (c *conn) writeClose(code int, text string) {

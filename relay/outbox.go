@@ -4,7 +4,7 @@ import (
 	"slices"
 	"sync"
 
-	"github.com/nodebatch/nodebatch/shared/progress"
+	"github.com/nodebatch/nodebatch/relay/watch"
 )
 
 // outbox is a connection's bounded send buffer. Progress is coalesced per
@@ -15,14 +15,18 @@ import (
 //
 // It also keeps `current` monotonic per batch and attempt for this client:
 // a progress message that would move it backwards is discarded.
+//
+// Entries are watch.Updates: a message with, usually, its frame encoded
+// once for every client; a message the outbox changes (a raised final
+// message) loses its frame and is encoded for this client alone.
 type outbox struct {
 	maxFinal int
 	notify   chan struct{} // one token: "there is something to take"
 
 	mu       sync.Mutex
-	pending  map[string]progress.Message // coalesced progress, by task
-	order    []string                    // tasks in pending, oldest first
-	final    []progress.Message
+	pending  map[string]watch.Update // coalesced progress, by task
+	order    []string                // tasks in pending, oldest first
+	final    []watch.Update
 	overflow bool
 	last     map[string]mark // highest current sent, by task
 }
@@ -33,47 +37,51 @@ func newOutbox(maxFinal int) *outbox {
 	return &outbox{
 		maxFinal: maxFinal,
 		notify:   make(chan struct{}, 1),
-		pending:  map[string]progress.Message{},
+		pending:  map[string]watch.Update{},
 		last:     map[string]mark{},
 	}
 }
 
 // push queues a progress message, replacing an unsent one of its batch.
-func (o *outbox) push(m progress.Message) {
+func (o *outbox) push(u watch.Update) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if !o.monotonic(&m) {
+	if !o.monotonic(&u) {
 		return
 	}
-	if _, ok := o.pending[m.TaskID]; !ok {
-		o.order = append(o.order, m.TaskID)
+	id := u.Message.TaskID
+	if _, ok := o.pending[id]; !ok {
+		o.order = append(o.order, id)
 	}
-	o.pending[m.TaskID] = m
+	o.pending[id] = u
 	o.signal()
 }
 
 // pushFinal queues a message that must arrive: it supersedes unsent
 // progress of its batch.
-func (o *outbox) pushFinal(m progress.Message) {
+func (o *outbox) pushFinal(u watch.Update) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	o.monotonic(&m)
-	if _, ok := o.pending[m.TaskID]; ok {
-		delete(o.pending, m.TaskID)
-		o.order = slices.DeleteFunc(o.order, func(id string) bool { return id == m.TaskID })
+	o.monotonic(&u)
+	id := u.Message.TaskID
+	if _, ok := o.pending[id]; ok {
+		delete(o.pending, id)
+		o.order = slices.DeleteFunc(o.order, func(t string) bool { return t == id })
 	}
 	if len(o.final) >= o.maxFinal {
 		o.overflow = true
 	} else {
-		o.final = append(o.final, m)
+		o.final = append(o.final, u)
 	}
 	o.signal()
 }
 
-// monotonic reports whether m may be sent; a final message always may, with
-// current raised to what the client has seen (it never goes backwards).
-// o.mu must be held.
-func (o *outbox) monotonic(m *progress.Message) bool {
+// monotonic reports whether u may be sent; a final message always may, with
+// current raised to what the client has seen (it never goes backwards) and
+// then without the shared frame, which no longer matches it. o.mu must be
+// held.
+func (o *outbox) monotonic(u *watch.Update) bool {
+	m := &u.Message
 	if m.State == "" { // not a batch message (a refusal)
 		return true
 	}
@@ -86,6 +94,7 @@ func (o *outbox) monotonic(m *progress.Message) bool {
 			return false
 		}
 		m.Current = last.current
+		u.Frame = nil
 		if m.Total > 0 {
 			m.Progress = float64(m.Current) * 100 / float64(m.Total)
 		}
@@ -112,16 +121,18 @@ func (o *outbox) signal() {
 	}
 }
 
-// take empties the outbox: final messages first (in order), then the latest
-// progress of each batch, oldest batch first.
-func (o *outbox) take() (msgs []progress.Message, overflow bool) {
+// take empties the outbox into dst (reusing its space): final messages
+// first (in order), then the latest progress of each batch, oldest batch
+// first.
+func (o *outbox) take(dst []watch.Update) (msgs []watch.Update, overflow bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	msgs = append(o.final, make([]progress.Message, 0, len(o.order))...)
+	msgs = append(dst[:0], o.final...)
 	for _, id := range o.order {
 		msgs = append(msgs, o.pending[id])
 	}
-	o.final, o.order = nil, nil
+	clear(o.final)
+	o.final, o.order = o.final[:0], o.order[:0]
 	clear(o.pending)
 	return msgs, o.overflow
 }

@@ -13,6 +13,12 @@
 // coalesced (latest wins), final messages are queued and never dropped (a
 // client that lets that queue overflow is disconnected with 1013 so it
 // reconnects and resubscribes, getting the final state first).
+//
+// Fan-out to many clients: the batch's watcher encodes each message once
+// as a WebSocket frame (watch.Update.Frame) that every write goroutine
+// sends as is, and paces its messages by the number of subscribers, so a
+// batch followed by 1,000 clients costs one encoding and one write per
+// client per message, at most about 20 messages a second.
 package relay
 
 import (

@@ -8,10 +8,18 @@
 //
 // A subscriber first gets the current state, then every change. Delivery is
 // a non-blocking call: coalescing for slow clients is the subscriber's job.
+//
+// Fan-out: each message is encoded once, as a WebSocket frame shared by
+// every subscriber it goes to (Update.Frame), so a batch followed by many
+// clients costs one JSON encoding per message, not one per client. Under a
+// stream of changes a watcher with many subscribers publishes at most one
+// message per interval (see pacing); the final message is never held back.
 package watch
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"reflect"
@@ -19,6 +27,7 @@ import (
 	"time"
 
 	"cloud.google.com/go/firestore"
+	"github.com/gorilla/websocket"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -31,7 +40,32 @@ import (
 // message (the current state) and the changes after it are never reordered
 // or missed.
 type Sink interface {
-	Deliver(m progress.Message)
+	Deliver(u Update)
+}
+
+// Update is one message for a subscriber. The same Frame goes to every
+// subscriber of a change, so it must not be modified.
+type Update struct {
+	Message progress.Message
+	// Frame is Message as a WebSocket text message (its JSON, as
+	// websocket.Conn.WriteJSON would write it), encoded once for all
+	// subscribers. Nil for a message meant for one subscriber only (a
+	// refusal), or one that could not be encoded: write Message itself.
+	Frame *websocket.PreparedMessage
+}
+
+// encode returns m as the JSON text frame a client receives: the bytes
+// websocket.Conn.WriteJSON writes for it.
+func encode(m progress.Message) (*websocket.PreparedMessage, error) {
+	var b bytes.Buffer
+	if err := json.NewEncoder(&b).Encode(m); err != nil {
+		return nil, fmt.Errorf("encode progress message of %q: %w", m.TaskID, err)
+	}
+	pm, err := websocket.NewPreparedMessage(websocket.TextMessage, b.Bytes())
+	if err != nil {
+		return nil, fmt.Errorf("prepare progress frame of %q: %w", m.TaskID, err)
+	}
+	return pm, nil
 }
 
 // Allow decides, once the batch's owner is known, whether a subscriber may
@@ -43,6 +77,9 @@ type Registry struct {
 	fs  *firestore.Client
 	log *slog.Logger
 	now func() time.Time
+	// pace is the least time between two messages of a watcher with n
+	// subscribers (pacing; tests change it).
+	pace func(n int) time.Duration
 
 	mu      sync.Mutex
 	batches map[string]*batchWatcher
@@ -54,7 +91,7 @@ func New(fs *firestore.Client, log *slog.Logger, now func() time.Time) *Registry
 	if now == nil {
 		now = time.Now
 	}
-	return &Registry{fs: fs, log: log, now: now, batches: map[string]*batchWatcher{}, owners: map[string]*ownerWatcher{}}
+	return &Registry{fs: fs, log: log, now: now, pace: pacing, batches: map[string]*batchWatcher{}, owners: map[string]*ownerWatcher{}}
 }
 
 // Stats is a snapshot of the registry's size, for health and tests.
@@ -140,7 +177,27 @@ type batchWatcher struct {
 	ready    bool
 	batch    store.BatchDoc
 	lanes    map[string]store.LaneDoc
-	current  progress.Message
+	current  Update    // the last message published, with its shared frame
+	dirty    bool      // the state changed since current was published
+	sent     time.Time // when current was published (wall clock, for pacing)
+}
+
+// Pacing: every published message costs one write per subscriber, so a
+// watcher waits at least perSubscriber × subscribers (at most maxInterval)
+// between two messages and publishes the latest state when the wait is
+// over. One subscriber: 50 µs, no visible wait; 1,000: 50 ms, at most 20
+// messages per second instead of one per lane write (hundreds per second
+// at c=50), so the fan-out's CPU stays bounded however fast lanes write
+// (docs/design.md "Performance", item 5).
+const (
+	perSubscriber = 50 * time.Microsecond
+	maxInterval   = 100 * time.Millisecond
+)
+
+// pacing is the least time between two messages of a watcher with n
+// subscribers.
+func pacing(n int) time.Duration {
+	return min(maxInterval, time.Duration(n)*perSubscriber)
 }
 
 // event is a snapshot from one of the watcher's listeners.
@@ -190,7 +247,7 @@ func (w *batchWatcher) decide(s *subscriber) {
 	}
 	if w.missing || !s.allow(w.batch.Owner) {
 		delete(w.subs, s)
-		s.sink.Deliver(progress.Refusal(w.id, "not found", w.r.now()))
+		s.sink.Deliver(Update{Message: progress.Refusal(w.id, "not found", w.r.now())})
 		return
 	}
 	s.allowed = true
@@ -204,11 +261,24 @@ func (w *batchWatcher) run() {
 	go w.listenBatch(log)
 	var laneCancel context.CancelFunc = func() {}
 	attempt, lanes := 0, 0
+	pace := time.NewTimer(time.Hour)
+	pace.Stop()
+	defer pace.Stop()
+	paced := false // pace is armed: a change waits to be published
+	wait := func(d time.Duration) {
+		if d > 0 && !paced {
+			pace.Reset(d)
+			paced = true
+		}
+	}
 	for {
 		select {
 		case <-w.ctx.Done():
 			laneCancel()
 			return
+		case <-pace.C:
+			paced = false
+			wait(w.flush())
 		case ev := <-w.events:
 			if ev.batch != nil && (ev.batch.Attempt != attempt || ev.batch.Lanes != lanes) {
 				// A new attempt (retry) has new lanes: listen to those, and
@@ -231,16 +301,19 @@ func (w *batchWatcher) run() {
 					go w.readEarlier(ctx, log, attempt)
 				}
 			}
-			w.apply(ev)
+			wait(w.apply(ev))
 		}
 	}
 }
 
-// apply folds ev into the state and sends the new message to every
-// allowed subscriber; the first batch snapshot decides pending subscribers.
-func (w *batchWatcher) apply(ev event) {
+// apply folds ev into the state and publishes the new message, at once or,
+// when the last one went out less than the pacing interval ago, after the wait
+// it returns (then call flush). The first full state decides pending
+// subscribers.
+func (w *batchWatcher) apply(ev event) (wait time.Duration) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	wasReady := w.ready
 	switch {
 	case ev.missing:
 		w.known, w.missing = true, true
@@ -263,14 +336,49 @@ func (w *batchWatcher) apply(ev event) {
 	}
 	w.ready = w.known && (w.missing || len(w.awaiting) == 0 && !w.earlier)
 	if !w.ready {
-		return
+		return 0
 	}
 	if w.missing { // refuse the undecided; the others keep their last state
 		for s := range w.subs {
 			w.decide(s)
 		}
-		return
+		return 0
 	}
+	w.dirty = true
+	if !wasReady { // subscribers may be waiting for their first message
+		w.publish()
+		return 0
+	}
+	return w.flushLocked()
+}
+
+// flush publishes a pending change whose wait is over; see apply.
+func (w *batchWatcher) flush() (wait time.Duration) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.flushLocked()
+}
+
+// flushLocked publishes a pending change now if the batch is final or the
+// last message is old enough, or returns how long to wait. w.mu must be
+// held.
+func (w *batchWatcher) flushLocked() (wait time.Duration) {
+	if !w.dirty || !w.ready || w.missing {
+		return 0
+	}
+	if !w.batch.State.Final() {
+		if d := time.Until(w.sent.Add(w.r.pace(len(w.subs)))); d > 0 {
+			return d
+		}
+	}
+	w.publish()
+	return 0
+}
+
+// publish computes the message from the state and sends it to every
+// allowed subscriber, deciding the undecided. w.mu must be held.
+func (w *batchWatcher) publish() {
+	w.dirty = false
 	lanes := make([]store.LaneDoc, 0, len(w.lanes))
 	for _, l := range w.lanes {
 		if l.Attempt <= w.batch.Attempt {
@@ -278,10 +386,14 @@ func (w *batchWatcher) apply(ev event) {
 		}
 	}
 	next := progress.Compute(w.batch, lanes, w.r.now())
-	if same(w.current, next) {
+	if same(w.current.Message, next) {
 		return // e.g. a lane snapshot arriving after the batch went final
 	}
-	w.current = next
+	frame, err := encode(next)
+	if err != nil { // each subscriber's write fails on it too, and says so
+		w.r.log.Error("encode progress message", "batch_id", w.id, "error", err)
+	}
+	w.current, w.sent = Update{Message: next, Frame: frame}, time.Now()
 	for s := range w.subs {
 		if s.allowed {
 			s.sink.Deliver(w.current)
