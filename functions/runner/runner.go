@@ -251,6 +251,9 @@ func (r *Runner) counted(ctx context.Context, log *slog.Logger, ev events.Node, 
 	if !lane.Doc.Complete() {
 		return res, nil
 	}
+	if open, err := r.Store.LaneOpen(ctx, ev.BatchID, ev.Attempt); err == nil && open {
+		return res, nil // a lane still running will finish the batch
+	}
 	finished, err := r.finish(ctx, ev.BatchID)
 	if err != nil {
 		// The node is counted. A redelivery finds its bit set and, the lane

@@ -336,3 +336,27 @@ func TestCountNodePreconditions(t *testing.T) {
 		t.Errorf("lane has position 1 after a refused commit: %+v", got.Doc)
 	}
 }
+
+// LaneOpen answers "is some lane of the attempt still running" from the
+// lanes' done field, which the per-node commit keeps equal to Complete().
+func TestLaneOpen(t *testing.T) {
+	st, evs := setup(t, []string{"n0", "n1", "n2"}, 2, nil) // lane 0: n0, n2; lane 1: n1
+	r := &runner.Runner{Store: st, Patcher: &patcher{}}
+	ctx := context.Background()
+	want := []bool{true, true, false} // after n0, after n1 (lane 1 done, lane 0 not), after n2
+	for i, ev := range []events.Node{evs[0], evs[1], evs[2]} {
+		if _, err := r.Run(ctx, ev); err != nil {
+			t.Fatalf("Run(%s) = %v", ev.Node, err)
+		}
+		open, err := st.LaneOpen(ctx, "b1", 1)
+		if err != nil {
+			t.Fatalf("LaneOpen: %v", err)
+		}
+		if open != want[i] {
+			t.Errorf("after %s: LaneOpen = %v, want %v", ev.Node, open, want[i])
+		}
+	}
+	if open, err := st.LaneOpen(ctx, "b1", 2); err != nil || open {
+		t.Errorf("LaneOpen of an attempt without lanes = %v, %v; want false", open, err)
+	}
+}

@@ -115,6 +115,10 @@ type LaneDoc struct {
 	// Conflicts the patcher's conflict retries, for the timing figures.
 	Redeliveries int `firestore:"redeliveries" json:"redeliveries"`
 	Conflicts    int `firestore:"conflicts" json:"conflicts"`
+	// Done mirrors Complete() for queries: the writer that completes a
+	// lane asks whether any lane of the attempt is still open before it
+	// reads them all (Store.LaneOpen).
+	Done bool `firestore:"done" json:"-"`
 }
 
 // Has reports whether position pos of the lane is already counted.

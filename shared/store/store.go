@@ -194,7 +194,23 @@ func laneProgress(d *LaneDoc) []firestore.Update {
 		{Path: "failures", Value: d.Failures},
 		{Path: "latencies_ms", Value: d.LatenciesMS},
 		{Path: "conflicts", Value: d.Conflicts},
+		{Path: "done", Value: d.Complete()},
 	}
+}
+
+// LaneOpen reports whether some lane of attempt of the batch is not complete
+// yet: one query reading at most one document, so that each lane completing
+// does not read every lane (O(lanes²) reads per batch). A lane written
+// before the done field existed does not match; callers treat "not open" as
+// "read them all and check" (AttemptDone), never as "finished".
+func (s *Store) LaneOpen(ctx context.Context, batchID string, attempt int) (bool, error) {
+	q := s.client.Doc(BatchPath(batchID)).Collection(LanesCollection).
+		Where("attempt", "==", attempt).Where("done", "==", false).Limit(1)
+	snaps, err := q.Documents(ctx).GetAll()
+	if err != nil {
+		return false, fmt.Errorf("find an open lane of %s attempt %d: %w", batchID, attempt, err)
+	}
+	return len(snaps) > 0, nil
 }
 
 // BatchAndLane reads a batch document and one of its lanes in one round
