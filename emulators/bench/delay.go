@@ -22,6 +22,9 @@ type DelayProbe struct {
 	Firestore *firestore.Client // the project the product writes to
 	// DialParallel bounds concurrent WebSocket handshakes; 0 means 32.
 	DialParallel int
+	// Meter, when set, samples CPU from submit to every client having seen
+	// the final message.
+	Meter *CPUMeter
 }
 
 // Run opens clients connections, submits a label batch bench=value at
@@ -38,6 +41,12 @@ func (p DelayProbe) Run(ctx context.Context, clients, c int, value string) (Dela
 	if err != nil {
 		return row, err
 	}
+	var before CPUCounters
+	if p.Meter != nil {
+		if before, err = p.Meter.Read(); err != nil {
+			return row, err
+		}
+	}
 	id, err := p.Nodebatch.Submit(ctx, OpLabel, value, c)
 	if err != nil {
 		return row, err
@@ -45,6 +54,14 @@ func (p DelayProbe) Run(ctx context.Context, clients, c int, value string) (Dela
 	seen, err := follow(ctx, conns, id)
 	if err != nil {
 		return row, err
+	}
+	if p.Meter != nil {
+		after, err := p.Meter.Read()
+		if err != nil {
+			return row, err
+		}
+		run := p.Meter.Run(before, after, nil)
+		row.CPU = &run
 	}
 	finished, err := FinishTimes(ctx, p.Firestore, id)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"testing"
 	"time"
@@ -55,8 +56,12 @@ func TestScenarios(t *testing.T) {
 		k := bench.Kubectl{Path: kubectlPath(t), Kubeconfig: env.Kubeconfig, Selector: selector, Nodes: n}
 		for _, op := range []bench.Op{bench.OpLabel, bench.OpTaint} {
 			v := next()
-			if _, err := k.Run(ctx, op, v); err != nil {
+			r, err := k.Run(ctx, op, v)
+			if err != nil {
 				t.Fatalf("Kubectl.Run(%s): %v", op, err)
+			}
+			if r.CPU <= 0 || r.Wall <= 0 {
+				t.Errorf("Kubectl.Run(%s) = %+v, want wall and kubectl's CPU from its rusage > 0", op, r)
 			}
 			if err := bench.Verify(ctx, admin, selector, op, v, n); err != nil {
 				t.Errorf("after Kubectl.Run(%s): %v", op, err)
@@ -113,11 +118,15 @@ func TestScenarios(t *testing.T) {
 				t.Errorf("after Nodebatch.Run(%s): %v", op, err)
 			}
 		}
-		probe := bench.DelayProbe{Nodebatch: nb, Firestore: p.Firestore}
+		probe := bench.DelayProbe{Nodebatch: nb, Firestore: p.Firestore, Meter: &bench.CPUMeter{Proc: bench.Proc{Root: "/proc"}, CPUs: runtime.NumCPU()}}
 		v := next()
 		row, err := probe.Run(ctx, 3, 2, v)
 		if err != nil {
 			t.Fatalf("DelayProbe.Run: %v", err)
+		}
+		t.Logf("DelayProbe.Run CPU: %+v", row.CPU)
+		if row.CPU == nil || row.CPU.ByProcess[bench.CPUBench] <= 0 || row.CPU.WindowS <= 0 {
+			t.Errorf("DelayProbe.Run CPU = %+v, want this process's CPU (the product ran in it) and the window > 0", row.CPU)
 		}
 		if row.Messages < 3 || len(row.Samples) > 3*n {
 			t.Errorf("DelayProbe.Run: %d messages, %d samples; want ≥ 3 messages (a final one per client) and ≤ %d samples", row.Messages, len(row.Samples), 3*n)

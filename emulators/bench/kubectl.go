@@ -31,10 +31,15 @@ func (k Kubectl) Args(op Op, value string) []string {
 	return args
 }
 
-// Run sets bench=value on every node as op and returns kubectl's wall time,
-// process start included (what a user waits for). It fails unless kubectl
-// reports every node changed.
-func (k Kubectl) Run(ctx context.Context, op Op, value string) (time.Duration, error) {
+// KubectlRun is one kubectl invocation's cost.
+type KubectlRun struct {
+	Wall time.Duration // process start included: what a user waits for
+	CPU  time.Duration // kubectl's user + system time, from its rusage
+}
+
+// Run sets bench=value on every node as op and returns kubectl's wall and
+// CPU time. It fails unless kubectl reports every node changed.
+func (k Kubectl) Run(ctx context.Context, op Op, value string) (KubectlRun, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, k.Path, k.Args(op, value)...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -42,12 +47,12 @@ func (k Kubectl) Run(ctx context.Context, op Op, value string) (time.Duration, e
 	err := cmd.Run()
 	wall := time.Since(begin)
 	if err != nil {
-		return 0, fmt.Errorf("kubectl %s: %w: %s", op, err, strings.TrimSpace(stderr.String()))
+		return KubectlRun{}, fmt.Errorf("kubectl %s: %w: %s", op, err, strings.TrimSpace(stderr.String()))
 	}
 	if n := changedLines(stdout.String()); n != k.Nodes {
-		return 0, fmt.Errorf("kubectl %s: reported %d nodes changed, want %d", op, n, k.Nodes)
+		return KubectlRun{}, fmt.Errorf("kubectl %s: reported %d nodes changed, want %d", op, n, k.Nodes)
 	}
-	return wall, nil
+	return KubectlRun{Wall: wall, CPU: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}, nil
 }
 
 // changedLines counts kubectl's "node/x labeled" / "node/x modified" lines

@@ -51,6 +51,10 @@ type Row struct {
 	Timings []batch.Timing `json:"batch_timing,omitempty"`
 	// Breakdowns split each nodebatch run's wall time into stages.
 	Breakdowns []Breakdown `json:"breakdown,omitempty"`
+	// CPU is where the machine's CPU went during each run; CPUMedian is
+	// each of its figures' median over the runs.
+	CPU       []CPURun `json:"cpu_runs,omitempty"`
+	CPUMedian *CPURun  `json:"cpu_median,omitempty"`
 
 	LatencyMS   int       `json:"proxy_latency_ms"`
 	WallsS      []float64 `json:"walls_s"`
@@ -73,6 +77,9 @@ type DelayRow struct {
 	Samples     []time.Duration `json:"-"`
 	Messages    int             `json:"messages"` // progress messages received, all clients
 	Err         string          `json:"error,omitempty"`
+	// CPU is where the machine's CPU went from submit to the last client
+	// seeing the final message (the clients' dialing left out).
+	CPU *CPURun `json:"cpu,omitempty"`
 
 	Count int     `json:"samples"`
 	P50MS float64 `json:"p50_ms"`
@@ -122,6 +129,7 @@ func ms(d time.Duration) float64 { return seconds(d) * 1000 }
 
 func finishRow(row *Row) {
 	row.LatencyMS = int(row.Latency / time.Millisecond)
+	row.CPUMedian = MedianCPU(row.CPU)
 	row.WallsS = row.WallsS[:0]
 	for _, w := range row.Walls {
 		row.WallsS = append(row.WallsS, seconds(w))
@@ -179,6 +187,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			orDash(row.VsClientGo, "×"), orDash(row.VsKubectl, "×"), idealCell(row))
 	}
 	writeBreakdowns(&b, r.Rows)
+	writeCPU(&b, r)
 	if len(r.Delays) > 0 {
 		b.WriteString("\nProgress delay (row 6): node result recorded → a WebSocket client sees a count that includes it.\n\n")
 		b.WriteString("| clients | nodes | c | samples | messages received | p50 (ms) | p99 (ms) | max (ms) |\n")
@@ -246,6 +255,55 @@ func writeBreakdowns(b *strings.Builder, rows []Row) {
 			stage(func(x Breakdown) float64 { return x.RelayMS }),
 			perNode(func(x Breakdown) float64 { return x.APIP50MS }),
 			perNode(func(x Breakdown) float64 { return x.GapP50MS }))
+	}
+}
+
+// writeCPU adds the table of CPU seconds by process: per row, each figure's
+// median over the repeats; row 6 has one run per client count.
+func writeCPU(b *strings.Builder, r *Report) {
+	type line struct {
+		id, what, op string
+		c, nodes     int
+		lat          time.Duration
+		cpu          *CPURun
+	}
+	var lines []line
+	for _, row := range r.Rows {
+		if row.CPUMedian != nil {
+			lines = append(lines, line{row.ID, row.Name, string(row.Op), row.Concurrency, row.Nodes, row.Latency, row.CPUMedian})
+		}
+	}
+	for _, d := range r.Delays {
+		if d.CPU != nil {
+			what := fmt.Sprintf("progress delay, %d clients", d.Clients)
+			if d.Clients == 1 {
+				what = "progress delay, 1 client"
+			}
+			lines = append(lines, line{"6", what, string(OpLabel), d.Concurrency, d.Nodes, 0, d.CPU})
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\nWhere the machine's CPU goes (CPU seconds per run, median over the repeats; capacity = run wall × %d CPUs):\n\n", r.Machine.CPUs)
+	b.WriteString("| # | what | op | c | nodes | proxy latency | kube-apiserver | etcd | Firestore emulator | Pub/Sub emulator | bench process | kubectl | other | total | capacity | CPU busy |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	for _, l := range lines {
+		lat := "-"
+		if l.lat > 0 {
+			lat = l.lat.String()
+		}
+		cell := func(name string) string {
+			v, ok := l.cpu.ByProcess[name]
+			if !ok {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", v)
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.0f %% |\n",
+			l.id, l.what, l.op, l.c, l.nodes, lat,
+			cell(CPUAPIServer), cell(CPUEtcd), cell(CPUFirestore), cell(CPUPubSub), cell(CPUBench), cell(CPUKubectl),
+			l.cpu.OtherS, l.cpu.TotalS, l.cpu.CapacityS, l.cpu.BusyPct)
 	}
 }
 

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -138,7 +139,11 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 		return fmt.Errorf("mint bench token: %w", err)
 	}
 
-	b := &runner{c: c, log: log, admin: admin, report: &bench.Report{
+	b := &runner{c: c, log: log, admin: admin, meter: bench.CPUMeter{
+		Proc:   bench.Proc{Root: "/proc"},
+		Groups: bench.StackGroups(info.PIDs),
+		CPUs:   runtime.NumCPU(),
+	}, report: &bench.Report{
 		Machine:  bench.ReadMachine(),
 		Started:  time.Now(),
 		Command:  "make bench NODEBATCH_BENCH_NODES=" + strconv.Itoa(c.nodes) + " (go run ./emulators/cmd/bench " + strings.Join(os.Args[1:], " ") + ")",
@@ -265,6 +270,7 @@ type runner struct {
 	log    *slog.Logger
 	admin  kubernetes.Interface
 	report *bench.Report
+	meter  bench.CPUMeter
 	prefix string
 	values int
 	jobs   []job
@@ -273,10 +279,13 @@ type runner struct {
 
 // job is one row's way to run once and to check what it did.
 type job struct {
-	row    int // index in report.Rows
-	run    func(ctx context.Context, value string) (sample, error)
-	verify func(ctx context.Context, value string) error
-	warm   bool // run once unmeasured before the first repeat
+	row int // index in report.Rows
+	// run is the measured part; explain, when set, adds to its sample
+	// what can be read only afterwards, outside the measured window.
+	run     func(ctx context.Context, value string) (sample, error)
+	explain func(ctx context.Context, smp *sample) error
+	verify  func(ctx context.Context, value string) error
+	warm    bool // run once unmeasured before the first repeat
 }
 
 func (b *runner) add(row bench.Row, j job) {
@@ -305,7 +314,7 @@ func (b *runner) plan(info stack.Info, fleet group, direct *product.Product, tok
 		k := bench.Kubectl{Path: filepath.Join(b.c.binDir, "kubectl"), Kubeconfig: info.AdminKubeconfig, Selector: fleet.selector, Nodes: n}
 		for _, op := range ops {
 			b.add(bench.Row{ID: "1", Name: "kubectl " + string(op) + " nodes -l", Tool: bench.ToolKubectl, Op: op, Concurrency: 1, Nodes: n},
-				job{run: noTiming(func(ctx context.Context, v string) (time.Duration, error) { return k.Run(ctx, op, v) }), verify: b.verifier(b.admin, fleet, op)})
+				job{run: kubectlRun(k, op), verify: b.verifier(b.admin, fleet, op)})
 		}
 	}
 	cg := bench.ClientGo{Client: b.admin, Names: fleet.names}
@@ -331,7 +340,7 @@ func (b *runner) plan(info stack.Info, fleet group, direct *product.Product, tok
 		for _, c := range b.c.concurrency {
 			for _, op := range ops {
 				b.add(bench.Row{ID: "4", Name: "nodebatch, submit → complete on WebSocket", Tool: bench.ToolNodebatch, Op: op, Concurrency: c, Nodes: n},
-					job{run: nodebatchRun(nb, direct, op, c), verify: b.verifier(b.admin, fleet, op), warm: c == b.c.concurrency[len(b.c.concurrency)-1]})
+					job{run: nodebatchRun(nb, op, c), explain: breakdown(direct), verify: b.verifier(b.admin, fleet, op), warm: c == b.c.concurrency[len(b.c.concurrency)-1]})
 			}
 		}
 	}
@@ -352,15 +361,18 @@ func (b *runner) planProxy(small, fleet group, slow *product.Product, token stri
 			job{run: noTiming(func(ctx context.Context, v string) (time.Duration, error) { return cg.Run(ctx, bench.OpLabel, v, tc.c) }), verify: b.verifier(b.admin, tc.g, bench.OpLabel)})
 		nb := bench.Nodebatch{APIURL: slow.APIURL, RelayURL: slow.RelayURL, Token: token, Selector: tc.g.selector, Nodes: n}
 		b.add(bench.Row{ID: "5", Name: "nodebatch via latency proxy", Tool: bench.ToolNodebatch, Op: bench.OpLabel, Concurrency: tc.c, Nodes: n, Latency: b.c.latency, Ideal: ideal},
-			job{run: nodebatchRun(nb, slow, bench.OpLabel, tc.c), verify: b.verifier(b.admin, tc.g, bench.OpLabel), warm: tc.c == 50})
+			job{run: nodebatchRun(nb, bench.OpLabel, tc.c), explain: breakdown(slow), verify: b.verifier(b.admin, tc.g, bench.OpLabel), warm: tc.c == 50})
 	}
 }
 
 // sample is one measured run.
 type sample struct {
 	wall      time.Duration
-	timing    *batch.Timing    // nodebatch's own figures
-	breakdown *bench.Breakdown // nodebatch's stages, read after the run
+	childCPU  map[string]time.Duration // CPU of child processes run and waited for (row 1: kubectl)
+	trace     *bench.Trace             // nodebatch's run, for explain
+	timing    *batch.Timing            // nodebatch's own figures
+	breakdown *bench.Breakdown         // nodebatch's stages, read after the run
+	cpu       *bench.CPURun
 }
 
 func noTiming(f func(context.Context, string) (time.Duration, error)) func(context.Context, string) (sample, error) {
@@ -370,19 +382,34 @@ func noTiming(f func(context.Context, string) (time.Duration, error)) func(conte
 	}
 }
 
-// nodebatchRun runs one batch, then (outside the timed part) reads its node
-// results to split the time into stages.
-func nodebatchRun(nb bench.Nodebatch, p *product.Product, op bench.Op, c int) func(context.Context, string) (sample, error) {
+func kubectlRun(k bench.Kubectl, op bench.Op) func(context.Context, string) (sample, error) {
+	return func(ctx context.Context, v string) (sample, error) {
+		r, err := k.Run(ctx, op, v)
+		return sample{wall: r.Wall, childCPU: map[string]time.Duration{bench.CPUKubectl: r.CPU}}, err
+	}
+}
+
+// nodebatchRun runs one batch.
+func nodebatchRun(nb bench.Nodebatch, op bench.Op, c int) func(context.Context, string) (sample, error) {
 	return func(ctx context.Context, v string) (sample, error) {
 		tr, err := nb.Run(ctx, op, v, c)
 		if err != nil {
 			return sample{}, err
 		}
-		bd, err := bench.ReadBreakdown(ctx, p.Firestore, tr)
+		return sample{wall: tr.Wall(), trace: &tr, timing: tr.Final.Timing}, nil
+	}
+}
+
+// breakdown reads, after the run, its node results to split the time into
+// stages.
+func breakdown(p *product.Product) func(context.Context, *sample) error {
+	return func(ctx context.Context, smp *sample) error {
+		bd, err := bench.ReadBreakdown(ctx, p.Firestore, *smp.trace)
 		if err != nil {
-			return sample{}, err
+			return err
 		}
-		return sample{wall: tr.Wall(), timing: tr.Final.Timing, breakdown: &bd}, nil
+		smp.breakdown = &bd
+		return nil
 	}
 }
 
@@ -420,6 +447,9 @@ func (b *runner) measure(ctx context.Context) {
 			if smp.breakdown != nil {
 				row.Breakdowns = append(row.Breakdowns, *smp.breakdown)
 			}
+			if smp.cpu != nil {
+				row.CPU = append(row.CPU, *smp.cpu)
+			}
 			b.log.Info("run", "row", row.ID, "tool", row.Tool, "op", row.Op, "c", row.Concurrency, "nodes", row.Nodes,
 				"latency", row.Latency, "repeat", rep+1, "wall", smp.wall.Round(time.Millisecond).String())
 		}
@@ -430,9 +460,22 @@ func (b *runner) once(ctx context.Context, j job) (sample, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.c.runTimeout)
 	defer cancel()
 	v := b.value()
+	before, cpuErr := b.meter.Read()
 	smp, err := j.run(ctx, v)
 	if err != nil {
 		return sample{}, err
+	}
+	after, err := b.meter.Read()
+	if cpuErr = errors.Join(cpuErr, err); cpuErr != nil {
+		b.log.Warn("CPU not sampled", "error", cpuErr)
+	} else {
+		cpu := b.meter.Run(before, after, smp.childCPU)
+		smp.cpu = &cpu
+	}
+	if j.explain != nil {
+		if err := j.explain(ctx, &smp); err != nil {
+			return sample{}, err
+		}
 	}
 	if err := j.verify(ctx, v); err != nil {
 		return sample{}, err
@@ -445,6 +488,7 @@ func (b *runner) delays(ctx context.Context, direct *product.Product, token stri
 	probe := bench.DelayProbe{
 		Nodebatch: bench.Nodebatch{APIURL: direct.APIURL, RelayURL: direct.RelayURL, Token: token, Selector: fleet.selector, Nodes: len(fleet.names)},
 		Firestore: direct.Firestore,
+		Meter:     &b.meter,
 	}
 	for _, n := range b.c.clients {
 		rctx, cancel := context.WithTimeout(ctx, b.c.runTimeout)
@@ -477,6 +521,7 @@ func (b *runner) write() error {
 		"Row 5's ideal counts one API call per node and no server time; a floor sits above it: the API server's own throughput on this machine (row 3 at the same c, no proxy); the proxy's 50 ms is added to the server's own time per call. Above that, nodebatch pays per node a Firestore read before the patch and a commit after it, on the lane's critical path, plus the push hand-off to the next node of the lane.",
 		"Where nodebatch's time goes: from the node result documents (started_at/finished_at, same clock). A negative \"202 → lane's 1st patch\" means the lane started before the batch function finished publishing and answered. \"last patch → final commit\" ends at the commit time of the batch document's final write (emulator clock, same machine).",
 		"One unmeasured warm-up run precedes the measured ones for nodebatch and client-go; repeats run round-robin over the rows.",
+		"Where the machine's CPU goes: in every run, just before and just after the measured part (verification and breakdown reads left out), the bench reads user + system CPU time from /proc: of kube-apiserver, etcd, the Firestore and the Pub/Sub emulators, each summed over its process group (the emulators' JVMs run under launchers; exited, waited-for members count too); of the bench process itself (bench clients and the whole in-process product); and the machine's busy time from /proc/stat (all CPUs, idle and iowait left out). kubectl (row 1) counts from its own rusage. \"other\" = machine total − the named ones: the rest of the machine (other builds and tests on a shared machine, the kernel's own work). capacity = the run's wall time (between the two samples) × CPUs; CPU busy = total ÷ capacity. Each figure is its own median over the repeats (so the columns need not add up exactly); every run is in the JSON (cpu_runs). Row 6: one run per client count, from submit to every client having seen the final message.",
 	)
 	if len(r.Delays) > 0 {
 		r.Notes = append(r.Notes, "Progress delay: for each client, the k-th node to finish (node result finished_at, same clock) against the first message whose count reaches k; nodes that finished before the client's subscription are left out. One batch per client count, label change at c="+strconv.Itoa(b.c.delayConcurrency)+".")
