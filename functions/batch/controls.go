@@ -320,7 +320,7 @@ func lay(id string, attempt int, names []string, c int, sets map[string]change.S
 	lanes := make([]store.LaneDoc, c)
 	for l := range lanes {
 		lanes[l] = store.LaneDoc{Attempt: attempt, Lane: l, Size: (total - l + c - 1) / c, UpdatedAt: now,
-			DoneBits: []byte{}, Failures: []model.Failure{}, LatenciesMS: []int64{}}
+			DoneBits: []byte{}, Failures: []model.Failure{}, LatencyHist: map[string]int64{}}
 	}
 	evs := make([]events.Node, total)
 	for i, n := range names {

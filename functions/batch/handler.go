@@ -435,7 +435,7 @@ func (h *Handler) plan(p auth.Principal, spec *request.Spec, names []string, obs
 	lanes := make([]store.LaneDoc, c)
 	for l := range lanes {
 		lanes[l] = store.LaneDoc{Attempt: 1, Lane: l, Size: (total - l + c - 1) / c, UpdatedAt: now,
-			DoneBits: []byte{}, Failures: []model.Failure{}, LatenciesMS: []int64{}}
+			DoneBits: []byte{}, Failures: []model.Failure{}, LatencyHist: map[string]int64{}}
 	}
 	evs := make([]events.Node, total)
 	for i, n := range names {

@@ -291,7 +291,7 @@ func count(l *store.LaneDoc, pos int, doc *store.NodeDoc, now time.Time) {
 	l.CurrentNode = doc.Node
 	l.UpdatedAt = now
 	if doc.State == batch.NodeSucceeded || doc.State == batch.NodeFailed {
-		l.LatenciesMS = append(l.LatenciesMS, doc.LatencyMS)
+		l.AddLatency(doc.LatencyMS)
 	}
 }
 

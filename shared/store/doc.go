@@ -9,6 +9,7 @@ package store
 
 import (
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nodebatch/nodebatch/shared/batch"
@@ -110,7 +111,14 @@ type LaneDoc struct {
 	CurrentNode string          `firestore:"current_node" json:"current_node"`
 	UpdatedAt   time.Time       `firestore:"updated_at" json:"updated_at"`
 	Failures    []batch.Failure `firestore:"failures" json:"failures"`
-	LatenciesMS []int64         `firestore:"latencies_ms" json:"-"`
+	// LatencyHist counts the lane's per-node latencies (succeeded and
+	// failed nodes) by LatencyBucket, keyed by the bucket in ms as a decimal
+	// string; LatencyMaxMS is the exact maximum. A histogram, not a list:
+	// the lane document is read and rewritten for every node, so a list
+	// made each lane cost O(n²) (1,000 nodes in a lane: half a million
+	// values encoded and decoded).
+	LatencyHist  map[string]int64 `firestore:"latency_hist" json:"-"`
+	LatencyMaxMS int64            `firestore:"latency_max_ms" json:"-"`
 	// Redeliveries counts transient answers (each one a redelivery) and
 	// Conflicts the patcher's conflict retries, for the timing figures.
 	Redeliveries int `firestore:"redeliveries" json:"redeliveries"`
@@ -119,6 +127,29 @@ type LaneDoc struct {
 	// lane asks whether any lane of the attempt is still open before it
 	// reads them all (Store.LaneOpen).
 	Done bool `firestore:"done" json:"-"`
+}
+
+// AddLatency counts one node latency of ms milliseconds.
+func (l *LaneDoc) AddLatency(ms int64) {
+	if l.LatencyHist == nil {
+		l.LatencyHist = make(map[string]int64)
+	}
+	l.LatencyHist[strconv.FormatInt(LatencyBucket(ms), 10)]++
+	l.LatencyMaxMS = max(l.LatencyMaxMS, ms)
+}
+
+// LatencyBucket rounds ms to two significant digits: exact below 100 ms,
+// at most 5 % off above (the percentiles of the batch's timing are read
+// from these buckets).
+func LatencyBucket(ms int64) int64 {
+	if ms < 100 {
+		return max(ms, 0)
+	}
+	p := int64(1)
+	for ms/p >= 100 {
+		p *= 10
+	}
+	return (ms + p/2) / p * p
 }
 
 // Has reports whether position pos of the lane is already counted.

@@ -192,7 +192,8 @@ func laneProgress(d *LaneDoc) []firestore.Update {
 		{Path: "current_node", Value: d.CurrentNode},
 		{Path: "updated_at", Value: d.UpdatedAt},
 		{Path: "failures", Value: d.Failures},
-		{Path: "latencies_ms", Value: d.LatenciesMS},
+		{Path: "latency_hist", Value: d.LatencyHist},
+		{Path: "latency_max_ms", Value: d.LatencyMaxMS},
 		{Path: "conflicts", Value: d.Conflicts},
 		{Path: "done", Value: d.Complete()},
 	}

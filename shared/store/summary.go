@@ -1,8 +1,10 @@
 package store
 
 import (
+	"maps"
 	"math"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/nodebatch/nodebatch/shared/batch"
@@ -72,21 +74,30 @@ func Finalize(b *BatchDoc, lanes []LaneDoc, now time.Time) *BatchDoc {
 }
 
 // Timing computes the batch's timing figures: throughput over the current
-// attempt's wall time and per-node latency percentiles (nearest rank) of the
-// current attempt's lanes; redeliveries and conflict retries of every
+// attempt's wall time and per-node latency percentiles (nearest rank over
+// the lanes' latency buckets, so exact below 100 ms and within 5 % above;
+// the maximum is exact) of the current attempt's lanes; redeliveries and conflict retries of every
 // attempt.
 func Timing(b *BatchDoc, lanes []LaneDoc, now time.Time) batch.Timing {
-	var lat []int64
+	hist := map[int64]int64{}
+	var n, maxMS int64
 	t := batch.Timing{Start: b.StartedAt, End: now, Attempts: max(b.Attempt, 1)}
 	for _, l := range lanes {
 		if l.Attempt == b.Attempt {
-			lat = append(lat, l.LatenciesMS...)
+			for k, c := range l.LatencyHist {
+				ms, err := strconv.ParseInt(k, 10, 64)
+				if err != nil || c <= 0 {
+					continue // not written by AddLatency
+				}
+				hist[ms] += c
+				n += c
+			}
+			maxMS = max(maxMS, l.LatencyMaxMS)
 		}
 		t.Redeliveries += l.Redeliveries
 		t.ConflictRetries += l.Conflicts
 	}
 	t.Retries = t.Redeliveries + t.ConflictRetries
-	slices.Sort(lat)
 	start := b.AttemptStartedAt
 	if start.IsZero() {
 		start = b.StartedAt
@@ -94,19 +105,25 @@ func Timing(b *BatchDoc, lanes []LaneDoc, now time.Time) batch.Timing {
 	if secs := now.Sub(start).Seconds(); secs > 0 {
 		t.NodesPerSecond = math.Round(float64(b.AttemptTotal)/secs*100) / 100
 	}
-	if len(lat) > 0 {
-		t.P50Millis = float64(percentile(lat, 50))
-		t.P95Millis = float64(percentile(lat, 95))
-		t.MaxMillis = float64(lat[len(lat)-1])
+	if n > 0 {
+		buckets := slices.Sorted(maps.Keys(hist))
+		t.P50Millis = float64(percentile(buckets, hist, n, 50))
+		t.P95Millis = float64(percentile(buckets, hist, n, 95))
+		t.MaxMillis = float64(maxMS)
 	}
 	return t
 }
 
-// percentile is the nearest-rank p-th percentile of sorted xs.
-func percentile(xs []int64, p int) int64 {
-	rank := int(math.Ceil(float64(p) / 100 * float64(len(xs))))
-	if rank < 1 {
-		rank = 1
+// percentile is the nearest-rank p-th percentile of n values counted in
+// hist, whose keys sorted are buckets.
+func percentile(buckets []int64, hist map[int64]int64, n int64, p int) int64 {
+	rank := max(int64(math.Ceil(float64(p)/100*float64(n))), 1)
+	var cum int64
+	for _, b := range buckets {
+		cum += hist[b]
+		if cum >= rank {
+			return b
+		}
 	}
-	return xs[rank-1]
+	return buckets[len(buckets)-1]
 }

@@ -44,7 +44,7 @@ func TestFinalize(t *testing.T) {
 		{
 			name:  "all succeeded",
 			b:     BatchDoc{Attempt: 1, AttemptTotal: 4, StartedAt: start},
-			lanes: []LaneDoc{{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 2, Unchanged: 1}, LatenciesMS: []int64{10, 40}}, {Attempt: 1, Lane: 1, Size: 2, Counts: batch.Counts{Succeeded: 2}, LatenciesMS: []int64{20, 30}}},
+			lanes: []LaneDoc{lat(LaneDoc{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 2, Unchanged: 1}}, 10, 40), lat(LaneDoc{Attempt: 1, Lane: 1, Size: 2, Counts: batch.Counts{Succeeded: 2}}, 20, 30)},
 			done:  true, state: batch.StateSucceeded,
 			counts: batch.Counts{Succeeded: 4, Unchanged: 1},
 			timing: batch.Timing{NodesPerSecond: 2, P50Millis: 20, P95Millis: 40, MaxMillis: 40},
@@ -52,7 +52,7 @@ func TestFinalize(t *testing.T) {
 		{
 			name:  "some failed",
 			b:     BatchDoc{Attempt: 1, AttemptTotal: 3, StartedAt: start},
-			lanes: []LaneDoc{{Attempt: 1, Size: 3, Counts: batch.Counts{Succeeded: 2, Failed: 1}, LatenciesMS: []int64{5, 5, 5}}},
+			lanes: []LaneDoc{lat(LaneDoc{Attempt: 1, Size: 3, Counts: batch.Counts{Succeeded: 2, Failed: 1}}, 5, 5, 5)},
 			done:  true, state: batch.StatePartiallyFailed,
 			counts: batch.Counts{Succeeded: 2, Failed: 1},
 			timing: batch.Timing{NodesPerSecond: 1.5, P50Millis: 5, P95Millis: 5, MaxMillis: 5},
@@ -78,7 +78,7 @@ func TestFinalize(t *testing.T) {
 			b:    BatchDoc{Attempt: 2, AttemptTotal: 1, StartedAt: start, AttemptStartedAt: start.Add(time.Second), Adjust: batch.Counts{Failed: 1}},
 			lanes: []LaneDoc{
 				{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 1, Failed: 1}, Redeliveries: 2, Conflicts: 1},
-				{Attempt: 2, Size: 1, Counts: batch.Counts{Succeeded: 1}, LatenciesMS: []int64{7}, Conflicts: 3},
+				lat(LaneDoc{Attempt: 2, Size: 1, Counts: batch.Counts{Succeeded: 1}, Conflicts: 3}, 7),
 			},
 			done: true, state: batch.StateSucceeded,
 			counts: batch.Counts{Succeeded: 2},
@@ -142,5 +142,42 @@ func TestFinalize(t *testing.T) {
 				t.Errorf("finished_at = %v, want %v", got.FinishedAt, end)
 			}
 		})
+	}
+}
+
+// lat is l with the latencies ms counted.
+func lat(l LaneDoc, ms ...int64) LaneDoc {
+	for _, m := range ms {
+		l.AddLatency(m)
+	}
+	return l
+}
+
+func TestLatencyBucket(t *testing.T) {
+	for _, tt := range []struct{ in, want int64 }{
+		{-3, 0}, {0, 0}, {7, 7}, {99, 99}, {100, 100}, {104, 100}, {105, 110}, {994, 990}, {995, 1000},
+		{1234, 1200}, {98765, 99000}, {123456, 120000},
+	} {
+		if got := LatencyBucket(tt.in); got != tt.want {
+			t.Errorf("LatencyBucket(%d) = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+}
+
+// Percentiles from the buckets: nearest rank over the merged lanes of the
+// current attempt; the maximum is exact even where its bucket is not.
+func TestTimingFromBuckets(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	b := &BatchDoc{Attempt: 1, AttemptTotal: 20, StartedAt: start}
+	var ms []int64
+	for i := range 19 {
+		ms = append(ms, int64(10+i)) // 10..28
+	}
+	lanes := []LaneDoc{lat(LaneDoc{Attempt: 1}, ms[:10]...), lat(LaneDoc{Attempt: 1, Lane: 1}, append(ms[10:], 1234)...)}
+	got := Timing(b, lanes, start.Add(10*time.Second))
+	want := batch.Timing{Start: start, End: start.Add(10 * time.Second), Attempts: 1, NodesPerSecond: 2,
+		P50Millis: 19, P95Millis: 28, MaxMillis: 1234}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Timing (-want +got):\n%s", diff)
 	}
 }
