@@ -65,9 +65,9 @@ type Request struct {
 	Node   string // "" when the path names no node
 	Group  string
 	Start  time.Time
-	End    time.Time
-	Status int  // status answered; 0 when the client went away first
-	Fault  bool // the answer was injected, the API server never saw it
+	End    time.Time // when the answer started, or the request was dropped
+	Status int       // status answered; 0 when the client went away first
+	Fault  bool      // the answer was injected, the API server never saw it
 }
 
 // Stats is what the proxy has seen since it started (or since Reset).
@@ -233,7 +233,14 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			req.Group = p.opts.Group(r)
 		}
 		gen, idx := p.begin(req)
-		defer func() { p.end(gen, idx, req, rec.status) }()
+		// Recorded when the answer starts, before the client can see any of
+		// it: a client that has its answer finds the request in Stats.
+		rec.onAnswer = func(status int) { p.end(gen, idx, req, status) }
+		defer func() {
+			if !rec.answered {
+				p.end(gen, idx, req, 0) // the client went away first
+			}
+		}()
 		if p.opts.Gate != nil && !p.opts.Gate.wait(r) {
 			return
 		}
@@ -366,20 +373,30 @@ func reasonFor(code int) metav1.StatusReason {
 // flush through it (watches).
 type statusWriter struct {
 	http.ResponseWriter
-	status int
+	status   int
+	answered bool
+	onAnswer func(status int) // called once, before the answer is passed on
+}
+
+func (w *statusWriter) answer(code int) {
+	if w.answered {
+		return
+	}
+	w.answered, w.status = true, code
+	if w.onAnswer != nil {
+		w.onAnswer(code)
+	}
 }
 
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
+	if code >= 200 { // 1xx are interim answers
+		w.answer(code)
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
+	w.answer(http.StatusOK)
 	return w.ResponseWriter.Write(b)
 }
 
