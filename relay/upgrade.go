@@ -96,11 +96,20 @@ func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
 	return auth.Principal{}, auth.ErrNoToken
 }
 
+// errSchedulerNoProgress refuses the scheduler identity (a Google-signed
+// service-account token) a progress socket or ticket: it submits batches and
+// never watches them, so a leaked scheduler token opens no stream.
+var errSchedulerNoProgress = errors.New("the scheduler identity submits batches; it cannot watch progress")
+
 func (s *Server) verify(ctx context.Context, tok string) (auth.Principal, error) {
 	if tok == "" {
 		return auth.Principal{}, auth.ErrNoToken
 	}
-	return s.cfg.Verifier.Verify(ctx, tok)
+	p, err := s.cfg.Verifier.Verify(ctx, tok)
+	if err == nil && p.Scheduler {
+		return auth.Principal{}, errSchedulerNoProgress
+	}
+	return p, err
 }
 
 // refuse answers a failed authentication (401, or 503 when the identity
@@ -111,6 +120,10 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
 		level = s.log.Warn
 	}
 	level("request refused", "path", r.URL.Path, "reason", err.Error())
+	if errors.Is(err, errSchedulerNoProgress) {
+		writeJSON(w, http.StatusForbidden, errorBody("forbidden", err.Error()))
+		return
+	}
 	if errors.Is(err, errTokenQueryOff) {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="nodebatch"`)
 		writeJSON(w, http.StatusUnauthorized, errorBody("unauthenticated", "?token= is disabled; offer the token as a Sec-WebSocket-Protocol or use a ticket"))

@@ -130,7 +130,7 @@ func TestSecurityMatrix(t *testing.T) {
 		{"seed labels batch-add-progress", "POST", p.APIURL + "/api/v1/nodes/labels/batch-add-progress", seedLabels, allValid(202)},
 		{"seed taints batch-add", "POST", p.APIURL + "/api/v1/nodes/taints/batch-add", seedTaints, allValid(200)},
 		{"seed taints batch-add-progress", "POST", p.APIURL + "/api/v1/nodes/taints/batch-add-progress", seedTaints, allValid(202)},
-		{"relay: progress ticket", "POST", p.RelayURL + "/v1/progress/tickets", "", allValid(200)},
+		{"relay: progress ticket", "POST", p.RelayURL + "/v1/progress/tickets", "", allow(owner, 200, otherUser, 200, admin, 200, scheduler, 403)},
 		{"relay: node list", "GET", p.RelayURL + "/v1/nodes", "", allValid(200)},
 		{"relay: API proxy, get batch", "GET", p.RelayURL + "/v1/batches/" + bid, "", allow(owner, 200, otherUser, 404, admin, 200, scheduler, 404)},
 		{"relay: API proxy, create batch", "POST", p.RelayURL + "/v1/batches", dry, allValid(200)},
@@ -188,7 +188,7 @@ func TestSecurityMatrix(t *testing.T) {
 
 	for _, path := range []string{"/v1/progress/ws", "/api/v1/progress/ws"} {
 		t.Run("relay: upgrade "+path, func(t *testing.T) {
-			want := allValid(101)
+			want := allow(owner, 101, otherUser, 101, admin, 101, scheduler, 403)
 			for _, c := range callers {
 				d := websocket.Dialer{Subprotocols: []string{"nodebatch.v1"}}
 				if ids[c] != "" {
@@ -234,7 +234,7 @@ func TestSecurityMatrix(t *testing.T) {
 			}
 		}
 		missing := refusalFor(otherUser, "20260101t000000-0000000000")
-		for c, sees := range map[string]bool{owner: true, admin: true, otherUser: false, scheduler: false} {
+		for c, sees := range map[string]bool{owner: true, admin: true, otherUser: false} { // the scheduler cannot connect (above)
 			m := refusalFor(c, bid)
 			switch {
 			case sees && (m.Type != progress.TypeComplete || m.Total != 2):
