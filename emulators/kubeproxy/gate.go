@@ -1,10 +1,8 @@
 package kubeproxy
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 )
@@ -92,15 +90,8 @@ func (g *Gate) wait(r *http.Request) bool {
 	}
 	release := g.release
 	g.mu.Unlock()
-	// The server notices a client that hangs up (and ends r's context)
-	// only once the request body has been read: read it now, forward the
-	// copy later.
-	body, err := io.ReadAll(r.Body)
-	if err != nil {
-		return false
-	}
-	r.Body.Close()
-	r.Body = io.NopCloser(bytes.NewReader(body))
+	// The proxy has read the body already (bufferBody), so a client that
+	// hangs up ends r's context while it is held.
 	g.mu.Lock()
 	g.addHeldLocked(1)
 	g.mu.Unlock()

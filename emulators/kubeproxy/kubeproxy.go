@@ -227,6 +227,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Lock()
 	p.stats.Requests++
 	p.mu.Unlock()
+	if p.opts.Gate != nil || p.opts.Latency > 0 || p.opts.Fault != nil {
+		// The server notices a client that hangs up (and ends r's context)
+		// only once the request body has been read: read it before any
+		// wait, so a write whose client gave up is dropped, not forwarded
+		// late (which would make a retry find it already done).
+		if !bufferBody(r) {
+			return
+		}
+	}
 	if mutating(r.Method) {
 		req = &Request{Method: r.Method, Path: r.URL.Path, Node: NodeName(r.URL.Path)}
 		if p.opts.Group != nil {
@@ -244,18 +253,6 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p.opts.Gate != nil && !p.opts.Gate.wait(r) {
 			return
 		}
-	}
-	if r.Body != nil && r.Body != http.NoBody && (p.opts.Latency > 0 || p.opts.Fault != nil) {
-		// The server notices a client that hangs up (and ends r's context)
-		// only once the request body has been read: read it before any
-		// wait, so a write whose client timed out is dropped, not
-		// forwarded late (which would make a retry find it already done).
-		body, err := io.ReadAll(r.Body)
-		if err != nil {
-			return
-		}
-		r.Body.Close()
-		r.Body = io.NopCloser(bytes.NewReader(body))
 	}
 	if !sleep(r.Context(), p.opts.Latency) {
 		return
@@ -310,6 +307,21 @@ func (p *Proxy) end(gen, idx int, req *Request, status int) {
 		p.stats.Log[idx].Status = status
 		p.stats.Log[idx].Fault = req.Fault
 	}
+}
+
+// bufferBody replaces r's body with an in-memory copy; false when reading
+// it failed (the client went away).
+func bufferBody(r *http.Request) bool {
+	if r.Body == nil || r.Body == http.NoBody {
+		return true
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		return false
+	}
+	r.Body.Close()
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return true
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.

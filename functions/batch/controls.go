@@ -270,7 +270,7 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) {
 	attempt := b.Attempt + 1
 	c := min(max(b.Concurrency, 1), len(names))
 	now := h.now()
-	lanes, evs := lay(b.ID, attempt, names, c, sets, b.DryRun, now)
+	lanes, evs := lay(b.ID, attempt, names, c, setOf(sets), nil, b.DryRun, now)
 	nb, err := h.Store.StartAttempt(ctx, id, store.Attempt{Number: attempt, Lanes: c, Total: len(names), Adjust: adj, StartedAt: now}, lanes)
 	switch {
 	case errors.Is(err, store.ErrNotFinal) || errors.Is(err, store.ErrMoved):
@@ -314,8 +314,9 @@ func (h *Handler) fanOut(w http.ResponseWriter, ctx context.Context, log *slog.L
 }
 
 // lay spreads names over c lanes of attempt (node i: lane i mod c, position
-// i div c) and builds each node's event with its own change set.
-func lay(id string, attempt int, names []string, c int, sets map[string]change.Set, dryRun bool, now time.Time) ([]store.LaneDoc, []events.Node) {
+// i div c) and builds each node's event with its change set and, when
+// observed has it, the node as listed (nil: the patch path reads it).
+func lay(id string, attempt int, names []string, c int, set func(node string) change.Set, observed map[string]*change.Observed, dryRun bool, now time.Time) ([]store.LaneDoc, []events.Node) {
 	total := len(names)
 	lanes := make([]store.LaneDoc, c)
 	for l := range lanes {
@@ -326,10 +327,16 @@ func lay(id string, attempt int, names []string, c int, sets map[string]change.S
 	for i, n := range names {
 		evs[i] = events.Node{
 			BatchID: id, Attempt: attempt, Node: n, Lane: i % c, Position: i / c,
-			LaneSize: lanes[i%c].Size, Lanes: c, Total: total, Changes: sets[n], DryRun: dryRun,
+			LaneSize: lanes[i%c].Size, Lanes: c, Total: total, Changes: set(n), DryRun: dryRun,
+			Observed: observed[n],
 		}
 	}
 	return lanes, evs
+}
+
+// setOf returns the change set of each node from sets.
+func setOf(sets map[string]change.Set) func(string) change.Set {
+	return func(n string) change.Set { return sets[n] }
 }
 
 // nodeSets returns the change set of each named node of b: the batch's one
@@ -458,7 +465,7 @@ func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	b.Action, b.Changes = summarize(sets)
 	b.ChangeSet = "" // per node: derived from the reverted batch (nodeSets)
-	lanes, evs := lay(b.ID, 1, names, c, sets, false, now)
+	lanes, evs := lay(b.ID, 1, names, c, setOf(sets), nil, false, now)
 	if existing, err := h.Store.CreateRevert(ctx, b, lanes); errors.Is(err, store.ErrExists) {
 		h.existing(w, r, existing, submitAsync)
 		return

@@ -432,19 +432,7 @@ func (h *Handler) plan(p auth.Principal, spec *request.Spec, names []string, obs
 		IdempotencyKey: spec.IdempotencyKey,
 		MaxFailures:    string(spec.MaxFailures),
 	}
-	lanes := make([]store.LaneDoc, c)
-	for l := range lanes {
-		lanes[l] = store.LaneDoc{Attempt: 1, Lane: l, Size: (total - l + c - 1) / c, UpdatedAt: now,
-			DoneBits: []byte{}, Failures: []model.Failure{}, LatencyHist: map[string]int64{}}
-	}
-	evs := make([]events.Node, total)
-	for i, n := range names {
-		evs[i] = events.Node{
-			BatchID: b.ID, Attempt: 1, Node: n, Lane: i % c, Position: i / c,
-			LaneSize: lanes[i%c].Size, Lanes: c, Total: total, Changes: spec.Set, DryRun: spec.DryRun,
-			Observed: observed[n],
-		}
-	}
+	lanes, evs := lay(b.ID, 1, names, c, func(string) change.Set { return spec.Set }, observed, spec.DryRun, now)
 	return b, lanes, evs, nil
 }
 

@@ -71,7 +71,7 @@ func (p *Patcher) maxRetries() int {
 //
 // With seen (a snapshot with a resourceVersion, see change.Observed), Apply
 // first computes s against seen and, if that changes something, sends ONE
-// merge patch with seen.ResourceVersion as a precondition (see SeenPatch):
+// merge patch with seen.ResourceVersion as a precondition (see MergePatch):
 // no read. The before-values come from seen, which is exact because the
 // write only succeeds at that resourceVersion. A 409 (the node moved since
 // the snapshot) is counted in Conflicts and Apply goes on as without seen.
@@ -139,11 +139,11 @@ func (p *Patcher) applySeen(ctx context.Context, node string, s change.Set, seen
 		return false, nil
 	}
 	if !taintsChange(r) {
-		taints = nil // SeenPatch: nil leaves spec.taints alone
+		taints = nil // MergePatch: nil leaves spec.taints alone
 	} else if taints == nil {
 		taints = []corev1.Taint{} // not nil: write the (empty) list
 	}
-	body, err := SeenPatch(r, taints, seen.ResourceVersion)
+	body, err := MergePatch(r, taints, seen.ResourceVersion)
 	if err != nil {
 		return true, err
 	}
@@ -172,15 +172,16 @@ func taintsChange(r change.Result) bool {
 	return false
 }
 
-// seenPatch is the merge patch body of the one-call path.
-type seenPatch struct {
-	Metadata seenPatchMeta   `json:"metadata"`
+// mergePatch is the merge patch body; a struct (not a map) so that the
+// bytes on the wire are stable.
+type mergePatch struct {
+	Metadata mergePatchMeta  `json:"metadata"`
 	Spec     *taintPatchSpec `json:"spec,omitempty"`
 }
 
-type seenPatchMeta struct {
+type mergePatchMeta struct {
 	Labels          map[string]*string `json:"labels,omitempty"`
-	ResourceVersion string             `json:"resourceVersion"`
+	ResourceVersion string             `json:"resourceVersion,omitempty"`
 }
 
 type taintPatchSpec struct {
@@ -190,14 +191,14 @@ type taintPatchSpec struct {
 	Taints []corev1.Taint `json:"taints"`
 }
 
-// SeenPatch returns the JSON merge patch that makes r's changes to a node
-// known at resourceVersion rv, with rv as a precondition: the label keys
-// whose value changes (null removes) and, when taints is not nil, the whole
-// new taint list (a merge patch replaces lists; the precondition is what
-// makes that safe against another writer's taint). An empty taints list is
-// sent as null, which leaves the node with no taints.
-func SeenPatch(r change.Result, taints []corev1.Taint, rv string) ([]byte, error) {
-	body := seenPatch{Metadata: seenPatchMeta{ResourceVersion: rv}}
+// MergePatch returns the JSON merge patch that makes r's changes: the label
+// keys whose value changes (null removes); when taints is not nil, the whole
+// new taint list (a merge patch replaces lists, so only with rv is that safe
+// against another writer's taint; an empty list is sent as null, which
+// leaves the node with no taints); and rv as a resourceVersion precondition
+// when it is not empty.
+func MergePatch(r change.Result, taints []corev1.Taint, rv string) ([]byte, error) {
+	body := mergePatch{Metadata: mergePatchMeta{ResourceVersion: rv}}
 	for _, c := range r.Changes {
 		key, ok := strings.CutPrefix(c.Key, "label:")
 		if ok && c.Changed() {
@@ -215,36 +216,7 @@ func SeenPatch(r change.Result, taints []corev1.Taint, rv string) ([]byte, error
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
-		return nil, fmt.Errorf("encode patch at resourceVersion %s: %w", rv, err)
-	}
-	return b, nil
-}
-
-// labelPatch is the merge patch body; a struct (not a map) so that the
-// bytes on the wire are stable.
-type labelPatch struct {
-	Metadata labelPatchMeta `json:"metadata"`
-}
-
-type labelPatchMeta struct {
-	Labels          map[string]*string `json:"labels"`
-	ResourceVersion string             `json:"resourceVersion,omitempty"`
-}
-
-// LabelPatch returns the JSON merge patch that makes r's label changes:
-// only keys whose value changes, null for removals, and rv as a
-// resourceVersion precondition when rv is not empty.
-func LabelPatch(r change.Result, rv string) ([]byte, error) {
-	body := labelPatch{Metadata: labelPatchMeta{Labels: map[string]*string{}, ResourceVersion: rv}}
-	for _, c := range r.Changes {
-		key, ok := strings.CutPrefix(c.Key, "label:")
-		if ok && c.Changed() {
-			body.Metadata.Labels[key] = c.After
-		}
-	}
-	b, err := json.Marshal(body)
-	if err != nil {
-		return nil, fmt.Errorf("encode label patch: %w", err)
+		return nil, fmt.Errorf("encode merge patch: %w", err)
 	}
 	return b, nil
 }
@@ -254,7 +226,7 @@ func (p *Patcher) patchLabels(ctx context.Context, n *corev1.Node, s change.Set,
 	if hasExpect(s) {
 		rv = n.ResourceVersion
 	}
-	body, err := LabelPatch(r, rv)
+	body, err := MergePatch(r, nil, rv)
 	if err != nil {
 		return nil, err
 	}
