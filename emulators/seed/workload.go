@@ -284,7 +284,15 @@ func DeleteWorkloads(ctx context.Context, client kubernetes.Interface, namespace
 	zero := int64(0)
 	now := metav1.DeleteOptions{GracePeriodSeconds: &zero}
 	all := metav1.ListOptions{}
-	if err := client.CoreV1().Pods(namespace).DeleteCollection(ctx, now, all); err != nil {
+	// Tens of thousands of pods outlast the server's request timeout; the
+	// deletion goes on, and the next call deletes what is left.
+	var err error
+	for range 10 {
+		if err = client.CoreV1().Pods(namespace).DeleteCollection(ctx, now, all); !apierrors.IsTimeout(err) && !apierrors.IsServerTimeout(err) {
+			break
+		}
+	}
+	if err != nil {
 		return fmt.Errorf("delete seeded pods in %s: %w", namespace, err)
 	}
 	if err := client.PolicyV1().PodDisruptionBudgets(namespace).DeleteCollection(ctx, metav1.DeleteOptions{}, all); err != nil {

@@ -124,6 +124,20 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	pcfg := bench.Unthrottled(info.AdminConfig())
+	pcfg.ContentType = "application/vnd.kubernetes.protobuf"
+	pcfg.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	proto, err := kubernetes.NewForConfig(pcfg)
+	if err != nil {
+		return fmt.Errorf("protobuf clientset: %w", err)
+	}
+	protoTimes, err := timed(c.repeat, func() error {
+		_, err := impact.Compute(ctx, proto, set, nodes, impact.Options{})
+		return err
+	})
+	if err != nil {
+		return err
+	}
 	if last.Impact == nil || last.Impact.Evictions != im.Evictions {
 		return fmt.Errorf("preview impact %+v disagrees with Compute's %d evictions (%s)", last.Impact, im.Evictions, last.ImpactError)
 	}
@@ -132,6 +146,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	fmt.Println("|---|---|---|---|")
 	row("POST /v1/batches:preview (product, in process)", previewTimes)
 	row("impact.Compute alone (admin client, JSON)", computeTimes)
+	row("impact.Compute alone (admin client, protobuf)", protoTimes)
 	return nil
 }
 
