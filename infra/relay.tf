@@ -2,8 +2,8 @@
 # API, on Cloud Run. A WebSocket lives at most one request timeout
 # (relay_timeout); the UI reconnects and resubscribes, and the relay checks
 # ownership on every subscription. It listens on $PORT (Cloud Run sets it),
-# reads Firestore only, and lists nodes for the UI with the batch function's
-# read-only kubeconfig.
+# reads Firestore only, and lists nodes for the UI with the read-only
+# cluster identity (local.kube_identity.reader).
 
 resource "google_cloud_run_v2_service" "relay" {
   name                = local.relay_name
@@ -25,7 +25,7 @@ resource "google_cloud_run_v2_service" "relay" {
     volumes {
       name = "kube"
       secret {
-        secret = local.kubeconfig_secret["batch"]
+        secret = local.kubeconfig_secret["relay"]
         items {
           version = var.kubeconfig_secret_version
           path    = local.kube_file
@@ -93,6 +93,7 @@ resource "google_cloud_run_v2_service" "relay" {
 
   depends_on = [
     google_project_service.api,
-    google_secret_manager_secret_iam_member.relay_kubeconfig_accessor,
+    google_secret_manager_secret_iam_member.kubeconfig_accessor,
+    time_sleep.iam_propagation,
   ]
 }
