@@ -7,11 +7,13 @@ import (
 	"strings"
 	"testing"
 
+	"cloud.google.com/go/firestore"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodebatch/nodebatch/infra/hclcheck"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/request"
+	"github.com/nodebatch/nodebatch/shared/store"
 )
 
 // The repository root, seen from this folder.
@@ -222,5 +224,104 @@ func TestSourceZipHoldsEveryImport(t *testing.T) {
 		if strings.Contains(p, "/cmd/") || strings.Contains(p, "/testdata/") {
 			t.Errorf("function code imports %s, which infra/functions.tf filters out of the source zip", p)
 		}
+	}
+}
+
+// buildRoles are what a function's build account needs: write build logs,
+// push the image, read the source Cloud Functions copied into its
+// gcf-v2-sources bucket (docs/deploy.md "Builds").
+var buildRoles = []string{"roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectViewer"}
+
+// TestBuildGrantsBeforeBuilds: every function builds as an account of its
+// own holding buildRoles, and waits for those grants (and its secret
+// grants) and their propagation before it is created.
+func TestBuildGrantsBeforeBuilds(t *testing.T) {
+	t.Parallel()
+	if ps := load(t).CheckBuildGrants(buildRoles); len(ps) > 0 {
+		t.Errorf("function builds may start without their grants:\n%v", hclcheck.Join(ps))
+	}
+}
+
+// clusterUses is what each workload's code does to nodes: the Batch entry
+// point resolves selectors and checks nodes exist (functions/batch), Patch
+// patches labels and updates taints (shared/nodepatch), DeadLetter only
+// records nodes failed in Firestore (runner.Fail) but builds its clients
+// with a kubeconfig, and the relay lists nodes for the UI (relay/).
+var clusterUses = map[string][]string{
+	"Batch":                             {"get", "list"},
+	"Patch":                             {"get", "patch", "update"},
+	"DeadLetter":                        {},
+	"google_cloud_run_v2_service.relay": {"get", "list"},
+}
+
+// TestOwnIdentities: every workload runs as its own service account and
+// mounts the least cluster identity that covers what its code uses.
+func TestOwnIdentities(t *testing.T) {
+	t.Parallel()
+	m := load(t)
+	ws, ps := m.Workloads("kube_identity")
+	got := map[string]string{}
+	for _, w := range ws {
+		got[w.Key] = w.Identity
+	}
+	want := map[string]string{"Batch": "reader", "Patch": "patcher", "DeadLetter": "reader", "google_cloud_run_v2_service.relay": "reader"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Workloads() identities (-want +got):\n%s", diff)
+	}
+	ps = append(ps, m.CheckIdentities("kube_identity", clusterUses)...)
+	if len(ps) > 0 {
+		t.Errorf("identities:\n%v", hclcheck.Join(ps))
+	}
+}
+
+// TestIndexesMatchQueries: infra/firestore.tf declares exactly the
+// composite indexes the queries in shared/store/queries.go need.
+func TestIndexesMatchQueries(t *testing.T) {
+	t.Parallel()
+	if ps := load(t).CheckIndexes(storeQueries()); len(ps) > 0 {
+		t.Errorf("Firestore indexes and queries disagree:\n%v", hclcheck.Join(ps))
+	}
+}
+
+func storeQueries() []hclcheck.Query {
+	var out []hclcheck.Query
+	for _, q := range store.Queries() {
+		hq := hclcheck.Query{Name: q.Name, Collection: q.Collection}
+		for _, f := range q.Filters {
+			hq.Filters = append(hq.Filters, hclcheck.QueryFilter{Field: f.Field, Op: f.Op})
+		}
+		for _, o := range q.Order {
+			hq.Order = append(hq.Order, hclcheck.IndexField{Field: o.Field, Desc: o.Dir == firestore.Desc})
+		}
+		out = append(out, hq)
+	}
+	return out
+}
+
+// TestQueriesAreDeclared: no Go code outside shared/store/queries.go names
+// a Firestore query field itself, so the declarations the index check reads
+// are every query there is.
+func TestQueriesAreDeclared(t *testing.T) {
+	t.Parallel()
+	calls, err := hclcheck.QueryCalls(root+"/functions", root+"/shared", root+"/relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range calls {
+		t.Errorf("%s: a Firestore query built from a literal field; declare it in shared/store/queries.go and build it with Query.Apply", c)
+	}
+}
+
+// TestAudiencesMatch: push subscriptions and scheduler jobs mint tokens for
+// the run.app URL they call, and the batch function expects that audience
+// on scheduler tokens.
+func TestAudiencesMatch(t *testing.T) {
+	t.Parallel()
+	m := load(t)
+	if n := len(m.Senders()); n != 3 {
+		t.Errorf("Senders() = %d, want 3 (two push subscriptions, the scheduler jobs)", n)
+	}
+	if ps := m.CheckAudiences(map[string]string{"google_cloud_scheduler_job": "NODEBATCH_SCHEDULER_AUDIENCE"}); len(ps) > 0 {
+		t.Errorf("audiences:\n%v", hclcheck.Join(ps))
 	}
 }
