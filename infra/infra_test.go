@@ -325,3 +325,50 @@ func TestAudiencesMatch(t *testing.T) {
 		t.Errorf("audiences:\n%v", hclcheck.Join(ps))
 	}
 }
+
+// TestRelaySettingsSetOrDefaulted: every setting the relay reads (its main,
+// its UI package and the identity settings of shared/auth) is set by
+// Terraform on the relay service or has a default in docs/config.md, so the
+// relay in Google Cloud runs with nothing left to chance.
+func TestRelaySettingsSetOrDefaulted(t *testing.T) {
+	t.Parallel()
+	m := load(t)
+	vars, ps := m.EnvVars()
+	code, err := hclcheck.ScanCode(root+"/relay/cmd/relay", root+"/relay/ui", root+"/shared/auth", root+"/shared/logging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(root + "/docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps = append(ps, hclcheck.CheckSettings("google_cloud_run_v2_service.relay", vars, code, hclcheck.ConfigDefaults(md))...)
+	if len(ps) > 0 {
+		t.Errorf("relay settings:\n%v", hclcheck.Join(ps))
+	}
+}
+
+// TestRelayServesTheLocalUI: Terraform sets the relay's UI feature list to
+// exactly what `make run` sets (emulators/cmd/stack/product.go), or neither
+// sets it, so the UI in Google Cloud has the controls it has locally.
+func TestRelayServesTheLocalUI(t *testing.T) {
+	t.Parallel()
+	const name = "NODEBATCH_UI_FEATURES"
+	local, err := hclcheck.EnvAssignment(root+"/emulators/cmd/stack/product.go", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars, _ := load(t).EnvVars()
+	cloud := "(unset)"
+	for _, v := range vars {
+		if v.Resource == "google_cloud_run_v2_service.relay" && v.Name == name {
+			cloud = "(not a literal)"
+			if s, ok := hclcheck.LiteralString(v.Value); ok {
+				cloud = s
+			}
+		}
+	}
+	if cloud != local {
+		t.Errorf("%s: make run sets %q, infra/relay.tf sets %q; the UIs differ", name, local, cloud)
+	}
+}

@@ -393,3 +393,36 @@ func QueryCalls(dirs ...string) ([]string, error) {
 	}
 	return out, nil
 }
+
+// EnvAssignment returns the value a Go file assigns to the environment
+// variable name in a "NAME=value" string literal (how process launchers
+// such as emulators/cmd/stack build child environments), or "(unset)" when
+// the file has none. Two different assignments are an error.
+func EnvAssignment(path, name string) (string, error) {
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+	if err != nil {
+		return "", fmt.Errorf("parse %s: %w", path, err)
+	}
+	found := "(unset)"
+	var errOut error
+	ast.Inspect(f, func(n ast.Node) bool {
+		l, ok := n.(*ast.BasicLit)
+		if !ok || l.Kind != token.STRING {
+			return true
+		}
+		s, err := strconv.Unquote(l.Value)
+		if err != nil {
+			return true
+		}
+		v, ok := strings.CutPrefix(s, name+"=")
+		if !ok {
+			return true
+		}
+		if found != "(unset)" && found != v {
+			errOut = fmt.Errorf("%s assigns %s twice (%q, %q)", path, name, found, v)
+		}
+		found = v
+		return true
+	})
+	return found, errOut
+}

@@ -381,3 +381,62 @@ func h(q Q) { q.Where("in_test", "==", 1) }
 		t.Errorf("QueryCalls() (-want +got):\n%s", diff)
 	}
 }
+
+func TestConfigDefaults(t *testing.T) {
+	t.Parallel()
+	md := "# Config\n\n| variable | default | meaning |\n|---|---|---|\n" +
+		"| `NODEBATCH_A` | required | a |\n" +
+		"| `NODEBATCH_B` / `NODEBATCH_C` | `5` / `10` | b and c |\n" +
+		"| `NODEBATCH_D` | unset | d |\n" +
+		"not a table `NODEBATCH_E`\n" +
+		"| `NODEBATCH_A` | `x` (in another part) | a again |\n"
+	got := hclcheck.ConfigDefaults([]byte(md))
+	want := map[string]string{
+		"NODEBATCH_A": "`x` (in another part)",
+		"NODEBATCH_B": "`5` / `10`",
+		"NODEBATCH_C": "`5` / `10`",
+		"NODEBATCH_D": "unset",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ConfigDefaults() (-want +got):\n%s", diff)
+	}
+}
+
+func TestCheckSettings(t *testing.T) {
+	t.Parallel()
+	code := &hclcheck.Code{Env: map[string]string{
+		"NODEBATCH_SET": "main.go:1", "NODEBATCH_DEFAULTED": "main.go:2", "NODEBATCH_REQUIRED": "main.go:3",
+		"NODEBATCH_UNDOCUMENTED": "main.go:4", "PORT": "main.go:5",
+	}}
+	vars := []hclcheck.EnvVar{
+		{Resource: "google_cloud_run_v2_service.relay", Name: "NODEBATCH_SET"},
+		{Resource: "google_cloud_run_v2_service.other", Name: "NODEBATCH_REQUIRED"},
+	}
+	defaults := map[string]string{"NODEBATCH_DEFAULTED": "`1`", "NODEBATCH_REQUIRED": "required"}
+	got := messages(hclcheck.CheckSettings("google_cloud_run_v2_service.relay", vars, code, defaults))
+	want := []string{
+		`google_cloud_run_v2_service.relay: NODEBATCH_REQUIRED (read at main.go:3) has no default ("required" in docs/config.md) and google_cloud_run_v2_service.relay does not set it`,
+		"google_cloud_run_v2_service.relay: NODEBATCH_UNDOCUMENTED (read at main.go:4) is neither set by google_cloud_run_v2_service.relay nor documented with a default in docs/config.md",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("CheckSettings() (-want +got):\n%s", diff)
+	}
+}
+
+func TestEnvAssignment(t *testing.T) {
+	t.Parallel()
+	dir := writeTree(t, map[string]string{
+		"one.go":  "package p\nvar e = []string{\"A=1\", \"NODEBATCH_UI_FEATURES=cancel,retry\"}\n",
+		"none.go": "package p\nvar e = []string{\"A=1\"}\n",
+		"two.go":  "package p\nvar e = []string{\"NODEBATCH_UI_FEATURES=a\", \"NODEBATCH_UI_FEATURES=b\"}\n",
+	})
+	for file, want := range map[string]string{"one.go": "cancel,retry", "none.go": "(unset)"} {
+		got, err := hclcheck.EnvAssignment(dir+"/"+file, "NODEBATCH_UI_FEATURES")
+		if err != nil || got != want {
+			t.Errorf("EnvAssignment(%s) = %q, %v, want %q, nil", file, got, err, want)
+		}
+	}
+	if _, err := hclcheck.EnvAssignment(dir+"/two.go", "NODEBATCH_UI_FEATURES"); err == nil {
+		t.Error("EnvAssignment(two different values) error = nil, want an error")
+	}
+}

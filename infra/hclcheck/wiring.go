@@ -264,3 +264,11 @@ func Nested(body *hclsyntax.Body, typ string) []*hclsyntax.Body {
 	}
 	return out
 }
+
+// LiteralString returns the value of a constant string expression.
+func LiteralString(expr hcl.Expression) (string, bool) {
+	if expr == nil {
+		return "", false
+	}
+	return literalString(expr)
+}
