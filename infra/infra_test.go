@@ -3,6 +3,7 @@ package infra_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -243,15 +244,17 @@ func TestBuildGrantsBeforeBuilds(t *testing.T) {
 }
 
 // clusterUses is what each workload's code does to nodes: the Batch entry
-// point resolves selectors and checks nodes exist (functions/batch), Patch
-// patches labels and updates taints (shared/nodepatch), DeadLetter only
-// records nodes failed in Firestore (runner.Fail) but builds its clients
-// with a kubeconfig, and the relay lists nodes for the UI (relay/).
+// point lists nodes to resolve selectors and check they exist
+// (functions/batch/handler.go; with inline_max = 0 it never patches), Patch
+// gets a node, merge-patches labels and updates taints
+// (shared/nodepatch/nodepatch.go), DeadLetter only records nodes failed in
+// Firestore (runner.Fail) but builds its clients with a kubeconfig, and the
+// relay lists nodes for the UI (relay/ui/nodes.go).
 var clusterUses = map[string][]string{
-	"Batch":                             {"get", "list"},
+	"Batch":                             {"list"},
 	"Patch":                             {"get", "patch", "update"},
 	"DeadLetter":                        {},
-	"google_cloud_run_v2_service.relay": {"get", "list"},
+	"google_cloud_run_v2_service.relay": {"list"},
 }
 
 // TestOwnIdentities: every workload runs as its own service account and
@@ -370,5 +373,36 @@ func TestRelayServesTheLocalUI(t *testing.T) {
 	}
 	if cloud != local {
 		t.Errorf("%s: make run sets %q, infra/relay.tf sets %q; the UIs differ", name, local, cloud)
+	}
+}
+
+// TestClusterRolesMatchDocs: the RBAC that docs/deploy.md tells people to
+// apply grants each cluster identity exactly the verbs local.kube_identity
+// (what the identity check assumes) lists.
+func TestClusterRolesMatchDocs(t *testing.T) {
+	t.Parallel()
+	v, err := load(t).LocalValue("kube_identity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for id, obj := range v.AsValueMap() {
+		var verbs []string
+		for _, x := range obj.GetAttr("verbs").AsValueSlice() {
+			verbs = append(verbs, x.AsString())
+		}
+		want[id] = strings.Join(verbs, ", ")
+	}
+	md, err := os.ReadFile(root + "/docs/deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := regexp.MustCompile(`kind: ClusterRole\nmetadata: \{name: nodebatch-(\w+)\}\nrules: \[\{apiGroups: \[""\], resources: \[nodes\], verbs: \[([a-z, ]+)\]\}\]`)
+	got := map[string]string{}
+	for _, m := range role.FindAllStringSubmatch(strings.ReplaceAll(string(md), "\n   ", "\n"), -1) {
+		got[m[1]] = m[2]
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ClusterRoles in docs/deploy.md vs local.kube_identity (-want +got):\n%s", diff)
 	}
 }

@@ -579,3 +579,9 @@ func templateParts(expr hclsyntax.Expression) (string, []string) {
 	}
 	return lit.String(), refs
 }
+
+// LocalValue evaluates local name as far as it is known without a plan:
+// variables, resources and data sources are unknown.
+func (m *Module) LocalValue(name string) (cty.Value, error) {
+	return m.evalLocal(name, nil)
+}
