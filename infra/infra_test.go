@@ -406,3 +406,12 @@ func TestClusterRolesMatchDocs(t *testing.T) {
 		t.Errorf("ClusterRoles in docs/deploy.md vs local.kube_identity (-want +got):\n%s", diff)
 	}
 }
+
+// TestNoLifecycleOnManagedObjects: no bucket lifecycle rule deletes the
+// source zips Terraform manages (every plan after it would recreate them).
+func TestNoLifecycleOnManagedObjects(t *testing.T) {
+	t.Parallel()
+	if ps := load(t).CheckManagedObjectLifecycle(); len(ps) > 0 {
+		t.Errorf("lifecycle rules:\n%v", hclcheck.Join(ps))
+	}
+}

@@ -585,3 +585,35 @@ func templateParts(expr hclsyntax.Expression) (string, []string) {
 func (m *Module) LocalValue(name string) (cty.Value, error) {
 	return m.evalLocal(name, nil)
 }
+
+// CheckManagedObjectLifecycle reports a bucket lifecycle rule that deletes
+// objects in a bucket holding google_storage_bucket_object resources: the
+// rule removes objects Terraform manages, and every later plan recreates
+// them. A rule limited to a prefix (condition.matches_prefix) is taken to
+// spare them.
+func (m *Module) CheckManagedObjectLifecycle() []Problem {
+	var ps []Problem
+	for _, b := range m.Resources("google_storage_bucket") {
+		managed := slices.ContainsFunc(m.Resources("google_storage_bucket_object"), func(o Block) bool {
+			a, ok := o.Body.Attributes["bucket"]
+			return ok && refersTo(a.Expr, b.Address())
+		})
+		if !managed {
+			continue
+		}
+		for _, r := range blocksOf(b.Body, "lifecycle_rule") {
+			del := false
+			for _, a := range blocksOf(r.Body, "action") {
+				if t, ok := a.Body.Attributes["type"]; ok {
+					s, _ := literalString(t.Expr)
+					del = del || s == "Delete"
+				}
+			}
+			_, prefixed := nestedAttr(r.Body, "condition", "matches_prefix")
+			if del && !prefixed {
+				ps = append(ps, Problem{r.DefRange(), fmt.Sprintf("%s: a lifecycle rule deletes objects that Terraform manages (google_storage_bucket_object); the next plan recreates them", b.Address())})
+			}
+		}
+	}
+	return ps
+}

@@ -120,6 +120,25 @@ resource "google_cloud_scheduler_job" "job" {
   }
 }
 
+resource "google_storage_bucket" "source" {
+  name = "src"
+  lifecycle_rule {
+    condition {
+      age            = 7
+      matches_prefix = ["tmp/"]
+    }
+    action {
+      type = "Delete"
+    }
+  }
+}
+
+resource "google_storage_bucket_object" "zip" {
+  name   = "batch.zip"
+  bucket = google_storage_bucket.source.name
+  source = "batch.zip"
+}
+
 resource "google_firestore_index" "by_owner" {
   collection  = "batches"
   query_scope = "COLLECTION"
@@ -175,6 +194,7 @@ func deployProblems(t *testing.T, src string, queries []hclcheck.Query) []string
 	ps = append(ps, m.CheckIdentities("kube_identity", deployUses)...)
 	ps = append(ps, m.CheckAudiences(deployEnv)...)
 	ps = append(ps, m.CheckIndexes(queries)...)
+	ps = append(ps, m.CheckManagedObjectLifecycle()...)
 	return messages(ps)
 }
 
@@ -264,6 +284,11 @@ func TestDeployChecksCatch(t *testing.T) {
 			name:     "receiver is not told the audience",
 			replace:  [2]string{`NODEBATCH_SCHEDULER_AUDIENCE = local.batch_url`, `NODEBATCH_OTHER = local.batch_url`},
 			wantSubs: []string{"google_cloud_scheduler_job.job: receiver google_cloudfunctions2_function.batch does not set NODEBATCH_SCHEDULER_AUDIENCE"},
+		},
+		{
+			name:     "lifecycle rule deletes managed objects",
+			replace:  [2]string{"      age            = 7\n      matches_prefix = [\"tmp/\"]\n", "      age = 30\n"},
+			wantSubs: []string{"google_storage_bucket.source: a lifecycle rule deletes objects that Terraform manages"},
 		},
 		{
 			name:    "an index no query needs",
