@@ -248,11 +248,15 @@ type Workload struct {
 func (m *Module) Workloads(identities string) ([]Workload, []Problem) {
 	idVal, err := m.evalLocal(identities, nil)
 	var ps []Problem
-	if err != nil || !idVal.CanIterateElements() {
-		return nil, []Problem{{Msg: fmt.Sprintf("local.%s: cannot evaluate the cluster identities: %v", identities, err)}}
+	if err != nil || !knownObject(idVal) {
+		return nil, []Problem{{Msg: fmt.Sprintf("local.%s: cannot evaluate the cluster identities (want an object literal of objects): %v", identities, err)}}
 	}
 	marked := map[string]cty.Value{}
 	for k, v := range idVal.AsValueMap() {
+		if !knownObject(v) {
+			ps = append(ps, Problem{Msg: fmt.Sprintf("local.%s.%s is not an object literal", identities, k)})
+			continue
+		}
 		attrs := v.AsValueMap()
 		attrs["secret"] = cty.StringVal("identity:" + k)
 		marked[k] = cty.ObjectVal(attrs)
@@ -303,19 +307,17 @@ func (m *Module) Workloads(identities string) ([]Workload, []Problem) {
 func (m *Module) CheckIdentities(identities string, uses map[string][]string) []Problem {
 	ws, ps := m.Workloads(identities)
 	idVal, err := m.evalLocal(identities, nil)
-	if err != nil {
-		return append(ps, Problem{Msg: fmt.Sprintf("local.%s: %v", identities, err)})
+	if err != nil || !knownObject(idVal) {
+		return ps
 	}
 	verbs := map[string][]string{}
 	for k, v := range idVal.AsValueMap() {
-		vv, ok := v.AsValueMap()["verbs"]
-		if !ok || !vv.IsKnown() || !vv.CanIterateElements() {
+		list, ok := literalStrings(v, "verbs")
+		if !ok {
 			ps = append(ps, Problem{Msg: fmt.Sprintf("local.%s.%s has no literal verbs list", identities, k)})
 			continue
 		}
-		for _, x := range vv.AsValueSlice() {
-			verbs[k] = append(verbs[k], x.AsString())
-		}
+		verbs[k] = list
 	}
 	builders := map[string]bool{}
 	for _, f := range m.Resources("google_cloudfunctions2_function") {
@@ -356,6 +358,30 @@ func (m *Module) CheckIdentities(identities string, uses map[string][]string) []
 		}
 	}
 	return ps
+}
+
+// knownObject reports whether v is a known, non-null object.
+func knownObject(v cty.Value) bool {
+	return v.IsKnown() && !v.IsNull() && v.Type().IsObjectType()
+}
+
+// literalStrings returns the known strings of list attribute attr of v.
+func literalStrings(v cty.Value, attr string) ([]string, bool) {
+	if !knownObject(v) || !v.Type().HasAttribute(attr) {
+		return nil, false
+	}
+	l := v.GetAttr(attr)
+	if !l.IsWhollyKnown() || l.IsNull() || !l.CanIterateElements() {
+		return nil, false
+	}
+	var out []string
+	for _, x := range l.AsValueSlice() {
+		if x.IsNull() || x.Type() != cty.String {
+			return nil, false
+		}
+		out = append(out, x.AsString())
+	}
+	return out, true
 }
 
 func sortedIdentities(verbs map[string][]string) []string {

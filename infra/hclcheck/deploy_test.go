@@ -261,6 +261,11 @@ func TestDeployChecksCatch(t *testing.T) {
 			wantSubs: []string{"google_cloudfunctions2_function.patch mounts a kubeconfig secret that is not one of local.kube_identity"},
 		},
 		{
+			name:     "identity verbs not a literal list",
+			replace:  [2]string{`reader  = { secret = var.reader, verbs = ["get", "list", "watch"] }`, `reader  = { secret = var.reader, verbs = var.verbs }`},
+			wantSubs: []string{"local.kube_identity.reader has no literal verbs list"},
+		},
+		{
 			name:     "cloudfunctions.net audience",
 			replace:  [2]string{`patch_url  = "https://${local.patch_name}-${data.google_project.this.number}.europe-west1.run.app"`, `patch_url  = "https://europe-west1-p.cloudfunctions.net/${local.patch_name}"`},
 			wantSubs: []string{"google_pubsub_subscription.push: audience local.patch_url is not a run.app URL"},
