@@ -32,6 +32,7 @@ func TestApplyBuildsTheDeclaredQuery(t *testing.T) {
 	c := offlineClient(t)
 	batches := c.Collection(BatchesCollection).Query
 	lanes := c.Doc(BatchPath("b")).Collection(LanesCollection).Query
+	nodes := c.Doc(BatchPath("b")).Collection(NodesCollection).Query
 	tests := []struct {
 		name      string
 		got, want firestore.Query
@@ -40,6 +41,11 @@ func TestApplyBuildsTheDeclaredQuery(t *testing.T) {
 			batches.Where("owner", "==", "alice").Where("state", "==", "done").OrderBy("created_at", firestore.Desc).OrderBy(firestore.DocumentID, firestore.Desc)},
 		{"open lane", QueryLaneOpen.Apply(lanes, 2, false), lanes.Where("attempt", "==", 2).Where("done", "==", false)},
 		{"lanes before", QueryLanesBefore.Apply(lanes, 3), lanes.Where("attempt", "<", 3)},
+		{"active of an owner", QueryActiveByOwner.Apply(batches, []string{"pending", "running"}, "alice"),
+			batches.Where("state", "in", []string{"pending", "running"}).Where("owner", "==", "alice")},
+		{"created since, by owner", QueryCreatedSinceByOwner.Apply(batches, "alice", 5),
+			batches.Where("owner", "==", "alice").Where("created_at", ">=", 5)},
+		{"node results by name", QueryNodesByName.Apply(nodes), nodes.OrderBy(firestore.DocumentID, firestore.Asc)},
 	}
 	for _, tc := range tests {
 		got, err := tc.got.Serialize()
