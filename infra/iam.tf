@@ -52,13 +52,14 @@ resource "google_project_iam_member" "build" {
   member   = google_service_account.build.member
 }
 
-# IAM is eventually consistent: a grant can take a minute or more to be
-# seen everywhere, and a build that starts before its account's grants are
-# visible fails to fetch the source. The provider's own builder example
-# waits 60 s the same way; so do the runtime accounts' secret grants, which
-# a function deployment checks.
+# IAM is eventually consistent: a grant can take minutes to be seen
+# everywhere, and a build that starts before its account's grants are
+# visible fails to fetch the source. The provider's builder example waits
+# 60 s, and its acceptance test of a build account failed about half the
+# time until the wait was doubled to 120 s (magic-modules #11909). The
+# runtime accounts' secret grants wait too: a deployment checks them.
 resource "time_sleep" "iam_propagation" {
-  create_duration = "90s"
+  create_duration = "120s"
 
   depends_on = [
     google_project_iam_member.build,

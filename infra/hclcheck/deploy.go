@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -168,9 +169,10 @@ func (m *Module) roles(b Block) []string {
 // that account is granted every role in roles by google_project_iam_member
 // resources, and the function's depends_on holds each of those grants, the
 // secret accessor grants when it mounts secrets, and a time_sleep that
-// itself depends on all of them (IAM grants take time to propagate; a build
-// that starts before cannot read its source).
-func (m *Module) CheckBuildGrants(roles []string) []Problem {
+// itself depends on all of them and waits at least minWait (IAM grants
+// take time to propagate; a build that starts before cannot read its
+// source).
+func (m *Module) CheckBuildGrants(roles []string, minWait time.Duration) []Problem {
 	var ps []Problem
 	for _, f := range m.Resources("google_cloudfunctions2_function") {
 		a, ok := nestedAttr(f.Body, "build_config", "service_account")
@@ -207,8 +209,15 @@ func (m *Module) CheckBuildGrants(roles []string) []Problem {
 		deps := dependsOn(f)
 		var waits []Block
 		for _, t := range m.Resources("time_sleep") {
-			if deps[t.Address()] {
-				waits = append(waits, t)
+			if !deps[t.Address()] {
+				continue
+			}
+			waits = append(waits, t)
+			d, ok := waitOf(t)
+			if !ok {
+				ps = append(ps, Problem{t.Range, fmt.Sprintf("%s: create_duration must be a literal duration (\"120s\")", t.Address())})
+			} else if d < minWait {
+				ps = append(ps, Problem{t.Range, fmt.Sprintf("%s: waits %s before %s builds; IAM propagation needs at least %s", t.Address(), d, f.Address(), minWait)})
 			}
 		}
 		for _, g := range sortedKeys(needs) {
@@ -221,6 +230,20 @@ func (m *Module) CheckBuildGrants(roles []string) []Problem {
 		}
 	}
 	return ps
+}
+
+// waitOf is a time_sleep's create_duration.
+func waitOf(t Block) (time.Duration, bool) {
+	a, ok := t.Body.Attributes["create_duration"]
+	if !ok {
+		return 0, false
+	}
+	s, ok := literalString(a.Expr)
+	if !ok {
+		return 0, false
+	}
+	d, err := time.ParseDuration(s)
+	return d, err == nil
 }
 
 func sortedKeys(m map[string]bool) []string {

@@ -3,6 +3,7 @@ package hclcheck_test
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -190,7 +191,7 @@ func deployProblems(t *testing.T, src string, queries []hclcheck.Query) []string
 		t.Fatalf("Parse() error = %v", err)
 	}
 	var ps []hclcheck.Problem
-	ps = append(ps, m.CheckBuildGrants(deployRoles)...)
+	ps = append(ps, m.CheckBuildGrants(deployRoles, 90*time.Second)...)
 	ps = append(ps, m.CheckIdentities("kube_identity", deployUses)...)
 	ps = append(ps, m.CheckAudiences(deployEnv)...)
 	ps = append(ps, m.CheckIndexes(queries)...)
@@ -234,6 +235,16 @@ func TestDeployChecksCatch(t *testing.T) {
 			name:     "no wait for propagation",
 			replace:  [2]string{`depends_on      = [google_project_iam_member.build, google_secret_manager_secret_iam_member.kubeconfig_accessor]`, `depends_on      = [google_project_iam_member.build]`},
 			wantSubs: []string{"google_cloudfunctions2_function.batch: no time_sleep in its depends_on waits for google_secret_manager_secret_iam_member.kubeconfig_accessor"},
+		},
+		{
+			name:     "too short a wait",
+			replace:  [2]string{`create_duration = "90s"`, `create_duration = "30s"`},
+			wantSubs: []string{"time_sleep.iam: waits 30s before google_cloudfunctions2_function.batch builds; IAM propagation needs at least 1m30s"},
+		},
+		{
+			name:     "wait not a literal",
+			replace:  [2]string{`create_duration = "90s"`, `create_duration = var.wait`},
+			wantSubs: []string{"time_sleep.iam: create_duration must be a literal duration"},
 		},
 		{
 			name:     "two workloads share an identity",
