@@ -140,6 +140,11 @@ variable "message_retention" {
   description = "How long the topics and the patch and dead-letter subscriptions keep messages (Pub/Sub allows 10 minutes to 31 days, 600s-2678400s; the default is 7 days)."
   type        = string
   default     = "604800s"
+
+  validation {
+    condition     = endswith(var.message_retention, "s") && try(tonumber(trimsuffix(var.message_retention, "s")) >= 600 && tonumber(trimsuffix(var.message_retention, "s")) <= 2678400, false)
+    error_message = "message_retention must be seconds with an s suffix, from 600s (10 minutes) to 2678400s (31 days)."
+  }
 }
 
 variable "max_nodes" {
