@@ -39,6 +39,7 @@ type Index struct {
 	Range      hcl.Range
 }
 
+// String formats ix as Firestore's console does: collection(field ORDER, ...).
 func (ix Index) String() string {
 	var fs []string
 	for _, f := range ix.Fields {
