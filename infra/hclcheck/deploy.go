@@ -167,8 +167,9 @@ func (m *Module) roles(b Block) []string {
 // CheckBuildGrants checks every Cloud Functions (gen2) resource's build:
 // it names a build service account of its own (build_config.service_account),
 // that account is granted every role in roles by google_project_iam_member
-// resources, and the function's depends_on holds each of those grants, the
-// secret accessor grants when it mounts secrets, and a time_sleep that
+// resources, and the function's depends_on holds the enabled APIs
+// (google_project_service), each of those grants, the secret accessor
+// grants when it mounts secrets, and a time_sleep that
 // itself depends on all of them and waits at least minWait (IAM grants
 // take time to propagate; a build that starts before cannot read its
 // source).
@@ -218,6 +219,11 @@ func (m *Module) CheckBuildGrants(roles []string, minWait time.Duration) []Probl
 				ps = append(ps, Problem{t.Range, fmt.Sprintf("%s: create_duration must be a literal duration (\"120s\")", t.Address())})
 			} else if d < minWait {
 				ps = append(ps, Problem{t.Range, fmt.Sprintf("%s: waits %s before %s builds; IAM propagation needs at least %s", t.Address(), d, f.Address(), minWait)})
+			}
+		}
+		for _, api := range m.Resources("google_project_service") {
+			if !deps[api.Address()] {
+				ps = append(ps, Problem{f.Range, fmt.Sprintf("%s: depends_on lacks %s, so it may be created before the APIs it uses are enabled", f.Address(), api.Address())})
 			}
 		}
 		for _, g := range sortedKeys(needs) {

@@ -34,6 +34,10 @@ locals {
   build_roles = toset(["roles/logging.logWriter", "roles/storage.objectViewer"])
 }
 
+resource "google_project_service" "api" {
+  service = "cloudfunctions.googleapis.com"
+}
+
 resource "google_service_account" "build" {
   account_id = "build"
 }
@@ -81,7 +85,7 @@ resource "google_cloudfunctions2_function" "batch" {
       secret = local.kubeconfig_secret["batch"]
     }
   }
-  depends_on = [google_project_iam_member.build, google_secret_manager_secret_iam_member.kubeconfig_accessor, time_sleep.iam]
+  depends_on = [google_project_service.api, google_project_iam_member.build, google_secret_manager_secret_iam_member.kubeconfig_accessor, time_sleep.iam]
 }
 
 resource "google_cloudfunctions2_function" "patch" {
@@ -96,7 +100,7 @@ resource "google_cloudfunctions2_function" "patch" {
       secret = local.kubeconfig_secret["patch"]
     }
   }
-  depends_on = [google_project_iam_member.build, google_secret_manager_secret_iam_member.kubeconfig_accessor, time_sleep.iam]
+  depends_on = [google_project_service.api, google_project_iam_member.build, google_secret_manager_secret_iam_member.kubeconfig_accessor, time_sleep.iam]
 }
 
 resource "google_pubsub_subscription" "push" {
@@ -227,9 +231,12 @@ func TestDeployChecksCatch(t *testing.T) {
 		{
 			name: "grant left out of depends_on",
 			replace: [2]string{
-				"  depends_on = [google_project_iam_member.build, google_secret_manager_secret_iam_member.kubeconfig_accessor, time_sleep.iam]\n}\n\nresource \"google_cloudfunctions2_function\" \"patch\"",
+				"  depends_on = [google_project_service.api, google_project_iam_member.build, google_secret_manager_secret_iam_member.kubeconfig_accessor, time_sleep.iam]\n}\n\nresource \"google_cloudfunctions2_function\" \"patch\"",
 				"  depends_on = [google_secret_manager_secret_iam_member.kubeconfig_accessor, time_sleep.iam]\n}\n\nresource \"google_cloudfunctions2_function\" \"patch\""},
-			wantSubs: []string{"google_cloudfunctions2_function.batch: depends_on lacks google_project_iam_member.build"},
+			wantSubs: []string{
+				"google_cloudfunctions2_function.batch: depends_on lacks google_project_iam_member.build",
+				"google_cloudfunctions2_function.batch: depends_on lacks google_project_service.api",
+			},
 		},
 		{
 			name:     "no wait for propagation",
