@@ -136,6 +136,13 @@ func TestPreviewImpact(t *testing.T) {
 		})
 	}
 
+	// A dry run changes nothing: no confirmation, and its answer carries
+	// the same impact.
+	c := p.submit(t, alice, map[string]any{"taints": []string{tests[0].taint}, "selector": selector(prefix), "dry_run": true})
+	if c.Preview == nil || c.Preview.Impact == nil || c.Preview.Impact.Evictions != 10 {
+		t.Errorf("dry-run answer preview = %+v, want an impact of 10 evictions", c.Preview)
+	}
+
 	var pv batch.Preview
 	body := map[string]any{"taints": []string{seed.DrainKey + "=x:NoSchedule"}, "selector": selector(prefix)}
 	if code, raw := p.do(t, http.MethodPost, "/v1/batches:preview", alice, body, &pv); code != http.StatusOK {
