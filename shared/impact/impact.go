@@ -161,26 +161,26 @@ func Compute(ctx context.Context, kube kubernetes.Interface, set change.Set, nod
 		im.Summary = "would evict no pods: the change adds or updates no NoExecute taint"
 		return im, nil
 	}
-	pods, err := listPods(ctx, kube, hit, opts)
-	if err != nil {
-		return nil, err
-	}
 	log := klog.FromContext(ctx)
 	byNode := map[string][]Pod{}
-	var evicted []*corev1.Pod
-	for i := range pods {
-		p := &pods[i]
+	var evicted []evictedPod
+	// Decided page by page: only what an evicted pod needs is kept, never
+	// the cluster's pods.
+	err := listPods(ctx, kube, hit, opts, func(p *corev1.Pod) {
 		taints, ok := hit[p.Spec.NodeName]
 		if !ok {
-			continue
+			return
 		}
 		after, evict := Evicts(log, taints, p.Spec.Tolerations, opts.ComparisonOperators)
 		if !evict {
-			continue
+			return
 		}
 		ep := Pod{Namespace: p.Namespace, Name: p.Name, AfterSeconds: int64(after / time.Second), DaemonSet: daemonSet(p), Static: static(p)}
 		byNode[p.Spec.NodeName] = append(byNode[p.Spec.NodeName], ep)
-		evicted = append(evicted, p)
+		evicted = append(evicted, evictedPod{namespace: p.Namespace, name: p.Name, labels: p.Labels})
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(evicted) > 0 {
 		if err := budgets(ctx, kube, im, byNode, evicted, opts.PageSize); err != nil {
@@ -334,44 +334,48 @@ func plural(n int, one, many string) string {
 	return many
 }
 
-// listPods lists the pods bound to the hit nodes: per node when they are
-// few, else every pod of the cluster, page by page.
-func listPods(ctx context.Context, kube kubernetes.Interface, hit map[string][]corev1.Taint, opts Options) ([]corev1.Pod, error) {
-	if opts.PerNodeLists > 0 && len(hit) <= opts.PerNodeLists {
-		var out []corev1.Pod
-		for _, name := range slices.Sorted(maps.Keys(hit)) {
-			sel := fields.OneTermEqualSelector("spec.nodeName", name).String()
-			ps, err := pagePods(ctx, kube, sel, opts.PageSize)
-			if err != nil {
-				return nil, fmt.Errorf("list pods on node %q: %w", name, err)
-			}
-			for _, p := range ps {
-				// A server that ignores the selector must not count a pod twice.
-				if p.Spec.NodeName == name {
-					out = append(out, p)
-				}
-			}
-		}
-		return out, nil
-	}
-	ps, err := pagePods(ctx, kube, "spec.nodeName!=", opts.PageSize)
-	if err != nil {
-		return nil, fmt.Errorf("list pods: %w", err)
-	}
-	return ps, nil
+// evictedPod is what matching an evicted pod to budgets needs.
+type evictedPod struct {
+	namespace, name string
+	labels          map[string]string
 }
 
-func pagePods(ctx context.Context, kube kubernetes.Interface, fieldSelector string, limit int64) ([]corev1.Pod, error) {
+// listPods calls visit with each pod bound to a hit node: listed per node
+// when they are few, else every bound pod of the cluster, page by page.
+func listPods(ctx context.Context, kube kubernetes.Interface, hit map[string][]corev1.Taint, opts Options, visit func(*corev1.Pod)) error {
+	if opts.PerNodeLists > 0 && len(hit) <= opts.PerNodeLists {
+		for _, name := range slices.Sorted(maps.Keys(hit)) {
+			sel := fields.OneTermEqualSelector("spec.nodeName", name).String()
+			err := pagePods(ctx, kube, sel, opts.PageSize, func(p *corev1.Pod) {
+				// A server that ignores the selector must not count a pod twice.
+				if p.Spec.NodeName == name {
+					visit(p)
+				}
+			})
+			if err != nil {
+				return fmt.Errorf("list pods on node %q: %w", name, err)
+			}
+		}
+		return nil
+	}
+	if err := pagePods(ctx, kube, "spec.nodeName!=", opts.PageSize, visit); err != nil {
+		return fmt.Errorf("list pods: %w", err)
+	}
+	return nil
+}
+
+func pagePods(ctx context.Context, kube kubernetes.Interface, fieldSelector string, limit int64, visit func(*corev1.Pod)) error {
 	opts := metav1.ListOptions{FieldSelector: fieldSelector, Limit: limit}
-	var out []corev1.Pod
 	for {
 		list, err := kube.CoreV1().Pods(metav1.NamespaceAll).List(ctx, opts)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		out = append(out, list.Items...)
+		for i := range list.Items {
+			visit(&list.Items[i])
+		}
 		if list.Continue == "" {
-			return out, nil
+			return nil
 		}
 		opts.Continue = list.Continue
 	}
@@ -379,7 +383,7 @@ func pagePods(ctx context.Context, kube kubernetes.Interface, fieldSelector stri
 
 // budgets lists every budget, matches the evicted pods to them, fills
 // im.Budgets and names each pod's budgets in byNode.
-func budgets(ctx context.Context, kube kubernetes.Interface, im *Impact, byNode map[string][]Pod, evicted []*corev1.Pod, limit int64) error {
+func budgets(ctx context.Context, kube kubernetes.Interface, im *Impact, byNode map[string][]Pod, evicted []evictedPod, limit int64) error {
 	type matcher struct {
 		pdb *policyv1.PodDisruptionBudget
 		sel labels.Selector
@@ -414,10 +418,10 @@ func budgets(ctx context.Context, kube kubernetes.Interface, im *Impact, byNode 
 	hits := map[*policyv1.PodDisruptionBudget]int{}
 	names := map[string][]string{} // namespace/pod → budgets
 	for _, p := range evicted {
-		for _, m := range byNS[p.Namespace] {
-			if m.sel.Matches(labels.Set(p.Labels)) {
+		for _, m := range byNS[p.namespace] {
+			if m.sel.Matches(labels.Set(p.labels)) {
 				hits[m.pdb]++
-				key := p.Namespace + "/" + p.Name
+				key := p.namespace + "/" + p.name
 				names[key] = append(names[key], m.pdb.Namespace+"/"+m.pdb.Name)
 			}
 		}
