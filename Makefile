@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 GO  ?= go
 BIN := .nodebatch/bin
 
-.PHONY: help setup setup-base k8s-bin product-bin stack run test lint fuzz
+.PHONY: help setup setup-base k8s-bin product-bin stack run test lint fuzz impactbench
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,10 @@ test: setup k8s-bin $(BIN)/nodebatch-stack ## start one shared stack, go test -r
 # NODEBATCH_BENCH_NODES (default 1000); BENCH_FLAGS e.g. "-repeat 5 -rows 4,6 -cpuprofile .nodebatch/bench.pprof".
 bench: setup-base k8s-bin ## throughput + progress delay vs kubectl and client-go; table to stdout, JSON to .nodebatch/bench.json
 	@ulimit -n "$$(ulimit -Hn)"; $(GO) run ./emulators/cmd/bench -bin-dir $(BIN) -out .nodebatch/bench.json $(BENCH_FLAGS)
+
+# impactbench times the eviction preview at 1,000 nodes x 20 pods on a private stack (docs/design.md).
+impactbench: setup-base k8s-bin ## impact preview of a NoExecute taint on 1,000 nodes x 20 pods; table to stdout
+	$(GO) run ./emulators/cmd/impactbench -bin-dir $(BIN) $(IMPACTBENCH_FLAGS)
 
 # fuzz runs every fuzz target in the module (found by grep, so new ones are
 # picked up) for FUZZTIME each; make test runs their seed corpora only.

@@ -267,7 +267,8 @@ variable "relay_timeout" {
 variable "scheduled_batches" {
   description = <<-EOT
     Cloud Scheduler jobs that start batches. Key: job ID suffix. schedule is unix-cron in time_zone;
-    body is the JSON request body of POST /v1/batches (docs/api.md). Each run is retried up to
+    body is the JSON request body of POST /v1/batches (docs/api.md); give it max_nodes, the
+    blast-radius limit the confirmation guard asks of a large selector. Each run is retried up to
     retry_count times with the same X-CloudScheduler-ScheduleTime, which the batch function turns
     into an idempotency key, so a retry never starts a second batch.
   EOT
@@ -283,13 +284,13 @@ variable "scheduled_batches" {
     "spot-nightly-taint" = {
       schedule    = "0 22 * * *"
       description = "Every night at 22:00: taint every node with pool=spot NoSchedule."
-      body        = "{\"selector\":\"pool=spot\",\"taints\":[\"nodebatch.dev/nightly=drain:NoSchedule\"],\"concurrency\":10}"
+      body        = "{\"selector\":\"pool=spot\",\"taints\":[\"nodebatch.dev/nightly=drain:NoSchedule\"],\"concurrency\":10,\"max_nodes\":200}"
     }
     "spot-morning-untaint" = {
       schedule    = "0 6 * * 1-5"
       time_zone   = "Europe/Berlin"
       description = "Weekday mornings at 06:00 Berlin time: remove the nightly taint again."
-      body        = "{\"selector\":\"pool=spot\",\"taints\":[\"nodebatch.dev/nightly:NoSchedule-\"]}"
+      body        = "{\"selector\":\"pool=spot\",\"taints\":[\"nodebatch.dev/nightly:NoSchedule-\"],\"max_nodes\":200}"
     }
   }
 }

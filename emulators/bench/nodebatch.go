@@ -36,6 +36,7 @@ type submitBody struct {
 	Taints      []string `json:"taints,omitempty"`
 	Selector    string   `json:"selector"`
 	Concurrency int      `json:"concurrency"`
+	Confirm     int      `json:"confirm,omitempty"` // the confirmation guard: the node count
 }
 
 // created is the part of the 202 answer the bench reads.
@@ -98,7 +99,7 @@ func (n Nodebatch) check(m progress.Message) error {
 
 // Submit sends POST /v1/batches and returns the batch id.
 func (n Nodebatch) Submit(ctx context.Context, op Op, value string, c int) (string, error) {
-	body := submitBody{Selector: n.Selector, Concurrency: c}
+	body := submitBody{Selector: n.Selector, Concurrency: c, Confirm: n.Nodes}
 	switch op {
 	case OpTaint:
 		body.Taints = []string{"bench=" + value + ":NoSchedule"}

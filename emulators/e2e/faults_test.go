@@ -33,8 +33,8 @@ const (
 // batchBody is the batch every fault test submits: a label and a taint,
 // so both the merge-patch and the read-modify-update path run.
 func batchBody(prefix string, concurrency int) string {
-	return fmt.Sprintf(`{"labels":["fault=%s"],"taints":["fault=yes:NoSchedule"],"selector":"%s=%s","concurrency":%d}`,
-		prefix, harness.TestLabel, prefix, concurrency)
+	return fmt.Sprintf(`{"labels":["fault=%s"],"taints":["fault=yes:NoSchedule"],"selector":"%s=%s","concurrency":%d,"max_nodes":%d}`,
+		prefix, harness.TestLabel, prefix, concurrency, apiFaultNodes)
 }
 
 var faultTaint = corev1.Taint{Key: "fault", Value: "yes", Effect: corev1.TaintEffectNoSchedule}

@@ -39,7 +39,7 @@ func TestCancelMidBatch(t *testing.T) {
 	p := newPipeline(t, options{proxy: kubeproxy.Options{Latency: 20 * time.Millisecond, Gate: gate}})
 	prefix, names := p.env.SeedNodes(t, total)
 	alice, bob := p.token(t, "alice"), p.token(t, "bob")
-	c := p.submit(t, alice, map[string]any{"labels": []string{"cancel=" + prefix}, "selector": selector(prefix), "concurrency": cap})
+	c := p.submit(t, alice, map[string]any{"labels": []string{"cancel=" + prefix}, "selector": selector(prefix), "concurrency": cap, "max_nodes": total})
 
 	waitHeld(t, gate, cap)
 	if code, _ := p.do(t, http.MethodPost, "/v1/batches/"+c.BatchID+":cancel", bob, nil, nil); code != http.StatusNotFound {
@@ -142,7 +142,7 @@ func TestRetryFailed(t *testing.T) {
 	}
 	faulty.Store(&bad)
 	alice := p.token(t, "alice")
-	c := p.submit(t, alice, map[string]any{"labels": []string{"retry=" + prefix}, "taints": []string{"retry=yes:NoSchedule"}, "selector": selector(prefix), "concurrency": 5})
+	c := p.submit(t, alice, map[string]any{"labels": []string{"retry=" + prefix}, "taints": []string{"retry=yes:NoSchedule"}, "selector": selector(prefix), "concurrency": 5, "max_nodes": total})
 	st := p.wait(t, alice, c.BatchID)
 	if st.State != "partially_failed" {
 		t.Fatalf("first attempt: state %s %v, want partially_failed", st.State, st.Counts)
@@ -220,7 +220,7 @@ func TestRevert(t *testing.T) {
 	c := p.submit(t, alice, map[string]any{
 		"labels":   []string{"rv=one", "pool=changed"},
 		"taints":   []string{"rv=yes:NoSchedule", "nvidia.com/gpu:NoSchedule-"},
-		"selector": selector(prefix), "concurrency": 4,
+		"selector": selector(prefix), "concurrency": 4, "max_nodes": total,
 	})
 	if st := p.wait(t, alice, c.BatchID); st.State != "succeeded" {
 		t.Fatalf("batch: %s %v", st.State, st.Failures)
@@ -308,7 +308,7 @@ func TestMaxFailures(t *testing.T) {
 	}
 	faulty.Store(&all)
 	alice := p.token(t, "alice")
-	c := p.submit(t, alice, map[string]any{"labels": []string{"mf=1"}, "selector": selector(prefix), "concurrency": cap, "max_failures": 10})
+	c := p.submit(t, alice, map[string]any{"labels": []string{"mf=1"}, "selector": selector(prefix), "concurrency": cap, "max_failures": 10, "max_nodes": total})
 	st := p.wait(t, alice, c.BatchID)
 	if st.State != "failed" || !strings.Contains(st.Reason, "failure threshold") {
 		t.Errorf("state %s reason %q, want failed by the failure threshold", st.State, st.Reason)

@@ -67,7 +67,7 @@ func TestLabelAndTaint500(t *testing.T) {
 	tok := p.token(t, "alice")
 	sel := harness.TestLabel + "=" + prefix
 
-	c := p.submit(t, tok, map[string]any{"labels": []string{"team=ml", "x-"}, "selector": sel, "concurrency": 20})
+	c := p.submit(t, tok, map[string]any{"labels": []string{"team=ml", "x-"}, "selector": sel, "concurrency": 20, "max_nodes": 500})
 	if c.Total != 500 || c.Concurrency != 20 {
 		t.Errorf("created = %+v, want total 500, concurrency 20", c)
 	}
@@ -95,7 +95,7 @@ func TestLabelAndTaint500(t *testing.T) {
 	}
 
 	// Add a taint, then remove it.
-	c = p.submit(t, tok, map[string]any{"taints": []string{"dedicated=ml:NoSchedule"}, "selector": sel})
+	c = p.submit(t, tok, map[string]any{"taints": []string{"dedicated=ml:NoSchedule"}, "selector": sel, "max_nodes": 500})
 	if c.Concurrency != 25 {
 		t.Errorf("chosen concurrency for 500 nodes = %d, want 25 (ceil(500/20))", c.Concurrency)
 	}
@@ -112,7 +112,7 @@ func TestLabelAndTaint500(t *testing.T) {
 			t.Errorf("node %s has %d taints, want %d (the seeded ones kept)", name, got, want)
 		}
 	}
-	c = p.submit(t, tok, map[string]any{"taints": []string{"dedicated:NoSchedule-"}, "selector": sel, "concurrency": 50})
+	c = p.submit(t, tok, map[string]any{"taints": []string{"dedicated:NoSchedule-"}, "selector": sel, "concurrency": 50, "max_nodes": 500})
 	st = p.wait(t, tok, c.BatchID)
 	if st.State != "succeeded" {
 		t.Fatalf("untaint batch state = %s, want succeeded; counts %v failures %v", st.State, st.Counts, st.Failures)
@@ -137,8 +137,8 @@ func TestDuplicateDelivery(t *testing.T) {
 	sel := harness.TestLabel + "=" + prefix
 	var ids []string
 	for _, body := range []map[string]any{
-		{"labels": []string{"dup=yes"}, "selector": sel, "concurrency": 6},
-		{"taints": []string{"dup=yes:PreferNoSchedule"}, "selector": sel, "concurrency": 6},
+		{"labels": []string{"dup=yes"}, "selector": sel, "concurrency": 6, "confirm": 60},
+		{"taints": []string{"dup=yes:PreferNoSchedule"}, "selector": sel, "concurrency": 6, "confirm": 60},
 	} {
 		c := p.submit(t, tok, body)
 		ids = append(ids, c.BatchID)

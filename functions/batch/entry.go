@@ -30,6 +30,7 @@ func FromDeps(d *deps.Deps, logger *slog.Logger) (h *Handler, stop func()) {
 		InlineMax:  d.Config.InlineMax,
 		BodyLimit:  d.Config.BodyLimit,
 		RateLimit:  d.Config.RateLimiter(),
+		Guard:      Guard{ConfirmOver: d.Config.Guard.ConfirmOver, SeedNoExecuteOff: !d.Config.Guard.SeedNoExecute},
 		Logger:     logger,
 	}, pub.Stop
 }

@@ -61,9 +61,12 @@ type Handler struct {
 	// instance); nil: no limit. A repeated idempotent request is not
 	// counted.
 	RateLimit *ratelimit.Limiter
-	Now       func() time.Time // default time.Now
-	NewID     func() string    // default a time-ordered random id
-	Logger    *slog.Logger     // default slog.Default()
+	// Guard holds back risky batches until they carry confirm or
+	// max_nodes (guard.go).
+	Guard  Guard
+	Now    func() time.Time // default time.Now
+	NewID  func() string    // default a time-ordered random id
+	Logger *slog.Logger     // default slog.Default()
 }
 
 // Routes registers the handler's routes on mux.
@@ -219,7 +222,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	}
 	var states map[string]nodeState
 	var seen func(*corev1.Node)
-	if spec.DryRun {
+	if spec.DryRun || setsNoExecute(spec.Set) {
 		states, seen = collect()
 	}
 	observed, seen := observe(spec, seen)
@@ -230,6 +233,10 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	}
 	if e != nil {
 		e.Write(w)
+		return
+	}
+	if g := h.guard(ctx, spec, names, states, mode != submitAsync); g != nil {
+		g.Write(w)
 		return
 	}
 	b, lanes, evs, err := h.plan(p, spec, names, observed)

@@ -8,6 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/impact"
 	"github.com/nodebatch/nodebatch/shared/request"
 )
 
@@ -26,6 +27,10 @@ type Preview struct {
 	// that would change: admission and validation on the API server, which
 	// the in-process computation cannot see.
 	ServerDryRun []DryRunCheck `json:"server_dry_run,omitempty"`
+	// Impact is what the change would evict (guard.go); ImpactError says
+	// why it could not be computed.
+	Impact      *impact.Impact `json:"impact,omitempty"`
+	ImpactError string         `json:"impact_error,omitempty"`
 }
 
 // PreviewNode is one node's before → after for every touched key
@@ -127,6 +132,7 @@ func (h *Handler) computePreview(ctx context.Context, set change.Set, names []st
 		}
 		pv.Nodes = append(pv.Nodes, PreviewNode{Node: name, Changed: res.Changed, SkipReason: res.SkipReason, Changes: res.Changes})
 	}
+	pv.Impact, pv.ImpactError = h.impact(ctx, set, names, states)
 	if h.Runner != nil && h.Runner.Patcher != nil {
 		for _, name := range sample {
 			c := DryRunCheck{Node: name, OK: true}

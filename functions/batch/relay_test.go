@@ -76,7 +76,7 @@ func TestControlsThroughRelay(t *testing.T) {
 		return code
 	}
 	var c batch.Created
-	if code := call(http.MethodPost, "/v1/batches", fmt.Sprintf(`{"labels":["relay=yes"],"selector":%q,"concurrency":%d}`, selector(prefix), cap), &c); code != http.StatusAccepted {
+	if code := call(http.MethodPost, "/v1/batches", fmt.Sprintf(`{"labels":["relay=yes"],"selector":%q,"concurrency":%d,"max_nodes":%d}`, selector(prefix), cap, total), &c); code != http.StatusAccepted {
 		t.Fatalf("submit through the relay = %d", code)
 	}
 	conn := subscribe(t, prod.RelayURL, tok, c.BatchID)

@@ -48,6 +48,7 @@ type Config struct {
 	ConflictRetries   int      // NODEBATCH_CONFLICT_RETRIES: taint update retries on 409
 	RatePerMinute     int      // NODEBATCH_RATE_PER_MINUTE: batches per user per minute (per instance); 0: no limit
 	RateBurst         int      // NODEBATCH_RATE_BURST: batches a user may submit at once
+	Guard             Guard    // the confirmation guard (guard.go)
 }
 
 // Load reads the settings through getenv (os.Getenv in mains).
@@ -85,6 +86,11 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 		*i.dst = v
 	}
+	g, err := loadGuard(getenv)
+	if err != nil {
+		return c, err
+	}
+	c.Guard = g
 	if c.MaxConcurrency > 400 {
 		return c, fmt.Errorf("load config: NODEBATCH_MAX_CONCURRENCY=%d exceeds 400 (lanes are created in one commit)", c.MaxConcurrency)
 	}

@@ -10,7 +10,7 @@ func TestLoad(t *testing.T) {
 	defaults := Config{
 		Project: "p", Topic: DefaultTopic, InlineMax: 5, MaxNodes: 10000, MaxConcurrency: 50, MaxChanges: 100,
 		BodyLimit: 1 << 20, KubeQPS: 500, KubeBurst: 1000, ConflictRetries: 10,
-		RatePerMinute: 30, RateBurst: 10,
+		RatePerMinute: 30, RateBurst: 10, Guard: Guard{ConfirmOver: DefaultConfirmOver, SeedNoExecute: true},
 	}
 	tests := []struct {
 		name    string

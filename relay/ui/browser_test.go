@@ -60,7 +60,8 @@ func TestBrowser(t *testing.T) {
 	gateSrv := httptest.NewServer(gateHandler(gate))
 	t.Cleanup(gateSrv.Close)
 	t.Cleanup(gate.Open) // first: nothing stays held while the rest stops
-	prefix, _ := env.SeedNodes(t, browserNodes)
+	prefix, names := env.SeedNodes(t, browserNodes)
+	podNodes := seedPods(t, env, names[:2])
 
 	// Bounded well inside go test's default 10 minutes, so a hung browser
 	// step ends as a failure with node's report rather than a Go panic.
@@ -72,6 +73,7 @@ func TestBrowser(t *testing.T) {
 		"NODEBATCH_E2E_SELECTOR=nodebatch.dev/test="+prefix,
 		fmt.Sprintf("NODEBATCH_E2E_NODES=%d", browserNodes),
 		"NODEBATCH_E2E_GATE_URL="+gateSrv.URL,
+		"NODEBATCH_E2E_POD_NODES="+podNodes,
 	)
 	// Streamed as it happens: a long browser run is readable while it goes.
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr

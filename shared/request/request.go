@@ -36,6 +36,11 @@ type Batch struct {
 	DryRun         bool        `json:"dry_run,omitempty"`
 	IdempotencyKey string      `json:"idempotency_key,omitempty"`
 	MaxFailures    Threshold   `json:"max_failures,omitempty"`
+	// Confirm and MaxNodes answer the confirmation guard (functions/batch
+	// guard.go): the number of nodes the batch resolves to, as a person
+	// types it, or a limit it must not exceed.
+	Confirm  *int `json:"confirm,omitempty"`
+	MaxNodes *int `json:"max_nodes,omitempty"`
 
 	// Seed marks a Batch built from a seed body (never decoded): field
 	// errors name its Changes as the seed body does (taints[0].effect),
@@ -108,6 +113,8 @@ type Spec struct {
 	DryRun         bool
 	IdempotencyKey string
 	MaxFailures    Threshold
+	Confirm        int // 0: not given
+	MaxNodes       int // 0: not given
 }
 
 // Decode reads exactly one JSON value from r into v, refusing unknown fields
@@ -258,6 +265,7 @@ func (b *Batch) Validate(lim Limits, p change.Protection) (*Spec, *Error) {
 	if _, err := b.MaxFailures.Limit(1); err != nil {
 		errs = append(errs, field.Invalid(field.NewPath("max_failures"), string(b.MaxFailures), err.Error()))
 	}
+	errs = append(errs, b.validateGuard(spec)...)
 	if e := Invalid(errs); e != nil {
 		return nil, e
 	}
@@ -279,6 +287,8 @@ type SeedLabels struct {
 	Concurrency    int               `json:"concurrency,omitempty"`
 	DryRun         bool              `json:"dry_run,omitempty"`
 	IdempotencyKey string            `json:"idempotency_key,omitempty"`
+	Confirm        *int              `json:"confirm,omitempty"`
+	MaxNodes       *int              `json:"max_nodes,omitempty"`
 }
 
 // SeedTaint is one taint in the seed's taint body.
@@ -296,6 +306,8 @@ type SeedTaints struct {
 	Concurrency    int         `json:"concurrency,omitempty"`
 	DryRun         bool        `json:"dry_run,omitempty"`
 	IdempotencyKey string      `json:"idempotency_key,omitempty"`
+	Confirm        *int        `json:"confirm,omitempty"`
+	MaxNodes       *int        `json:"max_nodes,omitempty"`
 }
 
 func operation(op string) (remove bool, e *Error) {
@@ -332,7 +344,7 @@ func (s *SeedLabels) Batch() (*Batch, *Error) {
 			set.Labels = append(set.Labels, change.Label{Key: k, Value: s.Labels[k]})
 		}
 	}
-	return &Batch{Changes: set, Nodes: s.Nodes, Concurrency: s.Concurrency, DryRun: s.DryRun, IdempotencyKey: s.IdempotencyKey, Seed: true}, nil
+	return &Batch{Changes: set, Nodes: s.Nodes, Concurrency: s.Concurrency, DryRun: s.DryRun, IdempotencyKey: s.IdempotencyKey, Confirm: s.Confirm, MaxNodes: s.MaxNodes, Seed: true}, nil
 }
 
 // Batch converts the seed body to a Batch of structured changes, one per
@@ -355,5 +367,5 @@ func (s *SeedTaints) Batch() (*Batch, *Error) {
 		}
 		set.Taints = append(set.Taints, ct)
 	}
-	return &Batch{Changes: set, Nodes: s.Nodes, Concurrency: s.Concurrency, DryRun: s.DryRun, IdempotencyKey: s.IdempotencyKey, Seed: true}, nil
+	return &Batch{Changes: set, Nodes: s.Nodes, Concurrency: s.Concurrency, DryRun: s.DryRun, IdempotencyKey: s.IdempotencyKey, Confirm: s.Confirm, MaxNodes: s.MaxNodes, Seed: true}, nil
 }

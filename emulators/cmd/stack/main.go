@@ -28,7 +28,7 @@ import (
 
 type options struct {
 	binDir, stateDir, stateFile, kubeconfig, cloudSDK string
-	nodes                                             int
+	nodes, podsPerNode                                int
 	ports                                             stack.Ports
 	freePorts, build, product                         bool
 }
@@ -42,6 +42,7 @@ func main() {
 	flag.StringVar(&o.kubeconfig, "kubeconfig", ".nodebatch/kubeconfig", "where to write the admin kubeconfig; empty to skip")
 	flag.StringVar(&o.cloudSDK, "cloud-sdk", envOr("NODEBATCH_CLOUD_SDK", "/usr/lib/google-cloud-sdk"), "Cloud SDK root holding the emulators (env NODEBATCH_CLOUD_SDK)")
 	flag.IntVar(&o.nodes, "nodes", envInt("NODEBATCH_NODES", seed.DefaultCount), "Nodes to seed; 0 for none (env NODEBATCH_NODES)")
+	flag.IntVar(&o.podsPerNode, "pods-per-node", envInt("NODEBATCH_PODS_PER_NODE", 8), "Pods to seed on each node, in namespace "+seed.DefaultNamespace+"; 0 for none (env NODEBATCH_PODS_PER_NODE)")
 	flag.IntVar(&o.ports.APIServer, "apiserver-port", def.APIServer, "kube-apiserver HTTPS port")
 	flag.IntVar(&o.ports.EtcdClient, "etcd-port", def.EtcdClient, "etcd client port")
 	flag.IntVar(&o.ports.EtcdPeer, "etcd-peer-port", def.EtcdPeer, "etcd peer port")
@@ -98,10 +99,16 @@ func run(o options, logger *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("seed: clientset: %w", err)
 		}
-		if _, err := seed.Nodes(ctx, client, seed.Options{Count: o.nodes}); err != nil {
+		names, err := seed.Nodes(ctx, client, seed.Options{Count: o.nodes})
+		if err != nil {
 			return err
 		}
-		logger.Info("seeded nodes", "count", o.nodes, "elapsed", time.Since(seedBegin).Round(time.Millisecond).String())
+		if o.podsPerNode > 0 {
+			if err := seed.Workloads(ctx, client, seed.WorkloadOptions{Nodes: names, PodsPerNode: o.podsPerNode}); err != nil {
+				return err
+			}
+		}
+		logger.Info("seeded nodes", "count", o.nodes, "pods_per_node", o.podsPerNode, "elapsed", time.Since(seedBegin).Round(time.Millisecond).String())
 	}
 	if o.product {
 		if err := startProduct(ctx, st, &info, o.binDir, o.stateDir); err != nil {

@@ -38,6 +38,20 @@ async function selectBySelector(page) {
   await page.locator('#editor-target').filter({ hasText: `all ${nodeCount} nodes matching ${selector}` }).waitFor();
 }
 
+/**
+ * confirmCount answers the confirmation guard (a selector over 50 nodes):
+ * the button stays disabled until the exact node count is typed.
+ */
+async function confirmCount(page, n) {
+  const guard = page.locator('#guard-panel');
+  await guard.waitFor();
+  assert.equal(await guard.locator('#btn-confirm').isDisabled(), true);
+  await guard.locator('#confirm-count').fill(String(n - 1));
+  assert.equal(await guard.locator('#btn-confirm').isDisabled(), true, 'a wrong count must not enable the button');
+  await guard.locator('#confirm-count').fill(String(n));
+  await guard.locator('#btn-confirm').click();
+}
+
 async function setLabelRow(page, key, value) {
   const row = page.locator('#label-rows .row').first();
   await row.getByLabel('Key').fill(key);
@@ -94,6 +108,7 @@ test('select by selector, preview, apply a 200-node label batch, watch it reach 
   assert.equal((await apiNodes(page, `${key}=${runID}`)).length, 0);
 
   await preview.locator('#btn-apply-preview').click();
+  await confirmCount(page, nodeCount);
   const dialog = page.locator('#progress-dialog');
   await dialog.waitFor();
   await dialog.locator('#progress-done').filter({ hasText: new RegExp(`/ ${nodeCount}$`) }).waitFor();
@@ -139,6 +154,7 @@ test('cancel mid-batch ends cancelled (then retry and revert), or is not offered
   const before = 10;
   const gated = features.includes('cancel') && (await gate(`close?after=${before}`)) !== null;
   await page.locator('#btn-submit').click();
+  await confirmCount(page, nodeCount);
   const dialog = page.locator('#progress-dialog');
   await dialog.waitFor();
   if (!features.includes('cancel')) {

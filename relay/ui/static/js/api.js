@@ -4,11 +4,12 @@
 
 /** ApiError is a non-2xx answer from the API. */
 export class ApiError extends Error {
-  constructor(status, code, message, fields = []) {
+  constructor(status, code, message, fields = [], detail = {}) {
     super(message || `HTTP ${status}`);
     this.status = status;
     this.code = code;
     this.fields = fields;
+    this.detail = detail; // the whole error object (a 409 confirmation_required carries nodes, reasons, impact)
   }
 }
 
@@ -45,7 +46,7 @@ export class Client {
       if (res.status === 401 && this.onUnauthorized) this.onUnauthorized();
       const e = data?.error ?? {};
       const msg = typeof e === 'string' ? e : (e.message || data?.raw || res.statusText);
-      throw new ApiError(res.status, e.code ?? String(res.status), `${msg}`, e.fields ?? []);
+      throw new ApiError(res.status, e.code ?? String(res.status), `${msg}`, e.fields ?? [], typeof e === 'object' ? e : {});
     }
     return { status: res.status, data: data ?? {} };
   }

@@ -4,6 +4,7 @@
 // field errors after, a dry-run preview, and submit.
 
 import { h, replace, uid } from './dom.js';
+import { impactView } from './preview.js';
 import { taintEffects, validateChanges, parseSpecs, toRequest, toKubectl, defaultConcurrency } from './validate.js';
 
 const blank = (kind) => ({ kind, op: 'set', key: '', value: '', effect: kind === 'taint' ? 'NoSchedule' : '' });
@@ -52,6 +53,7 @@ export class Editor {
     this.maxFailures = h('input', { id: mfId, name: 'max_failures', type: 'text', placeholder: 'none (e.g. 10 or 5%)', 'aria-describedby': `${mfId}-err`, autocomplete: 'off', oninput: () => this.renderErrors() });
     this.mfErr = h('p', { id: `${mfId}-err`, class: 'field-error', 'aria-live': 'polite' });
     this.summaryEl = h('div', { class: 'error-summary', id: 'editor-errors', tabindex: '-1', 'aria-live': 'assertive' });
+    this.guardEl = h('div', { class: 'guard', id: 'guard-panel', tabindex: '-1', hidden: true });
     this.previewBtn = h('button', { type: 'button', id: 'btn-preview', onclick: () => this.preview() }, 'Preview (dry run)');
     this.submitBtn = h('button', { type: 'submit', class: 'primary', id: 'btn-submit' }, 'Apply to nodes');
     replace(this.el,
@@ -71,6 +73,7 @@ export class Editor {
           h('div', { class: 'field' }, h('label', { for: ccId }, 'Concurrency (nodes patched at once)'), this.concurrency, this.ccHint),
           h('div', { class: 'field' }, h('label', { for: mfId }, 'Stop after failures'), this.maxFailures, this.mfErr)),
         this.summaryEl,
+        this.guardEl,
         h('div', { class: 'actions' }, this.previewBtn, this.submitBtn)));
     this.renderRows();
     this.renderTarget();
@@ -219,6 +222,7 @@ export class Editor {
   /** body builds the request, or returns null and shows every error. */
   body(dryRun) {
     this.showAll = true;
+    this.hideGuard();
     this.apiErrors = [];
     this.apiMessage = '';
     // kubectl text typed but not yet added counts as part of the change.
@@ -313,7 +317,62 @@ export class Editor {
       if (r.data.concurrency) this.renderConcurrencyHint(r.data.concurrency);
       this.onSubmitted?.(r, body);
     } catch (e) {
-      this.showApiError(e);
+      if (e.status === 409 && e.code === 'confirmation_required') this.showGuard(e.detail);
+      else this.showApiError(e);
+    } finally {
+      this.setBusy(false);
+    }
+  }
+
+  hideGuard() {
+    this.guardEl.hidden = true;
+    this.guardEl.replaceChildren();
+  }
+
+  /**
+   * showGuard answers the API's confirmation guard (409): why the batch is
+   * held back, what it would evict, and a box where the user types the
+   * node count; only the exact count enables the confirming button, which
+   * sends the batch again with "confirm" set.
+   */
+  showGuard(d) {
+    const n = Number(d.nodes);
+    const inputId = uid('confirm');
+    const input = h('input', { id: 'confirm-count', name: 'confirm', type: 'text', inputmode: 'numeric', autocomplete: 'off', 'aria-describedby': `${inputId}-hint` });
+    const btn = h('button', { type: 'button', class: 'primary danger', id: 'btn-confirm', disabled: true }, `Apply to ${n} nodes`);
+    input.addEventListener('input', () => { btn.disabled = input.value.trim() !== String(n); });
+    input.addEventListener('keydown', (e) => { if (e.key === 'Enter') { e.preventDefault(); if (!btn.disabled) btn.click(); } });
+    btn.addEventListener('click', () => this.submitConfirmed(n));
+    const wrongField = (d.fields ?? []).find((f) => f.field === 'max_nodes' || (f.field === 'confirm' && f.value));
+    replace(this.guardEl,
+      h('h3', {}, 'Confirm this change'),
+      h('p', {}, d.message ?? ''),
+      d.reasons?.length ? h('ul', { id: 'guard-reasons' }, d.reasons.map((r) => h('li', {}, r))) : '',
+      wrongField ? h('p', { class: 'error' }, `${wrongField.field}: ${wrongField.reason}`) : '',
+      d.impact ? impactView(d.impact, 'guard-impact') : '',
+      d.impact_error ? h('p', { class: 'muted' }, `What it would evict is unknown: ${d.impact_error}`) : '',
+      h('div', { class: 'field' }, h('label', { for: 'confirm-count' }, `Type ${n}, the number of nodes, to confirm`), input,
+        h('p', { class: 'hint', id: `${inputId}-hint` }, 'The count is checked again when the batch is submitted: if the nodes changed, you are asked again.')),
+      h('div', { class: 'actions' }, h('button', { type: 'button', id: 'btn-guard-cancel', onclick: () => this.hideGuard() }, 'Back to editing'), btn));
+    this.guardEl.hidden = false;
+    this.announce?.(`Confirmation needed: type ${n} to apply`);
+    input.focus();
+  }
+
+  /** submitConfirmed sends the current change again with confirm = n. */
+  async submitConfirmed(n) {
+    if (this.busy) return;
+    const body = this.body(false);
+    if (!body) return;
+    body.confirm = n;
+    this.setBusy(true);
+    try {
+      const r = await this.client.submit(body);
+      if (r.data.concurrency) this.renderConcurrencyHint(r.data.concurrency);
+      this.onSubmitted?.(r, body);
+    } catch (e) {
+      if (e.status === 409 && e.code === 'confirmation_required') this.showGuard(e.detail);
+      else this.showApiError(e);
     } finally {
       this.setBusy(false);
     }

@@ -53,6 +53,32 @@ export function diffRows(before, after) {
   return keys.map((k) => ({ key: k, before: b[k] ?? '(absent)', after: a[k] ?? '(absent)' }));
 }
 
+/**
+ * impactView renders the API's impact object: the summary sentence, the
+ * budgets the evictions exceed, the first evicted pods by node (DaemonSet
+ * and static pods marked), and the notes of taints that evict nothing.
+ */
+export function impactView(im, id = 'preview-impact') {
+  const pods = (im.nodes ?? []).flatMap((n) => (n.pods ?? []).map((p) => ({ node: n.node, ...p })));
+  const shown = pods.slice(0, 100);
+  const violated = (im.budgets ?? []).filter((b) => b.violated);
+  return h('section', { class: `impact${im.evictions ? ' danger' : ''}`, id, 'aria-label': 'What the change would evict' },
+    h('p', { class: im.evictions ? 'error' : 'muted', 'data-impact': 'summary' }, im.summary ?? ''),
+    h('dl', { class: 'counts' },
+      h('div', { class: 'count failed' }, h('dt', {}, 'Pods evicted'), h('dd', { 'data-count': 'evictions' }, String(im.evictions ?? 0))),
+      h('div', { class: 'count' }, h('dt', {}, 'On nodes'), h('dd', { 'data-count': 'eviction-nodes' }, String(im.nodes_with_evictions ?? 0))),
+      h('div', { class: 'count failed' }, h('dt', {}, 'Budgets violated'), h('dd', { 'data-count': 'budgets-violated' }, String(im.budgets_violated ?? 0)))),
+    violated.length ? h('ul', { class: 'budgets' }, violated.map((b) => h('li', { 'data-budget': `${b.namespace}/${b.name}` },
+      h('code', {}, `${b.namespace}/${b.name}`), `: ${b.evictions} evicted, ${b.disruptions_allowed} disruption${b.disruptions_allowed === 1 ? '' : 's'} allowed`))) : '',
+    shown.length ? h('div', { class: 'table-wrap' }, h('table', { class: 'impact-table' },
+      h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Node'), h('th', { scope: 'col' }, 'Pod'), h('th', { scope: 'col' }, 'Evicted'))),
+      h('tbody', {}, shown.map((p) => h('tr', { 'data-pod': `${p.namespace}/${p.name}` },
+        h('td', {}, p.node), h('td', {}, h('code', {}, `${p.namespace}/${p.name}`), p.daemonset ? h('span', { class: 'badge' }, 'DaemonSet') : '', p.static ? h('span', { class: 'badge' }, 'static') : ''),
+        h('td', {}, p.after_seconds ? `after ${p.after_seconds} s` : 'at once')))))) : '',
+    pods.length > shown.length || im.truncated ? h('p', { class: 'muted' }, `First ${shown.length} of ${im.evictions} evicted pods shown.`) : '',
+    (im.notes ?? []).map((t) => h('p', { class: 'muted' }, t)));
+}
+
 /** PreviewDialog shows a dry-run answer. */
 export class PreviewDialog {
   /** @param {object} deps {client, stream, onApply()} */
@@ -108,6 +134,8 @@ export class PreviewDialog {
     const shown = results.slice(0, 500);
     replace(this.el,
       h('header', { class: 'dialog-head' }, h('h2', { id: 'preview-title' }, 'Preview (dry run — nothing changed)'), close),
+      d.impact && (d.impact.no_execute || d.impact.notes?.length) ? impactView(d.impact) : '',
+      d.impact_error ? h('p', { class: 'muted', id: 'preview-impact-error' }, `What it would evict is unknown: ${d.impact_error}`) : '',
       h('dl', { class: 'counts', id: 'preview-counts' },
         h('div', { class: 'count succeeded' }, h('dt', {}, 'Will change'), h('dd', { 'data-count': 'would-change' }, String(wouldChange))),
         h('div', { class: 'count unchanged' }, h('dt', {}, 'Already set'), h('dd', { 'data-count': 'unchanged' }, String(unchanged))),

@@ -1,0 +1,144 @@
+package batch
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/impact"
+	"github.com/nodebatch/nodebatch/shared/request"
+)
+
+// Defaults of the guard.
+const (
+	// DefaultConfirmOver is how many nodes a selector may match before its
+	// batch needs confirm or max_nodes.
+	DefaultConfirmOver = 50
+	// ImpactPods is how many evicted pods a preview or a refusal lists
+	// (the counts count them all).
+	ImpactPods = 1000
+)
+
+// Guard is the confirmation guard's settings. A batch that sets a NoExecute
+// taint, uses all, or has a selector matching more than ConfirmOver nodes
+// runs only with "confirm" equal to its node count or "max_nodes" at least
+// that; the seed endpoints (explicit node lists) need it for NoExecute only,
+// and not at all when SeedNoExecuteOff.
+type Guard struct {
+	ConfirmOver      int // 0: DefaultConfirmOver
+	SeedNoExecuteOff bool
+}
+
+// Refusal is the 409 answer of a batch the guard holds back: the error,
+// the node count the request must confirm, why it is guarded, and what
+// the change would evict.
+type Refusal struct {
+	request.Error
+	Nodes   int            `json:"nodes"`
+	Reasons []string       `json:"reasons"`
+	Impact  *impact.Impact `json:"impact,omitempty"`
+	// ImpactError says why the impact could not be computed (for example
+	// the user may not list pods).
+	ImpactError string `json:"impact_error,omitempty"`
+}
+
+// Write sends r as a JSON answer, in the same {"error":{…}} envelope as
+// every other error.
+func (r *Refusal) Write(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(r.Status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error *Refusal `json:"error"`
+	}{r})
+}
+
+// errorWriter is an error answer: *request.Error or *Refusal.
+type errorWriter interface{ Write(http.ResponseWriter) }
+
+// guard decides whether spec may run on names (resolved, sorted) now. It
+// returns nil to go ahead, else the answer: a Refusal, with the impact of
+// the change when it sets a NoExecute taint. seed is true for the seed's
+// endpoints. A dry run changes nothing, so it needs no confirmation, but a
+// confirm or max_nodes it carries is still checked.
+func (h *Handler) guard(ctx context.Context, spec *request.Spec, names []string, states map[string]nodeState, seed bool) errorWriter {
+	n := len(names)
+	var reasons []string
+	if setsNoExecute(spec.Set) && (!seed || !h.Guard.SeedNoExecuteOff) {
+		reasons = append(reasons, "it sets a NoExecute taint, which evicts the pods that do not tolerate it")
+	}
+	if !seed {
+		over := h.Guard.ConfirmOver
+		if over <= 0 {
+			over = DefaultConfirmOver
+		}
+		switch {
+		case spec.All:
+			reasons = append(reasons, fmt.Sprintf("it targets all %d nodes", n))
+		case spec.Selector != nil && n > over:
+			reasons = append(reasons, fmt.Sprintf("its selector matches %d nodes, more than %d", n, over))
+		}
+	}
+	var msg string
+	var fields []request.FieldError
+	switch {
+	case spec.MaxNodes > 0 && n > spec.MaxNodes:
+		msg = fmt.Sprintf("the batch resolves to %d nodes, more than its max_nodes %d", n, spec.MaxNodes)
+		fields = []request.FieldError{{Field: "max_nodes", Value: fmt.Sprint(spec.MaxNodes), Reason: fmt.Sprintf("the batch resolves to %d nodes", n)}}
+	case spec.Confirm > 0 && spec.Confirm != n:
+		msg = fmt.Sprintf("the batch resolves to %d nodes, not the %d it confirms", n, spec.Confirm)
+		fields = []request.FieldError{{Field: "confirm", Value: fmt.Sprint(spec.Confirm), Reason: fmt.Sprintf("the batch resolves to %d nodes", n)}}
+	case len(reasons) == 0 || spec.DryRun || spec.Confirm == n || spec.MaxNodes >= n:
+		return nil
+	default:
+		msg = fmt.Sprintf("the batch needs confirmation: send \"confirm\": %d (its node count) or a \"max_nodes\" of at least %d", n, n)
+		fields = []request.FieldError{{Field: "confirm", Reason: "required: " + reasons[0]}}
+	}
+	r := &Refusal{
+		Error:   request.Error{Status: http.StatusConflict, Code: request.CodeConfirmationRequired, Message: msg, Fields: fields},
+		Nodes:   n,
+		Reasons: reasons,
+	}
+	if r.Reasons == nil {
+		r.Reasons = []string{}
+	}
+	if setsNoExecute(spec.Set) {
+		// Refused either way: the impact only informs, so a listing the
+		// user may not make is reported, not fatal.
+		r.Impact, r.ImpactError = h.impact(ctx, spec.Set, names, states)
+		if r.Impact != nil {
+			r.Message += "; " + r.Impact.Summary
+		}
+	}
+	return r
+}
+
+// setsNoExecute reports whether set adds or updates a NoExecute taint.
+func setsNoExecute(set change.Set) bool {
+	for _, t := range set.Taints {
+		if !t.Remove && t.Effect == corev1.TaintEffectNoExecute {
+			return true
+		}
+	}
+	return false
+}
+
+// impact computes what set would evict on the named nodes (their taints as
+// listed in states), listing at most ImpactPods pods; or says why it could
+// not.
+func (h *Handler) impact(ctx context.Context, set change.Set, names []string, states map[string]nodeState) (*impact.Impact, string) {
+	nodes := make([]impact.Node, len(names))
+	for i, name := range names {
+		nodes[i] = impact.Node{Name: name, Taints: states[name].taints}
+	}
+	im, err := impact.Compute(ctx, h.Kube, set, nodes, impact.Options{Now: h.now()})
+	if err != nil {
+		h.logger().Warn("compute impact", "error", err)
+		return nil, err.Error()
+	}
+	im.Limit(ImpactPods)
+	return im, ""
+}

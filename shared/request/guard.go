@@ -1,0 +1,31 @@
+package request
+
+import (
+	"k8s.io/apimachinery/pkg/util/validation/field"
+)
+
+// CodeConfirmationRequired is the 409 of a batch the confirmation guard
+// holds back: it needs "confirm" equal to its node count, or a "max_nodes"
+// at least that count.
+const CodeConfirmationRequired = "confirmation_required"
+
+// validateGuard checks confirm and max_nodes (a positive count when given)
+// and copies them to spec.
+func (b *Batch) validateGuard(spec *Spec) field.ErrorList {
+	var errs field.ErrorList
+	for _, f := range []struct {
+		name string
+		v    *int
+		dst  *int
+	}{{"confirm", b.Confirm, &spec.Confirm}, {"max_nodes", b.MaxNodes, &spec.MaxNodes}} {
+		if f.v == nil {
+			continue
+		}
+		if *f.v < 1 {
+			errs = append(errs, field.Invalid(field.NewPath(f.name), *f.v, "must be a positive number of nodes"))
+			continue
+		}
+		*f.dst = *f.v
+	}
+	return errs
+}
