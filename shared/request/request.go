@@ -11,7 +11,6 @@ import (
 	"io"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -19,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
 )
 
@@ -43,46 +43,9 @@ type Batch struct {
 	Seed bool `json:"-"`
 }
 
-// Threshold is a failure threshold: a count ("10" or 10) or a percentage of
-// the batch ("5%"). Empty means none.
-type Threshold string
-
-// UnmarshalJSON accepts a JSON string or a non-negative integer.
-func (t *Threshold) UnmarshalJSON(b []byte) error {
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err == nil {
-		*t = Threshold(n.String())
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New("max_failures must be a number or a string such as \"5%\"")
-	}
-	*t = Threshold(s)
-	return nil
-}
-
-// Limit resolves t against a batch of total nodes: the number of failures
-// that stops the batch, or 0 when there is no threshold.
-func (t Threshold) Limit(total int) (int, error) {
-	s := strings.TrimSpace(string(t))
-	if s == "" {
-		return 0, nil
-	}
-	if p, ok := strings.CutSuffix(s, "%"); ok {
-		f, err := strconv.ParseFloat(p, 64)
-		if err != nil || f <= 0 || f > 100 {
-			return 0, fmt.Errorf("percentage must be in (0, 100]")
-		}
-		n := int(f / 100 * float64(total))
-		return max(n, 1), nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		return 0, fmt.Errorf("must be a positive integer or a percentage such as \"5%%\"")
-	}
-	return n, nil
-}
+// Threshold is the failure threshold (max_failures) of a batch; the type
+// lives in the batch model (shared/batch), which the patch path reads.
+type Threshold = model.Threshold
 
 // Limits bound a request.
 type Limits struct {

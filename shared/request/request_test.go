@@ -148,31 +148,6 @@ func TestValidateSpec(t *testing.T) {
 	}
 }
 
-func TestThresholdLimit(t *testing.T) {
-	tests := []struct {
-		in      Threshold
-		total   int
-		want    int
-		wantErr bool
-	}{
-		{"", 100, 0, false},
-		{"10", 100, 10, false},
-		{"5%", 200, 10, false},
-		{"5%", 10, 1, false},
-		{"100%", 7, 7, false},
-		{"0", 10, 0, true},
-		{"-3", 10, 0, true},
-		{"0%", 10, 0, true},
-		{"x%", 10, 0, true},
-	}
-	for _, tt := range tests {
-		got, err := tt.in.Limit(tt.total)
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("Threshold(%q).Limit(%d) = %d, %v, want %d, err %v", tt.in, tt.total, got, err, tt.want, tt.wantErr)
-		}
-	}
-}
-
 func TestConcurrency(t *testing.T) {
 	tests := []struct{ total, max, want int }{
 		{1, 50, 1}, {20, 50, 1}, {21, 50, 2}, {500, 50, 25}, {10000, 50, 50}, {10000, 8, 8},
