@@ -5,11 +5,13 @@
 package request
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 
@@ -17,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	kjson "sigs.k8s.io/json"
 
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
@@ -73,23 +76,61 @@ type Spec struct {
 	MaxFailures    Threshold
 }
 
-// Decode reads exactly one JSON value from r into v, refusing unknown fields
-// and trailing data. r should be limited with http.MaxBytesReader; a body
-// over the limit answers 413.
+// Decode reads exactly one JSON object from r into v, strictly: keys match
+// field names exactly (Go's decoder would take "ALL" for "all"), no key
+// appears twice in an object (Go's decoder keeps the last), no unknown
+// field, no trailing data. r should be limited with http.MaxBytesReader; a
+// body over the limit answers 413.
 func Decode(r io.Reader, v any) *Error {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	data, err := io.ReadAll(r)
+	if err != nil {
 		return decodeError(err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return decodeError(err)
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 {
+		return decodeError(io.EOF)
+	}
+	strict, err := kjson.UnmarshalStrict(data, v, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+	if err != nil {
+		// The same bytes through encoding/json give its typed errors (byte
+		// offset, field name) for the answer.
+		if serr := json.Unmarshal(data, reflect.New(reflect.TypeOf(v).Elem()).Interface()); serr != nil {
+			err = serr
 		}
+		return decodeError(err)
+	}
+	if trimmed[0] != '{' {
 		return Errorf(http.StatusBadRequest, CodeMalformed, "request body must be one JSON object")
 	}
+	if len(strict) > 0 {
+		return strictError(strict)
+	}
 	return nil
+}
+
+// strictError answers the strict decoder's findings: each unknown or
+// duplicate key, named by its path.
+func strictError(errs []error) *Error {
+	e := Errorf(http.StatusBadRequest, CodeMalformed, "request body: %v", errs[0])
+	if len(errs) > 1 {
+		e.Message += fmt.Sprintf(" (and %d more)", len(errs)-1)
+	}
+	for _, err := range errs {
+		reason := "refused"
+		switch msg := err.Error(); {
+		case strings.HasPrefix(msg, "unknown field"):
+			reason = "unknown field (keys are case-sensitive)"
+		case strings.HasPrefix(msg, "duplicate field"):
+			reason = "duplicate field"
+		}
+		name := err.Error()
+		var fe kjson.FieldError
+		if errors.As(err, &fe) {
+			name = fe.FieldPath()
+		}
+		e.Fields = append(e.Fields, FieldError{Field: name, Reason: reason})
+	}
+	return e
 }
 
 func decodeError(err error) *Error {
@@ -103,15 +144,15 @@ func decodeError(err error) *Error {
 		return Errorf(http.StatusBadRequest, CodeMalformed, "request body is empty")
 	case errors.As(err, &se):
 		return Errorf(http.StatusBadRequest, CodeMalformed, "request body is not valid JSON at byte %d: %v", se.Offset, err)
+	case errors.As(err, &te) && te.Field == "":
+		return Errorf(http.StatusBadRequest, CodeMalformed, "request body must be one JSON object, not %s", te.Value)
 	case errors.As(err, &te):
 		e := Errorf(http.StatusBadRequest, CodeMalformed, "request body: field %q: want %s, got %s", te.Field, te.Type, te.Value)
 		e.Fields = []FieldError{{Field: te.Field, Reason: fmt.Sprintf("want %s, got JSON %s", te.Type, te.Value)}}
 		return e
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		e := Errorf(http.StatusBadRequest, CodeMalformed, "request body: unknown field %q", name)
-		e.Fields = []FieldError{{Field: name, Reason: "unknown field"}}
-		return e
+	}
+	if ok, off := kjson.SyntaxErrorOffset(err); ok {
+		return Errorf(http.StatusBadRequest, CodeMalformed, "request body is not valid JSON at byte %d: %v", off, err)
 	}
 	return Errorf(http.StatusBadRequest, CodeMalformed, "request body: %v", err)
 }
@@ -204,9 +245,14 @@ func (b *Batch) Validate(lim Limits, p change.Protection) (*Spec, *Error) {
 		}
 	case b.Selector != "":
 		sel, err := labels.Parse(b.Selector)
-		if err != nil {
+		switch {
+		case err != nil:
 			errs = append(errs, field.Invalid(field.NewPath("selector"), b.Selector, err.Error()))
-		} else {
+		case sel.Empty():
+			// labels.Parse reads a blank selector as "everything": the
+			// whole cluster must be asked for with all:true.
+			errs = append(errs, field.Invalid(field.NewPath("selector"), b.Selector, "a blank selector selects every node; give a requirement, or all:true for every node"))
+		default:
 			spec.Selector, spec.SelectorText = sel, b.Selector
 		}
 	}
