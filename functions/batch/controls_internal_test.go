@@ -93,9 +93,11 @@ func TestSplitAction(t *testing.T) {
 		{"b1:retry", "b1", "retry", true},
 		{"b1", "", "", false},
 		{"b1:", "", "", false},
-		{":cancel", "", "", false},
-		{"B1:cancel", "", "", false},
-		{"a:b:cancel", "", "", false},
+		// The id is the caller's to validate (validID answers 400).
+		{":cancel", "", "cancel", true},
+		{"B1:cancel", "B1", "cancel", true},
+		{"a:b:cancel", "a:b", "cancel", true},
+		{"a/b:cancel", "a/b", "cancel", true},
 	}
 	for _, tt := range tests {
 		id, action, ok := splitAction(tt.seg)

@@ -42,7 +42,7 @@ type Config struct {
 	MaxConcurrency    int      // NODEBATCH_MAX_CONCURRENCY
 	MaxChanges        int      // NODEBATCH_MAX_CHANGES
 	BodyLimit         int64    // NODEBATCH_BODY_LIMIT (bytes)
-	ProtectedPrefixes []string // NODEBATCH_PROTECTED_PREFIXES (comma-separated); nil: change.DefaultProtection
+	ProtectedPrefixes []string // NODEBATCH_PROTECTED_PREFIXES (comma-separated): protected in addition to change.DefaultProtection
 	KubeQPS           float32  // NODEBATCH_KUBE_QPS
 	KubeBurst         int      // NODEBATCH_KUBE_BURST
 	ConflictRetries   int      // NODEBATCH_CONFLICT_RETRIES: taint update retries on 409
@@ -152,15 +152,13 @@ func intVar(getenv func(string) string, name string, def, min int) (int, error) 
 	return n, nil
 }
 
-// Protection is the key protection for batches: NODEBATCH_PROTECTED_PREFIXES
-// when set (the default allow-list, node-role.kubernetes.io/, still applies),
-// else change.DefaultProtection.
+// Protection is the key protection for batches: change.DefaultProtection
+// (kubernetes.io/, k8s.io/ and their subdomains, except
+// node-role.kubernetes.io/), which always applies, plus
+// NODEBATCH_PROTECTED_PREFIXES. The setting adds to the built-ins: setting
+// it to example.com must not unprotect kubernetes.io/.
 func (c Config) Protection() change.Protection {
-	p := change.DefaultProtection()
-	if c.ProtectedPrefixes != nil {
-		p.Prefixes = c.ProtectedPrefixes
-	}
-	return p
+	return change.DefaultProtection().With(c.ProtectedPrefixes...)
 }
 
 // RateLimiter is the per-user batch rate limit from the settings, or nil

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodebatch/nodebatch/shared/change"
 )
 
 func TestLoad(t *testing.T) {
@@ -58,13 +60,48 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// TestProtection: NODEBATCH_PROTECTED_PREFIXES adds to the built-in
+// protections; setting it never unprotects kubernetes.io/ or k8s.io/.
 func TestProtection(t *testing.T) {
-	c := Config{ProtectedPrefixes: []string{"example.com"}}
-	if got := c.Protection().Prefixes; !cmp.Equal(got, []string{"example.com"}) {
-		t.Errorf("Protection().Prefixes = %v, want [example.com]", got)
+	tests := []struct {
+		name      string
+		env       string // NODEBATCH_PROTECTED_PREFIXES
+		protected []string
+		writable  []string
+	}{
+		{name: "unset", env: "",
+			protected: []string{"kubernetes.io/hostname", "node.kubernetes.io/x", "k8s.io/x", "sub.k8s.io/x"},
+			writable:  []string{"team", "node-role.kubernetes.io/worker", "example.com/a", "notkubernetes.io/x"}},
+		{name: "adds a domain", env: "example.com",
+			protected: []string{"kubernetes.io/hostname", "node.kubernetes.io/x", "k8s.io/x", "example.com/a", "sub.example.com/a"},
+			writable:  []string{"team", "node-role.kubernetes.io/worker", "corp.io/a"}},
+		{name: "several, with a slash", env: " example.com/, corp.io ",
+			protected: []string{"kubernetes.io/hostname", "k8s.io/x", "example.com/a", "corp.io/a"},
+			writable:  []string{"team", "node-role.kubernetes.io/worker"}},
+		{name: "protects the default exception by name", env: "node-role.kubernetes.io",
+			protected: []string{"kubernetes.io/hostname", "node-role.kubernetes.io/worker"},
+			writable:  []string{"team"}},
 	}
-	if got := (Config{}).Protection().Prefixes; len(got) == 0 {
-		t.Errorf("default Protection().Prefixes is empty")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(func(k string) string {
+				return map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_PROTECTED_PREFIXES": tt.env}[k]
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			prot := c.Protection()
+			for _, key := range tt.protected {
+				if errs := (change.Set{Labels: []change.Label{{Key: key, Value: "x"}}}).Validate(nil, prot); len(errs) == 0 {
+					t.Errorf("with NODEBATCH_PROTECTED_PREFIXES=%q, key %q is writable, want protected", tt.env, key)
+				}
+			}
+			for _, key := range tt.writable {
+				if errs := (change.Set{Labels: []change.Label{{Key: key, Value: "x"}}}).Validate(nil, prot); len(errs) > 0 {
+					t.Errorf("with NODEBATCH_PROTECTED_PREFIXES=%q, key %q is refused (%v), want writable", tt.env, key, errs)
+				}
+			}
+		})
 	}
 }
 
