@@ -201,11 +201,17 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		e.Write(w)
 		return
 	}
+	fingerprint := spec.Fingerprint()
 	if spec.IdempotencyKey != "" {
-		if id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey); err == nil {
+		id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey, fingerprint)
+		switch {
+		case err == nil:
 			h.existing(w, r, id, mode)
 			return
-		} else if !errors.Is(err, store.ErrNotFound) {
+		case errors.Is(err, store.ErrIdempotencyMismatch):
+			idempotencyMismatch(w, spec.IdempotencyKey, id)
+			return
+		case !errors.Is(err, store.ErrNotFound):
 			h.fail(w, "read idempotency key", err)
 			return
 		}
@@ -238,13 +244,18 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		return
 	}
 	log := h.logger().With("batch_id", b.ID, "owner", b.Owner)
+	b.IdempotencyFingerprint = fingerprint
 	if err := h.Store.Create(ctx, b, lanes); errors.Is(err, store.ErrExists) && spec.IdempotencyKey != "" {
-		id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey)
-		if err != nil {
+		// Another request with the key won the race to record it.
+		id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey, fingerprint)
+		switch {
+		case errors.Is(err, store.ErrIdempotencyMismatch):
+			idempotencyMismatch(w, spec.IdempotencyKey, id)
+		case err != nil:
 			h.fail(w, "read idempotency key", err)
-			return
+		default:
+			h.existing(w, r, id, mode)
 		}
-		h.existing(w, r, id, mode)
 		return
 	} else if err != nil {
 		h.fail(w, "record batch", err)
@@ -291,6 +302,16 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	default:
 		writeJSON(w, http.StatusAccepted, created)
 	}
+}
+
+// idempotencyMismatch answers 409 idempotency_mismatch: key already names
+// batch id, made from a different request. Returning that batch would tell
+// the caller their new request ran when it did not.
+func idempotencyMismatch(w http.ResponseWriter, key, id string) {
+	e := request.Errorf(http.StatusConflict, request.CodeIdempotencyMismatch,
+		"idempotency_key %q was used for batch %s with a different request; send the same request to get that batch, or use a new key", key, id)
+	e.Fields = []request.FieldError{{Field: "idempotency_key", Value: key, Reason: "already used for batch " + id + " with a different request"}}
+	e.Write(w)
 }
 
 // existing answers a request whose idempotency key names an earlier batch.

@@ -6,12 +6,15 @@ package request
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -271,6 +274,35 @@ func (b *Batch) Validate(lim Limits, p change.Protection) (*Spec, *Error) {
 		return nil, e
 	}
 	return spec, nil
+}
+
+// Fingerprint identifies what s asks for, so that an idempotency key
+// reused for a different request can be told from a repeat: the change
+// set, the target (nodes as a set, the selector in canonical form, all),
+// concurrency, dry_run and max_failures. The key itself and how the request
+// was sent (seed endpoint or POST /v1/batches, waiting or not) are not
+// part of it. It is "v1:" and a SHA-256 in hex.
+func (s *Spec) Fingerprint() string {
+	sel := ""
+	if s.Selector != nil {
+		sel = s.Selector.String()
+	}
+	raw, err := json.Marshal(struct {
+		Set         change.Set `json:"set"`
+		Nodes       []string   `json:"nodes"`
+		Selector    string     `json:"selector"`
+		All         bool       `json:"all"`
+		Concurrency int        `json:"concurrency"`
+		DryRun      bool       `json:"dry_run"`
+		MaxFailures string     `json:"max_failures"`
+	}{s.Set, slices.Sorted(slices.Values(s.Nodes)), sel, s.All, s.Concurrency, s.DryRun, strings.TrimSpace(string(s.MaxFailures))})
+	if err != nil {
+		// Strings, ints and bools always encode; should they not, the
+		// fingerprint names the error instead of hiding it.
+		return "unencodable: " + err.Error()
+	}
+	sum := sha256.Sum256(raw)
+	return "v1:" + hex.EncodeToString(sum[:])
 }
 
 // Concurrency is the per-batch cap for a batch of total nodes when the

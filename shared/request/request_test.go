@@ -409,3 +409,56 @@ func exactKeys(s string, known map[string]bool) error {
 		}
 	}
 }
+
+// TestFingerprint: requests that ask for the same thing, however spelled,
+// share a fingerprint; requests that differ in anything that changes the
+// batch do not.
+func TestFingerprint(t *testing.T) {
+	fp := func(t *testing.T, body string) string {
+		t.Helper()
+		var b Batch
+		if e := Decode(strings.NewReader(body), &b); e != nil {
+			t.Fatalf("Decode(%s): %v", body, e)
+		}
+		spec, e := b.Validate(DefaultLimits(), change.DefaultProtection())
+		if e != nil {
+			t.Fatalf("Validate(%s): %v", body, e)
+		}
+		return spec.Fingerprint()
+	}
+	base := `{"labels":["team=ml"],"nodes":["n1","n2"],"idempotency_key":"k"}`
+	same := []string{
+		`{"nodes":["n2","n1"],"labels":["team=ml"],"idempotency_key":"k"}`,
+		`{"labels":["team=ml"],"nodes":["n1","n2"],"idempotency_key":"another key"}`,
+		`{"changes":{"labels":[{"key":"team","value":"ml"}]},"nodes":["n1","n2"]}`,
+		` {"labels": ["team=ml"], "nodes": ["n1", "n2"]} `,
+	}
+	different := []string{
+		`{"labels":["team=ai"],"nodes":["n1","n2"]}`,
+		`{"labels":["team=ml"],"nodes":["n1"]}`,
+		`{"labels":["team=ml"],"nodes":["n1","n2","n3"]}`,
+		`{"labels":["team=ml"],"selector":"a=b"}`,
+		`{"labels":["team=ml"],"all":true}`,
+		`{"labels":["team=ml"],"nodes":["n1","n2"],"concurrency":2}`,
+		`{"labels":["team=ml"],"nodes":["n1","n2"],"dry_run":true}`,
+		`{"labels":["team=ml"],"nodes":["n1","n2"],"max_failures":1}`,
+		`{"taints":["team=ml:NoSchedule"],"nodes":["n1","n2"]}`,
+	}
+	want := fp(t, base)
+	for _, body := range same {
+		if got := fp(t, body); got != want {
+			t.Errorf("Fingerprint(%s) = %s, want %s (that of %s)", body, got, want, base)
+		}
+	}
+	seen := map[string]string{want: base}
+	for _, body := range different {
+		got := fp(t, body)
+		if other, ok := seen[got]; ok {
+			t.Errorf("Fingerprint(%s) = Fingerprint(%s) = %s, want them different", body, other, got)
+		}
+		seen[got] = body
+	}
+	if a, b := fp(t, `{"labels":["a=b"],"selector":"x=1,y=2"}`), fp(t, `{"labels":["a=b"],"selector":"y=2, x=1"}`); a != b {
+		t.Errorf("selectors x=1,y=2 and y=2, x=1 have fingerprints %s and %s, want one", a, b)
+	}
+}
