@@ -21,16 +21,17 @@ import (
 func FromDeps(d *deps.Deps, logger *slog.Logger) (h *Handler, stop func()) {
 	pub := NewTopicPublisher(d.PubSub, d.Config.Topic)
 	return &Handler{
-		Store:      d.Store,
-		Kube:       d.Kube,
-		Publisher:  pub,
-		Runner:     d.Runner,
-		Limits:     d.Config.Limits(),
-		Protection: d.Config.Protection(),
-		InlineMax:  d.Config.InlineMax,
-		BodyLimit:  d.Config.BodyLimit,
-		RateLimit:  d.Config.RateLimiter(),
-		Logger:     logger,
+		Store:        d.Store,
+		Kube:         d.Kube,
+		Publisher:    pub,
+		Runner:       d.Runner,
+		Limits:       d.Config.Limits(),
+		Protection:   d.Config.Protection(),
+		InlineMax:    d.Config.InlineMax,
+		BodyLimit:    d.Config.BodyLimit,
+		RateLimit:    d.Config.RateLimiter(),
+		PreviewLimit: d.Config.PreviewLimiter(),
+		Logger:       logger,
 	}, pub.Stop
 }
 

@@ -61,6 +61,11 @@ type Handler struct {
 	// instance); nil: no limit. A repeated idempotent request is not
 	// counted.
 	RateLimit *ratelimit.Limiter
+	// PreviewLimit caps how many previews each principal may ask for (per
+	// instance): POST /v1/batches:preview and dry_run submits, which list
+	// every node and send dry-run writes; nil: no limit. A dry_run submit
+	// counts against both limits.
+	PreviewLimit *ratelimit.Limiter
 	Now       func() time.Time // default time.Now
 	NewID     func() string    // default a time-ordered random id
 	Logger    *slog.Logger     // default slog.Default()
@@ -216,6 +221,9 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 			return
 		}
 	}
+	if spec.DryRun && !h.allowPreview(w, p) {
+		return
+	}
 	if h.RateLimit != nil {
 		if ok, wait := h.RateLimit.Allow(p.Subject); !ok {
 			h.logger().Info("batch refused: rate limit", "subject", p.Subject, "retry_after", wait)
@@ -312,6 +320,20 @@ func idempotencyMismatch(w http.ResponseWriter, key, id string) {
 		"idempotency_key %q was used for batch %s with a different request; send the same request to get that batch, or use a new key", key, id)
 	e.Fields = []request.FieldError{{Field: "idempotency_key", Value: key, Reason: "already used for batch " + id + " with a different request"}}
 	e.Write(w)
+}
+
+// allowPreview spends one of p's previews; when none is left it answers
+// 429 with Retry-After and returns false.
+func (h *Handler) allowPreview(w http.ResponseWriter, p auth.Principal) bool {
+	if h.PreviewLimit == nil {
+		return true
+	}
+	ok, wait := h.PreviewLimit.Allow(p.Subject)
+	if !ok {
+		h.logger().Info("preview refused: rate limit", "subject", p.Subject, "retry_after", wait)
+		h.PreviewLimit.WriteError(w, wait)
+	}
+	return ok
 }
 
 // existing answers a request whose idempotency key names an earlier batch.

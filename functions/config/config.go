@@ -30,6 +30,11 @@ const (
 	DefaultConflictTries  = 10
 	DefaultRatePerMinute  = ratelimit.DefaultPerMinute
 	DefaultRateBurst      = ratelimit.DefaultBurst
+	// DefaultPreviewPerMinute and DefaultPreviewBurst bound previews
+	// (POST /v1/batches:preview and dry_run submits) per user: each lists
+	// every node and sends a few dry-run writes.
+	DefaultPreviewPerMinute = 30
+	DefaultPreviewBurst     = 10
 )
 
 // Config is the functions' settings.
@@ -48,6 +53,8 @@ type Config struct {
 	ConflictRetries   int      // NODEBATCH_CONFLICT_RETRIES: taint update retries on 409
 	RatePerMinute     int      // NODEBATCH_RATE_PER_MINUTE: batches per user per minute (per instance); 0: no limit
 	RateBurst         int      // NODEBATCH_RATE_BURST: batches a user may submit at once
+	PreviewPerMinute  int      // NODEBATCH_PREVIEW_PER_MINUTE: previews and dry runs per user per minute (per instance); 0: no limit
+	PreviewBurst      int      // NODEBATCH_PREVIEW_BURST: previews a user may ask for at once
 }
 
 // Load reads the settings through getenv (os.Getenv in mains).
@@ -77,6 +84,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"NODEBATCH_CONFLICT_RETRIES", &c.ConflictRetries, DefaultConflictTries, 0},
 		{"NODEBATCH_RATE_PER_MINUTE", &c.RatePerMinute, DefaultRatePerMinute, 0},
 		{"NODEBATCH_RATE_BURST", &c.RateBurst, DefaultRateBurst, 1},
+		{"NODEBATCH_PREVIEW_PER_MINUTE", &c.PreviewPerMinute, DefaultPreviewPerMinute, 0},
+		{"NODEBATCH_PREVIEW_BURST", &c.PreviewBurst, DefaultPreviewBurst, 1},
 	}
 	for _, i := range ints {
 		v, err := intVar(getenv, i.name, i.def, i.min)
@@ -168,6 +177,16 @@ func (c Config) RateLimiter() *ratelimit.Limiter {
 		return nil
 	}
 	return ratelimit.New(ratelimit.Config{PerMinute: c.RatePerMinute, Burst: c.RateBurst})
+}
+
+// PreviewLimiter is the per-user preview limit from the settings (it
+// counts POST /v1/batches:preview and dry_run submits), or nil (no limit)
+// when PreviewPerMinute is 0.
+func (c Config) PreviewLimiter() *ratelimit.Limiter {
+	if c.PreviewPerMinute <= 0 {
+		return nil
+	}
+	return ratelimit.New(ratelimit.Config{PerMinute: c.PreviewPerMinute, Burst: c.PreviewBurst, Name: ratelimit.PreviewName, What: "previews"})
 }
 
 // Limits are the request limits from the settings.

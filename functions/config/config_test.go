@@ -12,7 +12,7 @@ func TestLoad(t *testing.T) {
 	defaults := Config{
 		Project: "p", Topic: DefaultTopic, InlineMax: 5, MaxNodes: 10000, MaxConcurrency: 50, MaxChanges: 100,
 		BodyLimit: 1 << 20, KubeQPS: 500, KubeBurst: 1000, ConflictRetries: 10,
-		RatePerMinute: 30, RateBurst: 10,
+		RatePerMinute: 30, RateBurst: 10, PreviewPerMinute: 30, PreviewBurst: 10,
 	}
 	tests := []struct {
 		name    string
@@ -28,16 +28,21 @@ func TestLoad(t *testing.T) {
 			"NODEBATCH_BODY_LIMIT": "2048", "NODEBATCH_KUBE_QPS": "50", "NODEBATCH_KUBE_BURST": "60",
 			"NODEBATCH_CONFLICT_RETRIES": "1", "NODEBATCH_PROTECTED_PREFIXES": " example.com, corp.io ",
 			"NODEBATCH_RATE_PER_MINUTE": "6", "NODEBATCH_RATE_BURST": "2",
+			"NODEBATCH_PREVIEW_PER_MINUTE": "4", "NODEBATCH_PREVIEW_BURST": "3",
 		}, want: func(c Config) Config {
 			c.Kubeconfig, c.Topic, c.InlineMax, c.MaxNodes, c.MaxConcurrency, c.MaxChanges = "/k", "t", 0, 7, 3, 2
 			c.BodyLimit, c.KubeQPS, c.KubeBurst, c.ConflictRetries = 2048, 50, 60, 1
 			c.ProtectedPrefixes = []string{"example.com", "corp.io"}
 			c.RatePerMinute, c.RateBurst = 6, 2
+			c.PreviewPerMinute, c.PreviewBurst = 4, 3
 			return c
 		}},
 		{name: "rate limit off", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_RATE_PER_MINUTE": "0"},
 			want: func(c Config) Config { c.RatePerMinute = 0; return c }},
 		{name: "negative rate", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_RATE_PER_MINUTE": "-1"}, wantErr: true},
+		{name: "preview limit off", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_PREVIEW_PER_MINUTE": "0"},
+			want: func(c Config) Config { c.PreviewPerMinute = 0; return c }},
+		{name: "zero preview burst", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_PREVIEW_BURST": "0"}, wantErr: true},
 		{name: "zero burst", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_RATE_BURST": "0"}, wantErr: true},
 		{name: "no project", env: map[string]string{}, wantErr: true},
 		{name: "bad int", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_MAX_NODES": "many"}, wantErr: true},
@@ -115,5 +120,18 @@ func TestRateLimiter(t *testing.T) {
 	}
 	if l.PerMinute() != 6 || l.Burst() != 2 {
 		t.Errorf("RateLimiter = %d/min burst %d, want 6/min burst 2", l.PerMinute(), l.Burst())
+	}
+}
+
+func TestPreviewLimiter(t *testing.T) {
+	if l := (Config{PreviewPerMinute: 0, PreviewBurst: 10}).PreviewLimiter(); l != nil {
+		t.Errorf("PreviewLimiter with PreviewPerMinute 0 = %v, want nil (no limit)", l)
+	}
+	l := (Config{PreviewPerMinute: 4, PreviewBurst: 3}).PreviewLimiter()
+	if l == nil {
+		t.Fatal("PreviewLimiter = nil, want a limiter")
+	}
+	if l.PerMinute() != 4 || l.Burst() != 3 || l.Name() != "previews_per_user_per_minute" {
+		t.Errorf("PreviewLimiter = %s %d/min burst %d, want previews_per_user_per_minute 4/min burst 3", l.Name(), l.PerMinute(), l.Burst())
 	}
 }
