@@ -45,6 +45,7 @@ func TestDecode(t *testing.T) {
 		{name: "key in another case", body: `{"labels":["x=1"],"ALL":true}`, wantCode: CodeMalformed, wantField: "ALL"},
 		{name: "key in title case", body: `{"Labels":["x=1"],"all":true}`, wantCode: CodeMalformed, wantField: "Labels"},
 		{name: "duplicate key", body: `{"labels":["a=b"],"all":false,"all":true}`, wantCode: CodeMalformed, wantField: "all"},
+		{name: "duplicate key spelled with an escape", body: `{"labels":["a=b"],"all":true,"\u0061ll":false}`, wantCode: CodeMalformed, wantField: "all"},
 		{name: "duplicate key, other case", body: `{"labels":["a=b"],"selector":"a=b","Selector":""}`, wantCode: CodeMalformed, wantField: "Selector"},
 		{name: "nested key in another case", body: `{"changes":{"labels":[{"key":"a","KEY":"b"}]},"all":true}`, wantCode: CodeMalformed, wantField: "changes.labels[0].KEY"},
 		{name: "nested duplicate key", body: `{"changes":{"labels":[{"key":"a","key":"kubernetes.io/os"}]},"all":true}`, wantCode: CodeMalformed, wantField: "changes.labels[0].key"},
