@@ -93,6 +93,16 @@ func Decode(r io.Reader, v any) *Error {
 	if len(trimmed) == 0 {
 		return decodeError(io.EOF)
 	}
+	// One JSON value and nothing after it, with encoding/json's syntax
+	// errors (byte offsets) for the answer.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var one json.RawMessage
+	if err := dec.Decode(&one); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return Errorf(http.StatusBadRequest, CodeMalformed, "request body must be one JSON object")
+	}
 	strict, err := kjson.UnmarshalStrict(data, v, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
 	if err != nil {
 		// The same bytes through encoding/json give its typed errors (byte
@@ -118,11 +128,12 @@ func strictError(errs []error) *Error {
 	if len(errs) > 1 {
 		e.Message += fmt.Sprintf(" (and %d more)", len(errs)-1)
 	}
+	e.Message += " (keys are case-sensitive and may appear once)"
 	for _, err := range errs {
 		reason := "refused"
 		switch msg := err.Error(); {
 		case strings.HasPrefix(msg, "unknown field"):
-			reason = "unknown field (keys are case-sensitive)"
+			reason = "unknown field"
 		case strings.HasPrefix(msg, "duplicate field"):
 			reason = "duplicate field"
 		}
