@@ -66,9 +66,9 @@ type Handler struct {
 	// every node and send dry-run writes; nil: no limit. A dry_run submit
 	// counts against both limits.
 	PreviewLimit *ratelimit.Limiter
-	Now       func() time.Time // default time.Now
-	NewID     func() string    // default a time-ordered random id
-	Logger    *slog.Logger     // default slog.Default()
+	Now          func() time.Time // default time.Now
+	NewID        func() string    // default a time-ordered random id
+	Logger       *slog.Logger     // default slog.Default()
 }
 
 // Routes registers the handler's routes on mux.
