@@ -121,15 +121,20 @@ func Decode(r io.Reader, v any) *Error {
 	return nil
 }
 
+// maxStrictFields bounds the fields a strict refusal lists: a 1 MiB body
+// can repeat a key tens of thousands of times.
+const maxStrictFields = 20
+
 // strictError answers the strict decoder's findings: each unknown or
-// duplicate key, named by its path.
+// duplicate key (the first maxStrictFields), named by its path.
 func strictError(errs []error) *Error {
 	e := Errorf(http.StatusBadRequest, CodeMalformed, "request body: %v", errs[0])
 	if len(errs) > 1 {
-		e.Message += fmt.Sprintf(" (and %d more)", len(errs)-1)
+		// The strict decoder itself stops counting at 100.
+		e.Message += " (and more)"
 	}
 	e.Message += " (keys are case-sensitive and may appear once)"
-	for _, err := range errs {
+	for _, err := range errs[:min(len(errs), maxStrictFields)] {
 		reason := "refused"
 		switch msg := err.Error(); {
 		case strings.HasPrefix(msg, "unknown field"):

@@ -85,6 +85,25 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// TestDecodeManyUnknown: a body with thousands of unknown keys is refused
+// with a bounded answer.
+func TestDecodeManyUnknown(t *testing.T) {
+	var sb strings.Builder
+	sb.WriteString(`{"labels":["a=b"],"all":true`)
+	for i := range 5000 {
+		fmt.Fprintf(&sb, `,"x%d":1`, i)
+	}
+	sb.WriteString(`}`)
+	var got Batch
+	e := Decode(strings.NewReader(sb.String()), &got)
+	if e == nil || e.Code != CodeMalformed {
+		t.Fatalf("Decode(5000 unknown keys) = %v, want malformed", e)
+	}
+	if len(e.Fields) != maxStrictFields || !strings.Contains(e.Message, "and more") {
+		t.Errorf("Decode(5000 unknown keys) = %d fields, message %q; want %d fields and the rest counted", len(e.Fields), e.Message, maxStrictFields)
+	}
+}
+
 func body(s string) *readCloser { return &readCloser{strings.NewReader(s)} }
 
 type readCloser struct{ *strings.Reader }
