@@ -125,18 +125,17 @@ func encodeCursor(c *store.Cursor) string {
 }
 
 // decodeCursor reads a page token made by encodeCursor. The token comes from
-// the client: anything else is refused, and the id must be one we could
-// have made (model.ValidateID), since it becomes a Firestore cursor value.
+// the client: anything else is refused (it is decoded as strictly as a
+// body), and the id must be one we could have made (model.ValidateID),
+// since it becomes a Firestore cursor value.
 func decodeCursor(tok string) (*store.Cursor, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil {
 		return nil, fmt.Errorf("decode page token: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	var c store.Cursor
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("decode page token: %w", err)
+	if e := request.Decode(bytes.NewReader(raw), &c); e != nil {
+		return nil, fmt.Errorf("decode page token: %w", e)
 	}
 	if model.ValidateID(c.ID) != nil || c.CreatedAt.IsZero() {
 		return nil, errors.New("decode page token: not a history position")
