@@ -27,6 +27,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/oidcdev"
 	"github.com/nodebatch/nodebatch/emulators/pushdeliver"
 	"github.com/nodebatch/nodebatch/functions/batch"
+	"github.com/nodebatch/nodebatch/functions/config"
 	"github.com/nodebatch/nodebatch/functions/patch"
 	"github.com/nodebatch/nodebatch/functions/runner"
 	"github.com/nodebatch/nodebatch/relay"
@@ -68,6 +69,10 @@ type Options struct {
 	// defaults (30 per minute, bursts of 10), RatePerMinute < 0 means no
 	// limit.
 	RatePerMinute, RateBurst int
+	// PreviewPerMinute and PreviewBurst are the API's per-user preview
+	// limit (NODEBATCH_PREVIEW_PER_MINUTE / NODEBATCH_PREVIEW_BURST), with
+	// the same conventions: 0 takes the defaults, < 0 means no limit.
+	PreviewPerMinute, PreviewBurst int
 
 	Logger *slog.Logger // default: discard
 }
@@ -215,6 +220,16 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		InlineMax:  o.InlineMax,
 		RateLimit:  rateLimiter(o.RatePerMinute, o.RateBurst),
 		Logger:     o.Logger,
+	}
+	if o.PreviewPerMinute >= 0 {
+		c := config.Config{PreviewPerMinute: config.DefaultPreviewPerMinute, PreviewBurst: config.DefaultPreviewBurst}
+		if o.PreviewPerMinute > 0 {
+			c.PreviewPerMinute = o.PreviewPerMinute
+		}
+		if o.PreviewBurst > 0 {
+			c.PreviewBurst = o.PreviewBurst
+		}
+		api.PreviewLimit = c.PreviewLimiter()
 	}
 	p.serve("api", lns["api"], auth.Middleware(verifier, api))
 

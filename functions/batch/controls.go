@@ -13,7 +13,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/nodebatch/nodebatch/shared/auth"
 	model "github.com/nodebatch/nodebatch/shared/batch"
@@ -36,6 +35,9 @@ func (h *Handler) control(w http.ResponseWriter, r *http.Request) {
 		request.Errorf(http.StatusNotFound, request.CodeNotFound, "no route POST %s", r.URL.Path).Write(w)
 		return
 	}
+	if !validID(w, id) {
+		return
+	}
 	switch action {
 	case "cancel":
 		h.cancel(w, r, id)
@@ -48,11 +50,12 @@ func (h *Handler) control(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// splitAction splits "{id}:{action}" on its last ':'; ok is false unless the
-// id is one we could have made (a DNS subdomain) and the action is not empty.
+// splitAction splits "{id}:{action}" on its last ':'; ok is false when
+// there is no ':' or no action. The id is not checked here: the caller
+// validates it (validID), so a bad id answers 400 naming it, not 404.
 func splitAction(seg string) (id, action string, ok bool) {
 	i := strings.LastIndexByte(seg, ':')
-	if i < 0 || i == len(seg)-1 || len(validation.IsDNS1123Subdomain(seg[:i])) > 0 {
+	if i < 0 || i == len(seg)-1 {
 		return "", "", false
 	}
 	return seg[:i], seg[i+1:], true
@@ -90,6 +93,10 @@ func (h *Handler) decodeOptional(w http.ResponseWriter, r *http.Request, v any) 
 	return nil
 }
 
+// MaxCancelReason is how many bytes of a cancel's reason are kept (cut on
+// a character boundary).
+const MaxCancelReason = 500
+
 // CancelBody is the optional body of POST /v1/batches/{id}:cancel.
 type CancelBody struct {
 	Reason string `json:"reason,omitempty"`
@@ -119,9 +126,7 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) {
 		e.Write(w)
 		return
 	}
-	if len(body.Reason) > 500 {
-		body.Reason = body.Reason[:500]
-	}
+	body.Reason = request.Truncate(body.Reason, MaxCancelReason)
 	if h.visible(w, ctx, p, id) == nil {
 		return
 	}
@@ -423,10 +428,20 @@ func inverse(before, after map[string]*string) change.Set {
 	return s
 }
 
+// RevertBody is the optional body of POST /v1/batches/{id}:revert: an
+// empty object. A body is still decoded strictly, so a field a client
+// thinks means something (there is none yet) is refused, not ignored.
+type RevertBody struct{}
+
 func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) {
 	ctx := r.Context()
 	p, e := principal(r)
 	if e != nil {
+		e.Write(w)
+		return
+	}
+	var body RevertBody
+	if e := h.decodeOptional(w, r, &body); e != nil {
 		e.Write(w)
 		return
 	}

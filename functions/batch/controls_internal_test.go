@@ -93,9 +93,11 @@ func TestSplitAction(t *testing.T) {
 		{"b1:retry", "b1", "retry", true},
 		{"b1", "", "", false},
 		{"b1:", "", "", false},
-		{":cancel", "", "", false},
-		{"B1:cancel", "", "", false},
-		{"a:b:cancel", "", "", false},
+		// The id is the caller's to validate (validID answers 400).
+		{":cancel", "", "cancel", true},
+		{"B1:cancel", "B1", "cancel", true},
+		{"a:b:cancel", "a:b", "cancel", true},
+		{"a/b:cancel", "a/b", "cancel", true},
 	}
 	for _, tt := range tests {
 		id, action, ok := splitAction(tt.seg)
@@ -106,7 +108,7 @@ func TestSplitAction(t *testing.T) {
 }
 
 func FuzzSplitAction(f *testing.F) {
-	for _, s := range []string{"b1:cancel", "a:b:c", ":", "", "x-y.z:revert"} {
+	for _, s := range []string{"b1:cancel", "a:b:c", ":", "", "x-y.z:revert", "a/b:cancel", "a%2Fb:retry", "é:revert"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, seg string) {
@@ -124,10 +126,15 @@ func FuzzDecodeCursor(f *testing.F) {
 	f.Add(encodeCursor(&store.Cursor{CreatedAt: time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC), ID: "b1"}))
 	f.Add("bm90LWpzb24")
 	f.Add("")
+	f.Add(encodeCursor(&store.Cursor{CreatedAt: time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC), ID: "a/b"}))
+	f.Add(encodeCursor(&store.Cursor{CreatedAt: time.Date(2026, 11, 27, 5, 0, 0, 0, time.UTC), ID: "a.b"}))
 	f.Fuzz(func(t *testing.T, tok string) {
 		c, err := decodeCursor(tok)
 		if err != nil {
 			return
+		}
+		if err := model.ValidateID(c.ID); err != nil {
+			t.Fatalf("decodeCursor(%q) accepted id %q: %v", tok, c.ID, err)
 		}
 		back, err := decodeCursor(encodeCursor(c))
 		if err != nil || !back.CreatedAt.Equal(c.CreatedAt) || back.ID != c.ID {

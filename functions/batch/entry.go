@@ -21,17 +21,18 @@ import (
 func FromDeps(d *deps.Deps, logger *slog.Logger) (h *Handler, stop func()) {
 	pub := NewTopicPublisher(d.PubSub, d.Config.Topic)
 	return &Handler{
-		Store:      d.Store,
-		Kube:       d.Kube,
-		Publisher:  pub,
-		Runner:     d.Runner,
-		Limits:     d.Config.Limits(),
-		Protection: d.Config.Protection(),
-		InlineMax:  d.Config.InlineMax,
-		BodyLimit:  d.Config.BodyLimit,
-		RateLimit:  d.Config.RateLimiter(),
-		Guard:      Guard{ConfirmOver: d.Config.Guard.ConfirmOver, SeedNoExecuteOff: !d.Config.Guard.SeedNoExecute},
-		Logger:     logger,
+		Store:        d.Store,
+		Kube:         d.Kube,
+		Publisher:    pub,
+		Runner:       d.Runner,
+		Limits:       d.Config.Limits(),
+		Protection:   d.Config.Protection(),
+		InlineMax:    d.Config.InlineMax,
+		BodyLimit:    d.Config.BodyLimit,
+		RateLimit:    d.Config.RateLimiter(),
+		PreviewLimit: d.Config.PreviewLimiter(),
+		Guard:        Guard{ConfirmOver: d.Config.Guard.ConfirmOver, SeedNoExecuteOff: !d.Config.Guard.SeedNoExecute},
+		Logger:       logger,
 	}, pub.Stop
 }
 

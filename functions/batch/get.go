@@ -7,8 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"k8s.io/apimachinery/pkg/util/validation"
-
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -39,12 +37,25 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id := r.PathValue("id")
-	if len(validation.IsDNS1123Subdomain(id)) > 0 {
-		// Not an id we could have made (and not a safe document id).
-		request.Errorf(http.StatusNotFound, request.CodeNotFound, "batch %q not found", id).Write(w)
+	if !validID(w, id) {
 		return
 	}
 	h.status(w, r, id, http.StatusOK, after, size)
+}
+
+// validID answers 400 naming the path parameter "id", and returns false,
+// when id is not a batch id (model.ValidateID): such an id must never reach
+// a Firestore path ("a/b" would make the document path a collection path).
+func validID(w http.ResponseWriter, id string) bool {
+	err := model.ValidateID(id)
+	if err == nil {
+		return true
+	}
+	shown := request.Truncate(id, 2*model.MaxIDLen)
+	e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "batch id %q: %v", shown, err)
+	e.Fields = []request.FieldError{{Field: "id", Value: shown, Reason: err.Error()}}
+	e.Write(w)
+	return false
 }
 
 // pageParams reads page_size (1..MaxPageSize, default DefaultPageSize) and

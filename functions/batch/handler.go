@@ -63,10 +63,15 @@ type Handler struct {
 	RateLimit *ratelimit.Limiter
 	// Guard holds back risky batches until they carry confirm or
 	// max_nodes (guard.go).
-	Guard  Guard
-	Now    func() time.Time // default time.Now
-	NewID  func() string    // default a time-ordered random id
-	Logger *slog.Logger     // default slog.Default()
+	Guard Guard
+	// PreviewLimit caps how many previews each principal may ask for (per
+	// instance): POST /v1/batches:preview and dry_run submits, which list
+	// every node and send dry-run writes; nil: no limit. A dry_run submit
+	// counts against both limits.
+	PreviewLimit *ratelimit.Limiter
+	Now          func() time.Time // default time.Now
+	NewID        func() string    // default a time-ordered random id
+	Logger       *slog.Logger     // default slog.Default()
 }
 
 // Routes registers the handler's routes on mux.
@@ -204,14 +209,23 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		e.Write(w)
 		return
 	}
+	fingerprint := spec.Fingerprint()
 	if spec.IdempotencyKey != "" {
-		if id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey); err == nil {
+		id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey, fingerprint)
+		switch {
+		case err == nil:
 			h.existing(w, r, id, mode)
 			return
-		} else if !errors.Is(err, store.ErrNotFound) {
+		case errors.Is(err, store.ErrIdempotencyMismatch):
+			idempotencyMismatch(w, spec.IdempotencyKey, id)
+			return
+		case !errors.Is(err, store.ErrNotFound):
 			h.fail(w, "read idempotency key", err)
 			return
 		}
+	}
+	if spec.DryRun && !h.allowPreview(w, p) {
+		return
 	}
 	if h.RateLimit != nil {
 		if ok, wait := h.RateLimit.Allow(p.Subject); !ok {
@@ -245,13 +259,18 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		return
 	}
 	log := h.logger().With("batch_id", b.ID, "owner", b.Owner)
+	b.IdempotencyFingerprint = fingerprint
 	if err := h.Store.Create(ctx, b, lanes); errors.Is(err, store.ErrExists) && spec.IdempotencyKey != "" {
-		id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey)
-		if err != nil {
+		// Another request with the key won the race to record it.
+		id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey, fingerprint)
+		switch {
+		case errors.Is(err, store.ErrIdempotencyMismatch):
+			idempotencyMismatch(w, spec.IdempotencyKey, id)
+		case err != nil:
 			h.fail(w, "read idempotency key", err)
-			return
+		default:
+			h.existing(w, r, id, mode)
 		}
-		h.existing(w, r, id, mode)
 		return
 	} else if err != nil {
 		h.fail(w, "record batch", err)
@@ -298,6 +317,30 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	default:
 		writeJSON(w, http.StatusAccepted, created)
 	}
+}
+
+// idempotencyMismatch answers 409 idempotency_mismatch: key already names
+// batch id, made from a different request. Returning that batch would tell
+// the caller their new request ran when it did not.
+func idempotencyMismatch(w http.ResponseWriter, key, id string) {
+	e := request.Errorf(http.StatusConflict, request.CodeIdempotencyMismatch,
+		"idempotency_key %q was used for batch %s with a different request; send the same request to get that batch, or use a new key", key, id)
+	e.Fields = []request.FieldError{{Field: "idempotency_key", Value: key, Reason: "already used for batch " + id + " with a different request"}}
+	e.Write(w)
+}
+
+// allowPreview spends one of p's previews; when none is left it answers
+// 429 with Retry-After and returns false.
+func (h *Handler) allowPreview(w http.ResponseWriter, p auth.Principal) bool {
+	if h.PreviewLimit == nil {
+		return true
+	}
+	ok, wait := h.PreviewLimit.Allow(p.Subject)
+	if !ok {
+		h.logger().Info("preview refused: rate limit", "subject", p.Subject, "retry_after", wait)
+		h.PreviewLimit.WriteError(w, wait)
+	}
+	return ok
 }
 
 // existing answers a request whose idempotency key names an earlier batch.

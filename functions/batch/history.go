@@ -9,8 +9,6 @@ import (
 	"net/http"
 	"strconv"
 
-	"k8s.io/apimachinery/pkg/util/validation"
-
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -127,20 +125,19 @@ func encodeCursor(c *store.Cursor) string {
 }
 
 // decodeCursor reads a page token made by encodeCursor. The token comes from
-// the client: anything else is refused, and the id must be one we could
-// have made (a DNS subdomain), since it becomes a Firestore cursor value.
+// the client: anything else is refused (it is decoded as strictly as a
+// body), and the id must be one we could have made (model.ValidateID),
+// since it becomes a Firestore cursor value.
 func decodeCursor(tok string) (*store.Cursor, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil {
 		return nil, fmt.Errorf("decode page token: %w", err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
 	var c store.Cursor
-	if err := dec.Decode(&c); err != nil {
-		return nil, fmt.Errorf("decode page token: %w", err)
+	if e := request.Decode(bytes.NewReader(raw), &c); e != nil {
+		return nil, fmt.Errorf("decode page token: %w", e)
 	}
-	if len(validation.IsDNS1123Subdomain(c.ID)) > 0 || c.CreatedAt.IsZero() {
+	if model.ValidateID(c.ID) != nil || c.CreatedAt.IsZero() {
 		return nil, errors.New("decode page token: not a history position")
 	}
 	return &c, nil

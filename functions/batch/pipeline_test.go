@@ -31,6 +31,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
+	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -48,6 +49,8 @@ type options struct {
 	maxInFlight int
 	waitMax     time.Duration
 	publisher   func(batch.Publisher) batch.Publisher // wraps the real publisher
+	cancelWait  time.Duration
+	preview     *ratelimit.Limiter // the API's per-user preview limit (nil: none)
 }
 
 // pipeline is the whole product on the real local stack: the API (batch
@@ -169,14 +172,16 @@ func newPipeline(t *testing.T, o options) *pipeline {
 		publisher = o.publisher(pub)
 	}
 	h := &batch.Handler{
-		Store:      p.store,
-		Kube:       p.kube,
-		Publisher:  publisher,
-		Runner:     run,
-		Protection: change.DefaultProtection(),
-		InlineMax:  o.inlineMax,
-		WaitMax:    o.waitMax,
-		Logger:     logger,
+		Store:        p.store,
+		Kube:         p.kube,
+		Publisher:    publisher,
+		Runner:       run,
+		Protection:   change.DefaultProtection(),
+		InlineMax:    o.inlineMax,
+		WaitMax:      o.waitMax,
+		CancelWait:   o.cancelWait,
+		PreviewLimit: o.preview,
+		Logger:       logger,
 	}
 	p.api = httptest.NewServer(auth.Middleware(verifier, h))
 	t.Cleanup(p.api.Close)

@@ -66,7 +66,8 @@ func collect() (map[string]nodeState, func(*corev1.Node)) {
 
 func (h *Handler) preview(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	if _, e := principal(r); e != nil {
+	p, e := principal(r)
+	if e != nil {
 		e.Write(w)
 		return
 	}
@@ -82,6 +83,9 @@ func (h *Handler) preview(w http.ResponseWriter, r *http.Request) {
 	spec, e := body.Validate(h.limits(), h.Protection)
 	if e != nil {
 		e.Write(w)
+		return
+	}
+	if !h.allowPreview(w, p) {
 		return
 	}
 	states, seen := collect()

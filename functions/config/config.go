@@ -30,6 +30,11 @@ const (
 	DefaultConflictTries  = 10
 	DefaultRatePerMinute  = ratelimit.DefaultPerMinute
 	DefaultRateBurst      = ratelimit.DefaultBurst
+	// DefaultPreviewPerMinute and DefaultPreviewBurst bound previews
+	// (POST /v1/batches:preview and dry_run submits) per user: each lists
+	// every node and sends a few dry-run writes.
+	DefaultPreviewPerMinute = 30
+	DefaultPreviewBurst     = 10
 )
 
 // Config is the functions' settings.
@@ -42,13 +47,15 @@ type Config struct {
 	MaxConcurrency    int      // NODEBATCH_MAX_CONCURRENCY
 	MaxChanges        int      // NODEBATCH_MAX_CHANGES
 	BodyLimit         int64    // NODEBATCH_BODY_LIMIT (bytes)
-	ProtectedPrefixes []string // NODEBATCH_PROTECTED_PREFIXES (comma-separated); nil: change.DefaultProtection
+	ProtectedPrefixes []string // NODEBATCH_PROTECTED_PREFIXES (comma-separated): protected in addition to change.DefaultProtection
 	KubeQPS           float32  // NODEBATCH_KUBE_QPS
 	KubeBurst         int      // NODEBATCH_KUBE_BURST
 	ConflictRetries   int      // NODEBATCH_CONFLICT_RETRIES: taint update retries on 409
 	RatePerMinute     int      // NODEBATCH_RATE_PER_MINUTE: batches per user per minute (per instance); 0: no limit
 	RateBurst         int      // NODEBATCH_RATE_BURST: batches a user may submit at once
 	Guard             Guard    // the confirmation guard (guard.go)
+	PreviewPerMinute  int      // NODEBATCH_PREVIEW_PER_MINUTE: previews and dry runs per user per minute (per instance); 0: no limit
+	PreviewBurst      int      // NODEBATCH_PREVIEW_BURST: previews a user may ask for at once
 }
 
 // Load reads the settings through getenv (os.Getenv in mains).
@@ -78,6 +85,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"NODEBATCH_CONFLICT_RETRIES", &c.ConflictRetries, DefaultConflictTries, 0},
 		{"NODEBATCH_RATE_PER_MINUTE", &c.RatePerMinute, DefaultRatePerMinute, 0},
 		{"NODEBATCH_RATE_BURST", &c.RateBurst, DefaultRateBurst, 1},
+		{"NODEBATCH_PREVIEW_PER_MINUTE", &c.PreviewPerMinute, DefaultPreviewPerMinute, 0},
+		{"NODEBATCH_PREVIEW_BURST", &c.PreviewBurst, DefaultPreviewBurst, 1},
 	}
 	for _, i := range ints {
 		v, err := intVar(getenv, i.name, i.def, i.min)
@@ -158,15 +167,13 @@ func intVar(getenv func(string) string, name string, def, min int) (int, error) 
 	return n, nil
 }
 
-// Protection is the key protection for batches: NODEBATCH_PROTECTED_PREFIXES
-// when set (the default allow-list, node-role.kubernetes.io/, still applies),
-// else change.DefaultProtection.
+// Protection is the key protection for batches: change.DefaultProtection
+// (kubernetes.io/, k8s.io/ and their subdomains, except
+// node-role.kubernetes.io/), which always applies, plus
+// NODEBATCH_PROTECTED_PREFIXES. The setting adds to the built-ins: setting
+// it to example.com must not unprotect kubernetes.io/.
 func (c Config) Protection() change.Protection {
-	p := change.DefaultProtection()
-	if c.ProtectedPrefixes != nil {
-		p.Prefixes = c.ProtectedPrefixes
-	}
-	return p
+	return change.DefaultProtection().With(c.ProtectedPrefixes...)
 }
 
 // RateLimiter is the per-user batch rate limit from the settings, or nil
@@ -176,6 +183,16 @@ func (c Config) RateLimiter() *ratelimit.Limiter {
 		return nil
 	}
 	return ratelimit.New(ratelimit.Config{PerMinute: c.RatePerMinute, Burst: c.RateBurst})
+}
+
+// PreviewLimiter is the per-user preview limit from the settings (it
+// counts POST /v1/batches:preview and dry_run submits), or nil (no limit)
+// when PreviewPerMinute is 0.
+func (c Config) PreviewLimiter() *ratelimit.Limiter {
+	if c.PreviewPerMinute <= 0 {
+		return nil
+	}
+	return ratelimit.New(ratelimit.Config{PerMinute: c.PreviewPerMinute, Burst: c.PreviewBurst, Name: ratelimit.PreviewName, What: "previews"})
 }
 
 // Limits are the request limits from the settings.

@@ -4,13 +4,16 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodebatch/nodebatch/shared/change"
 )
 
 func TestLoad(t *testing.T) {
 	defaults := Config{
 		Project: "p", Topic: DefaultTopic, InlineMax: 5, MaxNodes: 10000, MaxConcurrency: 50, MaxChanges: 100,
 		BodyLimit: 1 << 20, KubeQPS: 500, KubeBurst: 1000, ConflictRetries: 10,
-		RatePerMinute: 30, RateBurst: 10, Guard: Guard{ConfirmOver: DefaultConfirmOver, SeedNoExecute: true},
+		RatePerMinute: 30, RateBurst: 10, PreviewPerMinute: 30, PreviewBurst: 10,
+		Guard: Guard{ConfirmOver: DefaultConfirmOver, SeedNoExecute: true},
 	}
 	tests := []struct {
 		name    string
@@ -26,16 +29,21 @@ func TestLoad(t *testing.T) {
 			"NODEBATCH_BODY_LIMIT": "2048", "NODEBATCH_KUBE_QPS": "50", "NODEBATCH_KUBE_BURST": "60",
 			"NODEBATCH_CONFLICT_RETRIES": "1", "NODEBATCH_PROTECTED_PREFIXES": " example.com, corp.io ",
 			"NODEBATCH_RATE_PER_MINUTE": "6", "NODEBATCH_RATE_BURST": "2",
+			"NODEBATCH_PREVIEW_PER_MINUTE": "4", "NODEBATCH_PREVIEW_BURST": "3",
 		}, want: func(c Config) Config {
 			c.Kubeconfig, c.Topic, c.InlineMax, c.MaxNodes, c.MaxConcurrency, c.MaxChanges = "/k", "t", 0, 7, 3, 2
 			c.BodyLimit, c.KubeQPS, c.KubeBurst, c.ConflictRetries = 2048, 50, 60, 1
 			c.ProtectedPrefixes = []string{"example.com", "corp.io"}
 			c.RatePerMinute, c.RateBurst = 6, 2
+			c.PreviewPerMinute, c.PreviewBurst = 4, 3
 			return c
 		}},
 		{name: "rate limit off", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_RATE_PER_MINUTE": "0"},
 			want: func(c Config) Config { c.RatePerMinute = 0; return c }},
 		{name: "negative rate", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_RATE_PER_MINUTE": "-1"}, wantErr: true},
+		{name: "preview limit off", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_PREVIEW_PER_MINUTE": "0"},
+			want: func(c Config) Config { c.PreviewPerMinute = 0; return c }},
+		{name: "zero preview burst", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_PREVIEW_BURST": "0"}, wantErr: true},
 		{name: "zero burst", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_RATE_BURST": "0"}, wantErr: true},
 		{name: "no project", env: map[string]string{}, wantErr: true},
 		{name: "bad int", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_MAX_NODES": "many"}, wantErr: true},
@@ -58,13 +66,48 @@ func TestLoad(t *testing.T) {
 	}
 }
 
+// TestProtection: NODEBATCH_PROTECTED_PREFIXES adds to the built-in
+// protections; setting it never unprotects kubernetes.io/ or k8s.io/.
 func TestProtection(t *testing.T) {
-	c := Config{ProtectedPrefixes: []string{"example.com"}}
-	if got := c.Protection().Prefixes; !cmp.Equal(got, []string{"example.com"}) {
-		t.Errorf("Protection().Prefixes = %v, want [example.com]", got)
+	tests := []struct {
+		name      string
+		env       string // NODEBATCH_PROTECTED_PREFIXES
+		protected []string
+		writable  []string
+	}{
+		{name: "unset", env: "",
+			protected: []string{"kubernetes.io/hostname", "node.kubernetes.io/x", "k8s.io/x", "sub.k8s.io/x"},
+			writable:  []string{"team", "node-role.kubernetes.io/worker", "example.com/a", "notkubernetes.io/x"}},
+		{name: "adds a domain", env: "example.com",
+			protected: []string{"kubernetes.io/hostname", "node.kubernetes.io/x", "k8s.io/x", "example.com/a", "sub.example.com/a"},
+			writable:  []string{"team", "node-role.kubernetes.io/worker", "corp.io/a"}},
+		{name: "several, with a slash", env: " example.com/, corp.io ",
+			protected: []string{"kubernetes.io/hostname", "k8s.io/x", "example.com/a", "corp.io/a"},
+			writable:  []string{"team", "node-role.kubernetes.io/worker"}},
+		{name: "protects the default exception by name", env: "node-role.kubernetes.io",
+			protected: []string{"kubernetes.io/hostname", "node-role.kubernetes.io/worker"},
+			writable:  []string{"team"}},
 	}
-	if got := (Config{}).Protection().Prefixes; len(got) == 0 {
-		t.Errorf("default Protection().Prefixes is empty")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Load(func(k string) string {
+				return map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_PROTECTED_PREFIXES": tt.env}[k]
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			prot := c.Protection()
+			for _, key := range tt.protected {
+				if errs := (change.Set{Labels: []change.Label{{Key: key, Value: "x"}}}).Validate(nil, prot); len(errs) == 0 {
+					t.Errorf("with NODEBATCH_PROTECTED_PREFIXES=%q, key %q is writable, want protected", tt.env, key)
+				}
+			}
+			for _, key := range tt.writable {
+				if errs := (change.Set{Labels: []change.Label{{Key: key, Value: "x"}}}).Validate(nil, prot); len(errs) > 0 {
+					t.Errorf("with NODEBATCH_PROTECTED_PREFIXES=%q, key %q is refused (%v), want writable", tt.env, key, errs)
+				}
+			}
+		})
 	}
 }
 
@@ -78,5 +121,18 @@ func TestRateLimiter(t *testing.T) {
 	}
 	if l.PerMinute() != 6 || l.Burst() != 2 {
 		t.Errorf("RateLimiter = %d/min burst %d, want 6/min burst 2", l.PerMinute(), l.Burst())
+	}
+}
+
+func TestPreviewLimiter(t *testing.T) {
+	if l := (Config{PreviewPerMinute: 0, PreviewBurst: 10}).PreviewLimiter(); l != nil {
+		t.Errorf("PreviewLimiter with PreviewPerMinute 0 = %v, want nil (no limit)", l)
+	}
+	l := (Config{PreviewPerMinute: 4, PreviewBurst: 3}).PreviewLimiter()
+	if l == nil {
+		t.Fatal("PreviewLimiter = nil, want a limiter")
+	}
+	if l.PerMinute() != 4 || l.Burst() != 3 || l.Name() != "previews_per_user_per_minute" {
+		t.Errorf("PreviewLimiter = %s %d/min burst %d, want previews_per_user_per_minute 4/min burst 3", l.Name(), l.PerMinute(), l.Burst())
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/events"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
-	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -332,7 +331,7 @@ func (r *Runner) threshold(ctx context.Context, log *slog.Logger, batchID string
 	if b.MaxFailures == "" || b.Cancel != nil || b.State.Final() {
 		return nil
 	}
-	limit, err := request.Threshold(b.MaxFailures).Limit(b.AttemptTotal)
+	limit, err := batch.Threshold(b.MaxFailures).Limit(b.AttemptTotal)
 	if err != nil || limit == 0 {
 		return nil // validated at submit; an unreadable threshold stops nothing
 	}

@@ -2,6 +2,7 @@ package change
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -25,6 +26,24 @@ func DefaultProtection() Protection {
 		Prefixes: []string{"kubernetes.io/", "k8s.io/"},
 		Allow:    []string{"node-role.kubernetes.io/"},
 	}
+}
+
+// With returns p protecting prefixes as well as its own: a setting adds to
+// the built-in protections and never replaces them. An allowed domain that
+// one of prefixes covers (for example "node-role.kubernetes.io/" given
+// explicitly) is no longer allowed: what an operator protects by name wins
+// over a default exception.
+func (p Protection) With(prefixes ...string) Protection {
+	out := Protection{
+		Prefixes: slices.Concat(p.Prefixes, prefixes),
+		Allow:    slices.Clone(p.Allow),
+	}
+	out.Allow = slices.DeleteFunc(out.Allow, func(a string) bool {
+		return slices.ContainsFunc(prefixes, func(pre string) bool {
+			return underDomain(strings.TrimSuffix(a, "/"), strings.TrimSuffix(pre, "/"))
+		})
+	})
+	return out
 }
 
 // protected returns the protected prefix that covers key, if any.

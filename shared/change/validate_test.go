@@ -75,3 +75,22 @@ func TestProtection(t *testing.T) {
 		t.Errorf("protected mismatch (-want +got):\n%s", diff)
 	}
 }
+
+func TestProtectionWith(t *testing.T) {
+	t.Parallel()
+	base := DefaultProtection()
+	got := base.With("example.com", "node-role.kubernetes.io/")
+	want := Protection{
+		Prefixes: []string{"kubernetes.io/", "k8s.io/", "example.com", "node-role.kubernetes.io/"},
+		Allow:    []string{},
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("With (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(DefaultProtection(), base); diff != "" {
+		t.Errorf("With changed its receiver (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(DefaultProtection(), base.With()); diff != "" {
+		t.Errorf("With() (-want +got):\n%s", diff)
+	}
+}

@@ -33,8 +33,13 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Name is the limit's name in error answers and docs.
+// Name is the batch limit's name in error answers and docs (the default
+// Config.Name).
 const Name = "batches_per_user_per_minute"
+
+// PreviewName is the name of the per-user preview limit (previews and
+// dry-run submits list every node and send dry-run writes).
+const PreviewName = "previews_per_user_per_minute"
 
 // Defaults when a Config field is zero.
 const (
@@ -53,6 +58,12 @@ type Config struct {
 	Burst int
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Name is the limit's name in error answers (ErrorBody's "limit");
+	// default Name, the batch limit's.
+	Name string
+	// What is what is counted, plural, in error messages ("too many
+	// previews"); default "batches".
+	What string
 }
 
 // Limiter is a set of token buckets, one per key. It is safe for concurrent
@@ -60,6 +71,8 @@ type Config struct {
 type Limiter struct {
 	perMinute int
 	burst     int
+	name      string
+	what      string
 	every     rate.Limit
 	now       func() time.Time
 	fullAfter time.Duration // an idle bucket is full again after this
@@ -85,10 +98,18 @@ func New(cfg Config) *Limiter {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Name == "" {
+		cfg.Name = Name
+	}
+	if cfg.What == "" {
+		cfg.What = "batches"
+	}
 	every := rate.Limit(float64(cfg.PerMinute) / 60)
 	return &Limiter{
 		perMinute: cfg.PerMinute,
 		burst:     cfg.Burst,
+		name:      cfg.Name,
+		what:      cfg.What,
 		every:     every,
 		now:       cfg.Now,
 		fullAfter: time.Duration(float64(cfg.Burst) / float64(every) * float64(time.Second)),
@@ -101,6 +122,9 @@ func (l *Limiter) PerMinute() int { return l.perMinute }
 
 // Burst is the burst size, for messages.
 func (l *Limiter) Burst() int { return l.burst }
+
+// Name is the limit's name in error answers.
+func (l *Limiter) Name() string { return l.name }
 
 // Allow spends one token of key's bucket. When none is left it spends
 // nothing and returns false with how long until one is.
@@ -168,8 +192,8 @@ func (l *Limiter) WriteError(w http.ResponseWriter, retryAfter time.Duration) {
 	secs := max(1, int(math.Ceil(retryAfter.Seconds())))
 	var body ErrorBody
 	body.Error.Code = Code
-	body.Error.Message = fmt.Sprintf("too many batches: at most %d per minute per user (bursts of %d); retry in %d s", l.perMinute, l.burst, secs)
-	body.Error.Limit = Name
+	body.Error.Message = fmt.Sprintf("too many %s: at most %d per minute per user (bursts of %d); retry in %d s", l.what, l.perMinute, l.burst, secs)
+	body.Error.Limit = l.name
 	body.Error.PerMinute = l.perMinute
 	body.Error.Burst = l.burst
 	body.Error.RetryAfterSeconds = secs

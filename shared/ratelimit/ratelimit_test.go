@@ -238,3 +238,41 @@ func TestWriteErrorRoundsUp(t *testing.T) {
 		}
 	}
 }
+
+// TestNamedLimit: a limiter configured with a name and a noun answers with
+// them; the batch limiter's answer is unchanged (TestMiddleware).
+func TestNamedLimit(t *testing.T) {
+	t.Parallel()
+	c := newClock()
+	l := New(Config{PerMinute: 6, Burst: 1, Now: c.now, Name: PreviewName, What: "previews"})
+	if ok, _ := l.Allow("alice"); !ok {
+		t.Fatal("first preview refused")
+	}
+	ok, wait := l.Allow("alice")
+	if ok {
+		t.Fatal("second preview allowed, want refused")
+	}
+	w := httptest.NewRecorder()
+	l.WriteError(w, wait)
+	var body ErrorBody
+	if err := json.Unmarshal(w.Body.Bytes(), &body); err != nil {
+		t.Fatalf("decode %q: %v", w.Body.String(), err)
+	}
+	var want ErrorBody
+	want.Error.Code = "rate_limited"
+	want.Error.Message = "too many previews: at most 6 per minute per user (bursts of 1); retry in 10 s"
+	want.Error.Limit = "previews_per_user_per_minute"
+	want.Error.PerMinute, want.Error.Burst, want.Error.RetryAfterSeconds = 6, 1, 10
+	if diff := cmp.Diff(want, body); diff != "" {
+		t.Errorf("429 body mismatch (-want +got):\n%s", diff)
+	}
+	if w.Code != http.StatusTooManyRequests || w.Header().Get("Retry-After") != "10" {
+		t.Errorf("answer = %d, Retry-After %q, want 429 and 10", w.Code, w.Header().Get("Retry-After"))
+	}
+	if got := l.Name(); got != PreviewName {
+		t.Errorf("Name() = %q, want %q", got, PreviewName)
+	}
+	if got := New(Config{}).Name(); got != Name {
+		t.Errorf("default Name() = %q, want %q", got, Name)
+	}
+}

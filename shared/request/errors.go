@@ -18,8 +18,11 @@ const (
 	CodeUnauthenticated = "unauthenticated" // 401
 	CodeForbidden       = "forbidden"       // 403
 	CodeConflict        = "conflict"        // 409
-	CodeUnavailable     = "unavailable"     // 503: a backend failed; safe to retry
-	CodeInternal        = "internal"        // 500
+	// CodeIdempotencyMismatch: 409, the idempotency key was used by the
+	// same owner for a different request.
+	CodeIdempotencyMismatch = "idempotency_mismatch"
+	CodeUnavailable         = "unavailable" // 503: a backend failed; safe to retry
+	CodeInternal            = "internal"    // 500
 )
 
 // FieldError names one refused field, its value and why.

@@ -5,20 +5,26 @@
 package request
 
 import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	kjson "sigs.k8s.io/json"
 
+	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
 )
 
@@ -48,46 +54,9 @@ type Batch struct {
 	Seed bool `json:"-"`
 }
 
-// Threshold is a failure threshold: a count ("10" or 10) or a percentage of
-// the batch ("5%"). Empty means none.
-type Threshold string
-
-// UnmarshalJSON accepts a JSON string or a non-negative integer.
-func (t *Threshold) UnmarshalJSON(b []byte) error {
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err == nil {
-		*t = Threshold(n.String())
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return errors.New("max_failures must be a number or a string such as \"5%\"")
-	}
-	*t = Threshold(s)
-	return nil
-}
-
-// Limit resolves t against a batch of total nodes: the number of failures
-// that stops the batch, or 0 when there is no threshold.
-func (t Threshold) Limit(total int) (int, error) {
-	s := strings.TrimSpace(string(t))
-	if s == "" {
-		return 0, nil
-	}
-	if p, ok := strings.CutSuffix(s, "%"); ok {
-		f, err := strconv.ParseFloat(p, 64)
-		if err != nil || f <= 0 || f > 100 {
-			return 0, fmt.Errorf("percentage must be in (0, 100]")
-		}
-		n := int(f / 100 * float64(total))
-		return max(n, 1), nil
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 {
-		return 0, fmt.Errorf("must be a positive integer or a percentage such as \"5%%\"")
-	}
-	return n, nil
-}
+// Threshold is the failure threshold (max_failures) of a batch; the type
+// lives in the batch model (shared/batch), which the patch path reads.
+type Threshold = model.Threshold
 
 // Limits bound a request.
 type Limits struct {
@@ -117,23 +86,77 @@ type Spec struct {
 	MaxNodes       int // 0: not given
 }
 
-// Decode reads exactly one JSON value from r into v, refusing unknown fields
-// and trailing data. r should be limited with http.MaxBytesReader; a body
-// over the limit answers 413.
+// Decode reads exactly one JSON object from r into v, strictly: keys match
+// field names exactly (Go's decoder would take "ALL" for "all"), no key
+// appears twice in an object (Go's decoder keeps the last), no unknown
+// field, no trailing data. r should be limited with http.MaxBytesReader; a
+// body over the limit answers 413.
 func Decode(r io.Reader, v any) *Error {
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	data, err := io.ReadAll(r)
+	if err != nil {
+		return decodeError(err)
+	}
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	if len(trimmed) == 0 {
+		return decodeError(io.EOF)
+	}
+	// One JSON value and nothing after it, with encoding/json's syntax
+	// errors (byte offsets) for the answer.
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var one json.RawMessage
+	if err := dec.Decode(&one); err != nil {
 		return decodeError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return decodeError(err)
-		}
 		return Errorf(http.StatusBadRequest, CodeMalformed, "request body must be one JSON object")
 	}
+	strict, err := kjson.UnmarshalStrict(data, v, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
+	if err != nil {
+		// The same bytes through encoding/json give its typed errors (byte
+		// offset, field name) for the answer.
+		if serr := json.Unmarshal(data, reflect.New(reflect.TypeOf(v).Elem()).Interface()); serr != nil {
+			err = serr
+		}
+		return decodeError(err)
+	}
+	if trimmed[0] != '{' {
+		return Errorf(http.StatusBadRequest, CodeMalformed, "request body must be one JSON object")
+	}
+	if len(strict) > 0 {
+		return strictError(strict)
+	}
 	return nil
+}
+
+// maxStrictFields bounds the fields a strict refusal lists: a 1 MiB body
+// can repeat a key tens of thousands of times.
+const maxStrictFields = 20
+
+// strictError answers the strict decoder's findings: each unknown or
+// duplicate key (the first maxStrictFields), named by its path.
+func strictError(errs []error) *Error {
+	e := Errorf(http.StatusBadRequest, CodeMalformed, "request body: %v", errs[0])
+	if len(errs) > 1 {
+		// The strict decoder itself stops counting at 100.
+		e.Message += " (and more)"
+	}
+	e.Message += " (keys are case-sensitive and may appear once)"
+	for _, err := range errs[:min(len(errs), maxStrictFields)] {
+		reason := "refused"
+		switch msg := err.Error(); {
+		case strings.HasPrefix(msg, "unknown field"):
+			reason = "unknown field"
+		case strings.HasPrefix(msg, "duplicate field"):
+			reason = "duplicate field"
+		}
+		name := err.Error()
+		var fe kjson.FieldError
+		if errors.As(err, &fe) {
+			name = fe.FieldPath()
+		}
+		e.Fields = append(e.Fields, FieldError{Field: name, Reason: reason})
+	}
+	return e
 }
 
 func decodeError(err error) *Error {
@@ -147,15 +170,15 @@ func decodeError(err error) *Error {
 		return Errorf(http.StatusBadRequest, CodeMalformed, "request body is empty")
 	case errors.As(err, &se):
 		return Errorf(http.StatusBadRequest, CodeMalformed, "request body is not valid JSON at byte %d: %v", se.Offset, err)
+	case errors.As(err, &te) && te.Field == "":
+		return Errorf(http.StatusBadRequest, CodeMalformed, "request body must be one JSON object, not %s", te.Value)
 	case errors.As(err, &te):
 		e := Errorf(http.StatusBadRequest, CodeMalformed, "request body: field %q: want %s, got %s", te.Field, te.Type, te.Value)
 		e.Fields = []FieldError{{Field: te.Field, Reason: fmt.Sprintf("want %s, got JSON %s", te.Type, te.Value)}}
 		return e
-	case strings.HasPrefix(err.Error(), "json: unknown field "):
-		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
-		e := Errorf(http.StatusBadRequest, CodeMalformed, "request body: unknown field %q", name)
-		e.Fields = []FieldError{{Field: name, Reason: "unknown field"}}
-		return e
+	}
+	if ok, off := kjson.SyntaxErrorOffset(err); ok {
+		return Errorf(http.StatusBadRequest, CodeMalformed, "request body is not valid JSON at byte %d: %v", off, err)
 	}
 	return Errorf(http.StatusBadRequest, CodeMalformed, "request body: %v", err)
 }
@@ -248,9 +271,14 @@ func (b *Batch) Validate(lim Limits, p change.Protection) (*Spec, *Error) {
 		}
 	case b.Selector != "":
 		sel, err := labels.Parse(b.Selector)
-		if err != nil {
+		switch {
+		case err != nil:
 			errs = append(errs, field.Invalid(field.NewPath("selector"), b.Selector, err.Error()))
-		} else {
+		case sel.Empty():
+			// labels.Parse reads a blank selector as "everything": the
+			// whole cluster must be asked for with all:true.
+			errs = append(errs, field.Invalid(field.NewPath("selector"), b.Selector, "a blank selector selects every node; give a requirement, or all:true for every node"))
+		default:
 			spec.Selector, spec.SelectorText = sel, b.Selector
 		}
 	}
@@ -270,6 +298,35 @@ func (b *Batch) Validate(lim Limits, p change.Protection) (*Spec, *Error) {
 		return nil, e
 	}
 	return spec, nil
+}
+
+// Fingerprint identifies what s asks for, so that an idempotency key
+// reused for a different request can be told from a repeat: the change
+// set, the target (nodes as a set, the selector in canonical form, all),
+// concurrency, dry_run and max_failures. The key itself and how the request
+// was sent (seed endpoint or POST /v1/batches, waiting or not) are not
+// part of it. It is "v1:" and a SHA-256 in hex.
+func (s *Spec) Fingerprint() string {
+	sel := ""
+	if s.Selector != nil {
+		sel = s.Selector.String()
+	}
+	raw, err := json.Marshal(struct {
+		Set         change.Set `json:"set"`
+		Nodes       []string   `json:"nodes"`
+		Selector    string     `json:"selector"`
+		All         bool       `json:"all"`
+		Concurrency int        `json:"concurrency"`
+		DryRun      bool       `json:"dry_run"`
+		MaxFailures string     `json:"max_failures"`
+	}{s.Set, slices.Sorted(slices.Values(s.Nodes)), sel, s.All, s.Concurrency, s.DryRun, strings.TrimSpace(string(s.MaxFailures))})
+	if err != nil {
+		// Strings, ints and bools always encode; should they not, the
+		// fingerprint names the error instead of hiding it.
+		return "unencodable: " + err.Error()
+	}
+	sum := sha256.Sum256(raw)
+	return "v1:" + hex.EncodeToString(sum[:])
 }
 
 // Concurrency is the per-batch cap for a batch of total nodes when the

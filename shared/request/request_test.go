@@ -1,6 +1,9 @@
 package request
 
 import (
+	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -35,6 +38,18 @@ func TestDecode(t *testing.T) {
 		{name: "not json", body: `labels=a`, wantCode: CodeMalformed},
 		{name: "array", body: `[]`, wantCode: CodeMalformed},
 		{name: "too large", body: `{"labels":["` + strings.Repeat("a", 200) + `"]}`, limit: 64, wantCode: CodeTooLarge},
+		{name: "null", body: `null`, wantCode: CodeMalformed},
+		{name: "whitespace only", body: " \n\t", wantCode: CodeMalformed},
+		// Go's decoder matches keys case-insensitively and keeps the last
+		// of duplicate keys: either would let a body say what it seems not to.
+		{name: "key in another case", body: `{"labels":["x=1"],"ALL":true}`, wantCode: CodeMalformed, wantField: "ALL"},
+		{name: "key in title case", body: `{"Labels":["x=1"],"all":true}`, wantCode: CodeMalformed, wantField: "Labels"},
+		{name: "duplicate key", body: `{"labels":["a=b"],"all":false,"all":true}`, wantCode: CodeMalformed, wantField: "all"},
+		{name: "duplicate key spelled with an escape", body: `{"labels":["a=b"],"all":true,"\u0061ll":false}`, wantCode: CodeMalformed, wantField: "all"},
+		{name: "duplicate key, other case", body: `{"labels":["a=b"],"selector":"a=b","Selector":""}`, wantCode: CodeMalformed, wantField: "Selector"},
+		{name: "nested key in another case", body: `{"changes":{"labels":[{"key":"a","KEY":"b"}]},"all":true}`, wantCode: CodeMalformed, wantField: "changes.labels[0].KEY"},
+		{name: "nested duplicate key", body: `{"changes":{"labels":[{"key":"a","key":"kubernetes.io/os"}]},"all":true}`, wantCode: CodeMalformed, wantField: "changes.labels[0].key"},
+		{name: "duplicate key in expect", body: `{"changes":{"labels":[{"key":"a","expect":{"present":true,"present":false}}]},"all":true}`, wantCode: CodeMalformed, wantField: "changes.labels[0].expect.present"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -70,6 +85,25 @@ func TestDecode(t *testing.T) {
 	}
 }
 
+// TestDecodeManyUnknown: a body with thousands of unknown keys is refused
+// with a bounded answer.
+func TestDecodeManyUnknown(t *testing.T) {
+	var sb strings.Builder
+	sb.WriteString(`{"labels":["a=b"],"all":true`)
+	for i := range 5000 {
+		fmt.Fprintf(&sb, `,"x%d":1`, i)
+	}
+	sb.WriteString(`}`)
+	var got Batch
+	e := Decode(strings.NewReader(sb.String()), &got)
+	if e == nil || e.Code != CodeMalformed {
+		t.Fatalf("Decode(5000 unknown keys) = %v, want malformed", e)
+	}
+	if len(e.Fields) != maxStrictFields || !strings.Contains(e.Message, "and more") {
+		t.Errorf("Decode(5000 unknown keys) = %d fields, message %q; want %d fields and the rest counted", len(e.Fields), e.Message, maxStrictFields)
+	}
+}
+
 func body(s string) *readCloser { return &readCloser{strings.NewReader(s)} }
 
 type readCloser struct{ *strings.Reader }
@@ -98,6 +132,13 @@ func TestValidate(t *testing.T) {
 		{name: "duplicate node", in: Batch{Labels: []string{"a=b"}, Nodes: []string{"n1", "n1"}}, wantFields: []string{"nodes[1]"}},
 		{name: "too many nodes", in: Batch{Labels: []string{"a=b"}, Nodes: []string{"a", "b", "c", "d"}}, wantFields: []string{"nodes"}},
 		{name: "bad selector", in: Batch{Labels: []string{"a=b"}, Selector: "a=(b"}, wantFields: []string{"selector"}},
+		{name: "blank selector", in: Batch{Labels: []string{"a=b"}, Selector: " "}, wantFields: []string{"selector"}},
+		{name: "whitespace selector", in: Batch{Labels: []string{"a=b"}, Selector: "\t\n "}, wantFields: []string{"selector"}},
+		{name: "blank selector and all", in: Batch{Labels: []string{"a=b"}, Selector: " ", All: true}, wantFields: []string{"nodes"}},
+		{name: "NaN percent", in: Batch{Labels: []string{"a=b"}, All: true, MaxFailures: "NaN%"}, wantFields: []string{"max_failures"}},
+		{name: "Inf percent", in: Batch{Labels: []string{"a=b"}, All: true, MaxFailures: "Inf%"}, wantFields: []string{"max_failures"}},
+		{name: "overflowing percent", in: Batch{Labels: []string{"a=b"}, All: true, MaxFailures: "1e400%"}, wantFields: []string{"max_failures"}},
+		{name: "negative zero percent", in: Batch{Labels: []string{"a=b"}, All: true, MaxFailures: "-0%"}, wantFields: []string{"max_failures"}},
 		{name: "concurrency too high", in: Batch{Labels: []string{"a=b"}, All: true, Concurrency: 6}, wantFields: []string{"concurrency"}},
 		{name: "concurrency negative", in: Batch{Labels: []string{"a=b"}, All: true, Concurrency: -1}, wantFields: []string{"concurrency"}},
 		{name: "key too long", in: Batch{Labels: []string{"a=b"}, All: true, IdempotencyKey: "123456789"}, wantFields: []string{"idempotency_key"}},
@@ -145,31 +186,6 @@ func TestValidateSpec(t *testing.T) {
 	}
 	if !spec.DryRun || spec.Concurrency != 2 || spec.IdempotencyKey != "k" {
 		t.Errorf("spec options = %+v", spec)
-	}
-}
-
-func TestThresholdLimit(t *testing.T) {
-	tests := []struct {
-		in      Threshold
-		total   int
-		want    int
-		wantErr bool
-	}{
-		{"", 100, 0, false},
-		{"10", 100, 10, false},
-		{"5%", 200, 10, false},
-		{"5%", 10, 1, false},
-		{"100%", 7, 7, false},
-		{"0", 10, 0, true},
-		{"-3", 10, 0, true},
-		{"0%", 10, 0, true},
-		{"x%", 10, 0, true},
-	}
-	for _, tt := range tests {
-		got, err := tt.in.Limit(tt.total)
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("Threshold(%q).Limit(%d) = %d, %v, want %d, err %v", tt.in, tt.total, got, err, tt.want, tt.wantErr)
-		}
 	}
 }
 
@@ -349,5 +365,120 @@ func FuzzBatch(f *testing.F) {
 		if spec.Nodes == nil && spec.Selector == nil && !spec.All {
 			t.Fatalf("Validate(%q) accepted a batch with no target", s)
 		}
+		if spec.Selector != nil && spec.Selector.Empty() {
+			t.Fatalf("Validate(%q) accepted a selector that selects every node without all:true", s)
+		}
+		if err := exactKeys(s, batchKeys); err != nil {
+			t.Fatalf("Decode(%q) accepted a body with %v", s, err)
+		}
 	})
+}
+
+// batchKeys are the top-level keys of a Batch body.
+var batchKeys = map[string]bool{
+	"labels": true, "taints": true, "changes": true, "nodes": true, "selector": true, "all": true,
+	"concurrency": true, "dry_run": true, "idempotency_key": true, "max_failures": true,
+}
+
+// exactKeys walks the JSON value s with encoding/json's tokenizer: no
+// object may hold a key twice, and the top-level object's keys must be in
+// known, exactly as spelled.
+func exactKeys(s string, known map[string]bool) error {
+	dec := json.NewDecoder(strings.NewReader(s))
+	type frame struct {
+		keys   map[string]bool
+		object bool
+		expect bool // the next string is a key
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return nil // not JSON at all: Decode refused it already or will
+		}
+		var top *frame
+		if len(stack) > 0 {
+			top = stack[len(stack)-1]
+		}
+		if k, ok := tok.(string); ok && top != nil && top.object && top.expect {
+			if top.keys[k] {
+				return fmt.Errorf("key %q twice", k)
+			}
+			if len(stack) == 1 && !known[k] {
+				return fmt.Errorf("key %q, which is no field", k)
+			}
+			top.keys[k] = true
+			top.expect = false
+			continue
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{keys: map[string]bool{}, object: true, expect: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		if len(stack) > 0 && stack[len(stack)-1].object {
+			stack[len(stack)-1].expect = true
+		}
+	}
+}
+
+// TestFingerprint: requests that ask for the same thing, however spelled,
+// share a fingerprint; requests that differ in anything that changes the
+// batch do not.
+func TestFingerprint(t *testing.T) {
+	fp := func(t *testing.T, body string) string {
+		t.Helper()
+		var b Batch
+		if e := Decode(strings.NewReader(body), &b); e != nil {
+			t.Fatalf("Decode(%s): %v", body, e)
+		}
+		spec, e := b.Validate(DefaultLimits(), change.DefaultProtection())
+		if e != nil {
+			t.Fatalf("Validate(%s): %v", body, e)
+		}
+		return spec.Fingerprint()
+	}
+	base := `{"labels":["team=ml"],"nodes":["n1","n2"],"idempotency_key":"k"}`
+	same := []string{
+		`{"nodes":["n2","n1"],"labels":["team=ml"],"idempotency_key":"k"}`,
+		`{"labels":["team=ml"],"nodes":["n1","n2"],"idempotency_key":"another key"}`,
+		`{"changes":{"labels":[{"key":"team","value":"ml"}]},"nodes":["n1","n2"]}`,
+		` {"labels": ["team=ml"], "nodes": ["n1", "n2"]} `,
+	}
+	different := []string{
+		`{"labels":["team=ai"],"nodes":["n1","n2"]}`,
+		`{"labels":["team=ml"],"nodes":["n1"]}`,
+		`{"labels":["team=ml"],"nodes":["n1","n2","n3"]}`,
+		`{"labels":["team=ml"],"selector":"a=b"}`,
+		`{"labels":["team=ml"],"all":true}`,
+		`{"labels":["team=ml"],"nodes":["n1","n2"],"concurrency":2}`,
+		`{"labels":["team=ml"],"nodes":["n1","n2"],"dry_run":true}`,
+		`{"labels":["team=ml"],"nodes":["n1","n2"],"max_failures":1}`,
+		`{"taints":["team=ml:NoSchedule"],"nodes":["n1","n2"]}`,
+	}
+	want := fp(t, base)
+	for _, body := range same {
+		if got := fp(t, body); got != want {
+			t.Errorf("Fingerprint(%s) = %s, want %s (that of %s)", body, got, want, base)
+		}
+	}
+	seen := map[string]string{want: base}
+	for _, body := range different {
+		got := fp(t, body)
+		if other, ok := seen[got]; ok {
+			t.Errorf("Fingerprint(%s) = Fingerprint(%s) = %s, want them different", body, other, got)
+		}
+		seen[got] = body
+	}
+	if a, b := fp(t, `{"labels":["a=b"],"selector":"x=1,y=2"}`), fp(t, `{"labels":["a=b"],"selector":"y=2, x=1"}`); a != b {
+		t.Errorf("selectors x=1,y=2 and y=2, x=1 have fingerprints %s and %s, want one", a, b)
+	}
 }

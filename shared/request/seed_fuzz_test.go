@@ -36,6 +36,9 @@ func FuzzSeedLabels(f *testing.F) {
 		if e != nil {
 			return
 		}
+		if err := exactKeys(s, seedKeys("labels")); err != nil {
+			t.Fatalf("Decode(%q) accepted a body with %v", s, err)
+		}
 		remove := body.Operation == "remove" || body.Operation == "delete"
 		if len(spec.Set.Labels) != len(body.Labels) || len(spec.Set.Taints) != 0 {
 			t.Fatalf("%s: accepted %d label and %d taint changes, want %d labels", s, len(spec.Set.Labels), len(spec.Set.Taints), len(body.Labels))
@@ -74,6 +77,9 @@ func FuzzSeedTaints(f *testing.F) {
 		if e != nil {
 			return
 		}
+		if err := exactKeys(s, seedKeys("taints")); err != nil {
+			t.Fatalf("Decode(%q) accepted a body with %v", s, err)
+		}
 		remove := body.Operation == "remove" || body.Operation == "delete"
 		if len(spec.Set.Taints) != len(body.Taints) || len(spec.Set.Labels) != 0 {
 			t.Fatalf("%s: accepted %d taint and %d label changes, want %d taints", s, len(spec.Set.Taints), len(spec.Set.Labels), len(body.Taints))
@@ -86,4 +92,10 @@ func FuzzSeedTaints(f *testing.F) {
 			}
 		}
 	})
+}
+
+// seedKeys are the top-level keys of a seed body whose changes are under
+// changes ("labels" or "taints").
+func seedKeys(changes string) map[string]bool {
+	return map[string]bool{"nodes": true, changes: true, "operation": true, "concurrency": true, "dry_run": true, "idempotency_key": true}
 }

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Header names Cloud Scheduler sets on every HTTP target request.
@@ -49,7 +50,10 @@ func IdempotencyKey(r *http.Request) (string, bool) {
 		return "", false
 	}
 	job := strings.TrimSpace(r.Header.Get(HeaderJobName))
-	if job == "" || len(job) > maxJobName || strings.ContainsAny(job, "@\n\r") {
+	// A job name that is not UTF-8 would make an idempotency key Firestore
+	// refuses to store (every run would answer 503); Cloud Scheduler's own
+	// names are ASCII.
+	if job == "" || len(job) > maxJobName || strings.ContainsAny(job, "@\n\r") || !utf8.ValidString(job) {
 		return "", false
 	}
 	at, err := time.Parse(time.RFC3339Nano, strings.TrimSpace(r.Header.Get(HeaderScheduleTime)))

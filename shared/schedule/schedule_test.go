@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -36,6 +37,14 @@ func TestIdempotencyKey(t *testing.T) {
 			},
 			want:   "scheduler:spot-nightly@2026-11-27T22:00:00Z",
 			wantOK: true,
+		},
+		{
+			name: "job name not UTF-8",
+			headers: map[string]string{
+				"X-CloudScheduler":              "true",
+				"X-CloudScheduler-JobName":      "spot-\xffnightly",
+				"X-CloudScheduler-ScheduleTime": "2026-11-27T22:00:00Z",
+			},
 		},
 		{
 			name: "offset normalised to UTC",
@@ -179,6 +188,7 @@ func FuzzIdempotencyKey(f *testing.F) {
 	f.Add("spot-nightly", "2026-11-27T22:00:00Z")
 	f.Add("", "")
 	f.Add("a@b", "2026-11-27T22:00:00+01:00")
+	f.Add("spot-\xffnightly", "2026-11-27T22:00:00Z")
 	f.Fuzz(func(t *testing.T, job, at string) {
 		r := httptest.NewRequest(http.MethodPost, "/", nil)
 		r.Header.Set("X-CloudScheduler", "true")
@@ -190,6 +200,9 @@ func FuzzIdempotencyKey(f *testing.F) {
 		}
 		if len(k) > schedule.MaxKeyLen {
 			t.Errorf("IdempotencyKey(%q, %q) is %d bytes, want at most %d", job, at, len(k), schedule.MaxKeyLen)
+		}
+		if !utf8.ValidString(k) {
+			t.Errorf("IdempotencyKey(%q, %q) = %q: not UTF-8, which Firestore refuses to store", job, at, k)
 		}
 		if !strings.HasPrefix(k, schedule.KeyPrefix) || strings.Count(k, "@") != 1 {
 			t.Errorf("IdempotencyKey(%q, %q) = %q: want one %q and prefix %q", job, at, k, "@", schedule.KeyPrefix)

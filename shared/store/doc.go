@@ -20,7 +20,7 @@ const (
 	BatchesCollection     = "batches"     // batches/{batch_id}
 	LanesCollection       = "lanes"       // batches/{batch_id}/lanes/{lane_id}
 	NodesCollection       = "nodes"       // batches/{batch_id}/nodes/{node}
-	IdempotencyCollection = "idempotency" // idempotency/{sha256(owner|key)}
+	IdempotencyCollection = "idempotency" // idempotency/{IdempotencyID(owner, key)}
 )
 
 // MaxLaneFailures bounds LaneDoc.Failures so a lane document stays small;
@@ -66,32 +66,36 @@ type Cancel struct {
 // the patch call that completes the last lane writes it once more (state,
 // counts, timing) in a transaction; cancel/retry write it too.
 type BatchDoc struct {
-	ID             string        `firestore:"id" json:"batch_id"`
-	Owner          string        `firestore:"owner" json:"owner"`
-	Action         batch.Action  `firestore:"action" json:"action"`
-	Changes        Changes       `firestore:"changes" json:"changes"`
-	ChangeSet      string        `firestore:"change_set" json:"-"` // the exact change.Set as JSON (expectations included), for retry/revert
-	Selector       string        `firestore:"selector" json:"selector,omitempty"`
-	All            bool          `firestore:"all" json:"all,omitempty"`
-	Nodes          []string      `firestore:"nodes" json:"nodes,omitempty"` // explicit lists only
-	Total          int           `firestore:"total" json:"total"`
-	Concurrency    int           `firestore:"concurrency" json:"concurrency"`
-	Lanes          int           `firestore:"lanes" json:"lanes"`                 // lanes of the current attempt
-	AttemptTotal   int           `firestore:"attempt_total" json:"attempt_total"` // nodes in the current attempt
-	Attempt        int           `firestore:"attempt" json:"attempt"`             // current attempt, from 1
-	State          batch.State   `firestore:"state" json:"state"`
-	Reason         string        `firestore:"reason" json:"reason,omitempty"` // why failed/cancelled, batch-level
-	Inline         bool          `firestore:"inline" json:"inline,omitempty"` // applied in-process by the batch function
-	CreatedAt      time.Time     `firestore:"created_at" json:"created_at"`
-	StartedAt      time.Time     `firestore:"started_at" json:"started_at"`
-	FinishedAt     time.Time     `firestore:"finished_at" json:"finished_at,omitzero"`
-	DryRun         bool          `firestore:"dry_run" json:"dry_run"`
-	IdempotencyKey string        `firestore:"idempotency_key" json:"idempotency_key,omitempty"`
-	MaxFailures    string        `firestore:"max_failures" json:"max_failures,omitempty"` // "10" or "5%"
-	Cancel         *Cancel       `firestore:"cancel" json:"cancel,omitempty"`
-	Adjust         batch.Counts  `firestore:"adjust" json:"-"`      // subtracted from the lane sum (retries)
-	Counts         batch.Counts  `firestore:"counts" json:"counts"` // set when final; live counts come from lanes
-	Timing         *batch.Timing `firestore:"timing" json:"timing,omitempty"`
+	ID             string       `firestore:"id" json:"batch_id"`
+	Owner          string       `firestore:"owner" json:"owner"`
+	Action         batch.Action `firestore:"action" json:"action"`
+	Changes        Changes      `firestore:"changes" json:"changes"`
+	ChangeSet      string       `firestore:"change_set" json:"-"` // the exact change.Set as JSON (expectations included), for retry/revert
+	Selector       string       `firestore:"selector" json:"selector,omitempty"`
+	All            bool         `firestore:"all" json:"all,omitempty"`
+	Nodes          []string     `firestore:"nodes" json:"nodes,omitempty"` // explicit lists only
+	Total          int          `firestore:"total" json:"total"`
+	Concurrency    int          `firestore:"concurrency" json:"concurrency"`
+	Lanes          int          `firestore:"lanes" json:"lanes"`                 // lanes of the current attempt
+	AttemptTotal   int          `firestore:"attempt_total" json:"attempt_total"` // nodes in the current attempt
+	Attempt        int          `firestore:"attempt" json:"attempt"`             // current attempt, from 1
+	State          batch.State  `firestore:"state" json:"state"`
+	Reason         string       `firestore:"reason" json:"reason,omitempty"` // why failed/cancelled, batch-level
+	Inline         bool         `firestore:"inline" json:"inline,omitempty"` // applied in-process by the batch function
+	CreatedAt      time.Time    `firestore:"created_at" json:"created_at"`
+	StartedAt      time.Time    `firestore:"started_at" json:"started_at"`
+	FinishedAt     time.Time    `firestore:"finished_at" json:"finished_at,omitzero"`
+	DryRun         bool         `firestore:"dry_run" json:"dry_run"`
+	IdempotencyKey string       `firestore:"idempotency_key" json:"idempotency_key,omitempty"`
+	// IdempotencyFingerprint identifies the request behind IdempotencyKey
+	// (request.Spec.Fingerprint); Create records it with the key, and a
+	// later request with the key and another fingerprint is refused.
+	IdempotencyFingerprint string        `firestore:"-" json:"-"`
+	MaxFailures            string        `firestore:"max_failures" json:"max_failures,omitempty"` // "10" or "5%"
+	Cancel                 *Cancel       `firestore:"cancel" json:"cancel,omitempty"`
+	Adjust                 batch.Counts  `firestore:"adjust" json:"-"`      // subtracted from the lane sum (retries)
+	Counts                 batch.Counts  `firestore:"counts" json:"counts"` // set when final; live counts come from lanes
+	Timing                 *batch.Timing `firestore:"timing" json:"timing,omitempty"`
 	// AttemptStartedAt is when the current attempt started (StartedAt for
 	// attempt 1); the attempt's throughput is measured from it.
 	AttemptStartedAt time.Time `firestore:"attempt_started_at" json:"attempt_started_at,omitzero"`
@@ -207,10 +211,14 @@ type PriorResult struct {
 	FinishedAt time.Time          `firestore:"finished_at" json:"finished_at"`
 }
 
-// IdempotencyDoc is idempotency/{sha256(owner|key)}: created once with a
-// Create precondition, so the first request with a key wins.
+// IdempotencyDoc is idempotency/{IdempotencyID(owner, key)}: created once
+// with a Create precondition, so the first request with a key wins.
 type IdempotencyDoc struct {
-	BatchID   string    `firestore:"batch_id"`
-	Owner     string    `firestore:"owner"`
-	CreatedAt time.Time `firestore:"created_at"`
+	BatchID string `firestore:"batch_id"`
+	Owner   string `firestore:"owner"`
+	Key     string `firestore:"key,omitempty"`
+	// Fingerprint identifies the request that made the batch; empty in
+	// documents written before it existed.
+	Fingerprint string    `firestore:"fingerprint,omitempty"`
+	CreatedAt   time.Time `firestore:"created_at"`
 }

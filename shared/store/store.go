@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"time"
 
 	"cloud.google.com/go/firestore"
@@ -40,10 +42,29 @@ func New(client *firestore.Client) *Store { return &Store{client: client} }
 // Client is the underlying Firestore client (for listeners in the relay).
 func (s *Store) Client() *firestore.Client { return s.client }
 
-// IdempotencyID is the document id of an owner's idempotency key.
+// ErrIdempotencyMismatch is returned by Idempotent when the owner's key
+// names a batch made from a different request.
+var ErrIdempotencyMismatch = errors.New("idempotency key used with a different request")
+
+// IdempotencyID is the document id of an owner's idempotency key: the
+// SHA-256 of an encoding from which owner and key can be read back, so two
+// different (owner, key) pairs never share a document. An owner without
+// '|' (every subject nodebatch has seen so far) keeps the original
+// encoding "owner|key", which splits unambiguously at its first '|'; any
+// other owner is written "|" + len(owner) + "|" + owner + "|" + key, which
+// starts with '|' as no original encoding does (owners are never empty).
+// Keys recorded before this change are thus still found.
 func IdempotencyID(owner, key string) string {
-	sum := sha256.Sum256([]byte(owner + "|" + key))
+	sum := sha256.Sum256([]byte(idempotencyInput(owner, key)))
 	return hex.EncodeToString(sum[:])
+}
+
+// idempotencyInput is the injective encoding IdempotencyID hashes.
+func idempotencyInput(owner, key string) string {
+	if owner == "" || strings.Contains(owner, "|") {
+		return "|" + strconv.Itoa(len(owner)) + "|" + owner + "|" + key
+	}
+	return owner + "|" + key
 }
 
 // Create writes a new batch, its lane documents and (when b.IdempotencyKey is
@@ -57,7 +78,8 @@ func (s *Store) Create(ctx context.Context, b *BatchDoc, lanes []LaneDoc) error 
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		if b.IdempotencyKey != "" {
 			ref := s.client.Collection(IdempotencyCollection).Doc(IdempotencyID(b.Owner, b.IdempotencyKey))
-			if err := tx.Create(ref, IdempotencyDoc{BatchID: b.ID, Owner: b.Owner, CreatedAt: b.CreatedAt}); err != nil {
+			doc := IdempotencyDoc{BatchID: b.ID, Owner: b.Owner, Key: b.IdempotencyKey, Fingerprint: b.IdempotencyFingerprint, CreatedAt: b.CreatedAt}
+			if err := tx.Create(ref, doc); err != nil {
 				return err
 			}
 		}
@@ -82,7 +104,12 @@ func (s *Store) Create(ctx context.Context, b *BatchDoc, lanes []LaneDoc) error 
 }
 
 // Idempotent returns the batch id recorded for owner's key, or ErrNotFound.
-func (s *Store) Idempotent(ctx context.Context, owner, key string) (string, error) {
+// fingerprint identifies the request now made with the key (see
+// BatchDoc.IdempotencyFingerprint): when the key was recorded for another
+// request, it returns the batch id with an error wrapping
+// ErrIdempotencyMismatch. A key recorded without a fingerprint (before
+// fingerprints existed) matches any request.
+func (s *Store) Idempotent(ctx context.Context, owner, key, fingerprint string) (string, error) {
 	snap, err := s.client.Collection(IdempotencyCollection).Doc(IdempotencyID(owner, key)).Get(ctx)
 	if status.Code(err) == codes.NotFound {
 		return "", fmt.Errorf("idempotency key of %q: %w", owner, ErrNotFound)
@@ -93,6 +120,9 @@ func (s *Store) Idempotent(ctx context.Context, owner, key string) (string, erro
 	var d IdempotencyDoc
 	if err := snap.DataTo(&d); err != nil {
 		return "", fmt.Errorf("decode idempotency key of %q: %w", owner, err)
+	}
+	if d.Fingerprint != "" && d.Fingerprint != fingerprint {
+		return d.BatchID, fmt.Errorf("idempotency key of %q (batch %s): %w", owner, d.BatchID, ErrIdempotencyMismatch)
 	}
 	return d.BatchID, nil
 }
