@@ -97,6 +97,11 @@ type BatchDoc struct {
 	AttemptStartedAt time.Time `firestore:"attempt_started_at" json:"attempt_started_at,omitzero"`
 	Reverts          string    `firestore:"reverts" json:"reverts,omitempty"`         // the batch this one reverts
 	RevertedBy       string    `firestore:"reverted_by" json:"reverted_by,omitempty"` // the revert batch of this one
+	// Refused counts events refused because they do not match this batch
+	// (see Refusal); LastRefusal is the latest. Written only for such
+	// events, never on the normal per-node path.
+	Refused     int      `firestore:"refused" json:"refused,omitempty"`
+	LastRefusal *Refusal `firestore:"last_refusal" json:"last_refusal,omitempty"`
 }
 
 // LaneDoc is batches/{batch_id}/lanes/a{attempt}-l{lane}. Its only writer is
@@ -127,6 +132,41 @@ type LaneDoc struct {
 	// lane asks whether any lane of the attempt is still open before it
 	// reads them all (Store.LaneOpen).
 	Done bool `firestore:"done" json:"-"`
+	// Pending holds the intent of every write sent (or about to be sent)
+	// for a node of the lane whose result is not counted yet, keyed by
+	// the node's position (decimal). Written before the write, removed by
+	// the commit that counts the node: what a redelivery, the dead-letter
+	// path and a cancel's settle read to learn what an earlier delivery
+	// may have done (docs/design.md "Pipeline", recording protocol). At
+	// most one entry per delivery in flight: the map stays tiny.
+	Pending map[string]Intent `firestore:"pending" json:"-"`
+}
+
+// Intent is a write the per-node path is about to send: the node, the
+// attempt, the resourceVersion the write is conditional on and the values
+// before and after of every key it changes. Because the write only lands at
+// that resourceVersion, a node still at it proves the write did not land.
+type Intent struct {
+	Node            string             `firestore:"node"`
+	Attempt         int                `firestore:"attempt"`
+	ResourceVersion string             `firestore:"resource_version"`
+	Before          map[string]*string `firestore:"before"`
+	After           map[string]*string `firestore:"after"`
+	DryRun          bool               `firestore:"dry_run"`
+	At              time.Time          `firestore:"at"`
+}
+
+// PositionKey is the key of position pos in LaneDoc.Pending.
+func PositionKey(pos int) string { return strconv.Itoa(pos) }
+
+// PendingAt returns the intent recorded for position pos of the lane, if
+// any, for node.
+func (l *LaneDoc) PendingAt(pos int, node string) *Intent {
+	in, ok := l.Pending[PositionKey(pos)]
+	if !ok || in.Node != node {
+		return nil
+	}
+	return &in
 }
 
 // AddLatency counts one node latency of ms milliseconds.
@@ -191,6 +231,13 @@ type NodeDoc struct {
 	ResourceVersion string             `firestore:"resource_version" json:"resource_version,omitempty"`
 	Conflicts       int                `firestore:"conflicts" json:"conflicts,omitempty"`
 	DryRun          bool               `firestore:"dry_run" json:"dry_run,omitempty"`
+	// Unknown lists the keys (as in Before) whose value before this
+	// batch's write is unknown: an earlier delivery sent a write and its
+	// result was lost, and the node has moved since, so whether that write
+	// landed cannot be proven. Their Before is absent; revert skips the
+	// node with a reason instead of restoring a guess. Changed is true
+	// when any key is unknown (the batch may have changed the node).
+	Unknown []string `firestore:"unknown" json:"unknown,omitempty"`
 	// History keeps the results of earlier attempts (oldest first) when a
 	// retry re-ran the node.
 	History []PriorResult `firestore:"history" json:"history,omitempty"`
@@ -204,7 +251,17 @@ type PriorResult struct {
 	Changed    bool               `firestore:"changed" json:"changed"`
 	Before     map[string]*string `firestore:"before" json:"before,omitempty"`
 	After      map[string]*string `firestore:"after" json:"after,omitempty"`
+	Unknown    []string           `firestore:"unknown" json:"unknown,omitempty"`
 	FinishedAt time.Time          `firestore:"finished_at" json:"finished_at"`
+}
+
+// Refusal is an event the patch path refused because it does not match
+// its batch (attempt, lane, position, node or change set): nothing was
+// changed or counted for it.
+type Refusal struct {
+	EventID string    `firestore:"event_id" json:"event_id"`
+	Reason  string    `firestore:"reason" json:"reason"`
+	At      time.Time `firestore:"at" json:"at"`
 }
 
 // IdempotencyDoc is idempotency/{sha256(owner|key)}: created once with a

@@ -166,14 +166,15 @@ func (s *Store) Lane(ctx context.Context, batchID string, attempt, lane int) (*L
 	return l, nil
 }
 
-// UpdateLane writes l.Doc's progress fields if the lane is unchanged since it
+// UpdateLane writes l.Doc's progress fields, having counted position pos
+// (whose pending intent it removes), if the lane is unchanged since it
 // was read; otherwise it returns ErrLaneMoved. One writer holds a lane at a
 // time (its ordering key), so the precondition only fails when a dead-letter
 // record or a duplicate delivery raced with it.
-func (s *Store) UpdateLane(ctx context.Context, batchID string, l *Lane) error {
+func (s *Store) UpdateLane(ctx context.Context, batchID string, l *Lane, pos int) error {
 	d := &l.Doc
 	ref := s.client.Doc(LanePath(batchID, d.Attempt, d.Lane))
-	wr, err := ref.Update(ctx, laneProgress(d), firestore.LastUpdateTime(l.UpdateTime))
+	wr, err := ref.Update(ctx, laneProgress(d, pos), firestore.LastUpdateTime(l.UpdateTime))
 	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.Aborted {
 		return fmt.Errorf("update lane %s/%s: %w", batchID, LaneID(d.Attempt, d.Lane), ErrLaneMoved)
 	}
@@ -184,9 +185,13 @@ func (s *Store) UpdateLane(ctx context.Context, batchID string, l *Lane) error {
 	return nil
 }
 
-// laneProgress is the part of a lane document the per-node path writes.
-func laneProgress(d *LaneDoc) []firestore.Update {
+// laneProgress is the part of a lane document the per-node path writes
+// when it counts position pos: the progress fields, and the removal of
+// pos's pending intent (the count resolves it).
+func laneProgress(d *LaneDoc, pos int) []firestore.Update {
+	delete(d.Pending, PositionKey(pos))
 	return []firestore.Update{
+		{FieldPath: firestore.FieldPath{"pending", PositionKey(pos)}, Value: firestore.Delete},
 		{Path: "done_bits", Value: d.DoneBits},
 		{Path: "counts", Value: d.Counts},
 		{Path: "current_node", Value: d.CurrentNode},
@@ -254,7 +259,7 @@ func (s *Store) CountNode(ctx context.Context, batchID string, n *NodeDoc, l *La
 	// the preconditions (create, last update time) make the commit safe.
 	wb := s.client.Batch()
 	wb.Create(s.client.Doc(NodePath(batchID, n.Node)), n)
-	wb.Update(laneRef, laneProgress(d), firestore.LastUpdateTime(l.UpdateTime))
+	wb.Update(laneRef, laneProgress(d, n.Position), firestore.LastUpdateTime(l.UpdateTime))
 	res, err := wb.Commit(ctx)
 	switch status.Code(err) {
 	case codes.OK:
@@ -266,6 +271,45 @@ func (s *Store) CountNode(ctx context.Context, batchID string, n *NodeDoc, l *La
 		return fmt.Errorf("count node %q in %s: %w", n.Node, batchID, err)
 	}
 	l.UpdateTime = res[1].UpdateTime
+	return nil
+}
+
+// WriteIntent records in on lane l (at position pos) before its write is
+// sent, if the lane is unchanged since it was read (else ErrLaneMoved:
+// re-read the batch and the lane, and decide again). The precondition is
+// what makes a cancel's settle exact: a call that read the batch before the
+// cancel and the lane before the lane moved on cannot record an intent, and
+// so cannot send a write, after the settle saw the lane move.
+func (s *Store) WriteIntent(ctx context.Context, batchID string, l *Lane, pos int, in Intent) error {
+	d := &l.Doc
+	ref := s.client.Doc(LanePath(batchID, d.Attempt, d.Lane))
+	wr, err := ref.Update(ctx, []firestore.Update{{FieldPath: firestore.FieldPath{"pending", PositionKey(pos)}, Value: in}},
+		firestore.LastUpdateTime(l.UpdateTime))
+	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.Aborted {
+		return fmt.Errorf("record intent on lane %s/%s: %w", batchID, LaneID(d.Attempt, d.Lane), ErrLaneMoved)
+	}
+	if err != nil {
+		return fmt.Errorf("record intent on lane %s/%s: %w", batchID, LaneID(d.Attempt, d.Lane), err)
+	}
+	if d.Pending == nil {
+		d.Pending = map[string]Intent{}
+	}
+	d.Pending[PositionKey(pos)] = in
+	l.UpdateTime = wr.UpdateTime
+	return nil
+}
+
+// Refuse records on batch id that the event eventID was refused and why
+// (Refusal). Only for events that do not match their batch: never on the
+// normal per-node path.
+func (s *Store) Refuse(ctx context.Context, id string, r Refusal) error {
+	_, err := s.client.Doc(BatchPath(id)).Update(ctx, []firestore.Update{
+		{Path: "refused", Value: firestore.Increment(1)},
+		{Path: "last_refusal", Value: r},
+	})
+	if err != nil {
+		return fmt.Errorf("record refused event %s on batch %s: %w", r.EventID, id, err)
+	}
 	return nil
 }
 
@@ -328,7 +372,7 @@ func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*No
 			// A retry re-ran the node: keep what the earlier attempts did.
 			n.History = append(slices.Clone(cur.History), PriorResult{
 				Attempt: cur.Attempt, State: cur.State, Reason: cur.Reason, Changed: cur.Changed,
-				Before: cur.Before, After: cur.After, FinishedAt: cur.FinishedAt,
+				Before: cur.Before, After: cur.After, Unknown: cur.Unknown, FinishedAt: cur.FinishedAt,
 			})
 		}
 		stand = n
