@@ -55,7 +55,7 @@ func (p *patcher) Write(ctx context.Context, node string, s change.Set, _ *chang
 			return nodepatch.Outcome{}, err
 		}
 	}
-	return nodepatch.Outcome{Result: r, ResourceVersion: "8"}, nil
+	return nodepatch.Outcome{Result: r, ResourceVersion: "7"}, nil
 }
 
 // setup records a batch of nodes with c lanes and returns its events.
