@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
@@ -21,16 +22,18 @@ import (
 func FromDeps(d *deps.Deps, logger *slog.Logger) (h *Handler, stop func()) {
 	pub := NewTopicPublisher(d.PubSub, d.Config.Topic)
 	return &Handler{
-		Store:      d.Store,
-		Kube:       d.Kube,
-		Publisher:  pub,
-		Runner:     d.Runner,
-		Limits:     d.Config.Limits(),
-		Protection: d.Config.Protection(),
-		InlineMax:  d.Config.InlineMax,
-		BodyLimit:  d.Config.BodyLimit,
-		RateLimit:  d.Config.RateLimiter(),
-		Logger:     logger,
+		Store:       d.Store,
+		Kube:        d.Kube,
+		Publisher:   pub,
+		Runner:      d.Runner,
+		Limits:      d.Config.Limits(),
+		Protection:  d.Config.Protection(),
+		InlineMax:   d.Config.InlineMax,
+		BodyLimit:   d.Config.BodyLimit,
+		RateLimit:   d.Config.RateLimiter(),
+		WaitMax:     time.Duration(d.Config.SeedWaitSeconds) * time.Second,
+		WaitPerUser: d.Config.SeedWaiters,
+		Logger:      logger,
 	}, pub.Stop
 }
 

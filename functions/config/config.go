@@ -30,6 +30,11 @@ const (
 	DefaultConflictTries  = 10
 	DefaultRatePerMinute  = ratelimit.DefaultPerMinute
 	DefaultRateBurst      = ratelimit.DefaultBurst
+	// DefaultSeedWaitSeconds keeps the seed's waiting endpoints well inside
+	// the function timeout (300 s in infra/): a request that outlives it
+	// gets a gateway timeout instead of 202 {task_id}.
+	DefaultSeedWaitSeconds = 240
+	DefaultSeedWaiters     = 2
 )
 
 // Config is the functions' settings.
@@ -48,6 +53,8 @@ type Config struct {
 	ConflictRetries   int      // NODEBATCH_CONFLICT_RETRIES: taint update retries on 409
 	RatePerMinute     int      // NODEBATCH_RATE_PER_MINUTE: batches per user per minute (per instance); 0: no limit
 	RateBurst         int      // NODEBATCH_RATE_BURST: batches a user may submit at once
+	SeedWaitSeconds   int      // NODEBATCH_SEED_WAIT_SECONDS: how long the seed's waiting endpoints wait; below the function timeout
+	SeedWaiters       int      // NODEBATCH_SEED_WAITERS: waiting requests per user at once (per instance); more answer 202 {task_id} at once
 }
 
 // Load reads the settings through getenv (os.Getenv in mains).
@@ -77,6 +84,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"NODEBATCH_CONFLICT_RETRIES", &c.ConflictRetries, DefaultConflictTries, 0},
 		{"NODEBATCH_RATE_PER_MINUTE", &c.RatePerMinute, DefaultRatePerMinute, 0},
 		{"NODEBATCH_RATE_BURST", &c.RateBurst, DefaultRateBurst, 1},
+		{"NODEBATCH_SEED_WAIT_SECONDS", &c.SeedWaitSeconds, DefaultSeedWaitSeconds, 1},
+		{"NODEBATCH_SEED_WAITERS", &c.SeedWaiters, DefaultSeedWaiters, 1},
 	}
 	for _, i := range ints {
 		v, err := intVar(getenv, i.name, i.def, i.min)
