@@ -310,7 +310,7 @@ func TestForgedEventsPosted(t *testing.T) {
 		ev := base
 		mutate(&ev)
 		for _, path := range []string{"/", "/deadletter"} {
-			if code := postEvent(t, p.PatchURL+path, ev); code != http.StatusOK {
+			if code := postForged(t, p.PatchURL+path, ev, gate); code != http.StatusOK {
 				t.Errorf("%s posted to %s: %d, want 200 (acknowledged, refused)", name, path, code)
 			}
 		}
@@ -346,9 +346,38 @@ func TestForgedEventsPosted(t *testing.T) {
 	}
 }
 
-// postEvent posts ev to url as Pub/Sub's push envelope and returns the
-// status.
-func postEvent(t *testing.T, url string, ev events.Node) int {
+// postForged posts ev to url (postEvent) and returns its status, or fails
+// the test as soon as a write beyond the batch's own held one reaches the
+// gate: the forged event is being applied.
+func postForged(t *testing.T, url string, ev events.Node, g *kubeproxy.Gate) int {
+	t.Helper()
+	body := envelope(t, ev)
+	done := make(chan int, 1)
+	go func() {
+		resp, err := http.Post(url, "application/json", bytes.NewReader(body))
+		if err != nil {
+			done <- 0
+			return
+		}
+		resp.Body.Close()
+		done <- resp.StatusCode
+	}()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case code := <-done:
+			return code
+		case <-tick.C:
+			if g.Held() > 1 {
+				t.Fatalf("forged event %s posted to %s sent a write to the API server", ev.ID(), url)
+			}
+		}
+	}
+}
+
+// envelope is ev as Pub/Sub's push envelope.
+func envelope(t *testing.T, ev events.Node) []byte {
 	t.Helper()
 	m, err := events.Message(ev, time.Now())
 	if err != nil {
@@ -362,10 +391,5 @@ func postEvent(t *testing.T, url string, ev events.Node) int {
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Post(url, "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	return resp.StatusCode
+	return body
 }
