@@ -278,7 +278,7 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) {
 	c := min(max(b.Concurrency, 1), len(names))
 	now := h.now()
 	lanes, evs := lay(b.ID, attempt, names, c, setOf(sets), nil, b.DryRun, now)
-	nb, err := h.Store.StartAttempt(ctx, id, store.Attempt{Number: attempt, Lanes: c, Total: len(names), Adjust: adj, StartedAt: now}, lanes)
+	nb, err := h.Store.StartAttempt(ctx, id, store.Attempt{Number: attempt, Lanes: c, Total: len(names), Adjust: adj, StartedAt: now, Names: names}, lanes)
 	switch {
 	case errors.Is(err, store.ErrNotFinal) || errors.Is(err, store.ErrMoved):
 		request.Errorf(http.StatusConflict, request.CodeConflict, "batch %s changed meanwhile (another retry?); reload it", id).Write(w)
@@ -436,6 +436,7 @@ func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) {
 		Total: len(names), Concurrency: c, Lanes: c, AttemptTotal: len(names), Attempt: 1,
 		State: model.StateRunning, CreatedAt: now, StartedAt: now, AttemptStartedAt: now,
 		Inline: h.InlineMax > 0 && len(names) <= h.InlineMax,
+		Names:  names,
 	}
 	b.Action, b.Changes = summarize(sets)
 	b.ChangeSet = "" // per node: derived from the reverted batch (nodeSets)

@@ -425,6 +425,7 @@ func (h *Handler) plan(p auth.Principal, spec *request.Spec, names []string, obs
 		Selector:       spec.SelectorText,
 		All:            spec.All,
 		Nodes:          spec.Nodes,
+		Names:          names, // event order: stored as names documents (store.Create)
 		Total:          total,
 		Concurrency:    c,
 		Lanes:          c,

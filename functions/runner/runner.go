@@ -108,14 +108,14 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 	// counted, so a cancel recorded before that is seen here (the
 	// guarantee of :cancel rests on this read and on the intent's
 	// precondition; functions/batch settle).
-	b, lane, done, err := r.read(ctx, log, ev)
+	b, lane, names, done, err := r.read(ctx, log, ev)
 	if done {
 		return Result{}, err
 	}
 	if lane.Doc.Has(ev.Position) {
 		return r.already(ctx, ev, lane, b)
 	}
-	set, skip, err := r.vouch(ctx, ev, b)
+	set, skip, err := r.vouch(ctx, ev, b, names)
 	if errors.Is(err, ErrRefused) {
 		return Result{}, r.refuse(ctx, log, ev, err)
 	}
@@ -172,31 +172,37 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 	return r.record(ctx, log, ev, lane, doc, b)
 }
 
-// read reads ev's batch and lane and refuses an event whose attempt or
-// lane the batch does not have. done means the event is handled (err says
-// how).
-func (r *Runner) read(ctx context.Context, log *slog.Logger, ev events.Node) (*store.BatchDoc, *store.Lane, bool, error) {
-	b, lane, err := r.Store.BatchAndLane(ctx, ev.BatchID, ev.Attempt, ev.Lane)
+// read reads ev's batch, its lane and the names document of its node (one
+// round trip) and refuses an event whose attempt or lane the batch does not
+// have. done means the event is handled (err says how).
+func (r *Runner) read(ctx context.Context, log *slog.Logger, ev events.Node) (*store.BatchDoc, *store.Lane, []string, bool, error) {
+	index := -1
+	if ev.Lanes > 0 && ev.Lane >= 0 && ev.Position >= 0 {
+		index = store.NameIndex(ev.Lanes, ev.Lane, ev.Position)
+	}
+	b, lane, names, err := r.Store.BatchAndLane(ctx, ev.BatchID, ev.Attempt, ev.Lane, index)
 	if errors.Is(err, store.ErrNotFound) {
 		if _, berr := r.Store.Batch(ctx, ev.BatchID); berr == nil {
 			// The batch exists, the lane does not: a forged attempt or lane.
-			return nil, nil, true, r.refuse(ctx, log, ev, fmt.Errorf("%w: batch %s has no lane %s", ErrRefused, ev.BatchID, store.LaneID(ev.Attempt, ev.Lane)))
+			return nil, nil, nil, true, r.refuse(ctx, log, ev, fmt.Errorf("%w: batch %s has no lane %s", ErrRefused, ev.BatchID, store.LaneID(ev.Attempt, ev.Lane)))
 		}
-		return nil, nil, true, fmt.Errorf("run %s: %w", ev.ID(), ErrUnknownBatch)
+		return nil, nil, nil, true, fmt.Errorf("run %s: %w", ev.ID(), ErrUnknownBatch)
 	}
 	if err != nil {
-		return nil, nil, true, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
+		return nil, nil, nil, true, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
 	}
-	return b, lane, false, nil
+	return b, lane, names, false, nil
 }
 
 // vouch checks ev against its batch: the batch's current attempt, its lane
-// layout, its node at ev's position (explicit lists) and its change set
+// layout, its node at ev's position (names: the names document read with
+// the batch; for batches from before those existed, the explicit list of
+// attempt 1) and its change set
 // (for a revert batch, the one derived from the reverted batch's result of
 // the node, read here: one more read per node, for reverts only). It returns
 // the set to apply, or a skip reason (a revert that cannot be exact), or an
 // error wrapping ErrRefused.
-func (r *Runner) vouch(ctx context.Context, ev events.Node, b *store.BatchDoc) (change.Set, string, error) {
+func (r *Runner) vouch(ctx context.Context, ev events.Node, b *store.BatchDoc, names []string) (change.Set, string, error) {
 	refuse := func(format string, args ...any) (change.Set, string, error) {
 		return change.Set{}, "", fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
 	}
@@ -208,10 +214,15 @@ func (r *Runner) vouch(ctx context.Context, ev events.Node, b *store.BatchDoc) (
 	case ev.DryRun != b.DryRun:
 		return refuse("dry_run %v is not the batch's %v", ev.DryRun, b.DryRun)
 	}
-	if b.Attempt == 1 && len(b.Nodes) > 0 && b.Reverts == "" {
-		i := ev.Position*b.Lanes + ev.Lane
-		names := slices.Sorted(slices.Values(b.Nodes))
-		if i >= len(names) || names[i] != ev.Node {
+	i := store.NameIndex(b.Lanes, ev.Lane, ev.Position)
+	switch {
+	case b.Named:
+		if k := i % store.NamesPerChunk; k >= len(names) || names[k] != ev.Node {
+			return refuse("node %q is not the batch's node at lane %d position %d", ev.Node, ev.Lane, ev.Position)
+		}
+	case b.Attempt == 1 && len(b.Nodes) > 0 && b.Reverts == "":
+		listed := slices.Sorted(slices.Values(b.Nodes))
+		if i >= len(listed) || listed[i] != ev.Node {
 			return refuse("node %q is not the batch's node at lane %d position %d", ev.Node, ev.Lane, ev.Position)
 		}
 	}
@@ -287,7 +298,7 @@ func (r *Runner) intent(ev events.Node, b **store.BatchDoc, lane **store.Lane) n
 			if !errors.Is(err, store.ErrLaneMoved) || try >= maxLaneRetries {
 				return fmt.Errorf("%w: %w", ErrTransient, err)
 			}
-			nb, nl, err := r.Store.BatchAndLane(ctx, ev.BatchID, ev.Attempt, ev.Lane)
+			nb, nl, _, err := r.Store.BatchAndLane(ctx, ev.BatchID, ev.Attempt, ev.Lane, -1)
 			if err != nil {
 				return fmt.Errorf("%w: %w", ErrTransient, err)
 			}
@@ -449,14 +460,14 @@ func fill(doc *store.NodeDoc, out nodepatch.Outcome) {
 // the node is recorded failed with those keys unknown, not as unchanged.
 func (r *Runner) Fail(ctx context.Context, ev events.Node, reason string) (Result, error) {
 	log := r.logger().With("batch_id", ev.BatchID, "node", ev.Node, "lane", ev.Lane, "position", ev.Position, "attempt", ev.Attempt)
-	b, lane, done, err := r.read(ctx, log, ev)
+	b, lane, names, done, err := r.read(ctx, log, ev)
 	if done {
 		return Result{}, err
 	}
 	if lane.Doc.Has(ev.Position) {
 		return r.already(ctx, ev, lane, b)
 	}
-	if _, _, err := r.vouch(ctx, ev, b); errors.Is(err, ErrRefused) {
+	if _, _, err := r.vouch(ctx, ev, b, names); errors.Is(err, ErrRefused) {
 		return Result{}, r.refuse(ctx, log, ev, err)
 	} else if err != nil {
 		return Result{}, fmt.Errorf("fail %s: %w: %w", ev.ID(), ErrTransient, err)
@@ -583,9 +594,7 @@ func count(l *store.LaneDoc, pos int, doc *store.NodeDoc, now time.Time) {
 		}
 	case batch.NodeFailed:
 		l.Counts.Failed++
-		if len(l.Failures) < store.MaxLaneFailures {
-			l.Failures = append(l.Failures, batch.Failure{Node: doc.Node, Reason: doc.Reason})
-		}
+		l.AddFailure(batch.Failure{Node: doc.Node, Reason: doc.Reason})
 	case batch.NodeSkipped:
 		l.Counts.Skipped++
 	case batch.NodeCancelled:

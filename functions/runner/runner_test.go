@@ -317,7 +317,7 @@ func TestCountNodePreconditions(t *testing.T) {
 	ctx := context.Background()
 	read := func() *store.Lane {
 		t.Helper()
-		_, l, err := st.BatchAndLane(ctx, "b1", 1, 0)
+		_, l, _, err := st.BatchAndLane(ctx, "b1", 1, 0, -1)
 		if err != nil {
 			t.Fatalf("BatchAndLane: %v", err)
 		}

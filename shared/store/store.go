@@ -49,9 +49,16 @@ func IdempotencyID(owner, key string) string {
 // Create writes a new batch, its lane documents and (when b.IdempotencyKey is
 // set) its idempotency key, atomically: either all exist afterwards or none
 // does. It returns ErrExists when the key or batch id is taken.
+//
+// When b.Names is set, the names documents of attempt 1 are written first
+// (they are inert until the batch exists) and b is marked Named; an explicit
+// list longer than MaxListedNodes is kept only there.
 func (s *Store) Create(ctx context.Context, b *BatchDoc, lanes []LaneDoc) error {
 	if len(lanes) > 490 {
 		return fmt.Errorf("create batch %s: %d lanes exceed one commit", b.ID, len(lanes))
+	}
+	if err := s.prepareNames(ctx, b, 1); err != nil {
+		return fmt.Errorf("create batch %s: %w", b.ID, err)
 	}
 	batchRef := s.client.Doc(BatchPath(b.ID))
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
@@ -77,6 +84,40 @@ func (s *Store) Create(ctx context.Context, b *BatchDoc, lanes []LaneDoc) error 
 	}
 	if err != nil {
 		return fmt.Errorf("create batch %s: %w", b.ID, err)
+	}
+	return nil
+}
+
+// prepareNames writes b.Names as attempt's names documents, marks b Named,
+// and drops an explicit list too long to store in the batch document.
+func (s *Store) prepareNames(ctx context.Context, b *BatchDoc, attempt int) error {
+	if len(b.Nodes) > MaxListedNodes {
+		b.Nodes = nil
+	}
+	if len(b.Names) == 0 {
+		return nil
+	}
+	if err := s.WriteNames(ctx, b.ID, attempt, b.Names); err != nil {
+		return err
+	}
+	b.Named = true
+	return nil
+}
+
+// WriteNames stores names (in event order) as attempt's names documents of
+// batch id, in commits of at most 400 documents.
+func (s *Store) WriteNames(ctx context.Context, id string, attempt int, names []string) error {
+	const perCommit = 400
+	chunks := (len(names) + NamesPerChunk - 1) / NamesPerChunk
+	for first := 0; first < chunks; first += perCommit {
+		wb := s.client.Batch()
+		for c := first; c < min(chunks, first+perCommit); c++ {
+			part := names[c*NamesPerChunk : min(len(names), (c+1)*NamesPerChunk)]
+			wb.Set(s.client.Doc(NamesPath(id, attempt, c)), NamesDoc{Attempt: attempt, Chunk: c, Names: part})
+		}
+		if _, err := wb.Commit(ctx); err != nil {
+			return fmt.Errorf("write node names of %s attempt %d: %w", id, attempt, err)
+		}
 	}
 	return nil
 }
@@ -219,29 +260,44 @@ func (s *Store) LaneOpen(ctx context.Context, batchID string, attempt int) (bool
 	return len(snaps) > 0, nil
 }
 
-// BatchAndLane reads a batch document and one of its lanes in one round
+// BatchAndLane reads a batch document, one of its lanes and the names
+// document holding node index of the attempt (index < 0: none) in one round
 // trip: what the per-node path needs before it touches a node (the lane's
-// bitset, the batch's cancel and state). ErrNotFound when either is missing.
-func (s *Store) BatchAndLane(ctx context.Context, batchID string, attempt, lane int) (*BatchDoc, *Lane, error) {
-	snaps, err := s.client.GetAll(ctx, []*firestore.DocumentRef{
+// bitset, the batch's cancel and state, the node the batch has at the
+// event's position). ErrNotFound when the batch or the lane is missing;
+// names is nil when its document is.
+func (s *Store) BatchAndLane(ctx context.Context, batchID string, attempt, lane, index int) (*BatchDoc, *Lane, []string, error) {
+	refs := []*firestore.DocumentRef{
 		s.client.Doc(BatchPath(batchID)),
 		s.client.Doc(LanePath(batchID, attempt, lane)),
-	})
+	}
+	if index >= 0 {
+		refs = append(refs, s.client.Doc(NamesPath(batchID, attempt, index/NamesPerChunk)))
+	}
+	snaps, err := s.client.GetAll(ctx, refs)
 	if err != nil {
-		return nil, nil, fmt.Errorf("get batch %s and lane %s: %w", batchID, LaneID(attempt, lane), err)
+		return nil, nil, nil, fmt.Errorf("get batch %s and lane %s: %w", batchID, LaneID(attempt, lane), err)
 	}
 	if !snaps[0].Exists() || !snaps[1].Exists() {
-		return nil, nil, fmt.Errorf("get batch %s and lane %s: %w", batchID, LaneID(attempt, lane), ErrNotFound)
+		return nil, nil, nil, fmt.Errorf("get batch %s and lane %s: %w", batchID, LaneID(attempt, lane), ErrNotFound)
 	}
 	var b BatchDoc
 	if err := snaps[0].DataTo(&b); err != nil {
-		return nil, nil, fmt.Errorf("decode batch %s: %w", batchID, err)
+		return nil, nil, nil, fmt.Errorf("decode batch %s: %w", batchID, err)
 	}
 	l := &Lane{UpdateTime: snaps[1].UpdateTime}
 	if err := snaps[1].DataTo(&l.Doc); err != nil {
-		return nil, nil, fmt.Errorf("decode lane %s/%s: %w", batchID, LaneID(attempt, lane), err)
+		return nil, nil, nil, fmt.Errorf("decode lane %s/%s: %w", batchID, LaneID(attempt, lane), err)
 	}
-	return &b, l, nil
+	var names []string
+	if len(snaps) > 2 && snaps[2].Exists() {
+		var nd NamesDoc
+		if err := snaps[2].DataTo(&nd); err != nil {
+			return nil, nil, nil, fmt.Errorf("decode node names of %s: %w", batchID, err)
+		}
+		names = nd.Names
+	}
+	return &b, l, names, nil
 }
 
 // CountNode records node result n and the lane progress l.Doc (which already
@@ -253,6 +309,7 @@ func (s *Store) BatchAndLane(ctx context.Context, batchID string, attempt, lane 
 // The common case of the per-node path: one round trip for both writes.
 func (s *Store) CountNode(ctx context.Context, batchID string, n *NodeDoc, l *Lane) error {
 	d := &l.Doc
+	n.Reason = Clip(n.Reason)
 	laneRef := s.client.Doc(LanePath(batchID, d.Attempt, d.Lane))
 	// WriteBatch is deprecated in favour of transactions, but a transaction
 	// costs a BeginTransaction round trip more, and nothing here is read:
@@ -303,6 +360,9 @@ func (s *Store) WriteIntent(ctx context.Context, batchID string, l *Lane, pos in
 // (Refusal). Only for events that do not match their batch: never on the
 // normal per-node path.
 func (s *Store) Refuse(ctx context.Context, id string, r Refusal) error {
+	if len(r.Reason) > maxRefusalReason {
+		r.Reason = r.Reason[:maxRefusalReason] + "…" // a forged event's change set may be large
+	}
 	_, err := s.client.Doc(BatchPath(id)).Update(ctx, []firestore.Update{
 		{Path: "refused", Value: firestore.Increment(1)},
 		{Path: "last_refusal", Value: r},
@@ -312,6 +372,10 @@ func (s *Store) Refuse(ctx context.Context, id string, r Refusal) error {
 	}
 	return nil
 }
+
+// maxRefusalReason bounds Refusal.Reason, so the batch document stays small
+// whatever a forged event carries.
+const maxRefusalReason = 1000
 
 // Lanes reads the lane documents of a batch, of one attempt (attempt > 0) or
 // of all attempts (attempt == 0), ordered by attempt then lane.
@@ -347,6 +411,7 @@ func (s *Store) Lanes(ctx context.Context, batchID string, attempt int) ([]LaneD
 // a transaction on the node's own document.
 func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*NodeDoc, error) {
 	ref := s.client.Doc(NodePath(batchID, n.Node))
+	n.Reason = Clip(n.Reason)
 	_, err := ref.Create(ctx, n)
 	if err == nil {
 		return n, nil
@@ -374,6 +439,9 @@ func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*No
 				Attempt: cur.Attempt, State: cur.State, Reason: cur.Reason, Changed: cur.Changed,
 				Before: cur.Before, After: cur.After, Unknown: cur.Unknown, FinishedAt: cur.FinishedAt,
 			})
+			if len(n.History) > MaxHistory { // keep the newest: the document must stay under 1 MiB
+				n.History = n.History[len(n.History)-MaxHistory:]
+			}
 		}
 		stand = n
 		return tx.Set(ref, n)
@@ -386,6 +454,7 @@ func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*No
 
 // SetNode writes (overwrites) a node's result document.
 func (s *Store) SetNode(ctx context.Context, batchID string, n *NodeDoc) error {
+	n.Reason = Clip(n.Reason)
 	if _, err := s.client.Doc(NodePath(batchID, n.Node)).Set(ctx, n); err != nil {
 		return fmt.Errorf("set result of node %q in %s: %w", n.Node, batchID, err)
 	}
