@@ -62,7 +62,7 @@ func realSetup(t *testing.T, set change.Set) (*store.Store, kubernetes.Interface
 	now := time.Now()
 	b := &store.BatchDoc{ID: "b1", Owner: "o", Action: set.Action(), Total: 1, Concurrency: 1, Lanes: 1,
 		AttemptTotal: 1, Attempt: 1, State: batch.StateRunning, CreatedAt: now, StartedAt: now,
-		ChangeSet: string(js), Nodes: names}
+		ChangeSet: string(js), Nodes: names, Names: names}
 	if err := st.Create(context.Background(), b, []store.LaneDoc{{Attempt: 1, Lane: 0, Size: 1}}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
