@@ -245,3 +245,38 @@ func TestForgedEventsChangeNothing(t *testing.T) {
 		t.Errorf("genuine event's result = %+v, %v, want succeeded, changed", doc, err)
 	}
 }
+
+// TestEarlierAttemptAfterRetry: publishing attempt 1 failed part-way (the
+// batch is failed with a cancel, events already out), then a retry started
+// attempt 2, which clears the cancel. A late event of attempt 1 must not
+// patch the node now that no cancel stops it: it is refused.
+func TestEarlierAttemptAfterRetry(t *testing.T) {
+	st, admin, ev, r := realSetup(t, change.Set{Labels: []change.Label{{Key: "nodebatch.dev/late", Value: "yes"}}})
+	ctx := context.Background()
+	if err := st.Fail(ctx, "b1", "publishing the node events failed", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.StartAttempt(ctx, "b1", store.Attempt{Number: 2, Lanes: 1, Total: 1, StartedAt: time.Now(), Names: []string{ev.Node}},
+		[]store.LaneDoc{{Attempt: 2, Lane: 0, Size: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Run(ctx, ev); !errors.Is(err, runner.ErrRefused) {
+		t.Errorf("Run of an attempt-1 event at attempt 2 = %v, want ErrRefused", err)
+	}
+	n, err := admin.CoreV1().Nodes().Get(ctx, ev.Node, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := n.Labels["nodebatch.dev/late"]; ok {
+		t.Errorf("an event of an earlier attempt patched the node: %v", n.Labels)
+	}
+	lanes, err := st.Lanes(ctx, "b1", 1)
+	if err != nil || len(lanes) != 1 || lanes[0].Counts.Done() != 0 {
+		t.Errorf("attempt 1 lanes = %+v, %v: the late event was counted", lanes, err)
+	}
+	// The attempt's own event goes through.
+	ev.Attempt = 2
+	if _, err := r.Run(ctx, ev); err != nil {
+		t.Fatalf("attempt 2 event: %v", err)
+	}
+}
