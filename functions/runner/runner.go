@@ -246,6 +246,13 @@ func (r *Runner) vouch(ctx context.Context, ev events.Node, b *store.BatchDoc, n
 		want = ev.Changes // batches written before change_set existed
 	}
 	if !sameSet(want, ev.Changes) {
+		if b.Reverts != "" && skip == "" && b.Named {
+			// The node is the revert's (its names say so), but the reverted
+			// batch's result of it changed since the revert was made (a
+			// retry of that batch re-ran it): restore nothing, and say so,
+			// so the revert still finishes.
+			return change.Set{}, fmt.Sprintf("not reverted: the result of this node in batch %s changed since the revert was created", b.Reverts), nil
+		}
 		return refuse("change set %s is not the batch's %s", ev.Changes, want)
 	}
 	return want, skip, nil
