@@ -280,3 +280,46 @@ func TestEarlierAttemptAfterRetry(t *testing.T) {
 		t.Fatalf("attempt 2 event: %v", err)
 	}
 }
+
+// TestUnknownSurvivesRetry: a node dead-lettered after a landed write
+// (its key unknown) is re-run by a retry, which finds it already at the
+// target. The new result must not claim "unchanged" with the batch's own
+// value as before: the key stays unknown, and revert still skips it.
+func TestUnknownSurvivesRetry(t *testing.T) {
+	const key = "nodebatch.dev/retry"
+	st, _, ev, r := realSetup(t, change.Set{Labels: []change.Label{{Key: key, Value: "new"}}})
+	ctx := context.Background()
+	rctx, cancel := context.WithCancel(ctx)
+	lr := &runner.Runner{Store: st, Patcher: &lossy{Patcher: r.Patcher, land: true, cancel: cancel}}
+	if _, err := lr.Run(rctx, ev); !errors.Is(err, runner.ErrTransient) {
+		t.Fatalf("Run with the record failing = %v, want a transient error", err)
+	}
+	if _, err := r.Fail(ctx, ev, "delivery attempts exhausted"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := st.Batch(ctx, "b1")
+	if err != nil || !b.State.Final() {
+		t.Fatalf("batch = %+v, %v; want final", b, err)
+	}
+	if _, err := st.StartAttempt(ctx, "b1", store.Attempt{Number: 2, Lanes: 1, Total: 1, StartedAt: time.Now(), Adjust: batch.Counts{Failed: 1}, Names: []string{ev.Node}},
+		[]store.LaneDoc{{Attempt: 2, Lane: 0, Size: 1}}); err != nil {
+		t.Fatal(err)
+	}
+	ev.Attempt = 2
+	if _, err := r.Run(ctx, ev); err != nil {
+		t.Fatalf("retry: %v", err)
+	}
+	doc, err := st.Node(ctx, "b1", ev.Node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if doc.Attempt != 2 || doc.State != batch.NodeSucceeded || !doc.Changed {
+		t.Errorf("retried result = attempt %d %s changed %v, want attempt 2 succeeded changed", doc.Attempt, doc.State, doc.Changed)
+	}
+	if diff := cmp.Diff([]string{"label:" + key}, doc.Unknown); diff != "" {
+		t.Errorf("unknown after the retry (-want +got):\n%s", diff)
+	}
+	if _, skip := runner.RevertSet(*doc); skip == "" {
+		t.Errorf("RevertSet of the retried result restores a guess; want a skip")
+	}
+}

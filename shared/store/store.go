@@ -441,6 +441,7 @@ func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*No
 			if len(n.History) > MaxHistory { // keep the newest: the document must stay under 1 MiB
 				n.History = n.History[len(n.History)-MaxHistory:]
 			}
+			carryUnknown(&cur, n)
 		}
 		stand = n
 		return tx.Set(ref, n)
@@ -450,6 +451,33 @@ func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*No
 	}
 	return stand, nil
 }
+
+// carryUnknown keeps in n (a later attempt's result) the keys whose value
+// before the batch cur (the earlier result) left unknown, unless n's own
+// write changed them: finding such a key already at the target proves
+// nothing about its value before the batch.
+func carryUnknown(cur, n *NodeDoc) {
+	for _, k := range cur.Unknown {
+		if b, ok := n.Before[k]; ok && differ(b, n.After[k]) {
+			continue // written again by n: exact
+		}
+		if slices.Contains(n.Unknown, k) {
+			continue
+		}
+		n.Unknown = append(n.Unknown, k)
+		delete(n.Before, k)
+		if _, ok := n.After[k]; !ok {
+			if n.After == nil {
+				n.After = map[string]*string{}
+			}
+			n.After[k] = cur.After[k]
+		}
+		n.Changed = true
+	}
+}
+
+// differ reports whether two optional values differ (nil = absent).
+func differ(a, b *string) bool { return (a == nil) != (b == nil) || a != nil && *a != *b }
 
 // SetNode writes (overwrites) a node's result document.
 func (s *Store) SetNode(ctx context.Context, batchID string, n *NodeDoc) error {
