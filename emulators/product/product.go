@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +22,9 @@ import (
 
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
+	"google.golang.org/api/option"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -75,6 +79,16 @@ type Options struct {
 	PreviewPerMinute, PreviewBurst int
 
 	Logger *slog.Logger // default: discard
+
+	// Fault-test controls. PatchFirestore, if set, intercepts every unary
+	// Firestore call of the patch function (its own client; for example to
+	// fail the commit that records a node after its patch landed).
+	// BeforeDeadLetter, if set, is called before every push of the
+	// dead-letter deliverer and may block (hold dead letters). CancelWait
+	// bounds a cancel's settle wait (default functions/batch's).
+	PatchFirestore   grpc.UnaryClientInterceptor
+	BeforeDeadLetter func(ctx context.Context) error
+	CancelWait       time.Duration
 }
 
 // Product is a running product. Close stops it.
@@ -204,8 +218,17 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		return p, fmt.Errorf("create patch kube client: %w", err)
 	}
 	p.Store = store.New(p.Firestore)
+	patchStore := p.Store
+	if o.PatchFirestore != nil {
+		fc, err := interceptedFirestore(ctx, o.Project, o.PatchFirestore)
+		if err != nil {
+			return p, fmt.Errorf("create the patch function's Firestore client: %w", err)
+		}
+		p.closers = append(p.closers, func() { fc.Close() })
+		patchStore = store.New(fc)
+	}
 	run := &runner.Runner{
-		Store:   p.Store,
+		Store:   patchStore,
 		Patcher: &nodepatch.Patcher{Client: patchKube, FieldManager: "nodebatch"},
 		Logger:  o.Logger,
 	}
@@ -220,6 +243,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		InlineMax:  o.InlineMax,
 		RateLimit:  rateLimiter(o.RatePerMinute, o.RateBurst),
 		Logger:     o.Logger,
+		CancelWait: o.CancelWait,
 	}
 	if o.PreviewPerMinute >= 0 {
 		c := config.Config{PreviewPerMinute: config.DefaultPreviewPerMinute, PreviewBurst: config.DefaultPreviewBurst}
@@ -259,6 +283,12 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		Endpoint:     p.PatchURL + "/deadletter",
 		MaxInFlight:  4,
 		Logger:       o.Logger,
+		BeforePush: func(ctx context.Context, _ *pubsub.Message) error {
+			if o.BeforeDeadLetter == nil {
+				return nil
+			}
+			return o.BeforeDeadLetter(ctx)
+		},
 	})
 	if err != nil {
 		return p, fmt.Errorf("create dead-letter deliverer: %w", err)
@@ -295,6 +325,40 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 	p.relaySrv = p.serve("relay", lns["relay"], p.relay.Handler())
 	return p, nil
 }
+
+// interceptedFirestore is a Firestore client of the emulator whose unary
+// calls go through icpt. The client library dials the emulator itself and
+// ignores dial options then, so the connection is dialled here, as the
+// library does (plaintext, the emulator's "owner" bearer).
+func interceptedFirestore(ctx context.Context, project string, icpt grpc.UnaryClientInterceptor) (*firestore.Client, error) {
+	addr := os.Getenv("FIRESTORE_EMULATOR_HOST")
+	if addr == "" {
+		return nil, errors.New("FIRESTORE_EMULATOR_HOST is not set: Firestore faults need the emulator")
+	}
+	conn, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithPerRPCCredentials(emulatorOwner{}),
+		grpc.WithChainUnaryInterceptor(icpt))
+	if err != nil {
+		return nil, fmt.Errorf("dial the Firestore emulator at %s: %w", addr, err)
+	}
+	c, err := firestore.NewClient(ctx, project, option.WithGRPCConn(conn))
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// emulatorOwner is the bearer the Firestore emulator takes as the owner
+// (what the client library sends it).
+type emulatorOwner struct{}
+
+func (emulatorOwner) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer owner"}, nil
+}
+
+func (emulatorOwner) RequireTransportSecurity() bool { return false }
 
 // Token mints a user token (an admin when admin is true).
 func (p *Product) Token(user string, admin bool) (string, error) {

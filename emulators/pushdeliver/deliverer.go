@@ -82,6 +82,11 @@ type Config struct {
 	HTTPClient *http.Client
 	// Logger receives structured logs. Default: slog.Default().
 	Logger *slog.Logger
+	// BeforePush, if set, is called before every push of a message (before
+	// it takes an in-flight slot) and may block: a test holds, for
+	// example, the dead-letter pushes until it has done what it must do
+	// first. An error counts as a failed push.
+	BeforePush func(ctx context.Context, m *pubsub.Message) error
 }
 
 // Stats counts what the deliverer did since it was created.
@@ -276,6 +281,11 @@ func (d *Deliverer) pushAll(ctx context.Context, tg target, m *pubsub.Message, a
 func (d *Deliverer) push(ctx context.Context, tg target, m *pubsub.Message, attempt int) error {
 	if err := ctx.Err(); err != nil { // select below picks at random when both are ready
 		return fmt.Errorf("push message %s: %w", m.ID, err)
+	}
+	if d.cfg.BeforePush != nil {
+		if err := d.cfg.BeforePush(ctx, m); err != nil {
+			return fmt.Errorf("push message %s: before push: %w", m.ID, err)
+		}
 	}
 	select {
 	case d.sem <- struct{}{}:

@@ -2,6 +2,7 @@ package pushdeliver_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -522,5 +524,54 @@ func BenchmarkDeliver(b *testing.B) {
 			}
 			b.ReportMetric(float64(2000*b.N)/total.Seconds(), "msgs/s")
 		})
+	}
+}
+
+// TestDeliverBeforePushHolds: BeforePush is asked before every push and may
+// hold it: nothing reaches the endpoint until it lets go, then everything
+// does; an error counts as a failed push and is retried.
+func TestDeliverBeforePushHolds(t *testing.T) {
+	r := newRig(t)
+	msgs, want := keyedMessages(2, 2)
+	r.publish(t, msgs)
+	ep := newEndpoint(t, 0, nil)
+	release := make(chan struct{})
+	var asked, refused atomic.Int64
+	d, _, stop := r.run(t, pushdeliver.Config{
+		Endpoint: ep.URL, MaxAttempts: 5, MinBackoff: 2 * time.Millisecond, MaxBackoff: 10 * time.Millisecond,
+		BeforePush: func(ctx context.Context, m *pubsub.Message) error {
+			if asked.Add(1) == 1 {
+				refused.Add(1)
+				return errors.New("not yet")
+			}
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		},
+	})
+	deadline := time.Now().Add(waitLimit)
+	for asked.Load() < 3 { // one refused, both keys' next pushes held
+		if time.Now().After(deadline) {
+			t.Fatalf("BeforePush asked %d times, want 3", asked.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ep.mu.Lock()
+	early := len(ep.ok)
+	ep.mu.Unlock()
+	if early != 0 {
+		t.Errorf("%d pushes reached the endpoint while BeforePush held them", early)
+	}
+	close(release)
+	got := ep.waitOK(t, len(msgs))
+	stop()
+	if diff := cmp.Diff(want, byKey(got)); diff != "" {
+		t.Errorf("delivered by key (-want +got):\n%s", diff)
+	}
+	if st := d.Stats(); st.Retried != refused.Load() || st.Delivered != int64(len(msgs)) {
+		t.Errorf("Stats = %+v, want %d retried (the refused push), %d delivered", st, refused.Load(), len(msgs))
 	}
 }

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/nodebatch/nodebatch/functions/runner"
 
 	"github.com/nodebatch/nodebatch/shared/auth"
 	model "github.com/nodebatch/nodebatch/shared/batch"
@@ -159,12 +159,17 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) {
 }
 
 // settle waits until every lane of b's current attempt has finished the
-// node it may have had in flight when the cancel was recorded. Why this is
-// enough: lanes are read after the cancel committed; a lane with d nodes
-// done has at most node d in flight (it may have read the batch before the
-// cancel); node d+1 of the lane is only handled after node d is counted,
-// which is after this read, so it sees the cancel. It returns false when
-// ctx ends or CancelWait passes first.
+// writes it may have had in flight when the cancel was recorded: each
+// unfinished lane must have moved past the count of the first read (taken
+// after the cancel committed) and hold no pending intent. Why this is
+// enough: every write is preceded by its intent, recorded on the lane with
+// the update time the call read together with the batch as precondition. A
+// call that read the batch before the cancel therefore either recorded its
+// intent before the lane moved (then settle waits until the node is
+// counted, which removes the intent) or finds the lane moved, reads the
+// batch again and sees the cancel — whichever path moved the lane (the
+// lane's next node, a dead letter, a duplicate). It returns false when ctx
+// ends or CancelWait passes first.
 func (h *Handler) settle(ctx context.Context, b *store.BatchDoc) bool {
 	wait := h.CancelWait
 	if wait <= 0 {
@@ -194,11 +199,12 @@ func (h *Handler) settle(ctx context.Context, b *store.BatchDoc) bool {
 	}
 }
 
-// settled reports whether every lane has moved past the count it had at
-// the first read (or is complete).
+// settled reports whether every lane is complete, or has moved past the
+// count it had at the first read and has no write pending (an intent
+// recorded and not yet resolved by its node's count).
 func settled(lanes []store.LaneDoc, first map[int]int) bool {
 	for _, l := range lanes {
-		if d := l.Counts.Done(); d < l.Size && d <= first[l.Lane] {
+		if d := l.Counts.Done(); d < l.Size && (d <= first[l.Lane] || len(l.Pending) > 0) {
 			return false
 		}
 	}
@@ -276,7 +282,7 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) {
 	c := min(max(b.Concurrency, 1), len(names))
 	now := h.now()
 	lanes, evs := lay(b.ID, attempt, names, c, setOf(sets), nil, b.DryRun, now)
-	nb, err := h.Store.StartAttempt(ctx, id, store.Attempt{Number: attempt, Lanes: c, Total: len(names), Adjust: adj, StartedAt: now}, lanes)
+	nb, err := h.Store.StartAttempt(ctx, id, store.Attempt{Number: attempt, Lanes: c, Total: len(names), Adjust: adj, StartedAt: now, Names: names}, lanes)
 	switch {
 	case errors.Is(err, store.ErrNotFinal) || errors.Is(err, store.ErrMoved):
 		request.Errorf(http.StatusConflict, request.CodeConflict, "batch %s changed meanwhile (another retry?); reload it", id).Write(w)
@@ -374,7 +380,9 @@ func (h *Handler) nodeSets(ctx context.Context, b *store.BatchDoc, names []strin
 // restores each touched key to its value before src — guarded by an Expect
 // that the key still holds the value src set, so a node someone changed
 // since is skipped (with the key and the value found) instead of being
-// overwritten.
+// overwritten. A node whose before-values are unknown (store.NodeDoc.Unknown)
+// gets an empty set: the patch path skips it with the reason
+// (runner.RevertSet), it never restores a guess.
 func (h *Handler) revertSets(ctx context.Context, src string) (map[string]change.Set, error) {
 	docs, err := h.Store.NodesWhere(ctx, src, "changed", true)
 	if err != nil {
@@ -382,50 +390,15 @@ func (h *Handler) revertSets(ctx context.Context, src string) (map[string]change
 	}
 	out := map[string]change.Set{}
 	for _, d := range docs {
-		if d.State != model.NodeSucceeded || d.DryRun {
+		if d.DryRun || (d.State != model.NodeSucceeded && len(d.Unknown) == 0) {
 			continue
 		}
-		if s := inverse(d.Before, d.After); len(s.Labels)+len(s.Taints) > 0 {
+		s, skip := runner.RevertSet(d)
+		if skip != "" || len(s.Labels)+len(s.Taints) > 0 {
 			out[d.Node] = s
 		}
 	}
 	return out, nil
-}
-
-// inverse is the change from after back to before, for the keys whose value
-// differs ("label:KEY", "taint:KEY:EFFECT"; nil = absent), each expecting
-// the after value.
-func inverse(before, after map[string]*string) change.Set {
-	var s change.Set
-	for _, k := range slices.Sorted(maps.Keys(after)) {
-		b, a := before[k], after[k]
-		if !(change.KeyChange{Before: b, After: a}).Changed() {
-			continue
-		}
-		exp := &change.Expect{Present: a != nil}
-		if a != nil {
-			exp.Value = *a
-		}
-		if key, ok := strings.CutPrefix(k, "label:"); ok {
-			l := change.Label{Key: key, Expect: exp, Remove: b == nil}
-			if b != nil {
-				l.Value = *b
-			}
-			s.Labels = append(s.Labels, l)
-			continue
-		}
-		rest, ok := strings.CutPrefix(k, "taint:")
-		i := strings.LastIndexByte(rest, ':')
-		if !ok || i < 0 {
-			continue // "taint:KEY": a remove-all that found nothing
-		}
-		t := change.Taint{Key: rest[:i], Effect: corev1.TaintEffect(rest[i+1:]), Expect: exp, Remove: b == nil}
-		if b != nil {
-			t.Value = *b
-		}
-		s.Taints = append(s.Taints, t)
-	}
-	return s
 }
 
 // RevertBody is the optional body of POST /v1/batches/{id}:revert: an
@@ -477,6 +450,7 @@ func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) {
 		Total: len(names), Concurrency: c, Lanes: c, AttemptTotal: len(names), Attempt: 1,
 		State: model.StateRunning, CreatedAt: now, StartedAt: now, AttemptStartedAt: now,
 		Inline: h.InlineMax > 0 && len(names) <= h.InlineMax,
+		Names:  names,
 	}
 	b.Action, b.Changes = summarize(sets)
 	b.ChangeSet = "" // per node: derived from the reverted batch (nodeSets)

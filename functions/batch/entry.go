@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
@@ -32,6 +33,8 @@ func FromDeps(d *deps.Deps, logger *slog.Logger) (h *Handler, stop func()) {
 		RateLimit:    d.Config.RateLimiter(),
 		PreviewLimit: d.Config.PreviewLimiter(),
 		Guard:        Guard{ConfirmOver: d.Config.Guard.ConfirmOver, SeedNoExecuteOff: !d.Config.Guard.SeedNoExecute},
+		WaitMax:      time.Duration(d.Config.SeedWaitSeconds) * time.Second,
+		WaitPerUser:  d.Config.SeedWaiters,
 		Logger:       logger,
 	}, pub.Stop
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"time"
 
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/request"
@@ -148,33 +147,4 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string, code
 		st.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(next))
 	}
 	writeJSON(w, code, st)
-}
-
-// wait polls batch id until it is final (then answers its status, 200) or
-// WaitMax passes or the client goes away (then answers 202 with task_id).
-func (h *Handler) wait(w http.ResponseWriter, r *http.Request, id string) {
-	ctx := r.Context()
-	maxWait := h.WaitMax
-	if maxWait <= 0 {
-		maxWait = 5 * time.Minute
-	}
-	deadline := time.NewTimer(maxWait)
-	defer deadline.Stop()
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		b, err := h.Store.Batch(ctx, id)
-		if err == nil && b.State.Final() {
-			h.answer(w, r, id, http.StatusOK)
-			return
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-deadline.C:
-			writeJSON(w, http.StatusAccepted, Created{BatchID: id, TaskID: id, State: model.StateRunning})
-			return
-		case <-tick.C:
-		}
-	}
 }

@@ -49,8 +49,14 @@ type Handler struct {
 	InlineMax  int   // batches of at most this many nodes run inline (0: never)
 	BodyLimit  int64 // bytes; default 1 MiB
 	// WaitMax bounds how long the seed's synchronous endpoints wait for a
-	// fanned-out batch before answering 202 with its task_id; default 5 min.
+	// fanned-out batch before answering 202 with its task_id; default
+	// DefaultWaitMax. Keep it below the function's timeout.
 	WaitMax time.Duration
+	// WaitPerUser caps the seed's waiting requests per principal at once
+	// (per instance); a request over it answers 202 {task_id} at once.
+	// Default DefaultWaitPerUser.
+	WaitPerUser int
+	waiting     waiters
 	// CancelWait bounds how long a cancel waits for the patches that were
 	// in flight when it was recorded; default DefaultCancelWait.
 	CancelWait time.Duration
@@ -469,6 +475,7 @@ func (h *Handler) plan(p auth.Principal, spec *request.Spec, names []string, obs
 		Selector:       spec.SelectorText,
 		All:            spec.All,
 		Nodes:          spec.Nodes,
+		Names:          names, // event order: stored as names documents (store.Create)
 		Total:          total,
 		Concurrency:    c,
 		Lanes:          c,

@@ -2,8 +2,19 @@ package batch
 
 import (
 	"net/http"
+	"sync"
+	"time"
 
+	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/request"
+)
+
+// Defaults of the seed's waiting endpoints (Handler.WaitMax,
+// Handler.WaitPerUser). DefaultWaitMax is below the 300 s function timeout
+// of infra/ (NODEBATCH_SEED_WAIT_SECONDS, docs/config.md).
+const (
+	DefaultWaitMax     = 240 * time.Second
+	DefaultWaitPerUser = 2
 )
 
 // seedLabels serves the seed's /api/v1/nodes/labels/batch-add(-progress):
@@ -46,4 +57,80 @@ func seedMode(progress bool) submitMode {
 		return submitTaskID
 	}
 	return submitWait
+}
+
+// waiters counts each principal's waiting requests. The zero value is
+// ready.
+type waiters struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+// take claims one of max waiting slots of who; ok is false when every slot
+// is taken. release gives it back.
+func (ws *waiters) take(who string, max int) (release func(), ok bool) {
+	ws.mu.Lock()
+	defer ws.mu.Unlock()
+	if ws.n[who] >= max {
+		return nil, false
+	}
+	if ws.n == nil {
+		ws.n = map[string]int{}
+	}
+	ws.n[who]++
+	return func() {
+		ws.mu.Lock()
+		defer ws.mu.Unlock()
+		if ws.n[who]--; ws.n[who] <= 0 {
+			delete(ws.n, who)
+		}
+	}, true
+}
+
+// wait polls batch id until it is final (then answers its status, 200) or
+// WaitMax passes or the client goes away (then answers 202 with task_id).
+// Each waiting request holds one of its principal's WaitPerUser slots, a
+// repeat with the same idempotency key included (the rate limit does not
+// count a repeat); a request finding none free answers 202 at once.
+func (h *Handler) wait(w http.ResponseWriter, r *http.Request, id string) {
+	ctx := r.Context()
+	accepted := func() { writeJSON(w, http.StatusAccepted, Created{BatchID: id, TaskID: id, State: model.StateRunning}) }
+	who := ""
+	if p, e := principal(r); e == nil {
+		who = p.Subject
+	}
+	perUser := h.WaitPerUser
+	if perUser <= 0 {
+		perUser = DefaultWaitPerUser
+	}
+	release, ok := h.waiting.take(who, perUser)
+	if !ok {
+		h.logger().Info("seed wait refused: too many waiting requests", "subject", who, "batch_id", id, "limit", perUser)
+		accepted()
+		return
+	}
+	defer release()
+	maxWait := h.WaitMax
+	if maxWait <= 0 {
+		maxWait = DefaultWaitMax
+	}
+	deadline := time.NewTimer(maxWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		b, err := h.Store.Batch(ctx, id)
+		if err == nil && b.State.Final() {
+			h.answer(w, r, id, http.StatusOK)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			accepted()
+			return
+		case <-tick.C:
+		}
+	}
 }

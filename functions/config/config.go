@@ -35,6 +35,11 @@ const (
 	// every node and sends a few dry-run writes.
 	DefaultPreviewPerMinute = 30
 	DefaultPreviewBurst     = 10
+	// DefaultSeedWaitSeconds keeps the seed's waiting endpoints well inside
+	// the function timeout (300 s in infra/): a request that outlives it
+	// gets a gateway timeout instead of 202 {task_id}.
+	DefaultSeedWaitSeconds = 240
+	DefaultSeedWaiters     = 2
 )
 
 // Config is the functions' settings.
@@ -56,6 +61,8 @@ type Config struct {
 	Guard             Guard    // the confirmation guard (guard.go)
 	PreviewPerMinute  int      // NODEBATCH_PREVIEW_PER_MINUTE: previews and dry runs per user per minute (per instance); 0: no limit
 	PreviewBurst      int      // NODEBATCH_PREVIEW_BURST: previews a user may ask for at once
+	SeedWaitSeconds   int      // NODEBATCH_SEED_WAIT_SECONDS: how long the seed's waiting endpoints wait; below the function timeout
+	SeedWaiters       int      // NODEBATCH_SEED_WAITERS: waiting requests per user at once (per instance); more answer 202 {task_id} at once
 }
 
 // Load reads the settings through getenv (os.Getenv in mains).
@@ -87,6 +94,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"NODEBATCH_RATE_BURST", &c.RateBurst, DefaultRateBurst, 1},
 		{"NODEBATCH_PREVIEW_PER_MINUTE", &c.PreviewPerMinute, DefaultPreviewPerMinute, 0},
 		{"NODEBATCH_PREVIEW_BURST", &c.PreviewBurst, DefaultPreviewBurst, 1},
+		{"NODEBATCH_SEED_WAIT_SECONDS", &c.SeedWaitSeconds, DefaultSeedWaitSeconds, 1},
+		{"NODEBATCH_SEED_WAITERS", &c.SeedWaiters, DefaultSeedWaiters, 1},
 	}
 	for _, i := range ints {
 		v, err := intVar(getenv, i.name, i.def, i.min)

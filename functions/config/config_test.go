@@ -13,7 +13,8 @@ func TestLoad(t *testing.T) {
 		Project: "p", Topic: DefaultTopic, InlineMax: 5, MaxNodes: 10000, MaxConcurrency: 50, MaxChanges: 100,
 		BodyLimit: 1 << 20, KubeQPS: 500, KubeBurst: 1000, ConflictRetries: 10,
 		RatePerMinute: 30, RateBurst: 10, PreviewPerMinute: 30, PreviewBurst: 10,
-		Guard: Guard{ConfirmOver: DefaultConfirmOver, SeedNoExecute: true},
+		Guard:           Guard{ConfirmOver: DefaultConfirmOver, SeedNoExecute: true},
+		SeedWaitSeconds: 240, SeedWaiters: 2,
 	}
 	tests := []struct {
 		name    string
@@ -30,12 +31,14 @@ func TestLoad(t *testing.T) {
 			"NODEBATCH_CONFLICT_RETRIES": "1", "NODEBATCH_PROTECTED_PREFIXES": " example.com, corp.io ",
 			"NODEBATCH_RATE_PER_MINUTE": "6", "NODEBATCH_RATE_BURST": "2",
 			"NODEBATCH_PREVIEW_PER_MINUTE": "4", "NODEBATCH_PREVIEW_BURST": "3",
+			"NODEBATCH_SEED_WAIT_SECONDS": "60", "NODEBATCH_SEED_WAITERS": "4",
 		}, want: func(c Config) Config {
 			c.Kubeconfig, c.Topic, c.InlineMax, c.MaxNodes, c.MaxConcurrency, c.MaxChanges = "/k", "t", 0, 7, 3, 2
 			c.BodyLimit, c.KubeQPS, c.KubeBurst, c.ConflictRetries = 2048, 50, 60, 1
 			c.ProtectedPrefixes = []string{"example.com", "corp.io"}
 			c.RatePerMinute, c.RateBurst = 6, 2
 			c.PreviewPerMinute, c.PreviewBurst = 4, 3
+			c.SeedWaitSeconds, c.SeedWaiters = 60, 4
 			return c
 		}},
 		{name: "rate limit off", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_RATE_PER_MINUTE": "0"},
@@ -45,6 +48,8 @@ func TestLoad(t *testing.T) {
 			want: func(c Config) Config { c.PreviewPerMinute = 0; return c }},
 		{name: "zero preview burst", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_PREVIEW_BURST": "0"}, wantErr: true},
 		{name: "zero burst", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_RATE_BURST": "0"}, wantErr: true},
+		{name: "zero seed wait", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_SEED_WAIT_SECONDS": "0"}, wantErr: true},
+		{name: "zero seed waiters", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_SEED_WAITERS": "0"}, wantErr: true},
 		{name: "no project", env: map[string]string{}, wantErr: true},
 		{name: "bad int", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_MAX_NODES": "many"}, wantErr: true},
 		{name: "below min", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_MAX_CONCURRENCY": "0"}, wantErr: true},

@@ -7,10 +7,16 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
@@ -19,9 +25,15 @@ import (
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
-// Patcher applies one node's change against the API server.
+// Patcher applies one node's change against the API server. Write calls
+// before with every write it is about to send (the per-node path records
+// its intent there); ResourceVersion reads the node's current one (to
+// resolve an earlier delivery's intent); Apply is Write without a hook
+// (the batch function's preview).
 type Patcher interface {
 	Apply(ctx context.Context, node string, set change.Set, seen *change.Observed, dryRun bool) (nodepatch.Outcome, error)
+	Write(ctx context.Context, node string, set change.Set, seen *change.Observed, dryRun bool, before nodepatch.BeforeWrite) (nodepatch.Outcome, error)
+	ResourceVersion(ctx context.Context, node string) (string, error)
 }
 
 // ErrTransient wraps an error worth a redelivery (conflict after retries,
@@ -64,23 +76,50 @@ func (r *Runner) logger() *slog.Logger {
 	return slog.Default()
 }
 
+// ErrRefused means the event does not match its batch (attempt, lane,
+// position, node or change set): nothing was changed or counted, the
+// refusal is recorded on the batch, and the event is acknowledged.
+var ErrRefused = errors.New("event refused")
+
+// errStopped and errCounted end a write before it is sent: the intent's
+// re-read found a cancel (or a final batch), or the node already counted.
+var (
+	errStopped = errors.New("stopped before the write: the batch is cancelled or final")
+	errCounted = errors.New("counted by another delivery before the write")
+)
+
 // Run processes one node event. It returns an error wrapping ErrTransient
 // when the event should be delivered again; every other error is permanent
 // and the event should be acknowledged.
+//
+// The recording protocol (docs/design.md "Pipeline"): read the batch and
+// the lane (one round trip); refuse an event the batch does not vouch for;
+// resolve an intent an earlier delivery left on the lane for this node; then,
+// before every write, record the write's intent on the lane (its
+// resourceVersion and before/after values, with the lane's update time as
+// precondition); write; and count the node with one commit that creates
+// its result and removes the intent. A record that fails after a landed
+// write therefore leaves the intent behind, and whoever handles the node
+// next learns from it what may have been written.
 func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
-	log := r.logger().With("batch_id", ev.BatchID, "node", ev.Node, "lane", ev.Lane, "position", ev.Position)
+	log := r.logger().With("batch_id", ev.BatchID, "node", ev.Node, "lane", ev.Lane, "position", ev.Position, "attempt", ev.Attempt)
 	// One read for both: read after the previous node of the lane was
 	// counted, so a cancel recorded before that is seen here (the
-	// guarantee of :cancel rests on this read; functions/batch settle).
-	b, lane, err := r.Store.BatchAndLane(ctx, ev.BatchID, ev.Attempt, ev.Lane)
-	if errors.Is(err, store.ErrNotFound) {
-		return Result{}, fmt.Errorf("run %s: %w", ev.ID(), ErrUnknownBatch)
-	}
-	if err != nil {
-		return Result{}, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
+	// guarantee of :cancel rests on this read and on the intent's
+	// precondition; functions/batch settle).
+	b, lane, names, done, err := r.read(ctx, log, ev)
+	if done {
+		return Result{}, err
 	}
 	if lane.Doc.Has(ev.Position) {
 		return r.already(ctx, ev, lane, b)
+	}
+	set, skip, err := r.vouch(ctx, ev, b, names)
+	if errors.Is(err, ErrRefused) {
+		return Result{}, r.refuse(ctx, log, ev, err)
+	}
+	if err != nil {
+		return Result{}, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
 	}
 
 	start := r.now()
@@ -88,30 +127,303 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 		Node: ev.Node, Lane: ev.Lane, Position: ev.Position, Attempt: ev.Attempt,
 		StartedAt: start, DryRun: ev.DryRun,
 	}
+	prior, err := r.resolve(ctx, ev, lane)
+	if err != nil {
+		return Result{}, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
+	}
 	switch {
+	case prior != nil && (b.Cancel != nil || b.State.Final()):
+		unknown(&doc, batch.NodeFailed, prior, "not written after the batch stopped")
 	case b.Cancel != nil:
 		doc.State, doc.Reason = batch.NodeCancelled, "cancelled before this node was reached: "+b.Cancel.Reason
 	case b.State.Final():
 		doc.State, doc.Reason = batch.NodeCancelled, fmt.Sprintf("batch already %s before this node was reached", b.State)
+	case skip != "":
+		doc.State, doc.Reason = batch.NodeSkipped, skip
 	default:
-		out, err := r.Patcher.Apply(ctx, ev.Node, ev.Changes, ev.Observed, ev.DryRun)
-		if err != nil && nodepatch.Classify(err) == nodepatch.Transient {
+		out, err := r.Patcher.Write(ctx, ev.Node, set, ev.Observed, ev.DryRun, r.intent(ev, &b, &lane))
+		switch {
+		case errors.Is(err, errCounted):
+			return Result{Already: true}, nil
+		case errors.Is(err, errStopped) && prior != nil:
+			unknown(&doc, batch.NodeFailed, prior, "not written after the batch stopped")
+		case errors.Is(err, errStopped) && b.Cancel != nil:
+			doc.State, doc.Reason = batch.NodeCancelled, "cancelled before this node was reached: "+b.Cancel.Reason
+		case errors.Is(err, errStopped):
+			doc.State, doc.Reason = batch.NodeCancelled, fmt.Sprintf("batch already %s before this node was reached", b.State)
+		case err != nil && nodepatch.Classify(err) == nodepatch.Transient:
 			log.Warn("transient patch error, redelivery wanted", "error", err)
 			// For the timing figures; this call holds the lane's key.
 			if cerr := r.Store.AddRedelivery(ctx, ev.BatchID, ev.Attempt, ev.Lane); cerr != nil {
 				log.Warn("count redelivery", "error", cerr)
 			}
 			return Result{}, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
-		}
-		if err != nil {
+		case err != nil:
 			doc.State, doc.Reason = batch.NodeFailed, err.Error()
-		} else {
+			merge(&doc, prior)
+		default:
 			fill(&doc, out)
+			merge(&doc, prior)
 		}
 	}
 	doc.FinishedAt = r.now()
 	doc.LatencyMS = doc.FinishedAt.Sub(start).Milliseconds()
 	return r.record(ctx, log, ev, lane, doc, b)
+}
+
+// read reads ev's batch, its lane and the names document of its node (one
+// round trip) and refuses an event whose attempt or lane the batch does not
+// have. done means the event is handled (err says how).
+func (r *Runner) read(ctx context.Context, log *slog.Logger, ev events.Node) (*store.BatchDoc, *store.Lane, []string, bool, error) {
+	index := -1
+	if ev.Lanes > 0 && ev.Lane >= 0 && ev.Position >= 0 {
+		index = store.NameIndex(ev.Lanes, ev.Lane, ev.Position)
+	}
+	b, lane, names, err := r.Store.BatchAndLane(ctx, ev.BatchID, ev.Attempt, ev.Lane, index)
+	if errors.Is(err, store.ErrNotFound) {
+		if _, berr := r.Store.Batch(ctx, ev.BatchID); berr == nil {
+			// The batch exists, the lane does not: a forged attempt or lane.
+			return nil, nil, nil, true, r.refuse(ctx, log, ev, fmt.Errorf("%w: batch %s has no lane %s", ErrRefused, ev.BatchID, store.LaneID(ev.Attempt, ev.Lane)))
+		}
+		return nil, nil, nil, true, fmt.Errorf("run %s: %w", ev.ID(), ErrUnknownBatch)
+	}
+	if err != nil {
+		return nil, nil, nil, true, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
+	}
+	return b, lane, names, false, nil
+}
+
+// vouch checks ev against its batch: the batch's current attempt, its lane
+// layout, its node at ev's position (names: the names document read with
+// the batch; for batches from before those existed, the explicit list of
+// attempt 1) and its change set
+// (for a revert batch, the one derived from the reverted batch's result of
+// the node, read here: one more read per node, for reverts only). It returns
+// the set to apply, or a skip reason (a revert that cannot be exact), or an
+// error wrapping ErrRefused.
+func (r *Runner) vouch(ctx context.Context, ev events.Node, b *store.BatchDoc, names []string) (change.Set, string, error) {
+	refuse := func(format string, args ...any) (change.Set, string, error) {
+		return change.Set{}, "", fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, args...))
+	}
+	switch {
+	case ev.Attempt != b.Attempt:
+		return refuse("attempt %d is not the batch's current attempt %d", ev.Attempt, b.Attempt)
+	case ev.Lanes != b.Lanes || ev.Total != b.AttemptTotal:
+		return refuse("layout %d lanes / %d nodes is not the batch's %d / %d", ev.Lanes, ev.Total, b.Lanes, b.AttemptTotal)
+	case ev.DryRun != b.DryRun:
+		return refuse("dry_run %v is not the batch's %v", ev.DryRun, b.DryRun)
+	}
+	i := store.NameIndex(b.Lanes, ev.Lane, ev.Position)
+	switch {
+	case b.Named:
+		if k := i % store.NamesPerChunk; k >= len(names) || names[k] != ev.Node {
+			return refuse("node %q is not the batch's node at lane %d position %d", ev.Node, ev.Lane, ev.Position)
+		}
+	case b.Attempt == 1 && len(b.Nodes) > 0 && b.Reverts == "":
+		listed := slices.Sorted(slices.Values(b.Nodes))
+		if i >= len(listed) || listed[i] != ev.Node {
+			return refuse("node %q is not the batch's node at lane %d position %d", ev.Node, ev.Lane, ev.Position)
+		}
+	}
+	var want change.Set
+	skip := ""
+	if b.Reverts != "" {
+		src, err := r.Store.Node(ctx, b.Reverts, ev.Node)
+		if errors.Is(err, store.ErrNotFound) {
+			return refuse("node %q has no result in the reverted batch %s", ev.Node, b.Reverts)
+		}
+		if err != nil {
+			return change.Set{}, "", err
+		}
+		want, skip = RevertSet(*src)
+		if skip != "" {
+			skip = fmt.Sprintf("not reverted: %s in batch %s", skip, b.Reverts)
+		}
+	} else if err := json.Unmarshal([]byte(b.ChangeSet), &want); err != nil && b.ChangeSet != "" {
+		return refuse("the batch's change set is unreadable: %v", err)
+	} else if b.ChangeSet == "" {
+		want = ev.Changes // batches written before change_set existed
+	}
+	if !sameSet(want, ev.Changes) {
+		if b.Reverts != "" && skip == "" && b.Named {
+			// The node is the revert's (its names say so), but the reverted
+			// batch's result of it changed since the revert was made (a
+			// retry of that batch re-ran it): restore nothing, and say so,
+			// so the revert still finishes.
+			return change.Set{}, fmt.Sprintf("not reverted: the result of this node in batch %s changed since the revert was created", b.Reverts), nil
+		}
+		return refuse("change set %s is not the batch's %s", ev.Changes, want)
+	}
+	return want, skip, nil
+}
+
+// sameSet compares change sets by their JSON form (nil and empty lists
+// alike).
+func sameSet(a, b change.Set) bool {
+	ja, erra := json.Marshal(a)
+	jb, errb := json.Marshal(b)
+	if erra != nil || errb != nil {
+		return false
+	}
+	norm := func(j []byte) string {
+		return strings.NewReplacer(`"labels":null`, `"labels":[]`, `"taints":null`, `"taints":[]`).Replace(string(j))
+	}
+	return norm(ja) == norm(jb)
+}
+
+// refuse records on the batch that ev was refused (cause wraps ErrRefused)
+// and returns the permanent error that acknowledges it. A failure to record
+// the refusal is logged, not retried: the event changed nothing.
+func (r *Runner) refuse(ctx context.Context, log *slog.Logger, ev events.Node, cause error) error {
+	log.Warn("event refused", "reason", cause.Error())
+	if err := r.Store.Refuse(ctx, ev.BatchID, store.Refusal{EventID: ev.ID(), Reason: cause.Error(), At: r.now()}); err != nil {
+		log.Warn("record refused event", "error", err)
+	}
+	return fmt.Errorf("run %s: %w", ev.ID(), cause)
+}
+
+// intent returns the hook that records each write's intent on the lane
+// before the write is sent. When the lane moved since it was read (a dead
+// letter or a duplicate counted on it, or a cancel's settle is waiting on
+// it), the batch and lane are read again and the write is not sent if the
+// batch is now cancelled or final, or the node already counted.
+func (r *Runner) intent(ev events.Node, b **store.BatchDoc, lane **store.Lane) nodepatch.BeforeWrite {
+	return func(ctx context.Context, p nodepatch.Plan) error {
+		in := store.Intent{Node: ev.Node, Attempt: ev.Attempt, ResourceVersion: p.ResourceVersion, DryRun: p.DryRun, At: r.now(),
+			Before: map[string]*string{}, After: map[string]*string{}}
+		for _, kc := range p.Result.Changes {
+			if kc.Changed() {
+				in.Before[kc.Key], in.After[kc.Key] = kc.Before, kc.After
+			}
+		}
+		for try := 0; ; try++ {
+			err := r.Store.WriteIntent(ctx, ev.BatchID, *lane, ev.Position, in)
+			if err == nil {
+				return nil
+			}
+			if !errors.Is(err, store.ErrLaneMoved) || try >= maxLaneRetries {
+				return fmt.Errorf("%w: %w", ErrTransient, err)
+			}
+			nb, nl, _, err := r.Store.BatchAndLane(ctx, ev.BatchID, ev.Attempt, ev.Lane, -1)
+			if err != nil {
+				return fmt.Errorf("%w: %w", ErrTransient, err)
+			}
+			*b, *lane = nb, nl
+			switch {
+			case nl.Doc.Has(ev.Position):
+				return errCounted
+			case nb.Cancel != nil || nb.State.Final():
+				return errStopped
+			}
+		}
+	}
+}
+
+// resolve learns what an earlier delivery of ev's node did when it left an
+// intent on the lane: nothing, when the node is still at the intent's
+// resourceVersion (the write was conditional on it, and any write moves
+// it); otherwise it may have landed, and the intent is returned so that
+// its keys are recorded unknown (never guessed from the node's values,
+// which another writer may have set). One GET, only when an intent is
+// there (a redelivery after a lost record or a failed write).
+func (r *Runner) resolve(ctx context.Context, ev events.Node, lane *store.Lane) (*store.Intent, error) {
+	in := lane.Doc.PendingAt(ev.Position, ev.Node)
+	if in == nil || in.Attempt != ev.Attempt || in.DryRun || len(in.After) == 0 {
+		return nil, nil
+	}
+	rv, err := r.Patcher.ResourceVersion(ctx, ev.Node)
+	switch {
+	case err == nil && rv == in.ResourceVersion:
+		return nil, nil
+	case err == nil || nodepatch.Classify(err) == nodepatch.Permanent:
+		return in, nil // moved, or gone: whether our write landed is unknown
+	default:
+		return nil, err
+	}
+}
+
+// unknown records doc as state with every key of prior unknown: an earlier
+// delivery sent prior's write, its result was lost, and the node moved
+// since, so the batch may have changed it.
+func unknown(doc *store.NodeDoc, state batch.NodeState, prior *store.Intent, what string) {
+	doc.State = state
+	doc.Changed = true
+	doc.After = maps.Clone(prior.After)
+	doc.Before = nil
+	doc.Unknown = slices.Sorted(maps.Keys(prior.After))
+	doc.Reason = fmt.Sprintf("an earlier delivery sent a write whose result was not recorded, and the node has moved since resourceVersion %s: whether it landed is unknown (%s); the values before this batch of %s are unknown",
+		prior.ResourceVersion, what, strings.Join(doc.Unknown, ", "))
+}
+
+// merge folds an earlier delivery's unresolved intent into doc, the result
+// of the write this delivery made: a key that write changed has an exact
+// before-value; a key it found already at the target may have been set by
+// the earlier write, so its before-value is unknown.
+func merge(doc *store.NodeDoc, prior *store.Intent) {
+	if prior == nil {
+		return
+	}
+	for _, k := range slices.Sorted(maps.Keys(prior.After)) {
+		if b, ok := doc.Before[k]; ok && (change.KeyChange{Before: b, After: doc.After[k]}).Changed() {
+			continue
+		}
+		doc.Unknown = append(doc.Unknown, k)
+		delete(doc.Before, k)
+		if doc.After == nil {
+			doc.After = map[string]*string{}
+		}
+		doc.After[k] = prior.After[k]
+	}
+	if len(doc.Unknown) > 0 {
+		doc.Changed = true
+		note := fmt.Sprintf("an earlier delivery's write (at resourceVersion %s) was not recorded: the values before this batch of %s are unknown", prior.ResourceVersion, strings.Join(doc.Unknown, ", "))
+		if doc.Reason == "" {
+			doc.Reason = note
+		} else {
+			doc.Reason += "; " + note
+		}
+	}
+}
+
+// RevertSet returns the change that restores the keys node result d
+// changed to their values before d's batch, each expecting the value that
+// batch set (so a node someone changed since is skipped, naming the key
+// and the value found). skip is not empty when d cannot be reverted
+// exactly: a key's value before the batch is unknown (store.NodeDoc.Unknown).
+func RevertSet(d store.NodeDoc) (set change.Set, skip string) {
+	if len(d.Unknown) > 0 {
+		return change.Set{}, fmt.Sprintf("the value of %s before the batch is unknown (an earlier delivery's write was not recorded)", strings.Join(d.Unknown, ", "))
+	}
+	var s change.Set
+	for _, k := range slices.Sorted(maps.Keys(d.After)) {
+		b, a := d.Before[k], d.After[k]
+		if !(change.KeyChange{Before: b, After: a}).Changed() {
+			continue
+		}
+		exp := &change.Expect{Present: a != nil}
+		if a != nil {
+			exp.Value = *a
+		}
+		if key, ok := strings.CutPrefix(k, "label:"); ok {
+			l := change.Label{Key: key, Expect: exp, Remove: b == nil}
+			if b != nil {
+				l.Value = *b
+			}
+			s.Labels = append(s.Labels, l)
+			continue
+		}
+		rest, ok := strings.CutPrefix(k, "taint:")
+		i := strings.LastIndexByte(rest, ':')
+		if !ok || i < 0 {
+			continue // "taint:KEY": a remove-all that found nothing
+		}
+		t := change.Taint{Key: rest[:i], Effect: corev1.TaintEffect(rest[i+1:]), Expect: exp, Remove: b == nil}
+		if b != nil {
+			t.Value = *b
+		}
+		s.Taints = append(s.Taints, t)
+	}
+	return s, ""
 }
 
 // already acknowledges an event whose node is counted. When the lane is
@@ -150,23 +462,33 @@ func fill(doc *store.NodeDoc, out nodepatch.Outcome) {
 
 // Fail records ev's node as failed with reason, without touching the node:
 // the dead-letter path ("delivery attempts exhausted"), so the batch still
-// finishes.
+// finishes. When an earlier delivery left an intent that may have landed,
+// the node is recorded failed with those keys unknown, not as unchanged.
 func (r *Runner) Fail(ctx context.Context, ev events.Node, reason string) (Result, error) {
-	log := r.logger().With("batch_id", ev.BatchID, "node", ev.Node, "lane", ev.Lane, "position", ev.Position)
-	b, lane, err := r.Store.BatchAndLane(ctx, ev.BatchID, ev.Attempt, ev.Lane)
-	if errors.Is(err, store.ErrNotFound) {
-		return Result{}, fmt.Errorf("fail %s: %w", ev.ID(), ErrUnknownBatch)
-	}
-	if err != nil {
-		return Result{}, fmt.Errorf("fail %s: %w: %w", ev.ID(), ErrTransient, err)
+	log := r.logger().With("batch_id", ev.BatchID, "node", ev.Node, "lane", ev.Lane, "position", ev.Position, "attempt", ev.Attempt)
+	b, lane, names, done, err := r.read(ctx, log, ev)
+	if done {
+		return Result{}, err
 	}
 	if lane.Doc.Has(ev.Position) {
 		return r.already(ctx, ev, lane, b)
+	}
+	if _, _, err := r.vouch(ctx, ev, b, names); errors.Is(err, ErrRefused) {
+		return Result{}, r.refuse(ctx, log, ev, err)
+	} else if err != nil {
+		return Result{}, fmt.Errorf("fail %s: %w: %w", ev.ID(), ErrTransient, err)
+	}
+	prior, err := r.resolve(ctx, ev, lane)
+	if err != nil {
+		return Result{}, fmt.Errorf("fail %s: %w: %w", ev.ID(), ErrTransient, err)
 	}
 	now := r.now()
 	doc := store.NodeDoc{
 		Node: ev.Node, Lane: ev.Lane, Position: ev.Position, Attempt: ev.Attempt, DryRun: ev.DryRun,
 		State: batch.NodeFailed, Reason: reason, StartedAt: now, FinishedAt: now,
+	}
+	if prior != nil {
+		unknown(&doc, batch.NodeFailed, prior, reason)
 	}
 	return r.record(ctx, log, ev, lane, doc, b)
 }
@@ -223,7 +545,7 @@ func (r *Runner) recordSlow(ctx context.Context, log *slog.Logger, ev events.Nod
 			return Result{Already: true}, nil
 		}
 		count(&lane.Doc, ev.Position, &doc, r.now())
-		err := r.Store.UpdateLane(ctx, ev.BatchID, lane)
+		err := r.Store.UpdateLane(ctx, ev.BatchID, lane, ev.Position)
 		if err == nil {
 			break
 		}
@@ -278,9 +600,7 @@ func count(l *store.LaneDoc, pos int, doc *store.NodeDoc, now time.Time) {
 		}
 	case batch.NodeFailed:
 		l.Counts.Failed++
-		if len(l.Failures) < store.MaxLaneFailures {
-			l.Failures = append(l.Failures, batch.Failure{Node: doc.Node, Reason: doc.Reason})
-		}
+		l.AddFailure(batch.Failure{Node: doc.Node, Reason: doc.Reason})
 	case batch.NodeSkipped:
 		l.Counts.Skipped++
 	case batch.NodeCancelled:

@@ -33,7 +33,14 @@ type patcher struct {
 	delay time.Duration
 }
 
-func (p *patcher) Apply(ctx context.Context, node string, s change.Set, _ *change.Observed, dryRun bool) (nodepatch.Outcome, error) {
+func (p *patcher) Apply(ctx context.Context, node string, s change.Set, seen *change.Observed, dryRun bool) (nodepatch.Outcome, error) {
+	return p.Write(ctx, node, s, seen, dryRun, nil)
+}
+
+// ResourceVersion is that of a node this fake never moves.
+func (p *patcher) ResourceVersion(context.Context, string) (string, error) { return "7", nil }
+
+func (p *patcher) Write(ctx context.Context, node string, s change.Set, _ *change.Observed, dryRun bool, before nodepatch.BeforeWrite) (nodepatch.Outcome, error) {
 	p.calls.Add(1)
 	time.Sleep(p.delay)
 	if p.err != nil {
@@ -42,7 +49,13 @@ func (p *patcher) Apply(ctx context.Context, node string, s change.Set, _ *chang
 		}
 	}
 	v := "ml"
-	return nodepatch.Outcome{Result: change.Result{Changed: true, Changes: []change.KeyChange{{Key: "label:team", After: &v}}}, ResourceVersion: "7"}, nil
+	r := change.Result{Changed: true, Changes: []change.KeyChange{{Key: "label:team", After: &v}}}
+	if before != nil {
+		if err := before(ctx, nodepatch.Plan{Node: node, ResourceVersion: "7", Result: r, DryRun: dryRun}); err != nil {
+			return nodepatch.Outcome{}, err
+		}
+	}
+	return nodepatch.Outcome{Result: r, ResourceVersion: "7"}, nil
 }
 
 // setup records a batch of nodes with c lanes and returns its events.
@@ -304,7 +317,7 @@ func TestCountNodePreconditions(t *testing.T) {
 	ctx := context.Background()
 	read := func() *store.Lane {
 		t.Helper()
-		_, l, err := st.BatchAndLane(ctx, "b1", 1, 0)
+		_, l, _, err := st.BatchAndLane(ctx, "b1", 1, 0, -1)
 		if err != nil {
 			t.Fatalf("BatchAndLane: %v", err)
 		}

@@ -92,8 +92,10 @@ func TestIntegrationLabels(t *testing.T) {
 }
 
 // TestIntegrationTaintConcurrentWriter forces the race: between the
-// patcher's GET and its PUT, another writer adds its own taint. The PUT is
-// refused with 409, the patcher reads again, and both taints survive.
+// patcher's GET and its write, another writer adds its own taint. The write
+// (a merge patch at the read resourceVersion, never a PUT of the whole
+// Node) is refused with 409, the patcher reads again, and both taints
+// survive.
 func TestIntegrationTaintConcurrentWriter(t *testing.T) {
 	env := harness.Start(t)
 	_, names := env.SeedNodes(t, 1)
@@ -103,10 +105,15 @@ func TestIntegrationTaintConcurrentWriter(t *testing.T) {
 	theirs := corev1.Taint{Key: "example.com/theirs", Value: "x", Effect: corev1.TaintEffectPreferNoSchedule}
 
 	var interfered atomic.Bool
+	var mu sync.Mutex
+	var sent []string
 	cfg := rest.CopyConfig(env.PatcherConfig)
 	cfg.Wrap(func(rt http.RoundTripper) http.RoundTripper {
 		return roundTripFunc(func(r *http.Request) (*http.Response, error) {
-			if r.Method == http.MethodPut && interfered.CompareAndSwap(false, true) {
+			mu.Lock()
+			sent = append(sent, r.Method+" "+r.Header.Get("Content-Type"))
+			mu.Unlock()
+			if r.Method == http.MethodPatch && interfered.CompareAndSwap(false, true) {
 				addTaint(t, admin, name, theirs)
 			}
 			return rt.RoundTrip(r)
@@ -127,6 +134,12 @@ func TestIntegrationTaintConcurrentWriter(t *testing.T) {
 	}
 	if n.Labels["nodebatch.dev/tainted"] != "yes" {
 		t.Errorf("label set in the same update missing: %v", n.Labels)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"GET ", "PATCH application/merge-patch+json", "GET ", "PATCH application/merge-patch+json"}
+	if diff := cmp.Diff(want, sent); diff != "" {
+		t.Errorf("requests sent (-want +got):\n%s", diff)
 	}
 }
 
@@ -421,7 +434,7 @@ func TestIntegrationSeenStale(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Apply error = %v", err)
 		}
-		if diff := cmp.Diff(map[string]int{http.MethodPatch: 1, http.MethodGet: 1, http.MethodPut: 1}, count.get()); diff != "" {
+		if diff := cmp.Diff(map[string]int{http.MethodPatch: 2, http.MethodGet: 1}, count.get()); diff != "" {
 			t.Errorf("requests sent (-want +got):\n%s", diff)
 		}
 		if out.Conflicts != 1 || !out.Changed {

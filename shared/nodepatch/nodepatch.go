@@ -1,13 +1,13 @@
 // Package nodepatch applies one node's change.Set through the Kubernetes
-// API. When the caller knows the node as it was listed (change.Observed),
-// the change is one JSON merge patch carrying that resourceVersion as a
-// precondition: one API call per node, and a 409 when the node moved since.
-// Otherwise, and after a 409, it reads first: labels as a JSON merge patch of
-// only the keys that change; taints (which the API stores as one list, so a
-// patch replaces it) as a read-modify-update with the read resourceVersion,
-// retried with a fresh read on conflict so that a taint another writer added
-// meanwhile survives. It also sorts API errors into permanent and transient
-// ones.
+// API. Every write is one JSON merge patch of only what changes (the changed
+// label keys; the whole new taint list when a taint changes, since the API
+// stores taints as one list that a patch replaces) carrying the
+// resourceVersion the change was computed against as a precondition, so a
+// taint or label another writer set meanwhile is never lost and the
+// before-values are exact. When the caller knows the node as it was listed
+// (change.Observed) that is one API call per node; otherwise, and after a
+// 409, it reads the node first and retries with a fresh read on conflict.
+// It also sorts API errors into permanent and transient ones.
 package nodepatch
 
 import (
@@ -19,6 +19,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
@@ -67,35 +68,61 @@ func (p *Patcher) maxRetries() int {
 	return p.MaxConflictRetries
 }
 
-// Apply makes s true on node, writing only if something changes.
+// Plan is one write Write is about to send: the change as computed against
+// the node at ResourceVersion, which the write carries as its precondition
+// (so the before-values in Result are exactly the node's values before the
+// write, if it lands).
+type Plan struct {
+	Node            string
+	ResourceVersion string
+	Result          change.Result
+	DryRun          bool
+}
+
+// BeforeWrite is called with every write before it is sent (again after
+// each 409, with the new plan). An error stops Write, which returns it
+// unwrapped: the per-node path records its intent here, so that what a
+// write did can be found out even if the delivery that sent it dies.
+type BeforeWrite func(ctx context.Context, p Plan) error
+
+// Apply is Write without a BeforeWrite hook.
+func (p *Patcher) Apply(ctx context.Context, node string, s change.Set, seen *change.Observed, dryRun bool) (Outcome, error) {
+	return p.Write(ctx, node, s, seen, dryRun, nil)
+}
+
+// Write makes s true on node, writing only if something changes. Every
+// write is ONE JSON merge patch (see MergePatch) carrying the
+// resourceVersion the change was computed against as a precondition: the
+// changed label keys and, when a taint changes, the whole new taint list.
+// The precondition makes the list replacement safe against another
+// writer's taint and makes the before-values exact.
 //
-// With seen (a snapshot with a resourceVersion, see change.Observed), Apply
-// first computes s against seen and, if that changes something, sends ONE
-// merge patch with seen.ResourceVersion as a precondition (see MergePatch):
-// no read. The before-values come from seen, which is exact because the
-// write only succeeds at that resourceVersion. A 409 (the node moved since
-// the snapshot) is counted in Conflicts and Apply goes on as without seen.
+// With seen (a snapshot with a resourceVersion, see change.Observed), Write
+// first computes s against seen and, if that changes something, sends the
+// patch at seen.ResourceVersion: no read. A 409 (the node moved since the
+// snapshot) is counted in Conflicts and Write goes on as without seen.
 // When seen says nothing changes or an Expect fails, the snapshot may be
-// stale, so Apply does not trust it and reads the node to decide.
+// stale, so Write does not trust it and reads the node to decide.
 //
-// Without seen, Apply reads node, computes s against it and writes only if
-// something changes. A set with labels only is sent as a merge patch of the
-// changed label keys (null removes), carrying a resourceVersion
-// precondition only when s has an Expect. A set with any taint is sent as an
-// Update of the whole node with the read resourceVersion (its label changes
-// ride along). Both retry a 409 Conflict with a fresh read up to
+// Without seen, Write reads node, computes s against it and writes only if
+// something changes, at the read resourceVersion; a 409 Conflict means
+// someone wrote in between, and Write reads again, up to
 // MaxConflictRetries times in all. With dryRun, the same write is sent as a
 // server-side dry run: validation and admission run, nothing is stored.
+// before, when not nil, is called before every write is sent.
 //
-// Apply does not validate s against protected prefixes: callers validate
+// Write does not validate s against protected prefixes: callers validate
 // a batch once, up front; the API server remains the judge of syntax and
 // answers 422 (Permanent) for what it refuses.
-func (p *Patcher) Apply(ctx context.Context, node string, s change.Set, seen *change.Observed, dryRun bool) (Outcome, error) {
+func (p *Patcher) Write(ctx context.Context, node string, s change.Set, seen *change.Observed, dryRun bool, before BeforeWrite) (Outcome, error) {
 	var out Outcome
 	if seen != nil && seen.ResourceVersion != "" {
-		done, err := p.applySeen(ctx, node, s, seen, dryRun, &out)
-		if done || err != nil {
-			return out, err
+		_, taints, r := s.Apply(seen.Labels, seen.Taints)
+		if !r.Skipped && r.Changed {
+			done, err := p.send(ctx, node, r, taints, seen.ResourceVersion, dryRun, before, &out)
+			if done || err != nil {
+				return out, err
+			}
 		}
 	}
 	nodes := p.Client.CoreV1().Nodes()
@@ -104,48 +131,43 @@ func (p *Patcher) Apply(ctx context.Context, node string, s change.Set, seen *ch
 		if err != nil {
 			return out, fmt.Errorf("get node %q: %w", node, err)
 		}
-		labels, taints, r := s.Apply(n.Labels, n.Spec.Taints)
+		_, taints, r := s.Apply(n.Labels, n.Spec.Taints)
 		out.Result, out.ResourceVersion = r, n.ResourceVersion
 		if r.Skipped || !r.Changed {
 			return out, nil
 		}
-		var written *corev1.Node
-		if len(s.Taints) == 0 {
-			written, err = p.patchLabels(ctx, n, s, r, dryRun)
-		} else {
-			written, err = p.update(ctx, n, labels, taints, dryRun)
-		}
-		if apierrors.IsConflict(err) {
-			out.Conflicts++
-			if out.Conflicts <= p.maxRetries() {
-				continue
-			}
-		}
-		if err != nil {
+		done, err := p.send(ctx, node, r, taints, n.ResourceVersion, dryRun, before, &out)
+		if done || err != nil {
 			return out, err
 		}
-		out.ResourceVersion = written.ResourceVersion
-		return out, nil
+		if out.Conflicts > p.maxRetries() {
+			return out, fmt.Errorf("patch node %q: %w", node, errConflicts(node, out.Conflicts))
+		}
 	}
 }
 
-// applySeen is the one-call path: the write computed from seen, sent with
-// seen's resourceVersion as a precondition. It reports whether it is done;
-// it is not when seen says there is nothing to write (or an Expect fails)
-// or the API server answers 409, and then the caller reads the node.
-func (p *Patcher) applySeen(ctx context.Context, node string, s change.Set, seen *change.Observed, dryRun bool, out *Outcome) (bool, error) {
-	_, taints, r := s.Apply(seen.Labels, seen.Taints)
-	if r.Skipped || !r.Changed {
-		return false, nil
-	}
+// errConflicts is the error of a node that kept moving under our writes.
+func errConflicts(node string, n int) error {
+	return apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, node, fmt.Errorf("still modified after %d conflicts", n))
+}
+
+// send writes r (taints: the node's whole new taint list) at rv. It
+// reports whether it is done; it is not after a 409 (counted in
+// out.Conflicts), when the caller reads the node again.
+func (p *Patcher) send(ctx context.Context, node string, r change.Result, taints []corev1.Taint, rv string, dryRun bool, before BeforeWrite, out *Outcome) (bool, error) {
 	if !taintsChange(r) {
 		taints = nil // MergePatch: nil leaves spec.taints alone
 	} else if taints == nil {
 		taints = []corev1.Taint{} // not nil: write the (empty) list
 	}
-	body, err := MergePatch(r, taints, seen.ResourceVersion)
+	body, err := MergePatch(r, taints, rv)
 	if err != nil {
 		return true, err
+	}
+	if before != nil {
+		if err := before(ctx, Plan{Node: node, ResourceVersion: rv, Result: r, DryRun: dryRun}); err != nil {
+			return true, err
+		}
 	}
 	written, err := p.Client.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, body, metav1.PatchOptions{
 		FieldManager: p.fieldManager(),
@@ -156,10 +178,21 @@ func (p *Patcher) applySeen(ctx context.Context, node string, s change.Set, seen
 		return false, nil
 	}
 	if err != nil {
-		return true, fmt.Errorf("patch node %q at resourceVersion %s: %w", node, seen.ResourceVersion, err)
+		return true, fmt.Errorf("patch node %q at resourceVersion %s: %w", node, rv, err)
 	}
 	out.Result, out.ResourceVersion = r, written.ResourceVersion
 	return true, nil
+}
+
+// ResourceVersion reads node's current resourceVersion: what the per-node
+// path compares with a recorded intent to learn whether that write can
+// have landed.
+func (p *Patcher) ResourceVersion(ctx context.Context, node string) (string, error) {
+	n, err := p.Client.CoreV1().Nodes().Get(ctx, node, metav1.GetOptions{})
+	if err != nil {
+		return "", fmt.Errorf("get node %q: %w", node, err)
+	}
+	return n.ResourceVersion, nil
 }
 
 // taintsChange reports whether r changes any taint.
@@ -219,53 +252,6 @@ func MergePatch(r change.Result, taints []corev1.Taint, rv string) ([]byte, erro
 		return nil, fmt.Errorf("encode merge patch: %w", err)
 	}
 	return b, nil
-}
-
-func (p *Patcher) patchLabels(ctx context.Context, n *corev1.Node, s change.Set, r change.Result, dryRun bool) (*corev1.Node, error) {
-	rv := ""
-	if hasExpect(s) {
-		rv = n.ResourceVersion
-	}
-	body, err := MergePatch(r, nil, rv)
-	if err != nil {
-		return nil, err
-	}
-	out, err := p.Client.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, body, metav1.PatchOptions{
-		FieldManager: p.fieldManager(),
-		DryRun:       dryRunOpt(dryRun),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("patch labels of node %q: %w", n.Name, err)
-	}
-	return out, nil
-}
-
-func (p *Patcher) update(ctx context.Context, n *corev1.Node, labels map[string]string, taints []corev1.Taint, dryRun bool) (*corev1.Node, error) {
-	n = n.DeepCopy()
-	n.Labels = labels
-	n.Spec.Taints = taints
-	out, err := p.Client.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{
-		FieldManager: p.fieldManager(),
-		DryRun:       dryRunOpt(dryRun),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("update node %q at resourceVersion %s: %w", n.Name, n.ResourceVersion, err)
-	}
-	return out, nil
-}
-
-func hasExpect(s change.Set) bool {
-	for _, l := range s.Labels {
-		if l.Expect != nil {
-			return true
-		}
-	}
-	for _, t := range s.Taints {
-		if t.Expect != nil {
-			return true
-		}
-	}
-	return false
 }
 
 func dryRunOpt(dryRun bool) []string {

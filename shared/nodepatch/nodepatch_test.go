@@ -33,8 +33,6 @@ func newNode() *corev1.Node {
 type wantAction struct {
 	verb         string
 	patch        string // exact merge patch bytes, for "patch"
-	taints       []corev1.Taint
-	rv           string // resourceVersion of the object sent, for "update"
 	dryRun       bool
 	fieldManager string
 }
@@ -61,15 +59,6 @@ func checkActions(t *testing.T, want []wantAction, got []k8stesting.Action) {
 				t.Errorf("request %d patch = %s, want %s", i, a.Patch, w.patch)
 			}
 			opts, fm = a.PatchOptions.DryRun, a.PatchOptions.FieldManager
-		case k8stesting.UpdateActionImpl:
-			n := a.Object.(*corev1.Node)
-			if diff := cmp.Diff(w.taints, n.Spec.Taints); diff != "" {
-				t.Errorf("request %d taints mismatch (-want +got):\n%s", i, diff)
-			}
-			if n.ResourceVersion != w.rv {
-				t.Errorf("request %d resourceVersion = %q, want %q", i, n.ResourceVersion, w.rv)
-			}
-			opts, fm = a.UpdateOptions.DryRun, a.UpdateOptions.FieldManager
 		default:
 			continue
 		}
@@ -85,7 +74,6 @@ func checkActions(t *testing.T, want []wantAction, got []k8stesting.Action) {
 func TestApplyRequests(t *testing.T) {
 	t.Parallel()
 	ns := corev1.TaintEffectNoSchedule
-	gpu := corev1.Taint{Key: "gpu", Value: "true", Effect: ns}
 	tests := []struct {
 		name    string
 		set     change.Set
@@ -95,9 +83,9 @@ func TestApplyRequests(t *testing.T) {
 		skipped bool
 	}{
 		{
-			name:    "labels: merge patch of changed keys only",
+			name:    "labels: merge patch of changed keys only, at the read resourceVersion",
 			set:     change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}, {Key: "zone", Remove: true}, {Key: "pool", Value: ""}, {Key: "gone", Remove: true}, {Key: "zz", Value: "same"}}},
-			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"pool":"","team":"ml","zone":null,"zz":"same"}}}`}},
+			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"pool":"","team":"ml","zone":null,"zz":"same"},"resourceVersion":"7"}}`}},
 			changed: true,
 		},
 		{
@@ -121,20 +109,20 @@ func TestApplyRequests(t *testing.T) {
 			name:    "labels dry run",
 			set:     change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}}},
 			dryRun:  true,
-			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", dryRun: true, patch: `{"metadata":{"labels":{"team":"ml"}}}`}},
+			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", dryRun: true, patch: `{"metadata":{"labels":{"team":"ml"},"resourceVersion":"7"}}`}},
 			changed: true,
 		},
 		{
-			name:    "taints: update with read resourceVersion",
+			name:    "taints: merge patch of the whole new list at the read resourceVersion",
 			set:     change.Set{Taints: []change.Taint{{Key: "spot", Effect: ns}}},
-			want:    []wantAction{{verb: "get"}, {verb: "update", fieldManager: "nodebatch", rv: "7", taints: []corev1.Taint{gpu, {Key: "spot", Effect: ns}}}},
+			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"resourceVersion":"7"},"spec":{"taints":[{"key":"gpu","value":"true","effect":"NoSchedule"},{"key":"spot","effect":"NoSchedule"}]}}`}},
 			changed: true,
 		},
 		{
 			name:    "taints dry run",
 			set:     change.Set{Taints: []change.Taint{{Key: "gpu", Remove: true}}},
 			dryRun:  true,
-			want:    []wantAction{{verb: "get"}, {verb: "update", fieldManager: "nodebatch", rv: "7", dryRun: true, taints: []corev1.Taint{}}},
+			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", dryRun: true, patch: `{"metadata":{"resourceVersion":"7"},"spec":{"taints":null}}`}},
 			changed: true,
 		},
 		{
@@ -169,7 +157,7 @@ func TestApplyConflictRetry(t *testing.T) {
 	client := fake.NewClientset(newNode())
 	other := corev1.Taint{Key: "other", Value: "x", Effect: corev1.TaintEffectNoExecute}
 	conflicts := 0
-	client.PrependReactor("update", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+	client.PrependReactor("patch", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
 		if conflicts > 0 {
 			return false, nil, nil
 		}
@@ -199,9 +187,9 @@ func TestApplyConflictRetry(t *testing.T) {
 	spot := corev1.Taint{Key: "spot", Effect: ns}
 	checkActions(t, []wantAction{
 		{verb: "get"},
-		{verb: "update", fieldManager: "test", rv: "7", taints: []corev1.Taint{gpu, spot}},
+		{verb: "patch", fieldManager: "test", patch: `{"metadata":{"resourceVersion":"7"},"spec":{"taints":[{"key":"gpu","value":"true","effect":"NoSchedule"},{"key":"spot","effect":"NoSchedule"}]}}`},
 		{verb: "get"},
-		{verb: "update", fieldManager: "test", rv: "8", taints: []corev1.Taint{gpu, other, spot}},
+		{verb: "patch", fieldManager: "test", patch: `{"metadata":{"resourceVersion":"8"},"spec":{"taints":[{"key":"gpu","value":"true","effect":"NoSchedule"},{"key":"other","value":"x","effect":"NoExecute"},{"key":"spot","effect":"NoSchedule"}]}}`},
 	}, client.Actions())
 	n, err := client.CoreV1().Nodes().Get(context.Background(), "node-0001", metav1.GetOptions{})
 	if err != nil {
@@ -333,7 +321,7 @@ func TestApplySeen(t *testing.T) {
 			name:    "stale snapshot says nothing changes: read, node differs, write",
 			set:     change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}}},
 			seen:    &change.Observed{ResourceVersion: "5", Labels: map[string]string{"team": "ml"}},
-			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":"ml"}}}`}},
+			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":"ml"},"resourceVersion":"7"}}`}},
 			changed: true,
 			before:  map[string]*string{"label:team": ptr("web")},
 		},
@@ -364,7 +352,7 @@ func TestApplySeen(t *testing.T) {
 			name:    "snapshot without resourceVersion: today's path",
 			set:     labels,
 			seen:    &change.Observed{Labels: map[string]string{"team": "web", "zone": "a"}},
-			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":"ml","zone":null}}}`}},
+			want:    []wantAction{{verb: "get"}, {verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":"ml","zone":null},"resourceVersion":"7"}}`}},
 			changed: true,
 			before:  map[string]*string{"label:team": ptr("web"), "label:zone": ptr("a")},
 		},
@@ -429,9 +417,7 @@ func ptr(s string) *string { return &s }
 func TestApplySeenConflict(t *testing.T) {
 	t.Parallel()
 	ns := corev1.TaintEffectNoSchedule
-	gpu := corev1.Taint{Key: "gpu", Value: "true", Effect: ns}
 	other := corev1.Taint{Key: "other", Value: "x", Effect: ns}
-	spot := corev1.Taint{Key: "spot", Effect: ns}
 	tests := []struct {
 		name string
 		set  change.Set
@@ -443,16 +429,16 @@ func TestApplySeenConflict(t *testing.T) {
 			want: []wantAction{
 				{verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":"ml"},"resourceVersion":"7"}}`},
 				{verb: "get"},
-				{verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":"ml"}}}`},
+				{verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"labels":{"team":"ml"},"resourceVersion":"8"}}`},
 			},
 		},
 		{
-			name: "taints: 409, then get + update keeping the other writer's taint",
+			name: "taints: 409, then get + patch at the new resourceVersion keeping the other writer's taint",
 			set:  change.Set{Taints: []change.Taint{{Key: "spot", Effect: ns}}},
 			want: []wantAction{
 				{verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"resourceVersion":"7"},"spec":{"taints":[{"key":"gpu","value":"true","effect":"NoSchedule"},{"key":"spot","effect":"NoSchedule"}]}}`},
 				{verb: "get"},
-				{verb: "update", fieldManager: "nodebatch", rv: "8", taints: []corev1.Taint{gpu, other, spot}},
+				{verb: "patch", fieldManager: "nodebatch", patch: `{"metadata":{"resourceVersion":"8"},"spec":{"taints":[{"key":"gpu","value":"true","effect":"NoSchedule"},{"key":"other","value":"x","effect":"NoSchedule"},{"key":"spot","effect":"NoSchedule"}]}}`},
 			},
 		},
 	}
@@ -517,4 +503,52 @@ func TestApplySeenErrors(t *testing.T) {
 	if out.Conflicts != 3 {
 		t.Errorf("Conflicts = %d, want 3 (the snapshot's write, then 2 retries: the limit is shared)", out.Conflicts)
 	}
+}
+
+// TestWriteBeforeHook: the hook sees each write's plan (the resourceVersion
+// it is conditional on and the exact before-values) before it is sent, again
+// after a 409; an error from it stops the write and is returned as is.
+func TestWriteBeforeHook(t *testing.T) {
+	t.Parallel()
+	set := change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}}}
+	client := fake.NewClientset(newNode())
+	conflicted := false
+	client.PrependReactor("patch", "nodes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicted {
+			return false, nil, nil
+		}
+		conflicted = true
+		n := newNode()
+		n.ResourceVersion = "8"
+		n.Labels["team"] = "db"
+		if err := client.Tracker().Update(nodesGVR, n, ""); err != nil {
+			return true, nil, err
+		}
+		return true, nil, apierrors.NewConflict(schema.GroupResource{Resource: "nodes"}, "node-0001", errors.New("modified"))
+	})
+	var plans []Plan
+	p := &Patcher{Client: client}
+	if _, err := p.Write(context.Background(), "node-0001", set, seenOf(set), false, func(_ context.Context, pl Plan) error {
+		plans = append(plans, pl)
+		return nil
+	}); err != nil {
+		t.Fatalf("Write error = %v", err)
+	}
+	ml := ptr("ml")
+	want := []Plan{
+		{Node: "node-0001", ResourceVersion: "7", Result: change.Result{Changed: true, Changes: []change.KeyChange{{Key: "label:team", Before: ptr("web"), After: ml}}}},
+		{Node: "node-0001", ResourceVersion: "8", Result: change.Result{Changed: true, Changes: []change.KeyChange{{Key: "label:team", Before: ptr("db"), After: ml}}}},
+	}
+	if diff := cmp.Diff(want, plans); diff != "" {
+		t.Errorf("plans mismatch (-want +got):\n%s", diff)
+	}
+
+	stop := errors.New("stop")
+	client = fake.NewClientset(newNode())
+	client.ClearActions()
+	p = &Patcher{Client: client}
+	if _, err := p.Write(context.Background(), "node-0001", set, seenOf(set), false, func(context.Context, Plan) error { return stop }); err != stop {
+		t.Errorf("Write with a failing hook: error %v, want the hook's error as is", err)
+	}
+	checkActions(t, nil, client.Actions())
 }

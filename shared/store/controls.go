@@ -69,13 +69,15 @@ type Attempt struct {
 	Total     int          // nodes in the new attempt
 	Adjust    batch.Counts // the earlier results the new attempt re-runs
 	StartedAt time.Time
+	Names     []string // the new attempt's nodes in event order (stored as names documents)
 }
 
 // StartAttempt moves final batch id to a new attempt, atomically with the
 // creation of its lane documents: state running, attempt/lanes/attempt_total
 // of a, adjust increased by a.Adjust (so counts stay exact: the re-run nodes'
 // earlier results are taken out of the sum of all lanes), cancel and reason
-// cleared. It refuses with ErrNotFinal while the batch runs and ErrMoved
+// cleared; then a.Names is stored as the attempt's names documents. It
+// refuses with ErrNotFinal while the batch runs and ErrMoved
 // when the batch is no longer at attempt a.Number-1.
 func (s *Store) StartAttempt(ctx context.Context, id string, a Attempt, lanes []LaneDoc) (*BatchDoc, error) {
 	if len(lanes) > 490 {
@@ -127,6 +129,17 @@ func (s *Store) StartAttempt(ctx context.Context, id string, a Attempt, lanes []
 	if err != nil {
 		return nil, fmt.Errorf("start attempt %d of %s: %w", a.Number, id, err)
 	}
+	// Only the retry that won the transaction writes the attempt's names
+	// (two racing retries may list different nodes), before its events are
+	// published. If that fails, the attempt can never run: fail the batch.
+	if len(a.Names) > 0 {
+		if err := s.WriteNames(ctx, id, a.Number, a.Names); err != nil {
+			if ferr := s.Fail(context.WithoutCancel(ctx), id, "recording the retry's node names failed: "+err.Error(), a.StartedAt); ferr != nil {
+				err = errors.Join(err, ferr)
+			}
+			return nil, fmt.Errorf("start attempt %d of %s: %w", a.Number, id, err)
+		}
+	}
 	return out, nil
 }
 
@@ -137,6 +150,9 @@ func (s *Store) StartAttempt(ctx context.Context, id string, a Attempt, lanes []
 func (s *Store) CreateRevert(ctx context.Context, b *BatchDoc, lanes []LaneDoc) (string, error) {
 	if len(lanes) > 490 {
 		return "", fmt.Errorf("create revert %s: %d lanes exceed one commit", b.ID, len(lanes))
+	}
+	if err := s.prepareNames(ctx, b, 1); err != nil {
+		return "", fmt.Errorf("create revert %s of %s: %w", b.ID, b.Reverts, err)
 	}
 	src := s.client.Doc(BatchPath(b.Reverts))
 	ref := s.client.Doc(BatchPath(b.ID))

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nodebatch/nodebatch/shared/batch"
 )
@@ -21,11 +22,69 @@ const (
 	LanesCollection       = "lanes"       // batches/{batch_id}/lanes/{lane_id}
 	NodesCollection       = "nodes"       // batches/{batch_id}/nodes/{node}
 	IdempotencyCollection = "idempotency" // idempotency/{IdempotencyID(owner, key)}
+	NamesCollection       = "names"       // batches/{batch_id}/names/a{attempt}-c{chunk}
 )
+
+// NamesPerChunk is how many node names one names document holds: at most
+// 100 × 253 bytes (25 KB), so the per-node read of its chunk stays small
+// and any batch fits, whatever NODEBATCH_MAX_NODES allows.
+const NamesPerChunk = 100
+
+// MaxListedNodes bounds BatchDoc.Nodes as stored: an explicit list longer
+// than this is kept only in the names documents (10,000 names of 253
+// bytes would not fit in one 1 MiB document).
+const MaxListedNodes = 1000
+
+// NamesID is the id of chunk of attempt's node names: "a{attempt}-c{chunk}".
+func NamesID(attempt, chunk int) string { return fmt.Sprintf("a%d-c%d", attempt, chunk) }
+
+// NamesPath is the document path of a chunk of an attempt's node names.
+func NamesPath(batchID string, attempt, chunk int) string {
+	return BatchPath(batchID) + "/" + NamesCollection + "/" + NamesID(attempt, chunk)
+}
+
+// NamesDoc is batches/{batch_id}/names/a{attempt}-c{chunk}: the names of
+// nodes chunk×NamesPerChunk … of the attempt, in event order (node i is at
+// lane i mod lanes, position i div lanes). Written once, before the
+// attempt's events are published; the per-node path reads the chunk of its
+// node in the same round trip as the batch and lane, to check that the
+// event names the node the batch has at its position.
+type NamesDoc struct {
+	Attempt int      `firestore:"attempt"`
+	Chunk   int      `firestore:"chunk"`
+	Names   []string `firestore:"names"`
+}
+
+// NameIndex is the index of the node at lane, position of an attempt with
+// lanes lanes in its names list.
+func NameIndex(lanes, lane, position int) int { return position*lanes + lane }
 
 // MaxLaneFailures bounds LaneDoc.Failures so a lane document stays small;
 // every failure is still on its node document.
 const MaxLaneFailures = 100
+
+// Bounds that keep every document of a batch under Firestore's 1 MiB at
+// the largest batch the settings allow (tested against the emulator, which
+// enforces the limit): MaxReason bounds a node's and a lane failure's
+// reason (an API error message can be long), MaxHistory the earlier
+// attempts a node result keeps (each can hold 100 keys' before and after).
+const (
+	MaxReason  = 2000
+	MaxHistory = 5
+)
+
+// Clip shortens reason to MaxReason bytes (on a rune boundary), marking the
+// cut.
+func Clip(reason string) string {
+	if len(reason) <= MaxReason {
+		return reason
+	}
+	cut := MaxReason
+	for cut > 0 && !utf8.RuneStart(reason[cut]) {
+		cut--
+	}
+	return reason[:cut] + "…"
+}
 
 // BatchPath is the document path of a batch, relative to the database root.
 func BatchPath(batchID string) string { return BatchesCollection + "/" + batchID }
@@ -101,6 +160,19 @@ type BatchDoc struct {
 	AttemptStartedAt time.Time `firestore:"attempt_started_at" json:"attempt_started_at,omitzero"`
 	Reverts          string    `firestore:"reverts" json:"reverts,omitempty"`         // the batch this one reverts
 	RevertedBy       string    `firestore:"reverted_by" json:"reverted_by,omitempty"` // the revert batch of this one
+	// Refused counts events refused because they do not match this batch
+	// (see Refusal); LastRefusal is the latest. Written only for such
+	// events, never on the normal per-node path.
+	Refused     int      `firestore:"refused" json:"refused,omitempty"`
+	LastRefusal *Refusal `firestore:"last_refusal" json:"last_refusal,omitempty"`
+	// Named is true when every attempt's node names are stored in the
+	// names documents (batches created since they exist): the per-node
+	// path then refuses an event whose node is not the one at its
+	// position.
+	Named bool `firestore:"named" json:"-"`
+	// Names is the current attempt's node names in event order, for the
+	// writer to store as names documents; never stored in this document.
+	Names []string `firestore:"-" json:"-"`
 }
 
 // LaneDoc is batches/{batch_id}/lanes/a{attempt}-l{lane}. Its only writer is
@@ -131,6 +203,50 @@ type LaneDoc struct {
 	// lane asks whether any lane of the attempt is still open before it
 	// reads them all (Store.LaneOpen).
 	Done bool `firestore:"done" json:"-"`
+	// Pending holds the intent of every write sent (or about to be sent)
+	// for a node of the lane whose result is not counted yet, keyed by
+	// the node's position (decimal). Written before the write, removed by
+	// the commit that counts the node: what a redelivery, the dead-letter
+	// path and a cancel's settle read to learn what an earlier delivery
+	// may have done (docs/design.md "Pipeline", recording protocol). At
+	// most one entry per delivery in flight: the map stays tiny.
+	Pending map[string]Intent `firestore:"pending" json:"-"`
+}
+
+// Intent is a write the per-node path is about to send: the node, the
+// attempt, the resourceVersion the write is conditional on and the values
+// before and after of every key it changes. Because the write only lands at
+// that resourceVersion, a node still at it proves the write did not land.
+type Intent struct {
+	Node            string             `firestore:"node"`
+	Attempt         int                `firestore:"attempt"`
+	ResourceVersion string             `firestore:"resource_version"`
+	Before          map[string]*string `firestore:"before"`
+	After           map[string]*string `firestore:"after"`
+	DryRun          bool               `firestore:"dry_run"`
+	At              time.Time          `firestore:"at"`
+}
+
+// PositionKey is the key of position pos in LaneDoc.Pending.
+func PositionKey(pos int) string { return strconv.Itoa(pos) }
+
+// PendingAt returns the intent recorded for position pos of the lane, if
+// any, for node.
+func (l *LaneDoc) PendingAt(pos int, node string) *Intent {
+	in, ok := l.Pending[PositionKey(pos)]
+	if !ok || in.Node != node {
+		return nil
+	}
+	return &in
+}
+
+// AddFailure remembers f among the lane's failures (at most
+// MaxLaneFailures, reasons clipped).
+func (l *LaneDoc) AddFailure(f batch.Failure) {
+	if len(l.Failures) < MaxLaneFailures {
+		f.Reason = Clip(f.Reason)
+		l.Failures = append(l.Failures, f)
+	}
 }
 
 // AddLatency counts one node latency of ms milliseconds.
@@ -195,6 +311,13 @@ type NodeDoc struct {
 	ResourceVersion string             `firestore:"resource_version" json:"resource_version,omitempty"`
 	Conflicts       int                `firestore:"conflicts" json:"conflicts,omitempty"`
 	DryRun          bool               `firestore:"dry_run" json:"dry_run,omitempty"`
+	// Unknown lists the keys (as in Before) whose value before this
+	// batch's write is unknown: an earlier delivery sent a write and its
+	// result was lost, and the node has moved since, so whether that write
+	// landed cannot be proven. Their Before is absent; revert skips the
+	// node with a reason instead of restoring a guess. Changed is true
+	// when any key is unknown (the batch may have changed the node).
+	Unknown []string `firestore:"unknown" json:"unknown,omitempty"`
 	// History keeps the results of earlier attempts (oldest first) when a
 	// retry re-ran the node.
 	History []PriorResult `firestore:"history" json:"history,omitempty"`
@@ -208,7 +331,17 @@ type PriorResult struct {
 	Changed    bool               `firestore:"changed" json:"changed"`
 	Before     map[string]*string `firestore:"before" json:"before,omitempty"`
 	After      map[string]*string `firestore:"after" json:"after,omitempty"`
+	Unknown    []string           `firestore:"unknown" json:"unknown,omitempty"`
 	FinishedAt time.Time          `firestore:"finished_at" json:"finished_at"`
+}
+
+// Refusal is an event the patch path refused because it does not match
+// its batch (attempt, lane, position, node or change set): nothing was
+// changed or counted for it.
+type Refusal struct {
+	EventID string    `firestore:"event_id" json:"event_id"`
+	Reason  string    `firestore:"reason" json:"reason"`
+	At      time.Time `firestore:"at" json:"at"`
 }
 
 // IdempotencyDoc is idempotency/{IdempotencyID(owner, key)}: created once

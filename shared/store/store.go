@@ -70,9 +70,16 @@ func idempotencyInput(owner, key string) string {
 // Create writes a new batch, its lane documents and (when b.IdempotencyKey is
 // set) its idempotency key, atomically: either all exist afterwards or none
 // does. It returns ErrExists when the key or batch id is taken.
+//
+// When b.Names is set, the names documents of attempt 1 are written first
+// (they are inert until the batch exists) and b is marked Named; an explicit
+// list longer than MaxListedNodes is kept only there.
 func (s *Store) Create(ctx context.Context, b *BatchDoc, lanes []LaneDoc) error {
 	if len(lanes) > 490 {
 		return fmt.Errorf("create batch %s: %d lanes exceed one commit", b.ID, len(lanes))
+	}
+	if err := s.prepareNames(ctx, b, 1); err != nil {
+		return fmt.Errorf("create batch %s: %w", b.ID, err)
 	}
 	batchRef := s.client.Doc(BatchPath(b.ID))
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
@@ -99,6 +106,40 @@ func (s *Store) Create(ctx context.Context, b *BatchDoc, lanes []LaneDoc) error 
 	}
 	if err != nil {
 		return fmt.Errorf("create batch %s: %w", b.ID, err)
+	}
+	return nil
+}
+
+// prepareNames writes b.Names as attempt's names documents, marks b Named,
+// and drops an explicit list too long to store in the batch document.
+func (s *Store) prepareNames(ctx context.Context, b *BatchDoc, attempt int) error {
+	if len(b.Nodes) > MaxListedNodes {
+		b.Nodes = nil
+	}
+	if len(b.Names) == 0 {
+		return nil
+	}
+	if err := s.WriteNames(ctx, b.ID, attempt, b.Names); err != nil {
+		return err
+	}
+	b.Named = true
+	return nil
+}
+
+// WriteNames stores names (in event order) as attempt's names documents of
+// batch id, in commits of at most 400 documents.
+func (s *Store) WriteNames(ctx context.Context, id string, attempt int, names []string) error {
+	const perCommit = 400
+	chunks := (len(names) + NamesPerChunk - 1) / NamesPerChunk
+	for first := 0; first < chunks; first += perCommit {
+		wb := s.client.Batch()
+		for c := first; c < min(chunks, first+perCommit); c++ {
+			part := names[c*NamesPerChunk : min(len(names), (c+1)*NamesPerChunk)]
+			wb.Set(s.client.Doc(NamesPath(id, attempt, c)), NamesDoc{Attempt: attempt, Chunk: c, Names: part})
+		}
+		if _, err := wb.Commit(ctx); err != nil {
+			return fmt.Errorf("write node names of %s attempt %d: %w", id, attempt, err)
+		}
 	}
 	return nil
 }
@@ -196,14 +237,15 @@ func (s *Store) Lane(ctx context.Context, batchID string, attempt, lane int) (*L
 	return l, nil
 }
 
-// UpdateLane writes l.Doc's progress fields if the lane is unchanged since it
+// UpdateLane writes l.Doc's progress fields, having counted position pos
+// (whose pending intent it removes), if the lane is unchanged since it
 // was read; otherwise it returns ErrLaneMoved. One writer holds a lane at a
 // time (its ordering key), so the precondition only fails when a dead-letter
 // record or a duplicate delivery raced with it.
-func (s *Store) UpdateLane(ctx context.Context, batchID string, l *Lane) error {
+func (s *Store) UpdateLane(ctx context.Context, batchID string, l *Lane, pos int) error {
 	d := &l.Doc
 	ref := s.client.Doc(LanePath(batchID, d.Attempt, d.Lane))
-	wr, err := ref.Update(ctx, laneProgress(d), firestore.LastUpdateTime(l.UpdateTime))
+	wr, err := ref.Update(ctx, laneProgress(d, pos), firestore.LastUpdateTime(l.UpdateTime))
 	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.Aborted {
 		return fmt.Errorf("update lane %s/%s: %w", batchID, LaneID(d.Attempt, d.Lane), ErrLaneMoved)
 	}
@@ -214,9 +256,13 @@ func (s *Store) UpdateLane(ctx context.Context, batchID string, l *Lane) error {
 	return nil
 }
 
-// laneProgress is the part of a lane document the per-node path writes.
-func laneProgress(d *LaneDoc) []firestore.Update {
+// laneProgress is the part of a lane document the per-node path writes
+// when it counts position pos: the progress fields, and the removal of
+// pos's pending intent (the count resolves it).
+func laneProgress(d *LaneDoc, pos int) []firestore.Update {
+	delete(d.Pending, PositionKey(pos))
 	return []firestore.Update{
+		{FieldPath: firestore.FieldPath{"pending", PositionKey(pos)}, Value: firestore.Delete},
 		{Path: "done_bits", Value: d.DoneBits},
 		{Path: "counts", Value: d.Counts},
 		{Path: "current_node", Value: d.CurrentNode},
@@ -243,29 +289,44 @@ func (s *Store) LaneOpen(ctx context.Context, batchID string, attempt int) (bool
 	return len(snaps) > 0, nil
 }
 
-// BatchAndLane reads a batch document and one of its lanes in one round
+// BatchAndLane reads a batch document, one of its lanes and the names
+// document holding node index of the attempt (index < 0: none) in one round
 // trip: what the per-node path needs before it touches a node (the lane's
-// bitset, the batch's cancel and state). ErrNotFound when either is missing.
-func (s *Store) BatchAndLane(ctx context.Context, batchID string, attempt, lane int) (*BatchDoc, *Lane, error) {
-	snaps, err := s.client.GetAll(ctx, []*firestore.DocumentRef{
+// bitset, the batch's cancel and state, the node the batch has at the
+// event's position). ErrNotFound when the batch or the lane is missing;
+// names is nil when its document is.
+func (s *Store) BatchAndLane(ctx context.Context, batchID string, attempt, lane, index int) (*BatchDoc, *Lane, []string, error) {
+	refs := []*firestore.DocumentRef{
 		s.client.Doc(BatchPath(batchID)),
 		s.client.Doc(LanePath(batchID, attempt, lane)),
-	})
+	}
+	if index >= 0 {
+		refs = append(refs, s.client.Doc(NamesPath(batchID, attempt, index/NamesPerChunk)))
+	}
+	snaps, err := s.client.GetAll(ctx, refs)
 	if err != nil {
-		return nil, nil, fmt.Errorf("get batch %s and lane %s: %w", batchID, LaneID(attempt, lane), err)
+		return nil, nil, nil, fmt.Errorf("get batch %s and lane %s: %w", batchID, LaneID(attempt, lane), err)
 	}
 	if !snaps[0].Exists() || !snaps[1].Exists() {
-		return nil, nil, fmt.Errorf("get batch %s and lane %s: %w", batchID, LaneID(attempt, lane), ErrNotFound)
+		return nil, nil, nil, fmt.Errorf("get batch %s and lane %s: %w", batchID, LaneID(attempt, lane), ErrNotFound)
 	}
 	var b BatchDoc
 	if err := snaps[0].DataTo(&b); err != nil {
-		return nil, nil, fmt.Errorf("decode batch %s: %w", batchID, err)
+		return nil, nil, nil, fmt.Errorf("decode batch %s: %w", batchID, err)
 	}
 	l := &Lane{UpdateTime: snaps[1].UpdateTime}
 	if err := snaps[1].DataTo(&l.Doc); err != nil {
-		return nil, nil, fmt.Errorf("decode lane %s/%s: %w", batchID, LaneID(attempt, lane), err)
+		return nil, nil, nil, fmt.Errorf("decode lane %s/%s: %w", batchID, LaneID(attempt, lane), err)
 	}
-	return &b, l, nil
+	var names []string
+	if len(snaps) > 2 && snaps[2].Exists() {
+		var nd NamesDoc
+		if err := snaps[2].DataTo(&nd); err != nil {
+			return nil, nil, nil, fmt.Errorf("decode node names of %s: %w", batchID, err)
+		}
+		names = nd.Names
+	}
+	return &b, l, names, nil
 }
 
 // CountNode records node result n and the lane progress l.Doc (which already
@@ -277,13 +338,14 @@ func (s *Store) BatchAndLane(ctx context.Context, batchID string, attempt, lane 
 // The common case of the per-node path: one round trip for both writes.
 func (s *Store) CountNode(ctx context.Context, batchID string, n *NodeDoc, l *Lane) error {
 	d := &l.Doc
+	n.Reason = Clip(n.Reason)
 	laneRef := s.client.Doc(LanePath(batchID, d.Attempt, d.Lane))
 	// WriteBatch is deprecated in favour of transactions, but a transaction
 	// costs a BeginTransaction round trip more, and nothing here is read:
 	// the preconditions (create, last update time) make the commit safe.
 	wb := s.client.Batch()
 	wb.Create(s.client.Doc(NodePath(batchID, n.Node)), n)
-	wb.Update(laneRef, laneProgress(d), firestore.LastUpdateTime(l.UpdateTime))
+	wb.Update(laneRef, laneProgress(d, n.Position), firestore.LastUpdateTime(l.UpdateTime))
 	res, err := wb.Commit(ctx)
 	switch status.Code(err) {
 	case codes.OK:
@@ -297,6 +359,52 @@ func (s *Store) CountNode(ctx context.Context, batchID string, n *NodeDoc, l *La
 	l.UpdateTime = res[1].UpdateTime
 	return nil
 }
+
+// WriteIntent records in on lane l (at position pos) before its write is
+// sent, if the lane is unchanged since it was read (else ErrLaneMoved:
+// re-read the batch and the lane, and decide again). The precondition is
+// what makes a cancel's settle exact: a call that read the batch before the
+// cancel and the lane before the lane moved on cannot record an intent, and
+// so cannot send a write, after the settle saw the lane move.
+func (s *Store) WriteIntent(ctx context.Context, batchID string, l *Lane, pos int, in Intent) error {
+	d := &l.Doc
+	ref := s.client.Doc(LanePath(batchID, d.Attempt, d.Lane))
+	wr, err := ref.Update(ctx, []firestore.Update{{FieldPath: firestore.FieldPath{"pending", PositionKey(pos)}, Value: in}},
+		firestore.LastUpdateTime(l.UpdateTime))
+	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.Aborted {
+		return fmt.Errorf("record intent on lane %s/%s: %w", batchID, LaneID(d.Attempt, d.Lane), ErrLaneMoved)
+	}
+	if err != nil {
+		return fmt.Errorf("record intent on lane %s/%s: %w", batchID, LaneID(d.Attempt, d.Lane), err)
+	}
+	if d.Pending == nil {
+		d.Pending = map[string]Intent{}
+	}
+	d.Pending[PositionKey(pos)] = in
+	l.UpdateTime = wr.UpdateTime
+	return nil
+}
+
+// Refuse records on batch id that the event eventID was refused and why
+// (Refusal). Only for events that do not match their batch: never on the
+// normal per-node path.
+func (s *Store) Refuse(ctx context.Context, id string, r Refusal) error {
+	if len(r.Reason) > maxRefusalReason {
+		r.Reason = r.Reason[:maxRefusalReason] + "…" // a forged event's change set may be large
+	}
+	_, err := s.client.Doc(BatchPath(id)).Update(ctx, []firestore.Update{
+		{Path: "refused", Value: firestore.Increment(1)},
+		{Path: "last_refusal", Value: r},
+	})
+	if err != nil {
+		return fmt.Errorf("record refused event %s on batch %s: %w", r.EventID, id, err)
+	}
+	return nil
+}
+
+// maxRefusalReason bounds Refusal.Reason, so the batch document stays small
+// whatever a forged event carries.
+const maxRefusalReason = 1000
 
 // Lanes reads the lane documents of a batch, of one attempt (attempt > 0) or
 // of all attempts (attempt == 0), ordered by attempt then lane.
@@ -332,6 +440,7 @@ func (s *Store) Lanes(ctx context.Context, batchID string, attempt int) ([]LaneD
 // a transaction on the node's own document.
 func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*NodeDoc, error) {
 	ref := s.client.Doc(NodePath(batchID, n.Node))
+	n.Reason = Clip(n.Reason)
 	_, err := ref.Create(ctx, n)
 	if err == nil {
 		return n, nil
@@ -357,8 +466,12 @@ func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*No
 			// A retry re-ran the node: keep what the earlier attempts did.
 			n.History = append(slices.Clone(cur.History), PriorResult{
 				Attempt: cur.Attempt, State: cur.State, Reason: cur.Reason, Changed: cur.Changed,
-				Before: cur.Before, After: cur.After, FinishedAt: cur.FinishedAt,
+				Before: cur.Before, After: cur.After, Unknown: cur.Unknown, FinishedAt: cur.FinishedAt,
 			})
+			if len(n.History) > MaxHistory { // keep the newest: the document must stay under 1 MiB
+				n.History = n.History[len(n.History)-MaxHistory:]
+			}
+			carryUnknown(&cur, n)
 		}
 		stand = n
 		return tx.Set(ref, n)
@@ -369,8 +482,36 @@ func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*No
 	return stand, nil
 }
 
+// carryUnknown keeps in n (a later attempt's result) the keys whose value
+// before the batch cur (the earlier result) left unknown, unless n's own
+// write changed them: finding such a key already at the target proves
+// nothing about its value before the batch.
+func carryUnknown(cur, n *NodeDoc) {
+	for _, k := range cur.Unknown {
+		if b, ok := n.Before[k]; ok && differ(b, n.After[k]) {
+			continue // written again by n: exact
+		}
+		if slices.Contains(n.Unknown, k) {
+			continue
+		}
+		n.Unknown = append(n.Unknown, k)
+		delete(n.Before, k)
+		if _, ok := n.After[k]; !ok {
+			if n.After == nil {
+				n.After = map[string]*string{}
+			}
+			n.After[k] = cur.After[k]
+		}
+		n.Changed = true
+	}
+}
+
+// differ reports whether two optional values differ (nil = absent).
+func differ(a, b *string) bool { return (a == nil) != (b == nil) || a != nil && *a != *b }
+
 // SetNode writes (overwrites) a node's result document.
 func (s *Store) SetNode(ctx context.Context, batchID string, n *NodeDoc) error {
+	n.Reason = Clip(n.Reason)
 	if _, err := s.client.Doc(NodePath(batchID, n.Node)).Set(ctx, n); err != nil {
 		return fmt.Errorf("set result of node %q in %s: %w", n.Node, batchID, err)
 	}
