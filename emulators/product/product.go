@@ -33,6 +33,7 @@ import (
 	"github.com/nodebatch/nodebatch/relay/ui"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/kubeclient"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -50,9 +51,12 @@ const SchedulerAccount = "scheduler@nodebatch-local.iam.gserviceaccount.com"
 type Options struct {
 	Project string // Firestore and Pub/Sub project; required
 
-	// APIKube is the batch function's identity (lists nodes, server-side
-	// dry-run); PatchKube the patch function's (get/list/patch/update nodes).
-	// Point PatchKube at a kubeproxy to count or slow its requests.
+	// APIKube is the batch function's identity, PatchKube the patch
+	// function's (the harness' PatcherConfig: it may only impersonate).
+	// Every call made for a person goes through a shared-transport pool
+	// over them (shared/kubeclient), impersonating that person; the UI's
+	// /v1/nodes lists as the signed-in user too. Point PatchKube at a
+	// kubeproxy to count or slow its requests.
 	APIKube, PatchKube *rest.Config
 
 	// Addresses to listen on; empty picks a free loopback port.
@@ -194,23 +198,29 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 	if err != nil {
 		return p, fmt.Errorf("create API kube client: %w", err)
 	}
-	patchKube, err := kubernetes.NewForConfig(withRate(o.PatchKube))
+	apiUsers, err := kubeclient.New(withRate(o.APIKube))
 	if err != nil {
-		return p, fmt.Errorf("create patch kube client: %w", err)
+		return p, fmt.Errorf("create API kube pool: %w", err)
+	}
+	patchUsers, err := kubeclient.New(withRate(o.PatchKube))
+	if err != nil {
+		return p, fmt.Errorf("create patch kube pool: %w", err)
 	}
 	p.Store = store.New(p.Firestore)
+	patcher := nodepatch.Patcher{FieldManager: "nodebatch"}
 	run := &runner.Runner{
-		Store:   p.Store,
-		Patcher: &nodepatch.Patcher{Client: patchKube, FieldManager: "nodebatch"},
-		Logger:  o.Logger,
+		Store:      p.Store,
+		PatcherFor: runner.Impersonating(patchUsers, patcher),
+		Logger:     o.Logger,
 	}
 	pub := batch.NewTopicPublisher(p.PubSub, p.Topic)
 	p.closers = append(p.closers, pub.Stop)
 	api := &batch.Handler{
 		Store:      p.Store,
 		Kube:       apiKube,
+		Users:      apiUsers,
 		Publisher:  pub,
-		Runner:     &runner.Runner{Store: p.Store, Patcher: &nodepatch.Patcher{Client: apiKube, FieldManager: "nodebatch"}, Logger: o.Logger},
+		Runner:     &runner.Runner{Store: p.Store, PatcherFor: runner.Impersonating(apiUsers, patcher), Logger: o.Logger},
 		Protection: change.DefaultProtection(),
 		InlineMax:  o.InlineMax,
 		RateLimit:  rateLimiter(o.RatePerMinute, o.RateBurst),
@@ -273,12 +283,28 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 				DevTokenURL: p.IssuerURL + "/token",
 				DevUsers:    []ui.DevUser{{Name: "alice", Role: "user"}, {Name: "bob", Role: "user"}, {Name: "admin", Role: "admin"}},
 			}),
-			"GET /v1/nodes": auth.Middleware(verifier, ui.NodesHandler(apiKube)),
+			"GET /v1/nodes": auth.Middleware(verifier, asCaller(apiUsers, ui.NodesHandler)),
 		},
 	}
 	p.relay = relay.New(p.relayCfg)
 	p.relaySrv = p.serve("relay", lns["relay"], p.relay.Handler())
 	return p, nil
+}
+
+// asCaller serves each request with the handler newHandler builds over a
+// client acting as the request's principal (one shared transport).
+func asCaller(users *kubeclient.Pool, newHandler func(kubernetes.Interface) http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		pr, _ := auth.FromContext(r.Context())
+		c, err := users.Client(kubeclient.User{Name: pr.KubeUser, Groups: pr.KubeGroups}, "")
+		if err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintf(w, `{"error":{"code":"forbidden","message":%q}}`+"\n", "cannot act for you on the cluster: "+err.Error())
+			return
+		}
+		newHandler(c).ServeHTTP(w, r)
+	})
 }
 
 // Token mints a user token (an admin when admin is true).

@@ -40,8 +40,13 @@ const maxLaneRetries = 20
 type Runner struct {
 	Store   *store.Store
 	Patcher Patcher
-	Now     func() time.Time // default time.Now
-	Logger  *slog.Logger     // default slog.Default()
+	// PatcherFor, when set, gives the patcher acting for the person who
+	// asked for the node's attempt, as the batch document records them
+	// (store.Requester; never what the event says), with the batch id:
+	// Patcher is then not used. See Impersonating.
+	PatcherFor func(user string, groups []string, batchID string) (Patcher, error)
+	Now        func() time.Time // default time.Now
+	Logger     *slog.Logger     // default slog.Default()
 }
 
 // Result is what Run did.
@@ -95,7 +100,12 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 	case b.State.Final():
 		doc.State, doc.Reason = batch.NodeCancelled, fmt.Sprintf("batch already %s before this node was reached", b.State)
 	default:
-		out, err := r.Patcher.Apply(ctx, ev.Node, ev.Changes, ev.Observed, ev.DryRun)
+		pt, perr := r.patcher(b, ev.Attempt)
+		if perr != nil {
+			doc.State, doc.Reason = batch.NodeFailed, perr.Error()
+			break
+		}
+		out, err := pt.Apply(ctx, ev.Node, ev.Changes, ev.Observed, ev.DryRun)
 		if err != nil && nodepatch.Classify(err) == nodepatch.Transient {
 			log.Warn("transient patch error, redelivery wanted", "error", err)
 			// For the timing figures; this call holds the lane's key.

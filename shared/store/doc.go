@@ -97,6 +97,9 @@ type BatchDoc struct {
 	AttemptStartedAt time.Time `firestore:"attempt_started_at" json:"attempt_started_at,omitzero"`
 	Reverts          string    `firestore:"reverts" json:"reverts,omitempty"`         // the batch this one reverts
 	RevertedBy       string    `firestore:"reverted_by" json:"reverted_by,omitempty"` // the revert batch of this one
+	// Requesters says who asked for each attempt (Requester): the per-node
+	// path impersonates the current attempt's requester.
+	Requesters []Requester `firestore:"requesters" json:"requesters,omitempty"`
 }
 
 // LaneDoc is batches/{batch_id}/lanes/a{attempt}-l{lane}. Its only writer is

@@ -1,0 +1,197 @@
+package batch_test
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nodebatch/nodebatch/emulators/harness"
+	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
+	"github.com/nodebatch/nodebatch/functions/batch"
+	"github.com/nodebatch/nodebatch/shared/store"
+)
+
+// Authorization is Kubernetes': every call made for a person impersonates
+// them (docs/design.md "Who may change which node").
+
+// TestAliceAudited: alice's batch succeeds, the batch records her as its
+// requester, and the API server's audit log shows every node's patch sent
+// by nodebatch's identity impersonating alice with the batch id.
+func TestAliceAudited(t *testing.T) {
+	p := newPipeline(t, options{})
+	prefix, names := p.env.SeedNodes(t, 4)
+	alice := p.token(t, "alice")
+	c := p.submit(t, alice, map[string]any{"labels": []string{"example.com/audited=yes"}, "selector": selector(prefix), "concurrency": 2})
+	if st := p.wait(t, alice, c.BatchID); st.State != "succeeded" {
+		t.Fatalf("alice's batch = %s %v, want succeeded", st.State, st.Failures)
+	}
+	b, err := p.store.Batch(context.Background(), c.BatchID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := b.Requesters
+	for i := range got {
+		got[i].At = time.Time{}
+	}
+	if diff := cmp.Diff([]store.Requester{{Attempt: 1, Subject: harness.Alice, User: harness.Alice}}, got); diff != "" {
+		t.Errorf("requesters (-want +got):\n%s", diff)
+	}
+	isNode := map[string]bool{}
+	for _, n := range names {
+		isNode[n] = true
+	}
+	evs := p.env.Audit(t, len(names), func(ev harness.AuditEvent) bool {
+		return ev.Verb == "patch" && ev.ObjectRef != nil && isNode[ev.ObjectRef.Name]
+	})
+	for _, ev := range evs {
+		if ev.User.Username != "nodebatch-patch" || ev.ImpersonatedUser == nil || ev.ImpersonatedUser.Username != harness.Alice ||
+			!cmp.Equal(ev.ImpersonatedUser.Extra["nodebatch.dev/batch-id"], []string{c.BatchID}) {
+			t.Errorf("audit event %s, want nodebatch-patch impersonating %s with batch id %s", ev, harness.Alice, c.BatchID)
+		}
+	}
+}
+
+// TestBobForbidden: bob may list nodes but not patch them, so every way to
+// start a batch answers 403 forbidden naming him, the verb and the
+// resource, and nothing is written or published.
+func TestBobForbidden(t *testing.T) {
+	p := newPipeline(t, options{noDeliverer: true, inlineMax: 3})
+	prefix, names := p.env.SeedNodes(t, 2)
+	bob := p.token(t, "bob")
+	tests := []struct {
+		name, path string
+		body       map[string]any
+	}{
+		{"submit", "/v1/batches", map[string]any{"labels": []string{"x=y"}, "selector": selector(prefix)}},
+		{"submit inline", "/v1/batches", map[string]any{"labels": []string{"x=y"}, "nodes": names[:1]}},
+		{"submit all", "/v1/batches", map[string]any{"taints": []string{"x:NoExecute"}, "all": true}},
+		{"preview", "/v1/batches:preview", map[string]any{"labels": []string{"x=y"}, "nodes": names}},
+		{"dry run", "/v1/batches", map[string]any{"labels": []string{"x=y"}, "nodes": names, "dry_run": true}},
+		{"seed labels", "/api/v1/nodes/labels/batch-add", map[string]any{"nodes": names, "labels": map[string]string{"x": "y"}}},
+		{"seed labels progress", "/api/v1/nodes/labels/batch-add-progress", map[string]any{"nodes": names, "labels": map[string]string{"x": "y"}}},
+		{"seed taints", "/api/v1/nodes/taints/batch-add", map[string]any{"nodes": names, "taints": []map[string]string{{"key": "x", "effect": "NoSchedule"}}}},
+		{"seed taints progress", "/api/v1/nodes/taints/batch-add-progress", map[string]any{"nodes": names, "taints": []map[string]string{{"key": "x", "effect": "NoSchedule"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var e struct {
+				Error struct{ Code, Message string } `json:"error"`
+			}
+			code, raw := p.do(t, http.MethodPost, tt.path, bob, tt.body, nil)
+			if err := jsonUnmarshal(raw, &e); err != nil || code != http.StatusForbidden || e.Error.Code != "forbidden" {
+				t.Fatalf("POST %s as bob = %d %s, want 403 forbidden", tt.path, code, raw)
+			}
+			for _, want := range []string{`"bob@example.com"`, "patch nodes"} {
+				if !strings.Contains(e.Error.Message, want) {
+					t.Errorf("message %q does not name %s", e.Error.Message, want)
+				}
+			}
+		})
+	}
+	var page batch.HistoryPage
+	if code, raw := p.do(t, http.MethodGet, "/v1/batches", bob, nil, &page); code != http.StatusOK || len(page.Batches) != 0 {
+		t.Errorf("bob's history = %d %s, want 200 and no batch", code, raw)
+	}
+	assertNothingPublished(t, p)
+}
+
+// TestCarolPolicy: the admission policy lets carol set labels under
+// team.example.com/ only. Her allowed key succeeds; any other key fails
+// per node, permanently, with the policy's message: no redelivery, no dead
+// letter.
+func TestCarolPolicy(t *testing.T) {
+	p := newPipeline(t, options{})
+	prefix, names := p.env.SeedNodes(t, 4)
+	p.env.WaitPolicy(t, names[0])
+	carol := p.token(t, "carol")
+	ok := p.submit(t, carol, map[string]any{"labels": []string{harness.CarolPrefix + "owner=carol"}, "selector": selector(prefix)})
+	if st := p.wait(t, carol, ok.BatchID); st.State != "succeeded" {
+		t.Errorf("carol's %s batch = %s %v, want succeeded", harness.CarolPrefix, st.State, st.Failures)
+	}
+	before := p.push.Stats()
+	bad := p.submit(t, carol, map[string]any{"labels": []string{"example.com/owner=carol"}, "selector": selector(prefix)})
+	st := p.wait(t, carol, bad.BatchID)
+	wantCounts(t, st, map[string]int{"failed": len(names)})
+	for _, r := range st.Results {
+		if r.State != "failed" || !strings.Contains(r.Reason, "may change only labels under team.example.com/, not example.com/owner") {
+			t.Errorf("node %s = %s %q, want failed with the policy's message", r.Node, r.State, r.Reason)
+		}
+	}
+	after := p.push.Stats()
+	if after.Retried != before.Retried || after.DeadLettered != before.DeadLettered {
+		t.Errorf("deliverer stats %+v → %+v: a refusal by admission was retried or dead-lettered", before, after)
+	}
+}
+
+// TestRightsRevokedMidBatch: a user's patch right is removed while their
+// batch is held at the gate; the nodes not yet patched fail permanently
+// with the API server's reason, and nothing is dead-lettered.
+func TestRightsRevokedMidBatch(t *testing.T) {
+	const before, lanes = 4, 2
+	gate := newGate(t, before)
+	p := newPipeline(t, options{proxy: kubeproxy.Options{Gate: gate}})
+	prefix, names := p.env.SeedNodes(t, 12)
+	admin := p.env.Kube(t)
+	ctx := context.Background()
+	const user = "victor@example.com"
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "test-revoke-" + prefix},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "nodebatch-node-editor"},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatalf("bind %s: %v", user, err)
+	}
+	t.Cleanup(func() { _ = admin.RbacV1().ClusterRoleBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{}) })
+	tok := p.token(t, "victor")
+	c := p.submit(t, tok, map[string]any{"labels": []string{"example.com/revoked=no"}, "selector": selector(prefix), "concurrency": lanes})
+	waitHeld(t, gate, lanes)
+	if err := admin.RbacV1().ClusterRoleBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{}); err != nil {
+		t.Fatalf("unbind %s: %v", user, err)
+	}
+	// RBAC decides from an informer: wait until the API server itself says
+	// victor may no longer patch, then let the batch go on.
+	victor := p.env.As(t, user, "")
+	deadline := time.Now().Add(time.Minute)
+	for {
+		_, err := victor.CoreV1().Nodes().Patch(ctx, names[0], types.MergePatchType, []byte(`{}`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+		if apierrors.IsForbidden(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s may still patch a minute after the unbind (last answer %v)", user, err)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the API server's view of RBAC
+	}
+	statsBefore := p.push.Stats()
+	gate.Open()
+	st := p.wait(t, tok, c.BatchID)
+	var ok, forbidden int
+	for _, r := range st.Results {
+		switch {
+		case r.State == "succeeded":
+			ok++
+		case r.State == "failed" && strings.Contains(r.Reason, "forbidden") && strings.Contains(r.Reason, user):
+			forbidden++
+		default:
+			t.Errorf("node %s = %s %q, want succeeded (before the revoke) or failed forbidden", r.Node, r.State, r.Reason)
+		}
+	}
+	// The held patches waited at the proxy, in front of the API server, so
+	// they reach it after the revoke and are refused too: exactly the ones
+	// let through before the gate closed succeed.
+	if ok != before || forbidden != len(names)-before {
+		t.Errorf("succeeded %d, failed forbidden %d; want %d and %d", ok, forbidden, before, len(names)-before)
+	}
+	if s := p.push.Stats(); s.DeadLettered != statsBefore.DeadLettered {
+		t.Errorf("dead-lettered %d → %d, want none", statsBefore.DeadLettered, s.DeadLettered)
+	}
+}
