@@ -195,3 +195,56 @@ func TestRightsRevokedMidBatch(t *testing.T) {
 		t.Errorf("dead-lettered %d → %d, want none", statsBefore.DeadLettered, s.DeadLettered)
 	}
 }
+
+// TestRightsByNodeName: a user allowed to patch only some nodes by name
+// may change exactly those; a selector reaching any other node is refused
+// as a whole, naming it, before anything is written.
+func TestRightsByNodeName(t *testing.T) {
+	p := newPipeline(t, options{inlineMax: 5})
+	prefix, names := p.env.SeedNodes(t, 4)
+	admin := p.env.Kube(t)
+	ctx := context.Background()
+	const user = "wendy@example.com"
+	name := "test-by-name-" + prefix
+	role := &rbacv1.ClusterRole{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"nodes"}, Verbs: []string{"patch", "update"}, ResourceNames: names[:2]},
+		},
+	}
+	binding := &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	}
+	if _, err := admin.RbacV1().ClusterRoles().Create(ctx, role, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.RbacV1().ClusterRoles().Delete(ctx, name, metav1.DeleteOptions{}) })
+	if _, err := admin.RbacV1().ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = admin.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{}) })
+	tok := p.token(t, "wendy")
+
+	var st status
+	code, raw := p.do(t, http.MethodPost, "/v1/batches", tok, map[string]any{"labels": []string{"example.com/mine=yes"}, "nodes": names[:2]}, &st)
+	if code != http.StatusOK || st.State != "succeeded" {
+		t.Errorf("wendy's batch on her two nodes = %d %s, want 200 succeeded", code, raw)
+	}
+	code, raw = p.do(t, http.MethodPost, "/v1/batches", tok, map[string]any{"labels": []string{"example.com/mine=yes"}, "selector": selector(prefix)}, nil)
+	if code != http.StatusForbidden || !strings.Contains(string(raw), `to patch nodes (node \"`+prefix) ||
+		(!strings.Contains(string(raw), names[2]) && !strings.Contains(string(raw), names[3])) {
+		t.Errorf("wendy's selector over 4 nodes = %d %s, want 403 naming %s or %s", code, raw, names[2], names[3])
+	}
+	for _, n := range names[2:] {
+		node, err := admin.CoreV1().Nodes().Get(ctx, n, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := node.Labels["example.com/mine"]; ok {
+			t.Errorf("node %s got the label of a refused batch", n)
+		}
+	}
+}
