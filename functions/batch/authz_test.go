@@ -2,6 +2,7 @@ package batch_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -245,6 +246,62 @@ func TestRightsByNodeName(t *testing.T) {
 		}
 		if _, ok := node.Labels["example.com/mine"]; ok {
 			t.Errorf("node %s got the label of a refused batch", n)
+		}
+	}
+}
+
+// TestRetryRunsAsRequester: a retry runs as the person who asks for it and
+// the batch records them. carol's batch fails on every node (the policy);
+// bob, an app admin whom Kubernetes does not let patch nodes, is refused
+// the retry (nothing changes); root, an admin who may, retries it and
+// attempt 2 succeeds as root.
+func TestRetryRunsAsRequester(t *testing.T) {
+	p := newPipeline(t, options{})
+	prefix, names := p.env.SeedNodes(t, 3)
+	p.env.WaitPolicy(t, names[0])
+	carol := p.token(t, "carol")
+	c := p.submit(t, carol, map[string]any{"labels": []string{"example.com/retried=yes"}, "selector": selector(prefix)})
+	if st := p.wait(t, carol, c.BatchID); st.State != "failed" || st.Counts["failed"] != len(names) {
+		t.Fatalf("carol's batch = %s %v, want failed on every node", st.State, st.Counts)
+	}
+	bobAdmin := p.token(t, "bob", "admin")
+	code, raw := p.do(t, http.MethodPost, "/v1/batches/"+c.BatchID+":retry", bobAdmin, nil, nil)
+	if code != http.StatusForbidden || !strings.Contains(string(raw), `\"bob@example.com\" to patch nodes`) {
+		t.Errorf("retry by bob (app admin, Kubernetes viewer) = %d %s, want 403 forbidden naming him", code, raw)
+	}
+	if b, err := p.store.Batch(context.Background(), c.BatchID); err != nil || b.Attempt != 1 {
+		t.Fatalf("after bob's refused retry: batch %+v, %v; want still attempt 1", b, err)
+	}
+	root := p.token(t, "root", "admin")
+	var r batch.Retried
+	if code, raw := p.do(t, http.MethodPost, "/v1/batches/"+c.BatchID+":retry", root, nil, &r); code != http.StatusAccepted && code != http.StatusOK {
+		t.Fatalf("retry by root = %d %s, want accepted", code, raw)
+	}
+	if st := p.wait(t, root, c.BatchID); st.State != "succeeded" {
+		t.Errorf("after root's retry: %s %v, want succeeded", st.State, st.Failures)
+	}
+	b, err := p.store.Batch(context.Background(), c.BatchID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var who []string
+	for _, q := range b.Requesters {
+		who = append(who, fmt.Sprintf("%d:%s", q.Attempt, q.User))
+	}
+	if diff := cmp.Diff([]string{"1:" + harness.Carol, "2:root@example.com"}, who); diff != "" {
+		t.Errorf("requesters (-want +got):\n%s", diff)
+	}
+	isNode := map[string]bool{}
+	for _, n := range names {
+		isNode[n] = true
+	}
+	evs := p.env.Audit(t, len(names), func(ev harness.AuditEvent) bool {
+		return ev.Verb == "patch" && ev.ObjectRef != nil && isNode[ev.ObjectRef.Name] && ev.ResponseStatus != nil && ev.ResponseStatus.Code == 200 &&
+			!strings.Contains(ev.RequestURI, "dryRun") // WaitPolicy's probes
+	})
+	for _, ev := range evs {
+		if ev.ImpersonatedUser == nil || ev.ImpersonatedUser.Username != "root@example.com" {
+			t.Errorf("successful patch %s, want it impersonating root@example.com", ev)
 		}
 	}
 }
