@@ -103,6 +103,8 @@ func (h *Handler) authorizeWrite(ctx context.Context, kube kubernetes.Interface,
 }
 
 // reviewEach reviews verb on every node of names, reviewWorkers at a time.
+// The first answer that is not "allowed" wins; the reviews still in flight
+// are cancelled and their errors ignored.
 func (h *Handler) reviewEach(ctx context.Context, kube kubernetes.Interface, p auth.Principal, verb string, names []string) *request.Error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -134,6 +136,10 @@ feed:
 	}
 	close(work)
 	wg.Wait()
+	if first == nil && ctx.Err() != nil {
+		// Not every node was reviewed (the request ended): refuse.
+		return request.Errorf(http.StatusServiceUnavailable, request.CodeUnavailable, "the request ended before Kubernetes answered")
+	}
 	return first
 }
 
@@ -141,8 +147,10 @@ feed:
 func (h *Handler) review(ctx context.Context, kube kubernetes.Interface, p auth.Principal, verb, name string) *request.Error {
 	ok, reason, err := access(ctx, kube, verb, name)
 	if err != nil {
+		// Never allowed by default: a review that did not answer (the
+		// request's context ended included) refuses.
 		if ctx.Err() != nil {
-			return nil // cancelled: another node was refused
+			return request.Errorf(http.StatusServiceUnavailable, request.CodeUnavailable, "the request ended before Kubernetes answered")
 		}
 		return h.reviewFailed(err)
 	}
