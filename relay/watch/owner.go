@@ -98,12 +98,15 @@ type known struct {
 }
 
 func (ow *ownerWatcher) start(fs *firestore.Client, log *slog.Logger, since time.Time) {
-	active := fs.Collection(store.BatchesCollection).
-		Where("state", "in", []string{string(batch.StatePending), string(batch.StateRunning)})
-	created := fs.Collection(store.BatchesCollection).Where("created_at", ">=", since)
+	// The queries are declared in shared/store/queries.go (their indexes
+	// are checked against infra/firestore.tf).
+	batches := fs.Collection(store.BatchesCollection).Query
+	states := []string{string(batch.StatePending), string(batch.StateRunning)}
+	active := store.QueryActive.Apply(batches, states)
+	created := store.QueryCreatedSince.Apply(batches, since)
 	if ow.owner != AllOwners {
-		active = active.Where("owner", "==", ow.owner)
-		created = fs.Collection(store.BatchesCollection).Where("owner", "==", ow.owner).Where("created_at", ">=", since)
+		active = store.QueryActiveByOwner.Apply(batches, states, ow.owner)
+		created = store.QueryCreatedSinceByOwner.Apply(batches, ow.owner, since)
 	}
 	go ow.listen(active, log.With("query", "active"), true)
 	go ow.listen(created, log.With("query", "created"), false)
