@@ -283,28 +283,12 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 				DevTokenURL: p.IssuerURL + "/token",
 				DevUsers:    []ui.DevUser{{Name: "alice", Role: "user"}, {Name: "bob", Role: "user"}, {Name: "admin", Role: "admin"}},
 			}),
-			"GET /v1/nodes": auth.Middleware(verifier, asCaller(apiUsers, ui.NodesHandler)),
+			"GET /v1/nodes": auth.Middleware(verifier, apiUsers.Handler(caller, ui.NodesHandler)),
 		},
 	}
 	p.relay = relay.New(p.relayCfg)
 	p.relaySrv = p.serve("relay", lns["relay"], p.relay.Handler())
 	return p, nil
-}
-
-// asCaller serves each request with the handler newHandler builds over a
-// client acting as the request's principal (one shared transport).
-func asCaller(users *kubeclient.Pool, newHandler func(kubernetes.Interface) http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		pr, _ := auth.FromContext(r.Context())
-		c, err := users.Client(kubeclient.User{Name: pr.KubeUser, Groups: pr.KubeGroups}, "")
-		if err != nil {
-			w.Header().Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusForbidden)
-			fmt.Fprintf(w, `{"error":{"code":"forbidden","message":%q}}`+"\n", "cannot act for you on the cluster: "+err.Error())
-			return
-		}
-		newHandler(c).ServeHTTP(w, r)
-	})
 }
 
 // Token mints a user token (an admin when admin is true).
@@ -360,6 +344,12 @@ func (p *Product) serve(name string, ln net.Listener, h http.Handler) *http.Serv
 		}
 	}()
 	return s
+}
+
+// caller is the request's principal as Kubernetes sees them.
+func caller(r *http.Request) kubeclient.User {
+	p, _ := auth.FromContext(r.Context())
+	return kubeclient.User{Name: p.KubeUser, Groups: p.KubeGroups}
 }
 
 // withRate lifts client-go's default 5 QPS / 10 burst, which would cap a

@@ -146,3 +146,20 @@ func cacheKey(u User, batchID string) string {
 	}
 	return b.String()
 }
+
+// Handler serves each request with the handler newHandler builds over a
+// client acting as who(r) (for example the UI's node list, as the
+// signed-in user). A request whose caller maps to no user is answered 403
+// with a JSON error, and nothing reaches the API server.
+func (p *Pool) Handler(who func(*http.Request) User, newHandler func(kubernetes.Interface) http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := p.Client(who(r), "")
+		if err != nil {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusForbidden)
+			fmt.Fprintf(w, "{\"error\":{\"code\":\"forbidden\",\"message\":%q}}\n", "cannot act for you on the cluster: "+err.Error())
+			return
+		}
+		newHandler(c).ServeHTTP(w, r)
+	})
+}

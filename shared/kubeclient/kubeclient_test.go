@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
 
@@ -179,5 +181,42 @@ func TestRefusals(t *testing.T) {
 	cfg.Impersonate.UserName = "someone"
 	if _, err := New(cfg); err == nil {
 		t.Error("New(config that impersonates) = nil error, want a refusal")
+	}
+}
+
+func TestHandler(t *testing.T) {
+	a := newAPIServer(t)
+	pool, err := New(a.config())
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	h := pool.Handler(func(r *http.Request) User { return User{Name: r.Header.Get("X-Test-User")} }, func(c kubernetes.Interface) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if _, err := c.CoreV1().Nodes().List(r.Context(), metav1.ListOptions{}); err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+			}
+		})
+	})
+	req := httptest.NewRequest(http.MethodGet, "/v1/nodes", nil)
+	req.Header.Set("X-Test-User", "bob@example.com")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	a.mu.Lock()
+	seen := len(a.seen)
+	var got string
+	if seen > 0 {
+		got = a.seen[0].Get("Impersonate-User")
+	}
+	a.mu.Unlock()
+	if rec.Code != http.StatusOK || got != "bob@example.com" {
+		t.Errorf("as bob: %d, Impersonate-User %q; want 200 as bob@example.com", rec.Code, got)
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/nodes", nil))
+	a.mu.Lock()
+	after := len(a.seen)
+	a.mu.Unlock()
+	if rec.Code != http.StatusForbidden || !strings.Contains(rec.Body.String(), `"forbidden"`) || after != seen {
+		t.Errorf("no user: %d %s, %d more API requests; want 403 forbidden and none", rec.Code, rec.Body, after-seen)
 	}
 }
