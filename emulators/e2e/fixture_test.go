@@ -42,7 +42,7 @@ func startProduct(t *testing.T, env *harness.Env, o product.Options) *product.Pr
 		o.Project = env.ProjectID(t)
 	}
 	if o.APIKube == nil {
-		o.APIKube = env.AdminConfig
+		o.APIKube = env.PatcherConfig // nodebatch's identity: it only impersonates
 	}
 	if o.PatchKube == nil {
 		o.PatchKube = env.PatcherConfig

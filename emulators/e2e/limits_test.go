@@ -176,7 +176,7 @@ func TestRateLimit(t *testing.T) {
 	// a token, so the burst+1-th batch is refused whatever the pace.
 	p := startProduct(t, env, product.Options{RatePerMinute: 1, RateBurst: burst})
 	alice := mustToken(t, p, "alice", false)
-	bob := mustToken(t, p, "bob", false)
+	bob := mustToken(t, p, "heidi", false) // another user who may patch nodes
 	body := func(key string) string {
 		return `{"labels":["nodebatch.dev/rate=x"],"nodes":["` + names[0] + `"],"dry_run":true,"idempotency_key":"` + key + `"}`
 	}

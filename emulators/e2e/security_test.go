@@ -22,7 +22,8 @@ import (
 const (
 	anonymous = "anonymous"
 	owner     = "user"       // alice: owns the batch under test
-	otherUser = "other user" // bob
+	otherUser = "other user" // dave: may patch nodes too, but does not own the batch
+	viewer    = "viewer"     // bob: Kubernetes lets him list nodes, not patch them
 	admin     = "admin"
 	scheduler = "scheduler"
 	forged    = "forged"   // right issuer URL and claims, signed by another key
@@ -30,14 +31,15 @@ const (
 	expired   = "expired"  // properly signed, expired ten minutes ago
 )
 
-var callers = []string{anonymous, owner, otherUser, admin, scheduler, forged, tampered, expired}
+var callers = []string{anonymous, owner, otherUser, viewer, admin, scheduler, forged, tampered, expired}
 
 // identities mints one token per caller ("" for anonymous).
 func identities(t *testing.T, p *product.Product) map[string]string {
 	t.Helper()
 	ids := map[string]string{anonymous: ""}
 	ids[owner] = mustToken(t, p, "alice", false)
-	ids[otherUser] = mustToken(t, p, "bob", false)
+	ids[otherUser] = mustToken(t, p, "dave", false)
+	ids[viewer] = mustToken(t, p, "bob", false)
 	ids[admin] = mustToken(t, p, "root", true)
 	var err error
 	if ids[scheduler], err = p.SchedulerToken(); err != nil {
@@ -91,14 +93,22 @@ func allow(pairs ...any) map[string]int {
 
 // allValid gives every caller with a valid token the same status.
 func allValid(code int) map[string]int {
-	return allow(owner, code, otherUser, code, admin, code, scheduler, code)
+	return allow(owner, code, otherUser, code, viewer, code, admin, code, scheduler, code)
+}
+
+// writes is allValid for a call that writes nodes: Kubernetes refuses the
+// viewer (bob may not patch nodes) with 403 before anything is written.
+func writes(code int) map[string]int {
+	m := allValid(code)
+	m[viewer] = 403
+	return m
 }
 
 // TestSecurityMatrix: every endpoint × every kind of caller → status, and
 // for batches, who sees what.
 func TestSecurityMatrix(t *testing.T) {
 	env := harness.Start(t)
-	_, names := env.SeedNodes(t, 4)
+	_, names := env.SeedNodes(t, 6)
 	p := startProduct(t, env, product.Options{})
 	ids := identities(t, p)
 
@@ -116,6 +126,7 @@ func TestSecurityMatrix(t *testing.T) {
 	}
 	bid := created.BatchID
 	seedLabels := fmt.Sprintf(`{"nodes":[%q],"labels":{"sec":"seed"},"dry_run":true}`, names[2])
+	fanned := fmt.Sprintf(`{"labels":["sec=fanned"],"nodes":[%q,%q,%q,%q,%q,%q],"dry_run":true}`, names[0], names[1], names[2], names[3], names[4], names[5])
 	seedTaints := fmt.Sprintf(`{"nodes":[%q],"taints":[{"key":"sec","value":"seed","effect":"NoSchedule"}],"dry_run":true}`, names[3])
 
 	type row struct {
@@ -123,17 +134,19 @@ func TestSecurityMatrix(t *testing.T) {
 		want                    map[string]int
 	}
 	rows := []row{
-		{"create batch", "POST", p.APIURL + "/v1/batches", dry, allValid(200)},
-		{"get own/other's batch", "GET", p.APIURL + "/v1/batches/" + bid, "", allow(owner, 200, otherUser, 404, admin, 200, scheduler, 404)},
+		{"create batch", "POST", p.APIURL + "/v1/batches", dry, writes(200)},
+		{"create batch, fanned out", "POST", p.APIURL + "/v1/batches", fanned, writes(202)},
+		{"preview", "POST", p.APIURL + "/v1/batches:preview", dry, writes(200)},
+		{"get own/other's batch", "GET", p.APIURL + "/v1/batches/" + bid, "", allow(owner, 200, otherUser, 404, viewer, 404, admin, 200, scheduler, 404)},
 		{"get missing batch", "GET", p.APIURL + "/v1/batches/20260101t000000-0000000000", "", allValid(404)},
-		{"seed labels batch-add", "POST", p.APIURL + "/api/v1/nodes/labels/batch-add", seedLabels, allValid(200)},
-		{"seed labels batch-add-progress", "POST", p.APIURL + "/api/v1/nodes/labels/batch-add-progress", seedLabels, allValid(202)},
-		{"seed taints batch-add", "POST", p.APIURL + "/api/v1/nodes/taints/batch-add", seedTaints, allValid(200)},
-		{"seed taints batch-add-progress", "POST", p.APIURL + "/api/v1/nodes/taints/batch-add-progress", seedTaints, allValid(202)},
-		{"relay: progress ticket", "POST", p.RelayURL + "/v1/progress/tickets", "", allow(owner, 200, otherUser, 200, admin, 200, scheduler, 403)},
+		{"seed labels batch-add", "POST", p.APIURL + "/api/v1/nodes/labels/batch-add", seedLabels, writes(200)},
+		{"seed labels batch-add-progress", "POST", p.APIURL + "/api/v1/nodes/labels/batch-add-progress", seedLabels, writes(202)},
+		{"seed taints batch-add", "POST", p.APIURL + "/api/v1/nodes/taints/batch-add", seedTaints, writes(200)},
+		{"seed taints batch-add-progress", "POST", p.APIURL + "/api/v1/nodes/taints/batch-add-progress", seedTaints, writes(202)},
+		{"relay: progress ticket", "POST", p.RelayURL + "/v1/progress/tickets", "", allow(owner, 200, otherUser, 200, viewer, 200, admin, 200, scheduler, 403)},
 		{"relay: node list", "GET", p.RelayURL + "/v1/nodes", "", allValid(200)},
-		{"relay: API proxy, get batch", "GET", p.RelayURL + "/v1/batches/" + bid, "", allow(owner, 200, otherUser, 404, admin, 200, scheduler, 404)},
-		{"relay: API proxy, create batch", "POST", p.RelayURL + "/v1/batches", dry, allValid(200)},
+		{"relay: API proxy, get batch", "GET", p.RelayURL + "/v1/batches/" + bid, "", allow(owner, 200, otherUser, 404, viewer, 404, admin, 200, scheduler, 404)},
+		{"relay: API proxy, create batch", "POST", p.RelayURL + "/v1/batches", dry, writes(200)},
 	}
 	// Routes of other issues, included when they exist (a ServeMux answers
 	// an unknown route with a plain-text 404 or a 405).
@@ -151,7 +164,7 @@ func TestSecurityMatrix(t *testing.T) {
 		if r.want == nil {
 			// A control on a finished dry run may be refused (409/422) but the
 			// owner and an admin must get past authorization; others see 404.
-			r.want = allow(owner, -1, otherUser, 404, admin, -1, scheduler, 404)
+			r.want = allow(owner, -1, otherUser, 404, viewer, 404, admin, -1, scheduler, 404)
 		}
 		rows = append(rows, r)
 	}
@@ -188,7 +201,7 @@ func TestSecurityMatrix(t *testing.T) {
 
 	for _, path := range []string{"/v1/progress/ws", "/api/v1/progress/ws"} {
 		t.Run("relay: upgrade "+path, func(t *testing.T) {
-			want := allow(owner, 101, otherUser, 101, admin, 101, scheduler, 403)
+			want := allow(owner, 101, otherUser, 101, viewer, 101, admin, 101, scheduler, 403)
 			for _, c := range callers {
 				d := websocket.Dialer{Subprotocols: []string{"nodebatch.v1"}}
 				if ids[c] != "" {

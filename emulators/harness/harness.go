@@ -52,10 +52,11 @@ const (
 type Env struct {
 	APIServerURL  string       // https://127.0.0.1:PORT
 	AdminConfig   *rest.Config // cluster-admin identity
-	PatcherConfig *rest.Config // narrowly scoped identity: get/list/watch/patch/update nodes only
+	PatcherConfig *rest.Config // nodebatch's own identity: may only impersonate people (Pool, As)
 	Kubeconfig    string       // admin kubeconfig file path
 	FirestoreHost string       // host:port; also exported process-wide as FIRESTORE_EMULATOR_HOST
 	PubSubHost    string       // host:port; also exported process-wide as PUBSUB_EMULATOR_HOST
+	AuditLog      string       // the API server's audit log (JSON lines), fresh per stack start
 
 	info stack.Info
 }
@@ -126,6 +127,7 @@ func start() (*Env, error) {
 		Kubeconfig:    info.AdminKubeconfig,
 		FirestoreHost: info.FirestoreHost,
 		PubSubHost:    info.PubSubHost,
+		AuditLog:      info.AuditLog,
 		info:          info,
 	}
 	return env, nil

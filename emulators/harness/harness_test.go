@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
+	"github.com/nodebatch/nodebatch/shared/kubeclient"
 )
 
 func TestMain(m *testing.M) { os.Exit(harness.Run(m)) }
@@ -70,39 +72,45 @@ func TestNodesCreatePatchAndValidation(t *testing.T) {
 	}
 }
 
+// TestPatcherIdentityIsNarrow: nodebatch's own identity can do nothing to
+// nodes by itself; impersonating alice it can do what alice may, and the
+// constrained impersonation role stops it from using her for anything but
+// nodes (and her own access review).
 func TestPatcherIdentityIsNarrow(t *testing.T) {
 	env := harness.Start(t)
 	ctx := t.Context()
 	_, names := env.SeedNodes(t, 1)
-	patcher, err := kubernetes.NewForConfig(env.PatcherConfig)
+	self, err := kubernetes.NewForConfig(env.PatcherConfig)
 	if err != nil {
 		t.Fatalf("patcher clientset: %v", err)
 	}
+	alice := env.As(t, harness.Alice, "b-narrow")
+	admin := env.As(t, "nodebatch-admin", "")
 
 	allowed := []struct {
 		name string
 		call func() error
 	}{
-		{"get node", func() error { _, err := patcher.CoreV1().Nodes().Get(ctx, names[0], metav1.GetOptions{}); return err }},
-		{"list nodes", func() error { _, err := patcher.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1}); return err }},
-		{"patch node", func() error {
-			_, err := patcher.CoreV1().Nodes().Patch(ctx, names[0], types.MergePatchType,
-				[]byte(`{"metadata":{"labels":{"patched-by":"patcher"}}}`), metav1.PatchOptions{})
+		{"get node as alice", func() error { _, err := alice.CoreV1().Nodes().Get(ctx, names[0], metav1.GetOptions{}); return err }},
+		{"list nodes as alice", func() error { _, err := alice.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1}); return err }},
+		{"patch node as alice", func() error {
+			_, err := alice.CoreV1().Nodes().Patch(ctx, names[0], types.MergePatchType,
+				[]byte(`{"metadata":{"labels":{"patched-by":"alice"}}}`), metav1.PatchOptions{})
 			return err
 		}},
-		{"update node", func() error {
-			n, err := patcher.CoreV1().Nodes().Get(ctx, names[0], metav1.GetOptions{})
+		{"update node as alice", func() error {
+			n, err := alice.CoreV1().Nodes().Get(ctx, names[0], metav1.GetOptions{})
 			if err != nil {
 				return err
 			}
 			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "example.com/drain", Effect: corev1.TaintEffectNoSchedule})
-			_, err = patcher.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+			_, err = alice.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
 			return err
 		}},
 	}
 	for _, tc := range allowed {
 		if err := tc.call(); err != nil {
-			t.Errorf("patcher %s: %v, want allowed", tc.name, err)
+			t.Errorf("%s: %v, want allowed", tc.name, err)
 		}
 	}
 
@@ -110,21 +118,91 @@ func TestPatcherIdentityIsNarrow(t *testing.T) {
 		name string
 		call func() error
 	}{
-		{"list pods", func() error { _, err := patcher.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); return err }},
-		{"delete node", func() error { return patcher.CoreV1().Nodes().Delete(ctx, names[0], metav1.DeleteOptions{}) }},
-		{"create node", func() error {
-			_, err := patcher.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: names[0] + "-x"}}, metav1.CreateOptions{})
+		{"get node as itself", func() error { _, err := self.CoreV1().Nodes().Get(ctx, names[0], metav1.GetOptions{}); return err }},
+		{"list nodes as itself", func() error { _, err := self.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1}); return err }},
+		{"patch node as itself", func() error {
+			_, err := self.CoreV1().Nodes().Patch(ctx, names[0], types.MergePatchType, []byte(`{"metadata":{"labels":{"x":"y"}}}`), metav1.PatchOptions{})
 			return err
 		}},
-		{"list secrets", func() error {
-			_, err := patcher.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
+		{"list pods as itself", func() error { _, err := self.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); return err }},
+		{"list pods as alice", func() error { _, err := alice.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); return err }},
+		{"delete node as alice", func() error { return alice.CoreV1().Nodes().Delete(ctx, names[0], metav1.DeleteOptions{}) }},
+		{"create node as alice", func() error {
+			_, err := alice.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: names[0] + "-x"}}, metav1.CreateOptions{})
+			return err
+		}},
+		{"list secrets as the admin user (no system:masters group)", func() error {
+			_, err := admin.CoreV1().Secrets("kube-system").List(ctx, metav1.ListOptions{})
+			return err
+		}},
+		{"impersonate system:masters", func() error {
+			c, err := env.Pool(t).Client(kubeclient.User{Name: harness.Alice, Groups: []string{"system:masters"}}, "")
+			if err != nil {
+				return err
+			}
+			_, err = c.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1})
+			return err
+		}},
+		{"impersonate a service account", func() error {
+			c, err := env.Pool(t).Client(kubeclient.User{Name: "system:serviceaccount:kube-system:default"}, "")
+			if err != nil {
+				return err
+			}
+			_, err = c.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1})
 			return err
 		}},
 	}
 	for _, tc := range forbidden {
 		if err := tc.call(); !apierrors.IsForbidden(err) {
-			t.Errorf("patcher %s: err = %v, want 403 Forbidden", tc.name, err)
+			t.Errorf("%s: err = %v, want 403 Forbidden", tc.name, err)
 		}
+	}
+}
+
+// TestPeople: the local users' rights, the team-labels policy, and the
+// audit log's record of nodebatch impersonating a user with a batch id.
+func TestPeople(t *testing.T) {
+	env := harness.Start(t)
+	ctx := t.Context()
+	_, names := env.SeedNodes(t, 1)
+	node := names[0]
+	env.WaitPolicy(t, node)
+	patch := func(c kubernetes.Interface, key string) error {
+		_, err := c.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType,
+			[]byte(`{"metadata":{"labels":{"`+key+`":"v"}}}`), metav1.PatchOptions{})
+		return err
+	}
+	if err := patch(env.As(t, harness.Alice, "b-alice"), "example.com/by-alice"); err != nil {
+		t.Errorf("alice patch: %v, want allowed", err)
+	}
+	if err := patch(env.As(t, harness.Bob, ""), "example.com/by-bob"); !apierrors.IsForbidden(err) {
+		t.Errorf("bob patch: %v, want 403", err)
+	}
+	if _, err := env.As(t, harness.Bob, "").CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+		t.Errorf("bob list: %v, want allowed", err)
+	}
+	carol := env.As(t, harness.Carol, "")
+	if err := patch(carol, harness.CarolPrefix+"owner"); err != nil {
+		t.Errorf("carol patch of %sowner: %v, want allowed", harness.CarolPrefix, err)
+	}
+	err := patch(carol, "example.com/by-carol")
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "only labels under team.example.com/") {
+		t.Errorf("carol patch of example.com/by-carol: %v, want 403 with the policy's message", err)
+	}
+
+	evs := env.Audit(t, 1, func(ev harness.AuditEvent) bool {
+		return ev.Verb == "patch" && ev.ObjectRef != nil && ev.ObjectRef.Name == node &&
+			ev.ImpersonatedUser != nil && ev.ImpersonatedUser.Username == harness.Alice
+	})
+	if len(evs) != 1 {
+		t.Fatalf("audit events of alice's patch = %v, want 1", evs)
+	}
+	ev := evs[0]
+	if ev.User.Username != "nodebatch-patch" || ev.ResponseStatus == nil || ev.ResponseStatus.Code != 200 {
+		t.Errorf("audit event = %s, want by nodebatch-patch, 200", ev)
+	}
+	if diff := cmp.Diff([]string{"b-alice"}, ev.ImpersonatedUser.Extra["nodebatch.dev/batch-id"]); diff != "" {
+		t.Errorf("audit event %s: batch id extra (-want +got):\n%s", ev, diff)
 	}
 }
 

@@ -23,7 +23,7 @@ type TokenResponse struct {
 //	POST {path}/token                              mint a token (development only)
 //
 // POST /token takes form or query values sub (required), email, name,
-// roles and aud (repeated or comma-separated; aud required) and ttl (a Go
+// roles, groups and aud (repeated or comma-separated; aud required) and ttl (a Go
 // duration, default 1h, at most 24h). Browsers on loopback origins may call
 // it (the UI's development sign-in).
 func (i *Issuer) Handler() http.Handler {
@@ -48,7 +48,7 @@ func (i *Issuer) serveDiscovery(w http.ResponseWriter, r *http.Request) {
 		"response_types_supported":              []string{"id_token"},
 		"subject_types_supported":               []string{"public"},
 		"id_token_signing_alg_values_supported": []string{"RS256"},
-		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "nbf", "email", "email_verified", "name", "roles"},
+		"claims_supported":                      []string{"iss", "sub", "aud", "exp", "iat", "nbf", "email", "email_verified", "name", "roles", "groups"},
 	})
 }
 
@@ -83,6 +83,7 @@ func (i *Issuer) serveToken(w http.ResponseWriter, r *http.Request) {
 		Email:    r.Form.Get("email"),
 		Name:     r.Form.Get("name"),
 		Roles:    list(r.Form["roles"]),
+		Groups:   list(r.Form["groups"]),
 		Audience: list(r.Form["aud"]),
 	}
 	if s := r.Form.Get("ttl"); s != "" {

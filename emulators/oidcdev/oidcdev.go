@@ -50,6 +50,7 @@ type Claims struct {
 	Email    string   // "email"; when set, "email_verified" is true unless UnverifiedEmail
 	Name     string   // "name"
 	Roles    []string // "roles"
+	Groups   []string // "groups"
 	Audience []string // "aud"; required (a client id for users, the target URL for scheduler tokens)
 	TTL      time.Duration
 
@@ -207,6 +208,9 @@ func (i *Issuer) Mint(c Claims) (string, error) {
 	}
 	if len(c.Roles) > 0 {
 		claims["roles"] = c.Roles
+	}
+	if len(c.Groups) > 0 {
+		claims["groups"] = c.Groups
 	}
 	payload, err := json.Marshal(claims)
 	if err != nil {

@@ -38,6 +38,7 @@ import (
 	"github.com/nodebatch/nodebatch/relay/ui"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/kubeclient"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -55,9 +56,12 @@ const SchedulerAccount = "scheduler@nodebatch-local.iam.gserviceaccount.com"
 type Options struct {
 	Project string // Firestore and Pub/Sub project; required
 
-	// APIKube is the batch function's identity (lists nodes, server-side
-	// dry-run); PatchKube the patch function's (get/list/patch/update nodes).
-	// Point PatchKube at a kubeproxy to count or slow its requests.
+	// APIKube is the batch function's identity, PatchKube the patch
+	// function's (the harness' PatcherConfig: it may only impersonate).
+	// Every call made for a person goes through a shared-transport pool
+	// over them (shared/kubeclient), impersonating that person; the UI's
+	// /v1/nodes lists as the signed-in user too. Point PatchKube at a
+	// kubeproxy to count or slow its requests.
 	APIKube, PatchKube *rest.Config
 
 	// Addresses to listen on; empty picks a free loopback port.
@@ -213,9 +217,13 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 	if err != nil {
 		return p, fmt.Errorf("create API kube client: %w", err)
 	}
-	patchKube, err := kubernetes.NewForConfig(withRate(o.PatchKube))
+	apiUsers, err := kubeclient.New(withRate(o.APIKube))
 	if err != nil {
-		return p, fmt.Errorf("create patch kube client: %w", err)
+		return p, fmt.Errorf("create API kube pool: %w", err)
+	}
+	patchUsers, err := kubeclient.New(withRate(o.PatchKube))
+	if err != nil {
+		return p, fmt.Errorf("create patch kube pool: %w", err)
 	}
 	p.Store = store.New(p.Firestore)
 	patchStore := p.Store
@@ -227,18 +235,20 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		p.closers = append(p.closers, func() { fc.Close() })
 		patchStore = store.New(fc)
 	}
+	patcher := nodepatch.Patcher{FieldManager: "nodebatch"}
 	run := &runner.Runner{
-		Store:   patchStore,
-		Patcher: &nodepatch.Patcher{Client: patchKube, FieldManager: "nodebatch"},
-		Logger:  o.Logger,
+		Store:      patchStore,
+		PatcherFor: runner.Impersonating(patchUsers, patcher),
+		Logger:     o.Logger,
 	}
 	pub := batch.NewTopicPublisher(p.PubSub, p.Topic)
 	p.closers = append(p.closers, pub.Stop)
 	api := &batch.Handler{
 		Store:      p.Store,
 		Kube:       apiKube,
+		Users:      apiUsers,
 		Publisher:  pub,
-		Runner:     &runner.Runner{Store: p.Store, Patcher: &nodepatch.Patcher{Client: apiKube, FieldManager: "nodebatch"}, Logger: o.Logger},
+		Runner:     &runner.Runner{Store: p.Store, PatcherFor: runner.Impersonating(apiUsers, patcher), Logger: o.Logger},
 		Protection: change.DefaultProtection(),
 		InlineMax:  o.InlineMax,
 		RateLimit:  rateLimiter(o.RatePerMinute, o.RateBurst),
@@ -318,7 +328,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 				DevTokenURL: p.IssuerURL + "/token",
 				DevUsers:    []ui.DevUser{{Name: "alice", Role: "user"}, {Name: "bob", Role: "user"}, {Name: "admin", Role: "admin"}},
 			}),
-			"GET /v1/nodes": auth.Middleware(verifier, ui.NodesHandler(apiKube)),
+			"GET /v1/nodes": auth.Middleware(verifier, apiUsers.Handler(caller, ui.NodesHandler)),
 		},
 	}
 	p.relay = relay.New(p.relayCfg)
@@ -413,6 +423,12 @@ func (p *Product) serve(name string, ln net.Listener, h http.Handler) *http.Serv
 		}
 	}()
 	return s
+}
+
+// caller is the request's principal as Kubernetes sees them.
+func caller(r *http.Request) kubeclient.User {
+	p, _ := auth.FromContext(r.Context())
+	return kubeclient.User{Name: p.KubeUser, Groups: p.KubeGroups}
 }
 
 // withRate lifts client-go's default 5 QPS / 10 burst, which would cap a

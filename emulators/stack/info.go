@@ -24,8 +24,10 @@ type Info struct {
 	PatcherToken      string `json:"patcher_token"`
 	AdminKubeconfig   string `json:"admin_kubeconfig"`
 	PatcherKubeconfig string `json:"patcher_kubeconfig"`
-	FirestoreHost     string `json:"firestore_host"`
-	PubSubHost        string `json:"pubsub_host"`
+	// AuditLog is the API server's audit log (JSON lines), fresh per start.
+	AuditLog      string `json:"audit_log"`
+	FirestoreHost string `json:"firestore_host"`
+	PubSubHost    string `json:"pubsub_host"`
 	// Project is the Google Cloud project id `make stack` users share.
 	Project string `json:"project"`
 	// PID is the process that owns the stack's children.
@@ -41,7 +43,8 @@ type Info struct {
 // AdminConfig returns a cluster-admin client config.
 func (i *Info) AdminConfig() *rest.Config { return restConfig(i, i.AdminToken) }
 
-// PatcherConfig returns the patch function's narrowly scoped client config.
+// PatcherConfig returns nodebatch's own client config: it may only
+// impersonate people (see shared/kubeclient), never touch nodes itself.
 func (i *Info) PatcherConfig() *rest.Config { return restConfig(i, i.PatcherToken) }
 
 // WriteInfo writes info as JSON to path atomically, so a reader polling for

@@ -11,9 +11,6 @@ import (
 	"strconv"
 	"strings"
 
-	rbacv1 "k8s.io/api/rbac/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 )
@@ -22,12 +19,31 @@ import (
 const (
 	// AdminUser is in system:masters: cluster-admin, for tests and kubectl.
 	AdminUser = "nodebatch-admin"
-	// PatcherUser is the patch function's identity; RBAC role PatcherRole
-	// lets it get, list, watch, patch and update nodes and nothing else.
+	// PatcherUser is nodebatch's own identity (both functions and the
+	// relay's node listing). It holds only infra/k8s/impersonator.yaml: the
+	// right to impersonate a person for reading and patching nodes, and no
+	// right on nodes of its own.
 	PatcherUser = "nodebatch-patch"
 	// PatcherRole names the ClusterRole and ClusterRoleBinding for PatcherUser.
-	PatcherRole = "nodebatch-patch"
+	PatcherRole = "nodebatch-impersonator"
 )
+
+// auditPolicy logs every request on nodes and every access review at
+// Metadata level (who, as whom, which verb on which node, with the
+// impersonated user's extras such as nodebatch.dev/batch-id), and nothing
+// else, so the log stays small under the bench.
+const auditPolicy = `apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: ["RequestReceived"]
+rules:
+  - level: Metadata
+    resources:
+      - group: ""
+        resources: ["nodes"]
+      - group: "authorization.k8s.io"
+        resources: ["selfsubjectaccessreviews"]
+  - level: None
+`
 
 // kubeParts are the etcd and API server processes, ready to start.
 type kubeParts struct {
@@ -49,6 +65,15 @@ func prepareKube(cfg *Config, info *Info) (*kubeParts, error) {
 	tokenFile := filepath.Join(kubeDir, "tokens.csv")
 	if err := ensureTokens(tokenFile, info); err != nil {
 		return nil, fmt.Errorf("prepare kube-apiserver: %w", err)
+	}
+	auditPolicyFile := filepath.Join(kubeDir, "audit-policy.yaml")
+	if err := os.WriteFile(auditPolicyFile, []byte(auditPolicy), 0o600); err != nil {
+		return nil, fmt.Errorf("prepare kube-apiserver: write audit policy: %w", err)
+	}
+	// A fresh audit log per start, like the cluster it records.
+	info.AuditLog = filepath.Join(kubeDir, "audit.log")
+	if err := os.Remove(info.AuditLog); err != nil && !os.IsNotExist(err) {
+		return nil, fmt.Errorf("prepare kube-apiserver: remove old audit log: %w", err)
 	}
 	etcdDir := filepath.Join(cfg.StateDir, "etcd")
 	if err := os.RemoveAll(etcdDir); err != nil {
@@ -85,6 +110,9 @@ func prepareKube(cfg *Config, info *Info) (*kubeParts, error) {
 				"--service-account-signing-key-file=" + pki.SAKeyFile,
 				"--service-cluster-ip-range=10.0.0.0/24",
 				"--profiling=false",
+				"--audit-policy-file=" + auditPolicyFile,
+				"--audit-log-path=" + info.AuditLog,
+				"--audit-log-format=json",
 				// Tests and benchmarks create and patch thousands of nodes
 				// at once; the defaults (400/200) would throttle the stack
 				// rather than the code under test.
@@ -170,13 +198,10 @@ func apiserverReady(info *Info) func(context.Context) error {
 	}
 }
 
-// configure creates the patcher's RBAC role and writes both kubeconfigs.
+// configure applies infra/k8s (the impersonator role bound to PatcherUser,
+// the node roles, the local users and policy) and writes both kubeconfigs.
 func (k *kubeParts) configure(ctx context.Context, info *Info) error {
-	client, err := kubernetes.NewForConfig(info.AdminConfig())
-	if err != nil {
-		return fmt.Errorf("configure cluster: %w", err)
-	}
-	if err := ensurePatcherRBAC(ctx, client); err != nil {
+	if err := applyManifests(ctx, info.AdminConfig(), PatcherUser); err != nil {
 		return fmt.Errorf("configure cluster: %w", err)
 	}
 	dir := filepath.Dir(filepath.Dir(info.CAFile)) // {state}/kube
@@ -186,37 +211,6 @@ func (k *kubeParts) configure(ctx context.Context, info *Info) error {
 		return err
 	}
 	return WriteKubeconfig(info.PatcherKubeconfig, info.PatcherConfig(), PatcherUser)
-}
-
-// ensurePatcherRBAC creates or updates the patcher's ClusterRole and binding.
-func ensurePatcherRBAC(ctx context.Context, client kubernetes.Interface) error {
-	role := &rbacv1.ClusterRole{
-		ObjectMeta: metav1.ObjectMeta{Name: PatcherRole, Labels: map[string]string{"app.kubernetes.io/part-of": "nodebatch"}},
-		Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{""},
-			Resources: []string{"nodes"},
-			Verbs:     []string{"get", "list", "watch", "patch", "update"},
-		}},
-	}
-	binding := &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: PatcherRole, Labels: role.Labels},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: PatcherRole},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: PatcherUser}},
-	}
-	roles := client.RbacV1().ClusterRoles()
-	if _, err := roles.Create(ctx, role, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-		_, err = roles.Update(ctx, role, metav1.UpdateOptions{})
-		if err != nil {
-			return fmt.Errorf("update ClusterRole %s: %w", PatcherRole, err)
-		}
-	} else if err != nil {
-		return fmt.Errorf("create ClusterRole %s: %w", PatcherRole, err)
-	}
-	bindings := client.RbacV1().ClusterRoleBindings()
-	if _, err := bindings.Create(ctx, binding, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create ClusterRoleBinding %s: %w", PatcherRole, err)
-	}
-	return nil
 }
 
 // restConfig returns a config for the API server with a bearer token.

@@ -278,11 +278,16 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) {
 		h.fail(w, "read change set", err)
 		return
 	}
+	// The retry runs as the person asking for it, if Kubernetes lets them.
+	if e := h.authorizeSets(ctx, p, names, sets); e != nil {
+		e.Write(w)
+		return
+	}
 	attempt := b.Attempt + 1
 	c := min(max(b.Concurrency, 1), len(names))
 	now := h.now()
 	lanes, evs := lay(b.ID, attempt, names, c, setOf(sets), nil, b.DryRun, now)
-	nb, err := h.Store.StartAttempt(ctx, id, store.Attempt{Number: attempt, Lanes: c, Total: len(names), Adjust: adj, StartedAt: now, Names: names}, lanes)
+	nb, err := h.Store.StartAttempt(ctx, id, store.Attempt{Number: attempt, Lanes: c, Total: len(names), Adjust: adj, StartedAt: now, Names: names, RequestedBy: requester(p, attempt, now)}, lanes)
 	switch {
 	case errors.Is(err, store.ErrNotFinal) || errors.Is(err, store.ErrMoved):
 		request.Errorf(http.StatusConflict, request.CodeConflict, "batch %s changed meanwhile (another retry?); reload it", id).Write(w)
@@ -443,14 +448,19 @@ func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	names := slices.Sorted(maps.Keys(sets))
+	if e := h.authorizeSets(ctx, p, names, sets); e != nil {
+		e.Write(w)
+		return
+	}
 	c := min(max(src.Concurrency, 1), len(names))
 	now := h.now()
 	b := &store.BatchDoc{
 		ID: h.newID(), Owner: p.Subject, Reverts: id,
 		Total: len(names), Concurrency: c, Lanes: c, AttemptTotal: len(names), Attempt: 1,
 		State: model.StateRunning, CreatedAt: now, StartedAt: now, AttemptStartedAt: now,
-		Inline: h.InlineMax > 0 && len(names) <= h.InlineMax,
-		Names:  names,
+		Inline:     h.InlineMax > 0 && len(names) <= h.InlineMax,
+		Names:      names,
+		Requesters: []store.Requester{requester(p, 1, now)},
 	}
 	b.Action, b.Changes = summarize(sets)
 	b.ChangeSet = "" // per node: derived from the reverted batch (nodeSets)

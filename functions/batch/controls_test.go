@@ -329,7 +329,7 @@ func TestMaxFailures(t *testing.T) {
 func TestHistory(t *testing.T) {
 	p := newPipeline(t, options{})
 	prefix, _ := p.env.SeedNodes(t, 6)
-	alice, bob, admin := p.token(t, "alice"), p.token(t, "bob"), p.token(t, "root", "admin")
+	alice, bob, admin := p.token(t, "alice"), p.token(t, "dave"), p.token(t, "root", "admin") // dave: another user who may patch nodes
 	var mine []string
 	for i := range 3 {
 		c := p.submit(t, alice, map[string]any{"labels": []string{fmt.Sprintf("h%d=x", i)}, "selector": selector(prefix)})

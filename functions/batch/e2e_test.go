@@ -133,7 +133,7 @@ func TestLabelAndTaint500(t *testing.T) {
 func TestDuplicateDelivery(t *testing.T) {
 	p := newPipeline(t, options{duplicate: true})
 	prefix, names := p.env.SeedNodes(t, 60)
-	tok := p.token(t, "bob")
+	tok := p.token(t, "erin")
 	sel := harness.TestLabel + "=" + prefix
 	var ids []string
 	for _, body := range []map[string]any{
@@ -217,7 +217,7 @@ func TestOtherWriterTaintSurvives(t *testing.T) {
 		return nil
 	}}})
 	prefix, names := p.env.SeedNodes(t, 20)
-	tok := p.token(t, "carol")
+	tok := p.token(t, "frank")
 	c := p.submit(t, tok, map[string]any{"taints": []string{"batch=1:NoSchedule"}, "nodes": names, "concurrency": 4})
 	st := p.wait(t, tok, c.BatchID)
 	if st.State != "succeeded" {

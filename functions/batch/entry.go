@@ -24,6 +24,7 @@ func FromDeps(d *deps.Deps, logger *slog.Logger) (h *Handler, stop func()) {
 	return &Handler{
 		Store:        d.Store,
 		Kube:         d.Kube,
+		Users:        d.Users,
 		Publisher:    pub,
 		Runner:       d.Runner,
 		Limits:       d.Config.Limits(),

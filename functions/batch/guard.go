@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/impact"
@@ -64,7 +65,7 @@ type errorWriter interface{ Write(http.ResponseWriter) }
 // the change when it sets a NoExecute taint. seed is true for the seed's
 // endpoints. A dry run changes nothing, so it needs no confirmation, but a
 // confirm or max_nodes it carries is still checked.
-func (h *Handler) guard(ctx context.Context, spec *request.Spec, names []string, states map[string]nodeState, seed bool) errorWriter {
+func (h *Handler) guard(ctx context.Context, kube kubernetes.Interface, spec *request.Spec, names []string, states map[string]nodeState, seed bool) errorWriter {
 	n := len(names)
 	var reasons []string
 	if setsNoExecute(spec.Set) && (!seed || !h.Guard.SeedNoExecuteOff) {
@@ -108,7 +109,7 @@ func (h *Handler) guard(ctx context.Context, spec *request.Spec, names []string,
 	if setsNoExecute(spec.Set) {
 		// Refused either way: the impact only informs, so a listing the
 		// user may not make is reported, not fatal.
-		r.Impact, r.ImpactError = h.impact(ctx, spec.Set, names, states)
+		r.Impact, r.ImpactError = h.impact(ctx, kube, spec.Set, names, states)
 		if r.Impact != nil {
 			r.Message += "; " + r.Impact.Summary
 		}
@@ -129,12 +130,12 @@ func setsNoExecute(set change.Set) bool {
 // impact computes what set would evict on the named nodes (their taints as
 // listed in states), listing at most ImpactPods pods; or says why it could
 // not.
-func (h *Handler) impact(ctx context.Context, set change.Set, names []string, states map[string]nodeState) (*impact.Impact, string) {
+func (h *Handler) impact(ctx context.Context, kube kubernetes.Interface, set change.Set, names []string, states map[string]nodeState) (*impact.Impact, string) {
 	nodes := make([]impact.Node, len(names))
 	for i, name := range names {
 		nodes[i] = impact.Node{Name: name, Taints: states[name].taints}
 	}
-	im, err := impact.Compute(ctx, h.Kube, set, nodes, impact.Options{Now: h.now()})
+	im, err := impact.Compute(ctx, kube, set, nodes, impact.Options{Now: h.now()})
 	if err != nil {
 		h.logger().Warn("compute impact", "error", err)
 		return nil, err.Error()

@@ -64,7 +64,7 @@ func TestGuard(t *testing.T) {
 				names[i] = fmt.Sprintf("n%03d", i)
 				states[names[i]] = nodeState{}
 			}
-			g := h.guard(context.Background(), &tt.spec, names, states, tt.seed)
+			g := h.guard(context.Background(), h.Kube, &tt.spec, names, states, tt.seed)
 			if tt.wantField == "" {
 				if g != nil {
 					t.Fatalf("guard() = %+v, want nil", g)
@@ -96,7 +96,7 @@ func TestGuardImpact(t *testing.T) {
 	)
 	h := &Handler{Kube: kube}
 	spec := &request.Spec{Set: change.Set{Taints: []change.Taint{{Key: "drain", Effect: corev1.TaintEffectNoExecute}}}, Nodes: []string{"n1", "n2"}}
-	g := h.guard(context.Background(), spec, []string{"n1", "n2"}, map[string]nodeState{"n1": {}, "n2": {}}, false)
+	g := h.guard(context.Background(), h.Kube, spec, []string{"n1", "n2"}, map[string]nodeState{"n1": {}, "n2": {}}, false)
 	r, ok := g.(*Refusal)
 	if !ok || r.Impact == nil {
 		t.Fatalf("guard() = %#v, want a refusal with impact", g)

@@ -40,8 +40,13 @@ import (
 // Handler serves the batch API. Store, Kube, Publisher and Runner are
 // required; zero limits fall back to defaults.
 type Handler struct {
-	Store      *store.Store
-	Kube       kubernetes.Interface
+	Store *store.Store
+	Kube  kubernetes.Interface
+	// Users gives clients that act as the caller (shared/kubeclient.Pool):
+	// every Kubernetes call made for a person impersonates them, after a
+	// SelfSubjectAccessReview (authorize.go). Nil only in unit tests, where
+	// Kube is used as is.
+	Users      Impersonator
 	Publisher  Publisher
 	Runner     *runner.Runner // inline batches run through it
 	Limits     request.Limits
@@ -246,7 +251,12 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		states, seen = collect()
 	}
 	observed, seen := observe(spec, seen)
-	names, e, err := h.resolve(ctx, spec, seen)
+	kube, e := h.authorizeList(ctx, p)
+	if e != nil {
+		e.Write(w)
+		return
+	}
+	names, e, err := h.resolve(ctx, kube, spec, seen)
 	if err != nil {
 		h.fail(w, "list nodes", err)
 		return
@@ -255,7 +265,11 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		e.Write(w)
 		return
 	}
-	if g := h.guard(ctx, spec, names, states, mode != submitAsync); g != nil {
+	if e := h.authorizeWrite(ctx, kube, p, names, touchesTaints(spec.Set)); e != nil {
+		e.Write(w)
+		return
+	}
+	if g := h.guard(ctx, kube, spec, names, states, mode != submitAsync); g != nil {
 		g.Write(w)
 		return
 	}
@@ -264,6 +278,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		h.fail(w, "plan batch", err)
 		return
 	}
+	b.Requesters = []store.Requester{requester(p, 1, b.CreatedAt)}
 	log := h.logger().With("batch_id", b.ID, "owner", b.Owner)
 	b.IdempotencyFingerprint = fingerprint
 	if err := h.Store.Create(ctx, b, lanes); errors.Is(err, store.ErrExists) && spec.IdempotencyKey != "" {
@@ -285,7 +300,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	log.Info("batch created", "total", b.Total, "concurrency", b.Concurrency, "inline", b.Inline, "action", b.Action)
 	created := Created{BatchID: b.ID, TaskID: b.ID, Total: b.Total, Concurrency: b.Concurrency, State: b.State}
 	if spec.DryRun {
-		pv := h.computePreview(ctx, spec.Set, names, states, "", DefaultPageSize)
+		pv := h.computePreview(ctx, kube, h.previewPatcher(p), spec.Set, names, states, "", DefaultPageSize)
 		created.Preview = &pv
 	}
 
@@ -372,14 +387,15 @@ func (h *Handler) fail(w http.ResponseWriter, op string, err error) {
 // (sorted), or a 422 naming the field: unknown nodes, a selector matching
 // nothing, too many nodes.
 // seen, when not nil, is called with every node listed.
-func (h *Handler) resolve(ctx context.Context, spec *request.Spec, seen func(*corev1.Node)) ([]string, *request.Error, error) {
+// kube is the client acting as the caller.
+func (h *Handler) resolve(ctx context.Context, kube kubernetes.Interface, spec *request.Spec, seen func(*corev1.Node)) ([]string, *request.Error, error) {
 	opts := metav1.ListOptions{Limit: 1000}
 	if spec.Selector != nil {
 		opts.LabelSelector = spec.Selector.String()
 	}
 	var all []string
 	for {
-		list, err := h.Kube.CoreV1().Nodes().List(ctx, opts)
+		list, err := kube.CoreV1().Nodes().List(ctx, opts)
 		if err != nil {
 			return nil, nil, fmt.Errorf("list nodes: %w", err)
 		}

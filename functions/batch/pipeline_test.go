@@ -30,6 +30,7 @@ import (
 	"github.com/nodebatch/nodebatch/functions/runner"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/kubeclient"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -103,14 +104,14 @@ func newPipeline(t *testing.T, o options) *pipeline {
 	p.proxy = proxy
 	rc := rest.CopyConfig(proxy.RestConfig(env.PatcherConfig))
 	rc.QPS, rc.Burst = 500, 1000
-	patcherKube, err := kubernetes.NewForConfig(rc)
+	patchUsers, err := kubeclient.New(rc)
 	if err != nil {
-		t.Fatalf("kubernetes client: %v", err)
+		t.Fatalf("kubeclient pool: %v", err)
 	}
 	run := &runner.Runner{
-		Store:   p.store,
-		Patcher: &nodepatch.Patcher{Client: patcherKube, FieldManager: nodepatch.DefaultFieldManager, MaxConflictRetries: 10},
-		Logger:  logger,
+		Store:      p.store,
+		PatcherFor: runner.Impersonating(patchUsers, nodepatch.Patcher{FieldManager: nodepatch.DefaultFieldManager, MaxConflictRetries: 10}),
+		Logger:     logger,
 	}
 	ph := &patch.Handler{Runner: run, Logger: logger}
 	mux, err := ph.Mux(ctx)
@@ -174,6 +175,7 @@ func newPipeline(t *testing.T, o options) *pipeline {
 	h := &batch.Handler{
 		Store:        p.store,
 		Kube:         p.kube,
+		Users:        env.Pool(t),
 		Publisher:    publisher,
 		Runner:       run,
 		Protection:   change.DefaultProtection(),

@@ -6,7 +6,9 @@ import (
 	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/kubernetes"
 
+	"github.com/nodebatch/nodebatch/functions/runner"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/impact"
 	"github.com/nodebatch/nodebatch/shared/request"
@@ -89,7 +91,12 @@ func (h *Handler) preview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	states, seen := collect()
-	names, e, err := h.resolve(ctx, spec, seen)
+	kube, e := h.authorizeList(ctx, p)
+	if e != nil {
+		e.Write(w)
+		return
+	}
+	names, e, err := h.resolve(ctx, kube, spec, seen)
 	if err != nil {
 		h.fail(w, "list nodes", err)
 		return
@@ -98,12 +105,17 @@ func (h *Handler) preview(w http.ResponseWriter, r *http.Request) {
 		e.Write(w)
 		return
 	}
-	writeJSON(w, http.StatusOK, h.computePreview(ctx, spec.Set, names, states, after, size))
+	if e := h.authorizeWrite(ctx, kube, p, names, touchesTaints(spec.Set)); e != nil {
+		e.Write(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, h.computePreview(ctx, kube, h.previewPatcher(p), spec.Set, names, states, after, size))
 }
 
 // computePreview applies set to every named node in memory, counts, and
-// lists the page of nodes after the node named after (size at most).
-func (h *Handler) computePreview(ctx context.Context, set change.Set, names []string, states map[string]nodeState, after string, size int) Preview {
+// lists the page of nodes after the node named after (size at most). pt
+// (nil: none) sends the server-side dry run.
+func (h *Handler) computePreview(ctx context.Context, kube kubernetes.Interface, pt runner.Patcher, set change.Set, names []string, states map[string]nodeState, after string, size int) Preview {
 	pv := Preview{Total: len(names), Nodes: []PreviewNode{}}
 	var sample []string
 	n := h.PreviewSample
@@ -136,11 +148,11 @@ func (h *Handler) computePreview(ctx context.Context, set change.Set, names []st
 		}
 		pv.Nodes = append(pv.Nodes, PreviewNode{Node: name, Changed: res.Changed, SkipReason: res.SkipReason, Changes: res.Changes})
 	}
-	pv.Impact, pv.ImpactError = h.impact(ctx, set, names, states)
-	if h.Runner != nil && h.Runner.Patcher != nil {
+	pv.Impact, pv.ImpactError = h.impact(ctx, kube, set, names, states)
+	if pt != nil {
 		for _, name := range sample {
 			c := DryRunCheck{Node: name, OK: true}
-			out, err := h.Runner.Patcher.Apply(ctx, name, set, nil, true)
+			out, err := pt.Apply(ctx, name, set, nil, true)
 			if err != nil {
 				c.OK, c.Error = false, err.Error()
 			} else {

@@ -43,7 +43,7 @@ func TestControlsThroughRelay(t *testing.T) {
 	}
 	t.Cleanup(prod.Close)
 	prefix, _ := env.SeedNodes(t, total)
-	tok, err := prod.Token("carol", false)
+	tok, err := prod.Token("grace", false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/functions/config"
 	"github.com/nodebatch/nodebatch/functions/runner"
+	"github.com/nodebatch/nodebatch/shared/kubeclient"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
@@ -25,7 +26,8 @@ type Deps struct {
 	Config    config.Config
 	Firestore *firestore.Client
 	PubSub    *pubsub.Client
-	Kube      kubernetes.Interface
+	Kube      kubernetes.Interface // nodebatch's own identity: may only impersonate
+	Users     *kubeclient.Pool     // clients acting as a person, over Kube's one transport
 	Store     *store.Store
 	Runner    *runner.Runner
 }
@@ -41,6 +43,10 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Deps, er
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
+	users, err := kubeclient.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
 	fs, err := firestore.NewClient(ctx, cfg.Project)
 	if err != nil {
 		return nil, fmt.Errorf("firestore client for %s: %w", cfg.Project, err)
@@ -51,20 +57,22 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Deps, er
 		return nil, fmt.Errorf("pubsub client for %s: %w", cfg.Project, err)
 	}
 	st := store.New(fs)
+	patcher := nodepatch.Patcher{
+		FieldManager:       nodepatch.DefaultFieldManager,
+		MaxConflictRetries: cfg.ConflictRetries,
+	}
 	return &Deps{
 		Config:    cfg,
 		Firestore: fs,
 		PubSub:    ps,
 		Kube:      kube,
+		Users:     users,
 		Store:     st,
 		Runner: &runner.Runner{
 			Store: st,
-			Patcher: &nodepatch.Patcher{
-				Client:             kube,
-				FieldManager:       nodepatch.DefaultFieldManager,
-				MaxConflictRetries: cfg.ConflictRetries,
-			},
-			Logger: logger,
+			// Every patch acts as the batch's requester (the batch document).
+			PatcherFor: runner.Impersonating(users, patcher),
+			Logger:     logger,
 		},
 	}, nil
 }

@@ -51,8 +51,13 @@ const maxLaneRetries = 20
 type Runner struct {
 	Store   *store.Store
 	Patcher Patcher
-	Now     func() time.Time // default time.Now
-	Logger  *slog.Logger     // default slog.Default()
+	// PatcherFor, when set, gives the patcher acting for the person who
+	// asked for the node's attempt, as the batch document records them
+	// (store.Requester; never what the event says), with the batch id:
+	// Patcher is then not used. See Impersonating.
+	PatcherFor func(user string, groups []string, batchID string) (Patcher, error)
+	Now        func() time.Time // default time.Now
+	Logger     *slog.Logger     // default slog.Default()
 }
 
 // Result is what Run did.
@@ -127,7 +132,7 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 		Node: ev.Node, Lane: ev.Lane, Position: ev.Position, Attempt: ev.Attempt,
 		StartedAt: start, DryRun: ev.DryRun,
 	}
-	prior, err := r.resolve(ctx, ev, lane)
+	prior, err := r.resolve(ctx, ev, b, lane)
 	if err != nil {
 		return Result{}, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
 	}
@@ -141,7 +146,12 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 	case skip != "":
 		doc.State, doc.Reason = batch.NodeSkipped, skip
 	default:
-		out, err := r.Patcher.Write(ctx, ev.Node, set, ev.Observed, ev.DryRun, r.intent(ev, &b, &lane))
+		pt, perr := r.patcher(b, ev.Attempt)
+		if perr != nil {
+			doc.State, doc.Reason = batch.NodeFailed, perr.Error()
+			break
+		}
+		out, err := pt.Write(ctx, ev.Node, set, ev.Observed, ev.DryRun, r.intent(ev, &b, &lane))
 		switch {
 		case errors.Is(err, errCounted):
 			return Result{Already: true}, nil
@@ -326,12 +336,16 @@ func (r *Runner) intent(ev events.Node, b **store.BatchDoc, lane **store.Lane) n
 // its keys are recorded unknown (never guessed from the node's values,
 // which another writer may have set). One GET, only when an intent is
 // there (a redelivery after a lost record or a failed write).
-func (r *Runner) resolve(ctx context.Context, ev events.Node, lane *store.Lane) (*store.Intent, error) {
+func (r *Runner) resolve(ctx context.Context, ev events.Node, b *store.BatchDoc, lane *store.Lane) (*store.Intent, error) {
 	in := lane.Doc.PendingAt(ev.Position, ev.Node)
 	if in == nil || in.Attempt != ev.Attempt || in.DryRun || len(in.After) == 0 {
 		return nil, nil
 	}
-	rv, err := r.Patcher.ResourceVersion(ctx, ev.Node)
+	pt, err := r.patcher(b, ev.Attempt)
+	if err != nil {
+		return in, nil // nobody to read as: whether our write landed is unknown
+	}
+	rv, err := pt.ResourceVersion(ctx, ev.Node)
 	switch {
 	case err == nil && rv == in.ResourceVersion:
 		return nil, nil
@@ -478,7 +492,7 @@ func (r *Runner) Fail(ctx context.Context, ev events.Node, reason string) (Resul
 	} else if err != nil {
 		return Result{}, fmt.Errorf("fail %s: %w: %w", ev.ID(), ErrTransient, err)
 	}
-	prior, err := r.resolve(ctx, ev, lane)
+	prior, err := r.resolve(ctx, ev, b, lane)
 	if err != nil {
 		return Result{}, fmt.Errorf("fail %s: %w: %w", ev.ID(), ErrTransient, err)
 	}

@@ -35,6 +35,9 @@ type Config struct {
 type IssuerConfig struct {
 	URL      string // issuer URL; discovery at URL/.well-known/openid-configuration
 	Audience string // required "aud" (the client id)
+	// Kube maps this issuer's tokens to Kubernetes users and groups; the
+	// zero value is username = verified email, no prefix, no groups.
+	Kube KubeMapping
 }
 
 // SchedulerConfig accepts Cloud Scheduler's OIDC tokens.
@@ -57,6 +60,11 @@ const (
 	EnvSchedulerIssuer    = "NODEBATCH_SCHEDULER_ISSUER"
 	EnvSchedulerAudience  = "NODEBATCH_SCHEDULER_AUDIENCE"
 	EnvSchedulerAllowlist = "NODEBATCH_SCHEDULER_ALLOWLIST"
+	EnvUsernameClaim      = "NODEBATCH_OIDC_USERNAME_CLAIM"
+	EnvUsernamePrefix     = "NODEBATCH_OIDC_USERNAME_PREFIX"
+	EnvGroupsClaim        = "NODEBATCH_OIDC_GROUPS_CLAIM"
+	EnvGroupsPrefix       = "NODEBATCH_OIDC_GROUPS_PREFIX"
+	EnvClaimMappings      = "NODEBATCH_OIDC_CLAIM_MAPPINGS"
 )
 
 // LoadConfig builds a Config from settings looked up with getenv (main
@@ -64,8 +72,24 @@ const (
 func LoadConfig(getenv func(string) string) (Config, error) {
 	var c Config
 	aud := strings.TrimSpace(getenv(EnvAudience))
+	mappings, err := parseMappings(getenv(EnvClaimMappings))
+	if err != nil {
+		return Config{}, fmt.Errorf("load auth config: %w", err)
+	}
+	common := KubeMapping{
+		Username: ClaimMapping{Claim: strings.TrimSpace(getenv(EnvUsernameClaim)), Prefix: getenv(EnvUsernamePrefix)},
+		Groups:   ClaimMapping{Claim: strings.TrimSpace(getenv(EnvGroupsClaim)), Prefix: getenv(EnvGroupsPrefix)},
+	}
 	for _, u := range splitList(getenv(EnvIssuer)) {
-		c.Issuers = append(c.Issuers, IssuerConfig{URL: u, Audience: aud})
+		is := IssuerConfig{URL: u, Audience: aud, Kube: common}
+		if m, ok := mappings[u]; ok {
+			is.Kube = m
+			delete(mappings, u)
+		}
+		c.Issuers = append(c.Issuers, is)
+	}
+	for u := range mappings {
+		return Config{}, fmt.Errorf("load auth config: %s names issuer %q, which is not in %s", EnvClaimMappings, u, EnvIssuer)
 	}
 	if len(c.Issuers) == 0 {
 		return Config{}, fmt.Errorf("load auth config: %s is required", EnvIssuer)

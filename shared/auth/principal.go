@@ -38,6 +38,13 @@ type Principal struct {
 	Scheduler bool // a Google-signed token of an allowlisted service account
 	Issuer    string
 	Expiry    time.Time // when the token stops being valid (long-lived connections re-check)
+
+	// KubeUser and KubeGroups are the caller as the Kubernetes API server
+	// sees them (the issuer's KubeMapping; the scheduler: its email), which
+	// nodebatch impersonates for every call it makes for the caller.
+	// KubeUser is "" when the token maps to no user (ErrNoKubeUser).
+	KubeUser   string
+	KubeGroups []string
 }
 
 // CanSee reports whether p may see and control a batch owned by owner.

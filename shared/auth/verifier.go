@@ -36,6 +36,7 @@ type checker struct {
 	idt       *oidc.IDTokenVerifier
 	scheduler bool
 	allow     map[string]bool // lower-case service-account emails (scheduler only)
+	kube      KubeMapping     // users only
 }
 
 // NewVerifier discovers every configured issuer (OIDC discovery, then its
@@ -83,7 +84,7 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 		}
 	}
 	for _, is := range cfg.Issuers {
-		if err := add(is.URL, is.Audience, &checker{}); err != nil {
+		if err := add(is.URL, is.Audience, &checker{kube: is.Kube}); err != nil {
 			return nil, fmt.Errorf("new verifier: %w", err)
 		}
 	}
@@ -94,10 +95,18 @@ func validate(cfg *Config) error {
 	if len(cfg.Issuers) == 0 && cfg.Scheduler == nil {
 		return errors.New("no issuer configured (there is no unauthenticated mode)")
 	}
-	for _, is := range cfg.Issuers {
+	seen := map[ClaimMapping]string{}
+	for i := range cfg.Issuers {
+		is := &cfg.Issuers[i]
 		if is.URL == "" || is.Audience == "" {
 			return fmt.Errorf("issuer %q: URL and audience are required", is.URL)
 		}
+		is.Kube.defaults()
+		// The same email from two issuers must be two Kubernetes users.
+		if other, ok := seen[is.Kube.Username]; ok && other != is.URL {
+			return fmt.Errorf("issuers %q and %q map to Kubernetes users with the same username claim and prefix %q: give each its own prefix (%s)", other, is.URL, is.Kube.Username.Prefix, EnvClaimMappings)
+		}
+		seen[is.Kube.Username] = is.URL
 	}
 	if cfg.AdminClaim == "" {
 		cfg.AdminClaim = "roles"
@@ -220,6 +229,7 @@ func (v *Verifier) check(ctx context.Context, c *checker, raw string) (Principal
 		}
 		p.Scheduler = true
 		p.Subject = "scheduler:" + strings.ToLower(email)
+		p.KubeUser = strings.ToLower(email) // GKE: a Google service account is its email
 		return p, "", nil
 	}
 	switch {
@@ -231,6 +241,7 @@ func (v *Verifier) check(ctx context.Context, c *checker, raw string) (Principal
 		return Principal{}, "no subject", nil
 	}
 	p.Admin = hasRole(cl.all[v.adminClaim], v.adminValue)
+	p.KubeUser, p.KubeGroups = c.kube.kubeUser(cl.all, bool(cl.std.EmailVerified))
 	return p, "", nil
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/kubeclient"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 )
 
@@ -31,7 +32,12 @@ func patcherClient(t *testing.T, cfg *rest.Config) kubernetes.Interface {
 	t.Helper()
 	cfg = rest.CopyConfig(cfg)
 	cfg.QPS, cfg.Burst = 100, 200
-	c, err := kubernetes.NewForConfig(cfg)
+	// nodebatch's identity acts only as a person: alice may patch nodes.
+	pool, err := kubeclient.New(cfg)
+	if err != nil {
+		t.Fatalf("patcher pool: %v", err)
+	}
+	c, err := pool.Client(kubeclient.User{Name: harness.Alice}, "nodepatch-test")
 	if err != nil {
 		t.Fatalf("patcher clientset: %v", err)
 	}

@@ -70,6 +70,9 @@ type Attempt struct {
 	Adjust    batch.Counts // the earlier results the new attempt re-runs
 	StartedAt time.Time
 	Names     []string // the new attempt's nodes in event order (stored as names documents)
+	// RequestedBy is who asked for the retry (appended to the batch's
+	// Requesters with Attempt = Number).
+	RequestedBy Requester
 }
 
 // StartAttempt moves final batch id to a new attempt, atomically with the
@@ -108,6 +111,9 @@ func (s *Store) StartAttempt(ctx context.Context, id string, a Attempt, lanes []
 		b.Attempt, b.Lanes, b.AttemptTotal, b.State = a.Number, a.Lanes, a.Total, batch.StateRunning
 		b.Adjust = b.Adjust.Add(a.Adjust)
 		b.Cancel, b.Reason, b.AttemptStartedAt = nil, "", a.StartedAt
+		req := a.RequestedBy
+		req.Attempt = a.Number
+		b.Requesters = append(b.Requesters, req)
 		out = &b
 		return tx.Update(ref, []firestore.Update{
 			{Path: "attempt", Value: b.Attempt},
@@ -118,6 +124,7 @@ func (s *Store) StartAttempt(ctx context.Context, id string, a Attempt, lanes []
 			{Path: "cancel", Value: nil},
 			{Path: "reason", Value: ""},
 			{Path: "attempt_started_at", Value: a.StartedAt},
+			{Path: "requesters", Value: b.Requesters},
 		})
 	}, firestore.MaxAttempts(3))
 	if status.Code(err) == codes.NotFound {

@@ -173,6 +173,9 @@ type BatchDoc struct {
 	// Names is the current attempt's node names in event order, for the
 	// writer to store as names documents; never stored in this document.
 	Names []string `firestore:"-" json:"-"`
+	// Requesters says who asked for each attempt (Requester): the per-node
+	// path impersonates the current attempt's requester.
+	Requesters []Requester `firestore:"requesters" json:"requesters,omitempty"`
 }
 
 // LaneDoc is batches/{batch_id}/lanes/a{attempt}-l{lane}. Its only writer is

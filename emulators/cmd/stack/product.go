@@ -61,7 +61,7 @@ func productProcesses(info stack.Info, binDir, stateDir string) []stack.ProcessS
 			Name:  "batch",
 			Path:  bin("serve"),
 			Args:  []string{"-target", "batch", "-addr", apiAddr},
-			Env:   env("KUBECONFIG=" + info.AdminKubeconfig),
+			Env:   env("KUBECONFIG=" + info.PatcherKubeconfig), // it only impersonates the caller
 			Ready: tcpReady(apiAddr),
 		},
 		{

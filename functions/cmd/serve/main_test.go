@@ -69,7 +69,8 @@ func TestServeFromEnvironment(t *testing.T) {
 	patchURL := serve(t, "patch", vars)
 	_, names := env.SeedNodes(t, 2)
 
-	tok, err := issuer.Mint(oidcdev.Claims{Subject: "zoe", Audience: []string{"nodebatch"}, TTL: time.Hour})
+	// judy@example.com: a user RBAC lets patch nodes (infra/k8s/local).
+	tok, err := issuer.Mint(oidcdev.Claims{Subject: "judy", Email: "judy@example.com", Audience: []string{"nodebatch"}, TTL: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
