@@ -140,8 +140,14 @@ func (c *conn) subscribe(id string, auto bool) {
 	}
 	s := &sub{c: c, id: id}
 	s.auto.Store(auto)
+	cancel, err := c.s.reg.Subscribe(id, c.p.CanSee, s)
+	if err != nil { // ids are checked at every entry point; this is the backstop
+		c.log.Error("subscribe refused", "error", err)
+		c.out.pushFinal(watch.Update{Message: progress.Refusal("", "bad message: task_id "+taskIDReason(id), c.s.cfg.Now())})
+		return
+	}
+	s.cancel = cancel
 	c.subs[id] = s
-	s.cancel = c.s.reg.Subscribe(id, c.p.CanSee, s)
 }
 
 func (c *conn) explicitSubs() int {

@@ -6,6 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+
+	"github.com/nodebatch/nodebatch/shared/batch"
 )
 
 // Client message types.
@@ -14,9 +17,6 @@ const (
 	msgSubscribeAll = "subscribe_all" // {"type":"subscribe_all"} or with "all_users":true (admins)
 	msgUnsubscribe  = "unsubscribe"   // {"type":"unsubscribe","task_id":"…"}
 )
-
-// maxTaskID bounds a task id; batch ids are far shorter.
-const maxTaskID = 128
 
 // clientMessage is what a client may send.
 type clientMessage struct {
@@ -40,7 +40,7 @@ func decodeClientMessage(data []byte) (clientMessage, error) {
 	}
 	switch m.Type {
 	case msgSubscribe, msgUnsubscribe:
-		if err := validTaskID(m.TaskID); err != nil {
+		if err := checkTaskID(m.TaskID); err != nil {
 			return clientMessage{}, err
 		}
 		if m.AllUsers {
@@ -58,21 +58,26 @@ func decodeClientMessage(data []byte) (clientMessage, error) {
 	return m, nil
 }
 
-// validTaskID accepts ids that are safe as a Firestore document id and in
-// logs: 1-128 of [A-Za-z0-9_-].
-func validTaskID(id string) error {
-	if id == "" {
-		return errors.New("bad message: task_id is required")
-	}
-	if len(id) > maxTaskID {
-		return fmt.Errorf("bad message: task_id longer than %d", maxTaskID)
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return errors.New("bad message: task_id may hold only letters, digits, '-' and '_'")
-		}
+// checkTaskID is the relay's one check of a batch id from outside (a
+// message's task_id, the upgrade's ?task_id=): batch.ValidateID, worded for
+// the client. Every id that reaches a Firestore path passes it first.
+func checkTaskID(id string) error {
+	if r := taskIDReason(id); r != "" {
+		return errors.New("bad message: task_id " + r)
 	}
 	return nil
+}
+
+// taskIDReason says why id is not a batch id ("" when it is one), without
+// quoting it.
+func taskIDReason(id string) string {
+	if id == "" {
+		return "is required"
+	}
+	if err := batch.ValidateID(id); err != nil {
+		return strings.TrimPrefix(err.Error(), batch.ErrInvalidID.Error()+": ")
+	}
+	return ""
 }
 
 // describeJSONError says what is wrong without quoting the input back.

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodebatch/nodebatch/shared/batch"
 )
 
 func TestDecodeClientMessage(t *testing.T) {
@@ -74,7 +76,7 @@ func FuzzDecodeClientMessage(f *testing.F) {
 		}
 		switch m.Type {
 		case msgSubscribe, msgUnsubscribe:
-			if validTaskID(m.TaskID) != nil {
+			if batch.ValidateID(m.TaskID) != nil {
 				t.Errorf("accepted bad task id %q", m.TaskID)
 			}
 		case msgSubscribeAll:

@@ -291,5 +291,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func errorBody(code, msg string) map[string]any {
-	return map[string]any{"error": map[string]string{"code": code, "message": msg}}
+	return map[string]any{"error": map[string]any{"code": code, "message": msg}}
 }

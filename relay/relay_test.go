@@ -423,3 +423,85 @@ func TestRetryStreamsTheNewAttempt(t *testing.T) {
 		t.Errorf("final after retry = %+v, want complete 10/10, no failures", last)
 	}
 }
+
+// TestBadTaskIDInURL: an upgrade whose ?task_id= names no document is
+// refused before the upgrade, naming the parameter. Before the fix,
+// ?task_id=a%2Fb from any signed-in user made the Firestore client return a
+// nil ref that a watcher goroutine dereferenced: the relay process crashed
+// (here: the test binary) and every client lost its socket. The relay and
+// another client's socket live on, and that client still gets its batch.
+func TestBadTaskIDInURL(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	s := newSim(f.fs, "survivor", owner("alice"), 1, 2)
+	if err := s.create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other := f.mustDial(t, "alice", false)
+	send(t, other, map[string]string{"type": "subscribe", "task_id": s.doc.ID})
+	if m := read(t, other); m.TaskID != s.doc.ID || m.Type != progress.TypeProgress {
+		t.Fatalf("first message = %+v, want progress of %s", m, s.doc.ID)
+	}
+
+	tok := f.iss.token(t, "mallory", false)
+	tests := []struct {
+		path, wantCode string
+		wantStatus     int
+	}{
+		{"/v1/progress/ws?task_id=a%2Fb", "invalid", http.StatusUnprocessableEntity},
+		{"/v1/progress/ws?task_id=a/b", "invalid", http.StatusUnprocessableEntity},
+		{"/v1/progress/ws?task_id=" + s.doc.ID + "%2Flanes%2Fa1-l0", "invalid", http.StatusUnprocessableEntity},
+		{"/v1/progress/ws?task_id=%2F", "invalid", http.StatusUnprocessableEntity},
+		{"/v1/progress/ws?task_id=..", "invalid", http.StatusUnprocessableEntity},
+		{"/v1/progress/ws?task_id=" + strings.Repeat("a", 129), "invalid", http.StatusUnprocessableEntity},
+		{"/api/v1/progress/ws?task_id=a%2Fb", "invalid", http.StatusUnprocessableEntity},
+		{"/v1/progress/ws?task_id=a&task_id=b%2Fc", "malformed", http.StatusBadRequest},
+		{"/v1/progress/ws?task_id=%zz", "malformed", http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		c, resp, err := f.dial(t, tt.path, tok, nil)
+		if c != nil {
+			c.Close()
+		}
+		if got := status(resp); got != tt.wantStatus {
+			t.Errorf("GET %s: status %d (err %v), want %d", tt.path, got, err, tt.wantStatus)
+			continue
+		}
+		var body struct {
+			Error struct {
+				Code, Message string
+				Fields        []struct{ Field, Reason string }
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Errorf("GET %s: decode refusal: %v", tt.path, err)
+			continue
+		}
+		if body.Error.Code != tt.wantCode || !strings.Contains(body.Error.Message, "task_id") {
+			t.Errorf("GET %s: refusal %+v, want code %q and a message naming task_id", tt.path, body.Error, tt.wantCode)
+		}
+		if tt.wantCode == "invalid" && (len(body.Error.Fields) != 1 || body.Error.Fields[0].Field != "task_id") {
+			t.Errorf("GET %s: fields %+v, want task_id", tt.path, body.Error.Fields)
+		}
+	}
+
+	// The other client's socket is alive: its batch runs to the end on it.
+	if err := s.runLanes(ctx, 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	final, err := readUntilFinal(other, s.doc.ID, nil)
+	if err != nil || final.Current != 2 || final.Type != progress.TypeComplete {
+		t.Fatalf("the other client's batch ended with %+v, %v; want complete 2/2", final, err)
+	}
+	// And the relay still takes new connections with a good ?task_id=.
+	c, resp, err := f.dial(t, "/v1/progress/ws?task_id="+s.doc.ID, tok, nil)
+	if err != nil {
+		t.Fatalf("dial with a good task_id after the attack: %v (status %d)", err, status(resp))
+	}
+	if m := read(t, c); m.TaskID != s.doc.ID || m.Message != "not found" {
+		t.Errorf("mallory subscribing to alice's batch = %+v, want not found", m)
+	}
+}
