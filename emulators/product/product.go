@@ -33,6 +33,7 @@ import (
 	"github.com/nodebatch/nodebatch/relay/ui"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/fsclient"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -172,7 +173,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		return p, fmt.Errorf("create verifier: %w", err)
 	}
 
-	if p.Firestore, err = firestore.NewClient(ctx, o.Project); err != nil {
+	if p.Firestore, err = fsclient.New(ctx, o.Project); err != nil {
 		return p, fmt.Errorf("create Firestore client: %w", err)
 	}
 	p.closers = append(p.closers, func() { p.Firestore.Close() })

@@ -66,8 +66,8 @@ func WithClientOptions(o ...option.ClientOption) Option {
 }
 
 // New returns a Firestore client for project with the Canceled rule
-// installed; it honours FIRESTORE_EMULATOR_HOST, which emulatorHost is read
-// from ("" for production). The caller closes it.
+// installed. Like firestore.NewClient it uses the emulator when
+// FIRESTORE_EMULATOR_HOST is set. The caller closes it.
 //
 // With the emulator, the client library dials the emulator itself with no
 // way to add interceptors; New dials it the same way with them and hands the

@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -26,6 +25,7 @@ import (
 	"github.com/nodebatch/nodebatch/relay/ui"
 	"github.com/nodebatch/nodebatch/shared/auth"
 
+	"github.com/nodebatch/nodebatch/shared/fsclient"
 	"github.com/nodebatch/nodebatch/shared/logging"
 )
 
@@ -60,7 +60,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("create verifier: %w", err)
 	}
-	fs, err := firestore.NewClient(ctx, project)
+	fs, err := fsclient.New(ctx, project)
 	if err != nil {
 		return fmt.Errorf("create Firestore client for %s: %w", project, err)
 	}
