@@ -83,6 +83,23 @@ resource "google_firestore_index" "batches_by_owner_created_asc" {
   }
 }
 
+# The relay's owner feed (subscribe_all): owner == X and finished_at >= T.
+resource "google_firestore_index" "batches_by_owner_finished_asc" {
+  project     = var.project_id
+  database    = google_firestore_database.main.name
+  collection  = "batches"
+  query_scope = "COLLECTION"
+
+  fields {
+    field_path = "owner"
+    order      = "ASCENDING"
+  }
+  fields {
+    field_path = "finished_at"
+    order      = "ASCENDING"
+  }
+}
+
 # History filtered by state: owner == X and state == S order by created_at desc.
 resource "google_firestore_index" "batches_by_owner_state_created" {
   project     = var.project_id

@@ -252,3 +252,44 @@ func TestPacing(t *testing.T) {
 		})
 	}
 }
+
+type ownerSink chan string
+
+func (s ownerSink) Active(id string) { s <- id }
+
+// TestOwnerFeedSeesABatchThatEndsAsItStarts: a batch that is running when
+// subscribe_all arrives but final before the feed's listeners first report
+// (seconds, on a loaded machine) is still announced, however old it is.
+// The registry's clock stands at the moment of the subscription; the batch
+// ended just after it. Before the fix the feed's second query was
+// created_at >= subscription − 10 s, so this batch (created an hour
+// earlier) was never announced and its final message never sent: the
+// TestIsolation flake under load.
+func TestOwnerFeedSeesABatchThatEndsAsItStarts(t *testing.T) {
+	env := harness.Start(t)
+	ctx := context.Background()
+	joined := time.Now().UTC()
+	for _, owner := range []string{"alice", AllOwners} {
+		fs := env.Firestore(t, env.ProjectID(t)) // a project each: the all-owners feed sees every batch
+		id := "ended-as-it-started"
+		b := store.BatchDoc{
+			ID: id, Owner: "alice", Action: batch.ActionLabel, Total: 1, Lanes: 1, Attempt: 1, State: batch.StateSucceeded,
+			CreatedAt: joined.Add(-time.Hour), StartedAt: joined.Add(-time.Hour), FinishedAt: joined.Add(time.Second),
+		}
+		if _, err := fs.Doc(store.BatchPath(b.ID)).Set(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		r := New(fs, slog.Default(), func() time.Time { return joined })
+		s := make(ownerSink, 10)
+		cancel := r.SubscribeOwner(owner, s)
+		select {
+		case got := <-s:
+			if got != id {
+				t.Errorf("owner %q feed announced %q, want %q", owner, got, id)
+			}
+		case <-time.After(60 * time.Second): // hang guard, not a timing assertion
+			t.Errorf("owner %q feed never announced %s, which was running when the feed started", owner, id)
+		}
+		cancel()
+	}
+}
