@@ -46,6 +46,7 @@ func startRelayProcess(t *testing.T, project string, iss *issuer) *relayProcess 
 		"NODEBATCH_OIDC_ISSUER="+iss.URL,
 		"NODEBATCH_OIDC_AUDIENCE="+audience,
 		"NODEBATCH_API_URL=off",
+		"NODEBATCH_RELAY_MAX_CONNS_PER_USER=1000", // 200 clients of one user
 		"KUBECONFIG=",
 		"PORT=",
 	)

@@ -53,12 +53,19 @@ func (s *Server) serveWS(seed bool) http.HandlerFunc {
 			writeJSON(w, http.StatusServiceUnavailable, errorBody("unavailable", "relay restarting; reconnect"))
 			return
 		}
+		if !s.reserveConn(p.Subject) {
+			s.log.Warn("websocket refused: per-user connection limit", "subject", p.Subject, "max", s.cfg.MaxConnsPerUser)
+			writeLimited(w, "connections_per_user", fmt.Sprintf("too many open connections: at most %d per user; close one (one connection carries any number of subscriptions)", s.cfg.MaxConnsPerUser), connRetryAfter)
+			return
+		}
 		ws, err := s.upgrader.Upgrade(w, r, nil)
 		if err != nil {
+			s.releaseConn(p.Subject)
 			return // the upgrader answered the client
 		}
 		c := newConn(s, ws, p)
 		if !s.register(c) {
+			s.releaseConn(p.Subject)
 			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseServiceRestart, "service restart; reconnect"), s.cfg.Now().Add(s.cfg.WriteTimeout))
 			ws.Close()
 			return

@@ -262,11 +262,13 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 
 	apiURL, _ := neturl(p.APIURL)
 	p.relayCfg = relay.Config{
-		Firestore: p.Firestore,
-		Verifier:  verifier,
-		Logger:    o.Logger,
-		APIURL:    apiURL,
-		UI:        ui.FS(),
+		// The bench follows one batch with up to 1,000 clients of one user.
+		MaxConnsPerUser: 2000,
+		Firestore:       p.Firestore,
+		Verifier:        verifier,
+		Logger:          o.Logger,
+		APIURL:          apiURL,
+		UI:              ui.FS(),
 		Handlers: map[string]http.Handler{
 			"GET /config.json": ui.ConfigHandler(ui.Config{
 				Issuer: p.IssuerURL, ClientID: Audience, DevIssuer: true,
@@ -274,7 +276,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 				DevTokenURL: p.IssuerURL + "/token",
 				DevUsers:    []ui.DevUser{{Name: "alice", Role: "user"}, {Name: "bob", Role: "user"}, {Name: "admin", Role: "admin"}},
 			}),
-			"GET /v1/nodes": auth.Middleware(verifier, ui.NodesHandler(apiKube)),
+			"GET /v1/nodes": auth.Middleware(verifier, ui.LimitNodes(ratelimit.New(ratelimit.Config{PerMinute: ui.DefaultNodesPerMinute, Burst: ui.DefaultNodesBurst}), ui.NodesHandler(apiKube))),
 		},
 	}
 	p.relay = relay.New(p.relayCfg)
