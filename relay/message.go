@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/jsonstrict"
 )
 
 // Client message types.
@@ -25,18 +25,14 @@ type clientMessage struct {
 	AllUsers bool   `json:"all_users,omitempty"`
 }
 
-// decodeClientMessage parses one client message strictly: one JSON object,
-// known fields only, a known type, and a well-formed task id where needed.
-// Its errors are safe to send back to the client.
+// decodeClientMessage parses one client message strictly (jsonstrict): one
+// JSON object, known fields only, matched case-sensitively, none twice, a
+// known type, and a well-formed task id where needed. Its errors are safe
+// to send back to the client.
 func decodeClientMessage(data []byte) (clientMessage, error) {
 	var m clientMessage
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := jsonstrict.Decode(data, &m); err != nil {
 		return clientMessage{}, fmt.Errorf("bad message: %s", describeJSONError(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return clientMessage{}, errors.New("bad message: one JSON object per message")
 	}
 	switch m.Type {
 	case msgSubscribe, msgUnsubscribe:
@@ -80,11 +76,22 @@ func taskIDReason(id string) string {
 	return ""
 }
 
+func knownField(f string) bool { return f == "type" || f == "task_id" || f == "all_users" }
+
 // describeJSONError says what is wrong without quoting the input back.
 func describeJSONError(err error) string {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
+	var strict *jsonstrict.Error
 	switch {
+	case errors.Is(err, jsonstrict.ErrTrailing):
+		return "one JSON object per message"
+	case errors.As(err, &strict) && strict.Duplicate && knownField(strict.Field):
+		return fmt.Sprintf("field %q given twice", strict.Field)
+	case errors.As(err, &strict) && strict.Duplicate:
+		return "a field given twice"
+	case errors.As(err, &strict):
+		return "not a message object (known fields: type, task_id, all_users; names are case-sensitive)"
 	case errors.As(err, &syn):
 		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
 	case errors.As(err, &typ):
