@@ -162,4 +162,3 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
-
