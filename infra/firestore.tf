@@ -1,7 +1,12 @@
 # Firestore Native: the (default) database, because the code opens the
-# project's default database. Composite indexes for the queries that filter
-# on one field and order or filter on another (single-field indexes are
-# automatic).
+# project's default database, and exactly the composite indexes the code's
+# queries need. The queries are declared in shared/store/queries.go; a query
+# needs a composite index when it combines an equality filter with an order
+# or a range on another field. Equality filters alone are served by merging
+# the automatic single-field indexes, and so are queries on one field.
+# infra_test.go derives the needed indexes from the declarations and fails
+# when this file declares one more or one fewer (indexes cost a write per
+# indexed document change).
 
 resource "google_firestore_database" "main" {
   project                 = var.project_id
@@ -15,7 +20,7 @@ resource "google_firestore_database" "main" {
   depends_on = [google_project_service.api]
 }
 
-# History per user: batches where owner == X order by created_at desc.
+# store.QueryHistoryByOwner: owner == X order by created_at desc.
 resource "google_firestore_index" "batches_by_owner" {
   project     = var.project_id
   database    = google_firestore_database.main.name
@@ -32,7 +37,7 @@ resource "google_firestore_index" "batches_by_owner" {
   }
 }
 
-# Running or pending batches (admin view, relay): state == X order by created_at desc.
+# store.QueryHistoryByState: state == X order by created_at desc.
 resource "google_firestore_index" "batches_by_state" {
   project     = var.project_id
   database    = google_firestore_database.main.name
@@ -49,41 +54,7 @@ resource "google_firestore_index" "batches_by_state" {
   }
 }
 
-# The relay's "my active batches": owner == X and state in [pending, running].
-resource "google_firestore_index" "batches_by_owner_state" {
-  project     = var.project_id
-  database    = google_firestore_database.main.name
-  collection  = "batches"
-  query_scope = "COLLECTION"
-
-  fields {
-    field_path = "owner"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "state"
-    order      = "ASCENDING"
-  }
-}
-
-# The relay's "my recent batches": owner == X and created_at >= T.
-resource "google_firestore_index" "batches_by_owner_created_asc" {
-  project     = var.project_id
-  database    = google_firestore_database.main.name
-  collection  = "batches"
-  query_scope = "COLLECTION"
-
-  fields {
-    field_path = "owner"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "created_at"
-    order      = "ASCENDING"
-  }
-}
-
-# The relay's owner feed (subscribe_all): owner == X and finished_at >= T.
+# store.QueryFinishedSinceByOwner (the relay's feed): owner == X and finished_at >= T.
 resource "google_firestore_index" "batches_by_owner_finished_asc" {
   project     = var.project_id
   database    = google_firestore_database.main.name
@@ -100,7 +71,7 @@ resource "google_firestore_index" "batches_by_owner_finished_asc" {
   }
 }
 
-# History filtered by state: owner == X and state == S order by created_at desc.
+# store.QueryHistoryByOwnerState: owner == X and state == S order by created_at desc.
 resource "google_firestore_index" "batches_by_owner_state_created" {
   project     = var.project_id
   database    = google_firestore_database.main.name
@@ -118,23 +89,5 @@ resource "google_firestore_index" "batches_by_owner_state_created" {
   fields {
     field_path = "created_at"
     order      = "DESCENDING"
-  }
-}
-
-# Node results of one batch by outcome, in position order (failed nodes for
-# retry and for the UI): batches/{id}/nodes where state == X order by position.
-resource "google_firestore_index" "nodes_by_state" {
-  project     = var.project_id
-  database    = google_firestore_database.main.name
-  collection  = "nodes"
-  query_scope = "COLLECTION"
-
-  fields {
-    field_path = "state"
-    order      = "ASCENDING"
-  }
-  fields {
-    field_path = "position"
-    order      = "ASCENDING"
   }
 }

@@ -1,11 +1,19 @@
-# The two Cloud Run functions (gen2), built from this repository's source.
+# The three Cloud Run functions (gen2: batch, patch and dead-letter), built
+# from this repository's source. All three are HTTP functions
+# (functions.HTTP): the patch and dead-letter entry points take the push
+# envelope or a CloudEvent over plain HTTP (functions/patch/entry.go).
 #
 # Cloud Run functions build the Go package at the ROOT of the uploaded
 # source. Our functions live in functions/batch and functions/patch, so each
 # zip holds go.mod, go.sum, functions/ and shared/ plus a generated root
 # package whose only job is to import the function's package (whose init
-# registers the entry point with functions-framework-go). The repository
-# itself keeps no root package.
+# registers the entry points with functions-framework-go). The repository
+# itself keeps no root package. The dead-letter function is built from the
+# patch zip (same package, another entry point).
+#
+# Every function waits for its build account's grants and its runtime
+# account's secret grant, and for them to propagate (time_sleep in iam.tf):
+# a build that starts first cannot read its source.
 
 locals {
   source_files = toset([
@@ -53,21 +61,17 @@ data "archive_file" "function" {
   }
 }
 
+# No lifecycle rule deletes objects here: every object in this bucket is
+# managed by Terraform, and an object deleted behind its back is recreated
+# by the next plan. Old zips do not pile up: a source change changes the
+# object's name (the hash), so Terraform replaces the object and deletes the
+# old one; Cloud Functions keeps its own copy of what it built.
 resource "google_storage_bucket" "source" {
   name                        = "${var.project_id}-${var.name_prefix}-source"
   location                    = var.region
   uniform_bucket_level_access = true
   public_access_prevention    = "enforced"
   force_destroy               = true
-
-  lifecycle_rule {
-    condition {
-      age = 30
-    }
-    action {
-      type = "Delete"
-    }
-  }
 
   depends_on = [google_project_service.api]
 }
@@ -140,13 +144,14 @@ resource "google_cloudfunctions2_function" "batch" {
 
   depends_on = [
     google_project_service.api,
-    google_secret_manager_secret_iam_member.kubeconfig_accessor,
     google_project_iam_member.build,
+    google_secret_manager_secret_iam_member.kubeconfig_accessor,
+    time_sleep.iam_propagation,
   ]
 }
 
-# CloudEvent function served over HTTP: the ordered push subscription POSTs
-# each node's event to it. Patches one node, records its result.
+# HTTP function: the ordered push subscription POSTs each node's event (the
+# push envelope) to it. Patches one node, records its result.
 resource "google_cloudfunctions2_function" "patch" {
   name     = local.patch_name
   location = var.region
@@ -195,16 +200,19 @@ resource "google_cloudfunctions2_function" "patch" {
 
   depends_on = [
     google_project_service.api,
-    google_secret_manager_secret_iam_member.kubeconfig_accessor,
     google_project_iam_member.build,
+    google_secret_manager_secret_iam_member.kubeconfig_accessor,
+    time_sleep.iam_propagation,
   ]
 }
 
 # The patch package's second entry point: the dead-letter subscription POSTs
 # each message whose deliveries were exhausted, and the node is recorded
 # failed so its batch still finishes. A separate deployment because a
-# deployed function serves exactly one entry point. Same code, same service
-# account and kubeconfig as the patch function; little capacity.
+# deployed function serves exactly one entry point. Same code as the patch
+# function, but its own service account and the READ-ONLY cluster identity:
+# it never touches a node (runner.Fail writes Firestore only); the client
+# it starts with still needs a kubeconfig. Little capacity.
 resource "google_cloudfunctions2_function" "deadletter" {
   name     = local.deadletter_name
   location = var.region
@@ -231,7 +239,7 @@ resource "google_cloudfunctions2_function" "deadletter" {
     timeout_seconds                  = var.patch_timeout_seconds
     ingress_settings                 = "ALLOW_ALL"
     all_traffic_on_latest_revision   = true
-    service_account_email            = google_service_account.patch.email
+    service_account_email            = google_service_account.deadletter.email
     vpc_connector                    = var.vpc_connector
     vpc_connector_egress_settings    = var.vpc_connector == null ? null : "PRIVATE_RANGES_ONLY"
 
@@ -240,7 +248,7 @@ resource "google_cloudfunctions2_function" "deadletter" {
     secret_volumes {
       mount_path = local.kube_mount
       project_id = var.project_id
-      secret     = local.kubeconfig_secret["patch"]
+      secret     = local.kubeconfig_secret["deadletter"]
 
       versions {
         version = var.kubeconfig_secret_version
@@ -251,7 +259,8 @@ resource "google_cloudfunctions2_function" "deadletter" {
 
   depends_on = [
     google_project_service.api,
-    google_secret_manager_secret_iam_member.kubeconfig_accessor,
     google_project_iam_member.build,
+    google_secret_manager_secret_iam_member.kubeconfig_accessor,
+    time_sleep.iam_propagation,
   ]
 }

@@ -20,6 +20,12 @@ resource "google_service_account" "patch" {
   depends_on   = [google_project_service.api]
 }
 
+resource "google_service_account" "deadletter" {
+  account_id   = "${var.name_prefix}-deadletter"
+  display_name = "nodebatch dead-letter function"
+  depends_on   = [google_project_service.api]
+}
+
 resource "google_service_account" "push" {
   account_id   = "${var.name_prefix}-push"
   display_name = "nodebatch Pub/Sub push identity (invokes the patch function)"
@@ -38,28 +44,36 @@ resource "google_service_account" "relay" {
   depends_on   = [google_project_service.api]
 }
 
-# Builds: write logs and images, read the uploaded source.
+# Builds: write logs, push images, read the source (local.build_roles).
 resource "google_project_iam_member" "build" {
-  for_each = toset([
-    "roles/logging.logWriter",
-    "roles/artifactregistry.writer",
-  ])
-  project = var.project_id
-  role    = each.value
-  member  = google_service_account.build.member
+  for_each = local.build_roles
+  project  = var.project_id
+  role     = each.value
+  member   = google_service_account.build.member
 }
 
-resource "google_storage_bucket_iam_member" "build_source_reader" {
-  bucket = google_storage_bucket.source.name
-  role   = "roles/storage.objectViewer"
-  member = google_service_account.build.member
+# IAM is eventually consistent: a grant can take minutes to be seen
+# everywhere, and a build that starts before its account's grants are
+# visible fails to fetch the source. The provider's builder example waits
+# 60 s, and its acceptance test of a build account failed about half the
+# time until the wait was doubled to 120 s (magic-modules #11909). The
+# runtime accounts' secret grants wait too: a deployment checks them.
+resource "time_sleep" "iam_propagation" {
+  create_duration = "120s"
+
+  depends_on = [
+    google_project_iam_member.build,
+    google_secret_manager_secret_iam_member.kubeconfig_accessor,
+  ]
 }
 
-# Firestore: the functions read and write batches; the relay only reads.
+# Firestore: the functions read and write batches (the dead-letter function
+# records nodes failed); the relay only reads.
 resource "google_project_iam_member" "firestore_user" {
   for_each = {
-    batch = google_service_account.batch.member
-    patch = google_service_account.patch.member
+    batch      = google_service_account.batch.member
+    patch      = google_service_account.patch.member
+    deadletter = google_service_account.deadletter.member
   }
   project = var.project_id
   role    = "roles/datastore.user"

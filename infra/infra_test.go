@@ -3,15 +3,19 @@ package infra_test
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
+	"cloud.google.com/go/firestore"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodebatch/nodebatch/infra/hclcheck"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/request"
+	"github.com/nodebatch/nodebatch/shared/store"
 )
 
 // The repository root, seen from this folder.
@@ -222,5 +226,194 @@ func TestSourceZipHoldsEveryImport(t *testing.T) {
 		if strings.Contains(p, "/cmd/") || strings.Contains(p, "/testdata/") {
 			t.Errorf("function code imports %s, which infra/functions.tf filters out of the source zip", p)
 		}
+	}
+}
+
+// buildRoles are what a function's build account needs: write build logs,
+// push the image, read the source Cloud Functions copied into its
+// gcf-v2-sources bucket (docs/deploy.md "Builds").
+var buildRoles = []string{"roles/logging.logWriter", "roles/artifactregistry.writer", "roles/storage.objectViewer"}
+
+// TestBuildGrantsBeforeBuilds: every function builds as an account of its
+// own holding buildRoles, and waits for those grants (and its secret
+// grants) and two minutes of propagation before it is created (60 s was
+// not enough for the provider's own test, magic-modules #11909).
+func TestBuildGrantsBeforeBuilds(t *testing.T) {
+	t.Parallel()
+	if ps := load(t).CheckBuildGrants(buildRoles, 2*time.Minute); len(ps) > 0 {
+		t.Errorf("function builds may start without their grants:\n%v", hclcheck.Join(ps))
+	}
+}
+
+// clusterUses is what each workload's code does to nodes: the Batch entry
+// point lists nodes to resolve selectors and check they exist
+// (functions/batch/handler.go; with inline_max = 0 it never patches), Patch
+// gets a node, merge-patches labels and updates taints
+// (shared/nodepatch/nodepatch.go), DeadLetter only records nodes failed in
+// Firestore (runner.Fail) but builds its clients with a kubeconfig, and the
+// relay lists nodes for the UI (relay/ui/nodes.go).
+var clusterUses = map[string][]string{
+	"Batch":                             {"list"},
+	"Patch":                             {"get", "patch", "update"},
+	"DeadLetter":                        {},
+	"google_cloud_run_v2_service.relay": {"list"},
+}
+
+// TestOwnIdentities: every workload runs as its own service account and
+// mounts the least cluster identity that covers what its code uses.
+func TestOwnIdentities(t *testing.T) {
+	t.Parallel()
+	m := load(t)
+	ws, ps := m.Workloads("kube_identity")
+	got := map[string]string{}
+	for _, w := range ws {
+		got[w.Key] = w.Identity
+	}
+	want := map[string]string{"Batch": "reader", "Patch": "patcher", "DeadLetter": "reader", "google_cloud_run_v2_service.relay": "reader"}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Workloads() identities (-want +got):\n%s", diff)
+	}
+	ps = append(ps, m.CheckIdentities("kube_identity", clusterUses)...)
+	if len(ps) > 0 {
+		t.Errorf("identities:\n%v", hclcheck.Join(ps))
+	}
+}
+
+// TestIndexesMatchQueries: infra/firestore.tf declares exactly the
+// composite indexes the queries in shared/store/queries.go need.
+func TestIndexesMatchQueries(t *testing.T) {
+	t.Parallel()
+	if ps := load(t).CheckIndexes(storeQueries()); len(ps) > 0 {
+		t.Errorf("Firestore indexes and queries disagree:\n%v", hclcheck.Join(ps))
+	}
+}
+
+func storeQueries() []hclcheck.Query {
+	var out []hclcheck.Query
+	for _, q := range store.Queries() {
+		hq := hclcheck.Query{Name: q.Name, Collection: q.Collection}
+		for _, f := range q.Filters {
+			hq.Filters = append(hq.Filters, hclcheck.QueryFilter{Field: f.Field, Op: f.Op})
+		}
+		for _, o := range q.Order {
+			hq.Order = append(hq.Order, hclcheck.IndexField{Field: o.Field, Desc: o.Dir == firestore.Desc})
+		}
+		out = append(out, hq)
+	}
+	return out
+}
+
+// TestQueriesAreDeclared: no Go code outside shared/store/queries.go names
+// a Firestore query field itself, so the declarations the index check reads
+// are every query there is.
+func TestQueriesAreDeclared(t *testing.T) {
+	t.Parallel()
+	calls, err := hclcheck.QueryCalls(root+"/functions", root+"/shared", root+"/relay")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range calls {
+		t.Errorf("%s: a Firestore query built from a literal field; declare it in shared/store/queries.go and build it with Query.Apply", c)
+	}
+}
+
+// TestAudiencesMatch: push subscriptions and scheduler jobs mint tokens for
+// the run.app URL they call, and the batch function expects that audience
+// on scheduler tokens.
+func TestAudiencesMatch(t *testing.T) {
+	t.Parallel()
+	m := load(t)
+	if n := len(m.Senders()); n != 3 {
+		t.Errorf("Senders() = %d, want 3 (two push subscriptions, the scheduler jobs)", n)
+	}
+	if ps := m.CheckAudiences(map[string]string{"google_cloud_scheduler_job": "NODEBATCH_SCHEDULER_AUDIENCE"}); len(ps) > 0 {
+		t.Errorf("audiences:\n%v", hclcheck.Join(ps))
+	}
+}
+
+// TestRelaySettingsSetOrDefaulted: every setting the relay reads (its main,
+// its UI package and the identity settings of shared/auth) is set by
+// Terraform on the relay service or has a default in docs/config.md, so the
+// relay in Google Cloud runs with nothing left to chance.
+func TestRelaySettingsSetOrDefaulted(t *testing.T) {
+	t.Parallel()
+	m := load(t)
+	vars, ps := m.EnvVars()
+	code, err := hclcheck.ScanCode(root+"/relay/cmd/relay", root+"/relay/ui", root+"/shared/auth", root+"/shared/logging")
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(root + "/docs/config.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps = append(ps, hclcheck.CheckSettings("google_cloud_run_v2_service.relay", vars, code, hclcheck.ConfigDefaults(md))...)
+	if len(ps) > 0 {
+		t.Errorf("relay settings:\n%v", hclcheck.Join(ps))
+	}
+}
+
+// TestRelayServesTheLocalUI: Terraform sets the relay's UI feature list to
+// exactly what `make run` sets (emulators/cmd/stack/product.go), or neither
+// sets it, so the UI in Google Cloud has the controls it has locally.
+func TestRelayServesTheLocalUI(t *testing.T) {
+	t.Parallel()
+	const name = "NODEBATCH_UI_FEATURES"
+	local, err := hclcheck.EnvAssignment(root+"/emulators/cmd/stack/product.go", name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vars, _ := load(t).EnvVars()
+	cloud := "(unset)"
+	for _, v := range vars {
+		if v.Resource == "google_cloud_run_v2_service.relay" && v.Name == name {
+			cloud = "(not a literal)"
+			if s, ok := hclcheck.LiteralString(v.Value); ok {
+				cloud = s
+			}
+		}
+	}
+	if cloud != local {
+		t.Errorf("%s: make run sets %q, infra/relay.tf sets %q; the UIs differ", name, local, cloud)
+	}
+}
+
+// TestClusterRolesMatchDocs: the RBAC that docs/deploy.md tells people to
+// apply grants each cluster identity exactly the verbs local.kube_identity
+// (what the identity check assumes) lists.
+func TestClusterRolesMatchDocs(t *testing.T) {
+	t.Parallel()
+	v, err := load(t).LocalValue("kube_identity")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{}
+	for id, obj := range v.AsValueMap() {
+		var verbs []string
+		for _, x := range obj.GetAttr("verbs").AsValueSlice() {
+			verbs = append(verbs, x.AsString())
+		}
+		want[id] = strings.Join(verbs, ", ")
+	}
+	md, err := os.ReadFile(root + "/docs/deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := regexp.MustCompile(`kind: ClusterRole\nmetadata: \{name: nodebatch-(\w+)\}\nrules: \[\{apiGroups: \[""\], resources: \[nodes\], verbs: \[([a-z, ]+)\]\}\]`)
+	got := map[string]string{}
+	for _, m := range role.FindAllStringSubmatch(strings.ReplaceAll(string(md), "\n   ", "\n"), -1) {
+		got[m[1]] = m[2]
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("ClusterRoles in docs/deploy.md vs local.kube_identity (-want +got):\n%s", diff)
+	}
+}
+
+// TestNoLifecycleOnManagedObjects: no bucket lifecycle rule deletes the
+// source zips Terraform manages (every plan after it would recreate them).
+func TestNoLifecycleOnManagedObjects(t *testing.T) {
+	t.Parallel()
+	if ps := load(t).CheckManagedObjectLifecycle(); len(ps) > 0 {
+		t.Errorf("lifecycle rules:\n%v", hclcheck.Join(ps))
 	}
 }

@@ -1,16 +1,24 @@
 output "batch_url" {
-  description = "URL of the batch function (the API: POST {batch_url}/v1/batches). Also the audience of scheduler tokens."
+  description = "run.app URL of the batch function (the API: POST {batch_url}/v1/batches). Also the audience of scheduler tokens. Its cloudfunctions.net URL (batch_function_url) serves the same function."
+  value       = local.batch_url
+  depends_on  = [google_cloudfunctions2_function.batch]
+}
+
+output "batch_function_url" {
+  description = "cloudfunctions.net URL of the batch function, as the Cloud Functions API reports it (same function as batch_url)."
   value       = google_cloudfunctions2_function.batch.url
 }
 
 output "patch_url" {
-  description = "URL of the patch function (invoked only by the push subscription)."
-  value       = google_cloudfunctions2_function.patch.url
+  description = "run.app URL of the patch function (invoked only by the push subscription, with tokens for this audience)."
+  value       = local.patch_url
+  depends_on  = [google_cloudfunctions2_function.patch]
 }
 
 output "deadletter_url" {
-  description = "URL of the dead-letter function (invoked only by the dead-letter push subscription)."
-  value       = google_cloudfunctions2_function.deadletter.url
+  description = "run.app URL of the dead-letter function (invoked only by the dead-letter push subscription, with tokens for this audience)."
+  value       = local.deadletter_url
+  depends_on  = [google_cloudfunctions2_function.deadletter]
 }
 
 output "relay_url" {

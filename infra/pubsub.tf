@@ -29,11 +29,14 @@ resource "google_pubsub_subscription" "patch_push" {
     # functions-framework-go turns a push envelope POSTed to
     # /projects/P/topics/T into the messagePublished CloudEvent the patch
     # function expects.
-    push_endpoint = "${google_cloudfunctions2_function.patch.url}/${google_pubsub_topic.node_patch.id}"
+    # The function's run.app URL, for which the token is minted: Cloud Run
+    # accepts a token only when its audience is the service's run.app URL
+    # (or a custom audience; functions have none).
+    push_endpoint = "${local.patch_url}/${google_pubsub_topic.node_patch.id}"
 
     oidc_token {
       service_account_email = google_service_account.push.email
-      audience              = google_cloudfunctions2_function.patch.url
+      audience              = local.patch_url
     }
   }
 
@@ -51,9 +54,12 @@ resource "google_pubsub_subscription" "patch_push" {
     ttl = "" # never expire
   }
 
+  # The invoker grant names the function's service, so the subscription
+  # starts pushing only once the function exists and may be invoked.
   depends_on = [
     google_pubsub_topic_iam_member.dead_letter_publisher,
     google_cloud_run_v2_service_iam_member.patch_invoker,
+    google_service_account_iam_member.push_token_creator,
   ]
 }
 
@@ -68,11 +74,11 @@ resource "google_pubsub_subscription" "dead_letter_push" {
   message_retention_duration = var.message_retention
 
   push_config {
-    push_endpoint = "${google_cloudfunctions2_function.deadletter.url}/${google_pubsub_topic.dead_letter.id}"
+    push_endpoint = "${local.deadletter_url}/${google_pubsub_topic.dead_letter.id}"
 
     oidc_token {
       service_account_email = google_service_account.push.email
-      audience              = google_cloudfunctions2_function.deadletter.url
+      audience              = local.deadletter_url
     }
   }
 
@@ -85,7 +91,10 @@ resource "google_pubsub_subscription" "dead_letter_push" {
     ttl = ""
   }
 
-  depends_on = [google_cloud_run_v2_service_iam_member.deadletter_invoker]
+  depends_on = [
+    google_cloud_run_v2_service_iam_member.deadletter_invoker,
+    google_service_account_iam_member.push_token_creator,
+  ]
 }
 
 # Dead-lettering is done by the Pub/Sub service agent: it must publish to the

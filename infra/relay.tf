@@ -2,8 +2,8 @@
 # API, on Cloud Run. A WebSocket lives at most one request timeout
 # (relay_timeout); the UI reconnects and resubscribes, and the relay checks
 # ownership on every subscription. It listens on $PORT (Cloud Run sets it),
-# reads Firestore only, and lists nodes for the UI with the batch function's
-# read-only kubeconfig.
+# reads Firestore only, and lists nodes for the UI with the read-only
+# cluster identity (local.kube_identity.reader).
 
 resource "google_cloud_run_v2_service" "relay" {
   name                = local.relay_name
@@ -25,7 +25,7 @@ resource "google_cloud_run_v2_service" "relay" {
     volumes {
       name = "kube"
       secret {
-        secret = local.kubeconfig_secret["batch"]
+        secret = local.kubeconfig_secret["relay"]
         items {
           version = var.kubeconfig_secret_version
           path    = local.kube_file
@@ -64,6 +64,13 @@ resource "google_cloud_run_v2_service" "relay" {
         name  = "NODEBATCH_API_URL"
         value = local.batch_url
       }
+      # The UI's core controls (cancel, retry, revert, history): the same
+      # list `make run` sets (emulators/cmd/stack/product.go), so the cloud
+      # serves the UI people use locally; infra_test.go checks they agree.
+      env {
+        name  = "NODEBATCH_UI_FEATURES"
+        value = "cancel,retry,revert,history"
+      }
       env {
         name  = "KUBECONFIG"
         value = "${local.kube_mount}/${local.kube_file}"
@@ -93,6 +100,7 @@ resource "google_cloud_run_v2_service" "relay" {
 
   depends_on = [
     google_project_service.api,
-    google_secret_manager_secret_iam_member.relay_kubeconfig_accessor,
+    google_secret_manager_secret_iam_member.kubeconfig_accessor,
+    time_sleep.iam_propagation,
   ]
 }

@@ -137,9 +137,14 @@ variable "max_delivery_attempts" {
 }
 
 variable "message_retention" {
-  description = "How long undelivered messages are kept on the patch and dead-letter subscriptions (at most 604800s, 7 days)."
+  description = "How long the topics and the patch and dead-letter subscriptions keep messages (Pub/Sub allows 10 minutes to 31 days, 600s-2678400s; the default is 7 days)."
   type        = string
   default     = "604800s"
+
+  validation {
+    condition     = endswith(var.message_retention, "s") && try(tonumber(trimsuffix(var.message_retention, "s")) >= 600 && tonumber(trimsuffix(var.message_retention, "s")) <= 2678400, false)
+    error_message = "message_retention must be seconds with an s suffix, from 600s (10 minutes) to 2678400s (31 days)."
+  }
 }
 
 variable "max_nodes" {
@@ -173,19 +178,19 @@ variable "kube_burst" {
 }
 
 variable "create_kubeconfig_secrets" {
-  description = "Create the two Secret Manager secrets named by batch_kubeconfig_secret and patch_kubeconfig_secret (their versions are added out of band, so credentials never enter Terraform state). false: the secrets already exist."
+  description = "Create the Secret Manager secrets named by batch_kubeconfig_secret and patch_kubeconfig_secret (their versions are added out of band, so credentials never enter Terraform state). false: the secrets already exist."
   type        = bool
   default     = true
 }
 
 variable "batch_kubeconfig_secret" {
-  description = "Secret Manager secret ID holding the kubeconfig of the batch function: an identity that may get/list nodes (and patch them when inline_max > 0)."
+  description = "Secret Manager secret ID holding the kubeconfig of the READER cluster identity (get/list/watch nodes), mounted by the batch function, the dead-letter function and the relay. With inline_max > 0 the batch function also patches; then use a separate deployment or grant this identity patch rights knowingly (docs/deploy.md)."
   type        = string
   default     = "nodebatch-kubeconfig-reader"
 }
 
 variable "patch_kubeconfig_secret" {
-  description = "Secret Manager secret ID holding the kubeconfig of the patch function: an identity that may get/list/patch/update nodes and nothing else."
+  description = "Secret Manager secret ID holding the kubeconfig of the PATCHER cluster identity, mounted by the patch function only: get/list/watch/patch/update nodes and nothing else."
   type        = string
   default     = "nodebatch-kubeconfig-patcher"
 }

@@ -330,3 +330,99 @@ func ModuleImports(root, module string, dirs ...string) ([]string, error) {
 	sort.Strings(out)
 	return out, nil
 }
+
+// queryMethods are the firestore.Query methods that name a field.
+var queryMethods = map[string]bool{"Where": true, "WherePath": true, "OrderBy": true, "OrderByPath": true}
+
+// QueryCalls returns file:line of every call in the non-test Go files under
+// dirs of a method that names a Firestore query field (Where, OrderBy and
+// their Path forms) with a string literal or constant as its first
+// argument, except in files named queries.go, where queries are declared.
+func QueryCalls(dirs ...string) ([]string, error) {
+	var out []string
+	fset := token.NewFileSet()
+	for _, dir := range dirs {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() {
+				n := d.Name()
+				if path != dir && (n == "testdata" || n == "vendor" || n == "node_modules" || strings.HasPrefix(n, ".")) {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			if !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") || d.Name() == "queries.go" {
+				return nil
+			}
+			f, err := parser.ParseFile(fset, path, nil, parser.SkipObjectResolution)
+			if err != nil {
+				return fmt.Errorf("parse %s: %w", path, err)
+			}
+			consts := stringConsts(f)
+			ast.Inspect(f, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok || len(call.Args) == 0 {
+					return true
+				}
+				sel, ok := call.Fun.(*ast.SelectorExpr)
+				if !ok || !queryMethods[sel.Sel.Name] {
+					return true
+				}
+				literal := false
+				switch a := call.Args[0].(type) {
+				case *ast.BasicLit:
+					literal = a.Kind == token.STRING
+				case *ast.Ident:
+					_, literal = consts[a.Name]
+				case *ast.SelectorExpr:
+					literal = a.Sel.Name == "DocumentID" // firestore.DocumentID
+				}
+				if literal {
+					p := fset.Position(call.Pos())
+					out = append(out, fmt.Sprintf("%s:%d", p.Filename, p.Line))
+				}
+				return true
+			})
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("scan Go code in %s: %w", dir, err)
+		}
+	}
+	return out, nil
+}
+
+// EnvAssignment returns the value a Go file assigns to the environment
+// variable name in a "NAME=value" string literal (how process launchers
+// such as emulators/cmd/stack build child environments), or "(unset)" when
+// the file has none. Two different assignments are an error.
+func EnvAssignment(path, name string) (string, error) {
+	f, err := parser.ParseFile(token.NewFileSet(), path, nil, parser.SkipObjectResolution)
+	if err != nil {
+		return "", fmt.Errorf("parse %s: %w", path, err)
+	}
+	found := "(unset)"
+	var errOut error
+	ast.Inspect(f, func(n ast.Node) bool {
+		l, ok := n.(*ast.BasicLit)
+		if !ok || l.Kind != token.STRING {
+			return true
+		}
+		s, err := strconv.Unquote(l.Value)
+		if err != nil {
+			return true
+		}
+		v, ok := strings.CutPrefix(s, name+"=")
+		if !ok {
+			return true
+		}
+		if found != "(unset)" && found != v {
+			errOut = fmt.Errorf("%s assigns %s twice (%q, %q)", path, name, found, v)
+		}
+		found = v
+		return true
+	})
+	return found, errOut
+}

@@ -4,7 +4,12 @@
 // used; variables and outputs are documented; every resource type has its
 // provider declared. It also extracts what must agree with the Go code
 // (function entry points, environment variable names) so tests can compare
-// them with what the code registers and reads (see code.go).
+// them with what the code registers and reads (see code.go), and checks
+// what a first apply needs although every reference resolves (deploy.go:
+// build grants and the wait before builds, one identity per workload with
+// the least cluster rights, token audiences, managed objects; indexes.go:
+// Firestore indexes against the code's declared queries; settings.go:
+// settings left to a documented default).
 package hclcheck
 
 import (

@@ -56,6 +56,7 @@ type EnvVar struct {
 	Resource string // address
 	Type     string // resource type
 	Name     string
+	Value    hclsyntax.Expression // nil for a secret environment variable
 	Range    hcl.Range
 }
 
@@ -68,14 +69,14 @@ type EnvVar struct {
 func (m *Module) EnvVars() ([]EnvVar, []Problem) {
 	var out []EnvVar
 	var ps []Problem
-	add := func(b Block, name string, r hcl.Range) {
-		out = append(out, EnvVar{Resource: b.Address(), Type: b.Type, Name: name, Range: r})
+	add := func(b Block, name string, val hclsyntax.Expression, r hcl.Range) {
+		out = append(out, EnvVar{Resource: b.Address(), Type: b.Type, Name: name, Value: val, Range: r})
 	}
 	addMap := func(b Block, expr hclsyntax.Expression) {
 		keys, p := m.objectKeys(expr, map[string]bool{})
 		ps = append(ps, p...)
 		for _, k := range keys {
-			add(b, k.name, k.rng)
+			add(b, k.name, k.val, k.rng)
 		}
 	}
 	for _, b := range m.Blocks("resource") {
@@ -88,7 +89,7 @@ func (m *Module) EnvVars() ([]EnvVar, []Problem) {
 				for _, s := range blocksOf(sc.Body, "secret_environment_variables") {
 					if a, ok := s.Body.Attributes["key"]; ok {
 						if n, ok := literalString(a.Expr); ok {
-							add(b, n, a.SrcRange)
+							add(b, n, nil, a.SrcRange)
 						} else {
 							ps = append(ps, Problem{a.SrcRange, "secret_environment_variables.key must be a literal string"})
 						}
@@ -109,7 +110,11 @@ func (m *Module) EnvVars() ([]EnvVar, []Problem) {
 					for _, e := range blocksOf(c.Body, "env") {
 						if a, ok := e.Body.Attributes["name"]; ok {
 							if n, ok := literalString(a.Expr); ok {
-								add(b, n, a.SrcRange)
+								var val hclsyntax.Expression
+								if v, ok := e.Body.Attributes["value"]; ok {
+									val = v.Expr
+								}
+								add(b, n, val, a.SrcRange)
 							} else {
 								ps = append(ps, Problem{a.SrcRange, "env.name must be a literal string"})
 							}
@@ -128,6 +133,7 @@ func (m *Module) EnvVars() ([]EnvVar, []Problem) {
 
 type key struct {
 	name string
+	val  hclsyntax.Expression
 	rng  hcl.Range
 }
 
@@ -139,11 +145,11 @@ func (m *Module) objectKeys(expr hclsyntax.Expression, seen map[string]bool) ([]
 		var ps []Problem
 		for _, it := range e.Items {
 			if kw := hcl.ExprAsKeyword(it.KeyExpr); kw != "" {
-				keys = append(keys, key{kw, it.KeyExpr.Range()})
+				keys = append(keys, key{kw, it.ValueExpr, it.KeyExpr.Range()})
 				continue
 			}
 			if s, ok := literalString(it.KeyExpr); ok {
-				keys = append(keys, key{s, it.KeyExpr.Range()})
+				keys = append(keys, key{s, it.ValueExpr, it.KeyExpr.Range()})
 				continue
 			}
 			ps = append(ps, Problem{it.KeyExpr.Range(), "environment variable name is not a literal"})
@@ -257,4 +263,12 @@ func Nested(body *hclsyntax.Body, typ string) []*hclsyntax.Body {
 		out = append(out, b.Body)
 	}
 	return out
+}
+
+// LiteralString returns the value of a constant string expression.
+func LiteralString(expr hcl.Expression) (string, bool) {
+	if expr == nil {
+		return "", false
+	}
+	return literalString(expr)
 }

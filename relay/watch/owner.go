@@ -103,12 +103,15 @@ type known struct {
 }
 
 func (ow *ownerWatcher) start(fs *firestore.Client, log *slog.Logger, since time.Time) {
-	active := fs.Collection(store.BatchesCollection).
-		Where("state", "in", []string{string(batch.StatePending), string(batch.StateRunning)})
-	finished := fs.Collection(store.BatchesCollection).Where("finished_at", ">=", since)
+	// The queries are declared in shared/store/queries.go (their indexes
+	// are checked against infra/firestore.tf).
+	batches := fs.Collection(store.BatchesCollection).Query
+	states := []string{string(batch.StatePending), string(batch.StateRunning)}
+	active := store.QueryActive.Apply(batches, states)
+	finished := store.QueryFinishedSince.Apply(batches, since)
 	if ow.owner != AllOwners {
-		active = active.Where("owner", "==", ow.owner)
-		finished = fs.Collection(store.BatchesCollection).Where("owner", "==", ow.owner).Where("finished_at", ">=", since)
+		active = store.QueryActiveByOwner.Apply(batches, states, ow.owner)
+		finished = store.QueryFinishedSinceByOwner.Apply(batches, ow.owner, since)
 	}
 	go ow.listen(active, log.With("query", "active"), true)
 	go ow.listen(finished, log.With("query", "finished"), false)

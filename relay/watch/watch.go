@@ -458,8 +458,8 @@ func (w *batchWatcher) listenLane(ctx context.Context, log *slog.Logger, laneID 
 // readEarlier reads the lanes of attempts before attempt once: they no
 // longer change, so they need no listener.
 func (w *batchWatcher) readEarlier(ctx context.Context, log *slog.Logger, attempt int) {
-	docs, err := w.r.fs.Collection(store.BatchPath(w.id)+"/"+store.LanesCollection).
-		Where("attempt", "<", attempt).Documents(ctx).GetAll()
+	docs, err := store.QueryLanesBefore.Apply(w.r.fs.Collection(store.BatchPath(w.id)+"/"+store.LanesCollection).Query, attempt).
+		Documents(ctx).GetAll()
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Error("read earlier attempts' lanes", "error", err)

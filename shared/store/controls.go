@@ -190,8 +190,13 @@ func (s *Store) CreateRevert(ctx context.Context, b *BatchDoc, lanes []LaneDoc) 
 
 // NodesWhere returns every node result of a batch whose field equals value
 // (for example state == failed, or changed == true), in no particular order.
+// Only the fields of a query declared in queries.go may be asked for.
 func (s *Store) NodesWhere(ctx context.Context, batchID, field string, value any) ([]NodeDoc, error) {
-	it := s.client.Doc(BatchPath(batchID)).Collection(NodesCollection).Where(field, "==", value).Documents(ctx)
+	q, ok := nodesWhereQuery(field)
+	if !ok {
+		return nil, fmt.Errorf("list node results of %s where %s == %v: no such query is declared in shared/store/queries.go", batchID, field, value)
+	}
+	it := q.Apply(s.client.Doc(BatchPath(batchID)).Collection(NodesCollection).Query, value).Documents(ctx)
 	defer it.Stop()
 	var out []NodeDoc
 	for {
@@ -239,16 +244,16 @@ type Cursor struct {
 // History lists batches newest first (created_at, then id, descending).
 // next is the cursor of the following page, nil at the end. Filtering by
 // owner and/or state needs the composite indexes declared in
-// infra/firestore.tf.
+// infra/firestore.tf (the queries are declared in queries.go).
 func (s *Store) History(ctx context.Context, q HistoryQuery) (batches []BatchDoc, next *Cursor, err error) {
-	fq := s.client.Collection(BatchesCollection).Query
+	var values []any
 	if q.Owner != "" {
-		fq = fq.Where("owner", "==", q.Owner)
+		values = append(values, q.Owner)
 	}
 	if q.State != "" {
-		fq = fq.Where("state", "==", string(q.State))
+		values = append(values, string(q.State))
 	}
-	fq = fq.OrderBy("created_at", firestore.Desc).OrderBy(firestore.DocumentID, firestore.Desc)
+	fq := historyQuery(q.Owner != "", q.State != "").Apply(s.client.Collection(BatchesCollection).Query, values...)
 	if q.After != nil {
 		fq = fq.StartAfter(q.After.CreatedAt, q.After.ID)
 	}

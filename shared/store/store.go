@@ -242,8 +242,7 @@ func laneProgress(d *LaneDoc) []firestore.Update {
 // before the done field existed does not match; callers treat "not open" as
 // "read them all and check" (AttemptDone), never as "finished".
 func (s *Store) LaneOpen(ctx context.Context, batchID string, attempt int) (bool, error) {
-	q := s.client.Doc(BatchPath(batchID)).Collection(LanesCollection).
-		Where("attempt", "==", attempt).Where("done", "==", false).Limit(1)
+	q := QueryLaneOpen.Apply(s.client.Doc(BatchPath(batchID)).Collection(LanesCollection).Query, attempt, false).Limit(1)
 	snaps, err := q.Documents(ctx).GetAll()
 	if err != nil {
 		return false, fmt.Errorf("find an open lane of %s attempt %d: %w", batchID, attempt, err)
@@ -318,9 +317,9 @@ func (s *Store) CountNode(ctx context.Context, batchID string, n *NodeDoc, l *La
 // Lanes reads the lane documents of a batch, of one attempt (attempt > 0) or
 // of all attempts (attempt == 0), ordered by attempt then lane.
 func (s *Store) Lanes(ctx context.Context, batchID string, attempt int) ([]LaneDoc, error) {
-	q := s.client.Doc(BatchPath(batchID)).Collection(LanesCollection).Query
+	q := QueryLanes.Apply(s.client.Doc(BatchPath(batchID)).Collection(LanesCollection).Query)
 	if attempt > 0 {
-		q = q.Where("attempt", "==", attempt)
+		q = QueryLanesOfAttempt.Apply(s.client.Doc(BatchPath(batchID)).Collection(LanesCollection).Query, attempt)
 	}
 	snaps, err := q.Documents(ctx).GetAll()
 	if err != nil {
@@ -414,7 +413,7 @@ func (s *Store) Node(ctx context.Context, batchID, node string) (*NodeDoc, error
 // starting after the node named after ("" for the first page). next is the
 // name to pass as after for the following page, "" at the end.
 func (s *Store) Nodes(ctx context.Context, batchID, after string, limit int) (nodes []NodeDoc, next string, err error) {
-	q := s.client.Doc(BatchPath(batchID)).Collection(NodesCollection).OrderBy(firestore.DocumentID, firestore.Asc)
+	q := QueryNodesByName.Apply(s.client.Doc(BatchPath(batchID)).Collection(NodesCollection).Query)
 	if after != "" {
 		q = q.StartAfter(after)
 	}
