@@ -62,8 +62,8 @@ var (
 	QueryHistoryByState      = Query{Name: "history by state", Collection: BatchesCollection, Filters: []Filter{{"state", "=="}}, Order: historyOrder}
 	QueryHistoryByOwnerState = Query{Name: "history by owner and state", Collection: BatchesCollection, Filters: []Filter{{"owner", "=="}, {"state", "=="}}, Order: historyOrder}
 
-	QueryActive              = Query{Name: "active batches", Collection: BatchesCollection, Filters: []Filter{{"state", "in"}}}
-	QueryActiveByOwner       = Query{Name: "active batches of an owner", Collection: BatchesCollection, Filters: []Filter{{"state", "in"}, {"owner", "=="}}}
+	QueryActive               = Query{Name: "active batches", Collection: BatchesCollection, Filters: []Filter{{"state", "in"}}}
+	QueryActiveByOwner        = Query{Name: "active batches of an owner", Collection: BatchesCollection, Filters: []Filter{{"state", "in"}, {"owner", "=="}}}
 	QueryFinishedSince        = Query{Name: "batches finished since", Collection: BatchesCollection, Filters: []Filter{{"finished_at", ">="}}}
 	QueryFinishedSinceByOwner = Query{Name: "batches of an owner finished since", Collection: BatchesCollection, Filters: []Filter{{"owner", "=="}, {"finished_at", ">="}}}
 )
