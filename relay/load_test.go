@@ -68,7 +68,8 @@ func startRelayProcess(t *testing.T, project string, iss *issuer) *relayProcess 
 			}
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "relay listening" {
 				addr <- line.Addr
-			} else if !strings.Contains(sc.Text(), `"severity":"INFO"`) {
+			} else if !strings.Contains(sc.Text(), `"severity":"INFO"`) || strings.Contains(sc.Text(), "closing") {
+				// Warnings and errors, and why a connection was closed.
 				t.Logf("relay: %s", sc.Text())
 			}
 		}
