@@ -54,8 +54,8 @@ resource "google_firestore_index" "batches_by_state" {
   }
 }
 
-# store.QueryCreatedSinceByOwner (the relay's feed): owner == X and created_at >= T.
-resource "google_firestore_index" "batches_by_owner_created_asc" {
+# store.QueryFinishedSinceByOwner (the relay's feed): owner == X and finished_at >= T.
+resource "google_firestore_index" "batches_by_owner_finished_asc" {
   project     = var.project_id
   database    = google_firestore_database.main.name
   collection  = "batches"
@@ -66,7 +66,7 @@ resource "google_firestore_index" "batches_by_owner_created_asc" {
     order      = "ASCENDING"
   }
   fields {
-    field_path = "created_at"
+    field_path = "finished_at"
     order      = "ASCENDING"
   }
 }

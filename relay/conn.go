@@ -140,8 +140,14 @@ func (c *conn) subscribe(id string, auto bool) {
 	}
 	s := &sub{c: c, id: id}
 	s.auto.Store(auto)
+	cancel, err := c.s.reg.Subscribe(id, c.p.CanSee, s)
+	if err != nil { // ids are checked at every entry point; this is the backstop
+		c.log.Error("subscribe refused", "error", err)
+		c.out.pushFinal(watch.Update{Message: progress.Refusal("", "bad message: task_id "+taskIDReason(id), c.s.cfg.Now())})
+		return
+	}
+	s.cancel = cancel
 	c.subs[id] = s
-	s.cancel = c.s.reg.Subscribe(id, c.p.CanSee, s)
 }
 
 func (c *conn) explicitSubs() int {
@@ -248,7 +254,11 @@ func (s *sub) Deliver(u watch.Update) {
 // writePump writes the outbox, pings, and the close frame; it is the only
 // writer of data frames.
 func (c *conn) writePump() {
-	ping := time.NewTicker(c.s.cfg.PongTimeout * 9 / 10)
+	// Ping at half the pong timeout: a pong then has half of it to come
+	// back. At 9/10 (gorilla's example) it had 6 s of 60, and on a loaded
+	// machine (deliveries taking up to 12 s in TestManyClients) live
+	// clients were dropped as dead, never seeing the 1012 of a restart.
+	ping := time.NewTicker(c.s.cfg.PongTimeout / 2)
 	defer ping.Stop()
 	var expired <-chan time.Time // the token's end ends the connection
 	if !c.p.Expiry.IsZero() {

@@ -46,6 +46,7 @@ func startRelayProcess(t *testing.T, project string, iss *issuer) *relayProcess 
 		"NODEBATCH_OIDC_ISSUER="+iss.URL,
 		"NODEBATCH_OIDC_AUDIENCE="+audience,
 		"NODEBATCH_API_URL=off",
+		"NODEBATCH_RELAY_MAX_CONNS_PER_USER=1000", // 200 clients of one user
 		"KUBECONFIG=",
 		"PORT=",
 	)
@@ -67,7 +68,8 @@ func startRelayProcess(t *testing.T, project string, iss *issuer) *relayProcess 
 			}
 			if json.Unmarshal(sc.Bytes(), &line) == nil && line.Message == "relay listening" {
 				addr <- line.Addr
-			} else if !strings.Contains(sc.Text(), `"severity":"INFO"`) {
+			} else if !strings.Contains(sc.Text(), `"severity":"INFO"`) || strings.Contains(sc.Text(), "closing") {
+				// Warnings and errors, and why a connection was closed.
 				t.Logf("relay: %s", sc.Text())
 			}
 		}

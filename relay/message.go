@@ -1,11 +1,14 @@
 package relay
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+
+	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/jsonstrict"
 )
 
 // Client message types.
@@ -15,9 +18,6 @@ const (
 	msgUnsubscribe  = "unsubscribe"   // {"type":"unsubscribe","task_id":"…"}
 )
 
-// maxTaskID bounds a task id; batch ids are far shorter.
-const maxTaskID = 128
-
 // clientMessage is what a client may send.
 type clientMessage struct {
 	Type     string `json:"type"`
@@ -25,22 +25,18 @@ type clientMessage struct {
 	AllUsers bool   `json:"all_users,omitempty"`
 }
 
-// decodeClientMessage parses one client message strictly: one JSON object,
-// known fields only, a known type, and a well-formed task id where needed.
-// Its errors are safe to send back to the client.
+// decodeClientMessage parses one client message strictly (jsonstrict): one
+// JSON object, known fields only, matched case-sensitively, none twice, a
+// known type, and a well-formed task id where needed. Its errors are safe
+// to send back to the client.
 func decodeClientMessage(data []byte) (clientMessage, error) {
 	var m clientMessage
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&m); err != nil {
+	if err := jsonstrict.Decode(data, &m); err != nil {
 		return clientMessage{}, fmt.Errorf("bad message: %s", describeJSONError(err))
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return clientMessage{}, errors.New("bad message: one JSON object per message")
 	}
 	switch m.Type {
 	case msgSubscribe, msgUnsubscribe:
-		if err := validTaskID(m.TaskID); err != nil {
+		if err := checkTaskID(m.TaskID); err != nil {
 			return clientMessage{}, err
 		}
 		if m.AllUsers {
@@ -58,28 +54,44 @@ func decodeClientMessage(data []byte) (clientMessage, error) {
 	return m, nil
 }
 
-// validTaskID accepts ids that are safe as a Firestore document id and in
-// logs: 1-128 of [A-Za-z0-9_-].
-func validTaskID(id string) error {
-	if id == "" {
-		return errors.New("bad message: task_id is required")
-	}
-	if len(id) > maxTaskID {
-		return fmt.Errorf("bad message: task_id longer than %d", maxTaskID)
-	}
-	for _, r := range id {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-			return errors.New("bad message: task_id may hold only letters, digits, '-' and '_'")
-		}
+// checkTaskID is the relay's one check of a batch id from outside (a
+// message's task_id, the upgrade's ?task_id=): batch.ValidateID, worded for
+// the client. Every id that reaches a Firestore path passes it first.
+func checkTaskID(id string) error {
+	if r := taskIDReason(id); r != "" {
+		return errors.New("bad message: task_id " + r)
 	}
 	return nil
 }
+
+// taskIDReason says why id is not a batch id ("" when it is one), without
+// quoting it.
+func taskIDReason(id string) string {
+	if id == "" {
+		return "is required"
+	}
+	if err := batch.ValidateID(id); err != nil {
+		return strings.TrimPrefix(err.Error(), batch.ErrInvalidID.Error()+": ")
+	}
+	return ""
+}
+
+func knownField(f string) bool { return f == "type" || f == "task_id" || f == "all_users" }
 
 // describeJSONError says what is wrong without quoting the input back.
 func describeJSONError(err error) string {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
+	var strict *jsonstrict.Error
 	switch {
+	case errors.Is(err, jsonstrict.ErrTrailing):
+		return "one JSON object per message"
+	case errors.As(err, &strict) && strict.Duplicate && knownField(strict.Field):
+		return fmt.Sprintf("field %q given twice", strict.Field)
+	case errors.As(err, &strict) && strict.Duplicate:
+		return "a field given twice"
+	case errors.As(err, &strict):
+		return "not a message object (known fields: type, task_id, all_users; names are case-sensitive)"
 	case errors.As(err, &syn):
 		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
 	case errors.As(err, &typ):

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodebatch/nodebatch/shared/batch"
 )
 
 func TestDecodeClientMessage(t *testing.T) {
@@ -31,6 +33,10 @@ func TestDecodeClientMessage(t *testing.T) {
 		{name: "subscribe without id", in: `{"type":"subscribe"}`, wantErr: "task_id is required"},
 		{name: "id with slash", in: `{"type":"subscribe","task_id":"a/lanes/x"}`, wantErr: "only letters"},
 		{name: "id too long", in: `{"type":"subscribe","task_id":"` + strings.Repeat("a", 129) + `"}`, wantErr: "longer than 128"},
+		{name: "type in the wrong case", in: `{"TYPE":"subscribe_all"}`, wantErr: "names are case-sensitive"},
+		{name: "all_users in the wrong case", in: `{"type":"subscribe_all","All_Users":true}`, wantErr: "names are case-sensitive"},
+		{name: "duplicate type", in: `{"type":"subscribe","task_id":"a","type":"subscribe_all"}`, wantErr: `field "type" given twice`},
+		{name: "duplicate task id", in: `{"type":"subscribe","task_id":"a","task_id":"b"}`, wantErr: `field "task_id" given twice`},
 		{name: "all_users on subscribe", in: `{"type":"subscribe","task_id":"a","all_users":true}`, wantErr: "all_users only goes with"},
 		{name: "task_id on subscribe_all", in: `{"type":"subscribe_all","task_id":"a"}`, wantErr: "takes no task_id"},
 	}
@@ -61,6 +67,7 @@ func FuzzDecodeClientMessage(f *testing.F) {
 		`{"type":"subscribe","task_id":"abc"}`, `{"type":"subscribe_all","all_users":true}`,
 		`{"type":"unsubscribe","task_id":"x"}`, `{}`, `[]`, `null`, `{"type":"subscribe","task_id":"\u0000"}`,
 		`{"type":"subscribe","task_id":"` + strings.Repeat("z", 200) + `"}`,
+		`{"TYPE":"subscribe_all"}`, `{"type":"subscribe","task_id":"a","type":"subscribe_all"}`, `{"type":"subscribe","task_id":"a/b"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -74,7 +81,7 @@ func FuzzDecodeClientMessage(f *testing.F) {
 		}
 		switch m.Type {
 		case msgSubscribe, msgUnsubscribe:
-			if validTaskID(m.TaskID) != nil {
+			if batch.ValidateID(m.TaskID) != nil {
 				t.Errorf("accepted bad task id %q", m.TaskID)
 			}
 		case msgSubscribeAll:

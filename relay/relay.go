@@ -24,11 +24,15 @@ package relay
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io/fs"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -38,6 +42,7 @@ import (
 	"github.com/nodebatch/nodebatch/relay/ticket"
 	"github.com/nodebatch/nodebatch/relay/watch"
 	"github.com/nodebatch/nodebatch/shared/auth"
+	"github.com/nodebatch/nodebatch/shared/ratelimit"
 )
 
 // Subprotocol is the WebSocket subprotocol the relay speaks. A browser
@@ -86,8 +91,25 @@ type Config struct {
 	PongTimeout      time.Duration // a connection silent this long is dead; default 60 s
 	TicketTTL        time.Duration // default 30 s
 	MaxTickets       int           // unredeemed tickets held; default 100,000
-	Now              func() time.Time
+	// Per-user limits (per relay instance; the user is the token's
+	// subject): unredeemed tickets (default 20) and open WebSocket
+	// connections (default 100). Past them the relay answers 429 with
+	// Retry-After, so one user cannot hold what every user shares.
+	MaxTicketsPerUser int
+	MaxConnsPerUser   int
+	Now               func() time.Time
 }
+
+// Defaults of the per-user limits.
+const (
+	DefaultMaxTicketsPerUser = 20
+	DefaultMaxConnsPerUser   = 100
+)
+
+// connRetryAfter is the Retry-After of a connection refused for the
+// per-user limit: connections end when their clients leave, at no time the
+// relay can predict.
+const connRetryAfter = 10 * time.Second
 
 func (c *Config) defaults() {
 	if c.Logger == nil {
@@ -114,6 +136,12 @@ func (c *Config) defaults() {
 	if c.MaxTickets <= 0 {
 		c.MaxTickets = 100_000
 	}
+	if c.MaxTicketsPerUser <= 0 {
+		c.MaxTicketsPerUser = DefaultMaxTicketsPerUser
+	}
+	if c.MaxConnsPerUser <= 0 {
+		c.MaxConnsPerUser = DefaultMaxConnsPerUser
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -131,6 +159,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	conns    map[*conn]struct{}
+	perUser  map[string]int // open connections (and upgrades under way) by subject
 	shutting bool
 	drained  chan struct{} // closed when shutting and the last conn ended
 }
@@ -142,8 +171,9 @@ func New(cfg Config) *Server {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		reg:     watch.New(cfg.Firestore, cfg.Logger, cfg.Now),
-		tickets: ticket.New[auth.Principal](cfg.TicketTTL, cfg.MaxTickets, cfg.Now),
+		tickets: ticket.New[auth.Principal](cfg.TicketTTL, cfg.MaxTickets, cfg.MaxTicketsPerUser, cfg.Now),
 		conns:   map[*conn]struct{}{},
+		perUser: map[string]int{},
 		drained: make(chan struct{}),
 	}
 	s.upgrader = websocket.Upgrader{
@@ -221,7 +251,13 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) {
 		s.refuse(w, r, err)
 		return
 	}
-	id, exp, err := s.tickets.Issue(p)
+	id, exp, err := s.tickets.Issue(p.Subject, p)
+	var full *ticket.KeyFullError
+	if errors.As(err, &full) {
+		s.log.Warn("ticket refused: per-user limit", "subject", p.Subject, "max", full.Max)
+		writeLimited(w, "tickets_per_user", fmt.Sprintf("too many unredeemed tickets: at most %d per user; redeem or let one expire", full.Max), full.RetryAfter)
+		return
+	}
 	if err != nil {
 		s.log.Error("issue ticket", "error", err)
 		writeJSON(w, http.StatusServiceUnavailable, errorBody("unavailable", "no ticket available; retry later"))
@@ -275,6 +311,9 @@ func (s *Server) unregister(c *conn) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.conns, c)
+	if s.perUser[c.p.Subject]--; s.perUser[c.p.Subject] <= 0 {
+		delete(s.perUser, c.p.Subject)
+	}
 	if s.shutting && len(s.conns) == 0 {
 		select {
 		case <-s.drained:
@@ -284,6 +323,38 @@ func (s *Server) unregister(c *conn) {
 	}
 }
 
+// reserveConn counts one more connection of subject, unless it holds
+// MaxConnsPerUser already. Call releaseConn when it ends.
+func (s *Server) reserveConn(subject string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perUser[subject] >= s.cfg.MaxConnsPerUser {
+		return false
+	}
+	s.perUser[subject]++
+	return true
+}
+
+func (s *Server) releaseConn(subject string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.perUser[subject]--; s.perUser[subject] <= 0 {
+		delete(s.perUser, subject)
+	}
+}
+
+// writeLimited answers 429 rate_limited with Retry-After (whole seconds,
+// at least 1), naming the limit, in the shape of the API's rate limit
+// answer (shared/ratelimit).
+func writeLimited(w http.ResponseWriter, limit, msg string, retryAfter time.Duration) {
+	secs := max(1, int(math.Ceil(retryAfter.Seconds())))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	body := errorBody(ratelimit.Code, msg)
+	e := body["error"].(map[string]any)
+	e["limit"], e["retry_after_seconds"] = limit, secs
+	writeJSON(w, http.StatusTooManyRequests, body)
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -291,5 +362,5 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func errorBody(code, msg string) map[string]any {
-	return map[string]any{"error": map[string]string{"code": code, "message": msg}}
+	return map[string]any{"error": map[string]any{"code": code, "message": msg}}
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -421,5 +422,200 @@ func TestRetryStreamsTheNewAttempt(t *testing.T) {
 	}
 	if last.Type != progress.TypeComplete || last.Current != 10 || last.Counts != (batch.Counts{Succeeded: 10}) || len(last.FailedNodes) != 0 {
 		t.Errorf("final after retry = %+v, want complete 10/10, no failures", last)
+	}
+}
+
+// TestBadTaskIDInURL: an upgrade whose ?task_id= names no document is
+// refused before the upgrade, naming the parameter. Before the fix,
+// ?task_id=a%2Fb from any signed-in user made the Firestore client return a
+// nil ref that a watcher goroutine dereferenced: the relay process crashed
+// (here: the test binary) and every client lost its socket. The relay and
+// another client's socket live on, and that client still gets its batch.
+func TestBadTaskIDInURL(t *testing.T) {
+	f := newFixture(t, nil)
+	ctx := context.Background()
+	s := newSim(f.fs, "survivor", owner("alice"), 1, 2)
+	if err := s.create(ctx); err != nil {
+		t.Fatal(err)
+	}
+	other := f.mustDial(t, "alice", false)
+	send(t, other, map[string]string{"type": "subscribe", "task_id": s.doc.ID})
+	if m := read(t, other); m.TaskID != s.doc.ID || m.Type != progress.TypeProgress {
+		t.Fatalf("first message = %+v, want progress of %s", m, s.doc.ID)
+	}
+
+	tok := f.iss.token(t, "mallory", false)
+	tests := []struct {
+		path, wantCode string
+		wantStatus     int
+	}{
+		{"/v1/progress/ws?task_id=a%2Fb", "invalid", http.StatusUnprocessableEntity},
+		{"/v1/progress/ws?task_id=a/b", "invalid", http.StatusUnprocessableEntity},
+		{"/v1/progress/ws?task_id=" + s.doc.ID + "%2Flanes%2Fa1-l0", "invalid", http.StatusUnprocessableEntity},
+		{"/v1/progress/ws?task_id=%2F", "invalid", http.StatusUnprocessableEntity},
+		{"/v1/progress/ws?task_id=..", "invalid", http.StatusUnprocessableEntity},
+		{"/v1/progress/ws?task_id=" + strings.Repeat("a", 129), "invalid", http.StatusUnprocessableEntity},
+		{"/api/v1/progress/ws?task_id=a%2Fb", "invalid", http.StatusUnprocessableEntity},
+		{"/v1/progress/ws?task_id=a&task_id=b%2Fc", "malformed", http.StatusBadRequest},
+		{"/v1/progress/ws?task_id=%zz", "malformed", http.StatusBadRequest},
+	}
+	for _, tt := range tests {
+		c, resp, err := f.dial(t, tt.path, tok, nil)
+		if c != nil {
+			c.Close()
+		}
+		if got := status(resp); got != tt.wantStatus {
+			t.Errorf("GET %s: status %d (err %v), want %d", tt.path, got, err, tt.wantStatus)
+			continue
+		}
+		var body struct {
+			Error struct {
+				Code, Message string
+				Fields        []struct{ Field, Reason string }
+			}
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Errorf("GET %s: decode refusal: %v", tt.path, err)
+			continue
+		}
+		if body.Error.Code != tt.wantCode || !strings.Contains(tt.path, "%zz") && !strings.Contains(body.Error.Message, "task_id") {
+			t.Errorf("GET %s: refusal %+v, want code %q and a message naming task_id", tt.path, body.Error, tt.wantCode)
+		}
+		if tt.wantCode == "invalid" && (len(body.Error.Fields) != 1 || body.Error.Fields[0].Field != "task_id") {
+			t.Errorf("GET %s: fields %+v, want task_id", tt.path, body.Error.Fields)
+		}
+	}
+
+	// The other client's socket is alive: its batch runs to the end on it.
+	if err := s.runLanes(ctx, 0, 2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.finish(ctx); err != nil {
+		t.Fatal(err)
+	}
+	final, err := readUntilFinal(other, s.doc.ID, nil)
+	if err != nil || final.Current != 2 || final.Type != progress.TypeComplete {
+		t.Fatalf("the other client's batch ended with %+v, %v; want complete 2/2", final, err)
+	}
+	// And the relay still takes new connections with a good ?task_id=.
+	c, resp, err := f.dial(t, "/v1/progress/ws?task_id="+s.doc.ID, tok, nil)
+	if err != nil {
+		t.Fatalf("dial with a good task_id after the attack: %v (status %d)", err, status(resp))
+	}
+	if m := read(t, c); m.TaskID != s.doc.ID || m.Message != "not found" {
+		t.Errorf("mallory subscribing to alice's batch = %+v, want not found", m)
+	}
+}
+
+// limited decodes a 429 refusal and checks its Retry-After and limit name.
+func limited(t *testing.T, resp *http.Response, what, wantLimit string) {
+	t.Helper()
+	if status(resp) != http.StatusTooManyRequests {
+		t.Fatalf("%s: status %d, want 429", what, status(resp))
+	}
+	if ra := resp.Header.Get("Retry-After"); ra == "" || ra == "0" {
+		t.Errorf("%s: Retry-After %q, want whole seconds", what, ra)
+	}
+	var body struct {
+		Error struct{ Code, Message, Limit string }
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("%s: decode refusal: %v", what, err)
+	}
+	if body.Error.Code != "rate_limited" || body.Error.Limit != wantLimit {
+		t.Errorf("%s: refusal %+v, want rate_limited naming %s", what, body.Error, wantLimit)
+	}
+}
+
+// TestTicketsPerUser: one user cannot hold more than MaxTicketsPerUser
+// unredeemed tickets (before, one user could fill the relay's 100,000 and
+// lock everyone out); another user still gets one, and redeeming makes room.
+func TestTicketsPerUser(t *testing.T) {
+	f := newFixture(t, func(c *relay.Config) { c.MaxTicketsPerUser = 2 })
+	post := func(user string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, f.url+"/v1/progress/tickets", nil)
+		req.Header.Set("Authorization", "Bearer "+f.iss.token(t, user, false))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("POST tickets: %v", err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp
+	}
+	var first string
+	for i := range 2 {
+		resp := post("mallory")
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("ticket %d = %d, want 200", i, resp.StatusCode)
+		}
+		var tk struct{ Ticket string }
+		if err := json.NewDecoder(resp.Body).Decode(&tk); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = tk.Ticket
+		}
+	}
+	limited(t, post("mallory"), "third ticket", "tickets_per_user")
+	if resp := post("alice"); resp.StatusCode != http.StatusOK {
+		t.Errorf("another user's ticket = %d, want 200", resp.StatusCode)
+	}
+	c, resp, err := f.dial(t, "/v1/progress/ws?ticket="+first, "", nil)
+	if err != nil {
+		t.Fatalf("redeem: %v (%d)", err, status(resp))
+	}
+	c.Close()
+	if resp := post("mallory"); resp.StatusCode != http.StatusOK {
+		t.Errorf("ticket after a redeem = %d, want 200", resp.StatusCode)
+	}
+}
+
+// TestConnectionsPerUser: one user cannot hold more than MaxConnsPerUser
+// WebSockets; another user still connects, and a closed connection frees
+// its place.
+func TestConnectionsPerUser(t *testing.T) {
+	f := newFixture(t, func(c *relay.Config) { c.MaxConnsPerUser = 2 })
+	tok := f.iss.token(t, "mallory", false)
+	var conns []*websocket.Conn
+	for i := range 2 {
+		c, resp, err := f.dial(t, "", tok, nil)
+		if err != nil {
+			t.Fatalf("connection %d: %v (%d)", i, err, status(resp))
+		}
+		conns = append(conns, c)
+	}
+	_, resp, err := f.dial(t, "", tok, nil)
+	if err == nil {
+		t.Fatal("third connection of one user upgraded, want 429")
+	}
+	limited(t, resp, "third connection", "connections_per_user")
+	f.mustDial(t, "alice", false)
+
+	// The socket works while others are refused.
+	send(t, conns[0], map[string]string{"type": "subscribe", "task_id": "nothing"})
+	if m := read(t, conns[0]); m.Message != "not found" {
+		t.Errorf("subscribe on a held connection = %+v, want not found", m)
+	}
+	conns[1].Close()
+	// Wait until the relay has seen it go (3 → 2 connections), then dial.
+	for {
+		resp, err := http.Get(f.url + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var h struct{ Connections int }
+		err = json.NewDecoder(resp.Body).Decode(&h)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h.Connections == 2 {
+			break
+		}
+		runtime.Gosched()
+	}
+	if _, resp, err := f.dial(t, "", tok, nil); err != nil {
+		t.Errorf("connection after one closed: %v (%d), want it upgraded", err, status(resp))
 	}
 }

@@ -32,7 +32,16 @@ func (s *Server) serveWS(seed bool) http.HandlerFunc {
 			writeJSON(w, http.StatusForbidden, errorBody("forbidden", "origin not allowed"))
 			return
 		}
-		p, err := s.authenticate(r)
+		// The query is checked before anything reads it: a ticket is not
+		// spent on a request that is refused anyway, and ?task_id= passes
+		// the check every id passes before it reaches a Firestore path.
+		q, qerr := parseUpgradeQuery(r.URL.RawQuery)
+		if qerr != nil {
+			s.log.Info("websocket refused: bad query", "reason", qerr.Error())
+			writeQueryError(w, qerr)
+			return
+		}
+		p, err := s.authenticate(r, q)
 		if err != nil {
 			s.refuse(w, r, err)
 			return
@@ -44,12 +53,19 @@ func (s *Server) serveWS(seed bool) http.HandlerFunc {
 			writeJSON(w, http.StatusServiceUnavailable, errorBody("unavailable", "relay restarting; reconnect"))
 			return
 		}
+		if !s.reserveConn(p.Subject) {
+			s.log.Warn("websocket refused: per-user connection limit", "subject", p.Subject, "max", s.cfg.MaxConnsPerUser)
+			writeLimited(w, "connections_per_user", fmt.Sprintf("too many open connections: at most %d per user; close one (one connection carries any number of subscriptions)", s.cfg.MaxConnsPerUser), connRetryAfter)
+			return
+		}
 		ws, err := s.upgrader.Upgrade(w, r, nil)
 		if err != nil {
+			s.releaseConn(p.Subject)
 			return // the upgrader answered the client
 		}
 		c := newConn(s, ws, p)
 		if !s.register(c) {
+			s.releaseConn(p.Subject)
 			_ = ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseServiceRestart, "service restart; reconnect"), s.cfg.Now().Add(s.cfg.WriteTimeout))
 			ws.Close()
 			return
@@ -59,8 +75,8 @@ func (s *Server) serveWS(seed bool) http.HandlerFunc {
 		if seed {
 			c.handle(clientMessage{Type: msgSubscribeAll})
 		}
-		if id := r.URL.Query().Get("task_id"); id != "" {
-			c.handle(clientMessage{Type: msgSubscribe, TaskID: id})
+		if q.TaskID != "" {
+			c.handle(clientMessage{Type: msgSubscribe, TaskID: q.TaskID})
 		}
 		c.readPump()
 	}
@@ -69,7 +85,7 @@ func (s *Server) serveWS(seed bool) http.HandlerFunc {
 // authenticate finds the caller's credential: a bearer token offered as a
 // subprotocol, an Authorization header (non-browser clients), a ticket, or
 // (only when enabled) the seed's ?token=.
-func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
+func (s *Server) authenticate(r *http.Request, q upgradeQuery) (auth.Principal, error) {
 	ctx := r.Context()
 	for _, proto := range websocket.Subprotocols(r) {
 		if tok, ok := strings.CutPrefix(proto, bearerPrefix); ok {
@@ -79,15 +95,14 @@ func (s *Server) authenticate(r *http.Request) (auth.Principal, error) {
 	if tok := bearerHeader(r); tok != "" {
 		return s.verify(ctx, tok)
 	}
-	q := r.URL.Query()
-	if t := q.Get("ticket"); t != "" {
+	if t := q.Ticket; t != "" {
 		p, ok := s.tickets.Redeem(t)
 		if !ok {
 			return auth.Principal{}, fmt.Errorf("%w: unknown, used or expired ticket", auth.ErrInvalidToken)
 		}
 		return p, nil
 	}
-	if tok := q.Get("token"); tok != "" {
+	if tok := q.Token; tok != "" {
 		if !s.cfg.SeedTokenQuery {
 			return auth.Principal{}, errTokenQueryOff
 		}
@@ -130,6 +145,20 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	auth.WriteError(w, err)
+}
+
+// writeQueryError answers a refused upgrade query before the upgrade: 400
+// malformed for a query that does not parse or repeats a parameter, 422
+// invalid naming the parameter for a bad value (as the API answers a bad
+// field).
+func writeQueryError(w http.ResponseWriter, e *queryError) {
+	if e.Field == "" || e.Reason == reasonRepeated {
+		writeJSON(w, http.StatusBadRequest, errorBody("malformed", e.Error()))
+		return
+	}
+	body := errorBody("invalid", e.Error())
+	body["error"].(map[string]any)["fields"] = []map[string]string{{"field": e.Field, "reason": e.Reason}}
+	writeJSON(w, http.StatusUnprocessableEntity, body)
 }
 
 // bearerHeader returns the token of "Authorization: Bearer <token>".

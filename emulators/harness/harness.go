@@ -34,6 +34,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/seed"
 	"github.com/nodebatch/nodebatch/emulators/stack"
+	"github.com/nodebatch/nodebatch/shared/fsclient"
 )
 
 // Environment variables the harness reads. They are part of the test
@@ -206,7 +207,7 @@ func (e *Env) ProjectID(t testing.TB) string {
 // Firestore returns a client for project on the emulator, closed on cleanup.
 func (e *Env) Firestore(t testing.TB, project string) *firestore.Client {
 	t.Helper()
-	c, err := firestore.NewClient(context.Background(), project)
+	c, err := fsclient.New(context.Background(), project)
 	if err != nil {
 		t.Fatalf("harness: Firestore client for %s at %s: %v", project, e.FirestoreHost, err)
 	}

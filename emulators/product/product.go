@@ -38,6 +38,7 @@ import (
 	"github.com/nodebatch/nodebatch/relay/ui"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/fsclient"
 	"github.com/nodebatch/nodebatch/shared/kubeclient"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
@@ -195,7 +196,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		return p, fmt.Errorf("create verifier: %w", err)
 	}
 
-	if p.Firestore, err = firestore.NewClient(ctx, o.Project); err != nil {
+	if p.Firestore, err = fsclient.New(ctx, o.Project); err != nil {
 		return p, fmt.Errorf("create Firestore client: %w", err)
 	}
 	p.closers = append(p.closers, func() { p.Firestore.Close() })
@@ -316,11 +317,13 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 
 	apiURL, _ := neturl(p.APIURL)
 	p.relayCfg = relay.Config{
-		Firestore: p.Firestore,
-		Verifier:  verifier,
-		Logger:    o.Logger,
-		APIURL:    apiURL,
-		UI:        ui.FS(),
+		// The bench follows one batch with up to 1,000 clients of one user.
+		MaxConnsPerUser: 2000,
+		Firestore:       p.Firestore,
+		Verifier:        verifier,
+		Logger:          o.Logger,
+		APIURL:          apiURL,
+		UI:              ui.FS(),
 		Handlers: map[string]http.Handler{
 			"GET /config.json": ui.ConfigHandler(ui.Config{
 				Issuer: p.IssuerURL, ClientID: Audience, DevIssuer: true,
@@ -328,7 +331,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 				DevTokenURL: p.IssuerURL + "/token",
 				DevUsers:    []ui.DevUser{{Name: "alice", Role: "user"}, {Name: "bob", Role: "user"}, {Name: "admin", Role: "admin"}},
 			}),
-			"GET /v1/nodes": auth.Middleware(verifier, apiUsers.Handler(caller, ui.NodesHandler)),
+			"GET /v1/nodes": auth.Middleware(verifier, ui.LimitNodes(ratelimit.New(ratelimit.Config{PerMinute: localNodesPerMinute, Burst: localNodesPerMinute}), apiUsers.Handler(caller, ui.NodesHandler))),
 		},
 	}
 	p.relay = relay.New(p.relayCfg)
@@ -369,6 +372,11 @@ func (emulatorOwner) GetRequestMetadata(context.Context, ...string) (map[string]
 }
 
 func (emulatorOwner) RequireTransportSecurity() bool { return false }
+
+// localNodesPerMinute is the local product's per-user limit on node lists:
+// ten times the relay's default, because the browser tests sign in and
+// list nodes as one user dozens of times a minute.
+const localNodesPerMinute = 10 * ui.DefaultNodesPerMinute
 
 // Token mints a user token (an admin when admin is true).
 func (p *Product) Token(user string, admin bool) (string, error) {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/functions/config"
 	"github.com/nodebatch/nodebatch/functions/runner"
+	"github.com/nodebatch/nodebatch/shared/fsclient"
 	"github.com/nodebatch/nodebatch/shared/kubeclient"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -47,7 +48,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Deps, er
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	fs, err := firestore.NewClient(ctx, cfg.Project)
+	fs, err := fsclient.New(ctx, cfg.Project)
 	if err != nil {
 		return nil, fmt.Errorf("firestore client for %s: %w", cfg.Project, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	corev1 "k8s.io/api/core/v1"
@@ -15,6 +16,8 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/nodebatch/nodebatch/relay/ui"
+	"github.com/nodebatch/nodebatch/shared/auth"
+	"github.com/nodebatch/nodebatch/shared/ratelimit"
 )
 
 // importRe finds ES module imports and the page's script and stylesheet references.
@@ -190,5 +193,44 @@ func TestNodesHandler(t *testing.T) {
 	h.ServeHTTP(rec, httptest.NewRequest("DELETE", "/v1/nodes", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("DELETE /v1/nodes = %d, want 405", rec.Code)
+	}
+}
+
+// TestLimitNodes: each user's node lists are limited on their own: past
+// the burst a user gets 429 with Retry-After and the limit's name, another
+// user still gets the list, and the bucket refills with time.
+func TestLimitNodes(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1000, 0)
+	lim := ratelimit.New(ratelimit.Config{PerMinute: 6, Burst: 2, Now: func() time.Time { return now }})
+	h := ui.LimitNodes(lim, ui.NodesHandler(fake.NewClientset(node("n1", nil, nil, corev1.ConditionTrue))))
+	get := func(user string) *httptest.ResponseRecorder {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest("GET", "/v1/nodes", nil)
+		h.ServeHTTP(rec, r.WithContext(auth.WithPrincipal(r.Context(), auth.Principal{Subject: user})))
+		return rec
+	}
+	for i := range 2 {
+		if rec := get("mallory"); rec.Code != http.StatusOK {
+			t.Fatalf("list %d within the burst = %d, want 200", i, rec.Code)
+		}
+	}
+	rec := get("mallory")
+	if rec.Code != http.StatusTooManyRequests || rec.Header().Get("Retry-After") != "10" {
+		t.Fatalf("list past the burst = %d, Retry-After %q; want 429, 10 (one list per 10 s)", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	var body ratelimit.ErrorBody
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		t.Fatal(err)
+	}
+	if body.Error.Code != "rate_limited" || body.Error.Limit != ui.NodesLimit || body.Error.RetryAfterSeconds != 10 {
+		t.Errorf("refusal = %+v, want rate_limited naming %s, retry in 10 s", body.Error, ui.NodesLimit)
+	}
+	if rec := get("alice"); rec.Code != http.StatusOK {
+		t.Errorf("another user's list = %d, want 200", rec.Code)
+	}
+	now = now.Add(10 * time.Second)
+	if rec := get("mallory"); rec.Code != http.StatusOK {
+		t.Errorf("list after the wait = %d, want 200", rec.Code)
 	}
 }

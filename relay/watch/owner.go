@@ -21,22 +21,27 @@ type OwnerSink interface {
 // AllOwners is the owner key of the feed of every user's batches (admins).
 const AllOwners = ""
 
-// recent is how far before a subscription a batch may have been created and
-// still be announced although it is already final: a batch created just
-// before subscribe_all, and finished before its listener reported it, is
-// still streamed.
+// recent is how far before a subscription a batch may have finished and
+// still be announced: a batch submitted just before subscribe_all that
+// finished before the feed's listeners first reported is still streamed.
 const recent = 10 * time.Second
 
 // SubscribeOwner tells sink about the batches of owner (AllOwners: of
 // everyone) to follow: first those active now (pending or running) and
-// those created in the last few seconds, then every batch created or
+// those that finished in the last few seconds, then every batch created or
 // reactivated (retried) later, even one that finishes at once. One feed per
 // owner is shared by all its subscribers. Follow each batch with Subscribe.
 //
 // A feed is two query listeners on batch documents, which are written a few
 // times per batch, so they are cheap even on the emulator: state in
-// (pending, running), and created_at >= the feed's start (in production
-// this needs the composite index owner + created_at).
+// (pending, running), and finished_at >= the feed's start (in production
+// this needs the composite index owner + finished_at). Between them they
+// see every batch that was active at any moment since the feed's start:
+// one active when the feed starts but final before the active listener's
+// first snapshot (it can take seconds on a loaded machine) has a
+// finished_at after the start. (The second query used to be created_at >=
+// start − 10 s, which missed such a batch when it was older than that: a
+// lost final message.)
 func (r *Registry) SubscribeOwner(owner string, sink OwnerSink) (cancel func()) {
 	joined := r.now()
 	r.mu.Lock()
@@ -54,7 +59,7 @@ func (r *Registry) SubscribeOwner(owner string, sink OwnerSink) (cancel func()) 
 	ow.mu.Lock()
 	ow.sinks[key] = true
 	for id, k := range ow.known {
-		if k.active || !k.created.Before(joined.Add(-recent)) {
+		if k.active || !k.finished.Before(joined.Add(-recent)) {
 			sink.Active(id)
 		}
 	}
@@ -93,8 +98,8 @@ type ownerWatcher struct {
 
 // known is what the feed knows of one batch.
 type known struct {
-	active  bool // in the active query's result now
-	created time.Time
+	active   bool      // in the active query's result now
+	finished time.Time // in the finished query's result, finished then
 }
 
 func (ow *ownerWatcher) start(fs *firestore.Client, log *slog.Logger, since time.Time) {
@@ -103,13 +108,13 @@ func (ow *ownerWatcher) start(fs *firestore.Client, log *slog.Logger, since time
 	batches := fs.Collection(store.BatchesCollection).Query
 	states := []string{string(batch.StatePending), string(batch.StateRunning)}
 	active := store.QueryActive.Apply(batches, states)
-	created := store.QueryCreatedSince.Apply(batches, since)
+	finished := store.QueryFinishedSince.Apply(batches, since)
 	if ow.owner != AllOwners {
 		active = store.QueryActiveByOwner.Apply(batches, states, ow.owner)
-		created = store.QueryCreatedSinceByOwner.Apply(batches, ow.owner, since)
+		finished = store.QueryFinishedSinceByOwner.Apply(batches, ow.owner, since)
 	}
 	go ow.listen(active, log.With("query", "active"), true)
-	go ow.listen(created, log.With("query", "created"), false)
+	go ow.listen(finished, log.With("query", "finished"), false)
 }
 
 // listen runs one query listener until the feed stops, reopening it with
@@ -159,13 +164,16 @@ func (ow *ownerWatcher) update(changes []firestore.DocumentChange, activeQuery b
 				continue
 			}
 		} else {
-			if ch.Kind == firestore.DocumentRemoved || seen {
+			if ch.Kind == firestore.DocumentRemoved {
 				continue
 			}
-			if t, ok := ch.Doc.Data()["created_at"].(time.Time); ok {
-				k.created = t
+			if t, ok := ch.Doc.Data()["finished_at"].(time.Time); ok {
+				k.finished = t
 			}
 			ow.known[id] = k
+			if seen { // told when it became active
+				continue
+			}
 		}
 		for s := range ow.sinks {
 			(*s).Active(id)

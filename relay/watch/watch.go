@@ -31,6 +31,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/progress"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
@@ -118,8 +119,14 @@ func (r *Registry) Stats() Stats {
 // allow(owner) decides: refused (or no such batch) → the sink gets
 // progress.Refusal(id, "not found") and the subscription ends by itself.
 // Otherwise the sink gets the current state, then every change, until cancel
-// is called. cancel is idempotent.
-func (r *Registry) Subscribe(id string, allow Allow, sink Sink) (cancel func()) {
+// is called. cancel is idempotent. An id that is not a batch id
+// (batch.ValidateID) is refused with an error before any listener opens:
+// it would name no document (a '/' makes an odd path the client answers
+// with a nil ref).
+func (r *Registry) Subscribe(id string, allow Allow, sink Sink) (cancel func(), err error) {
+	if err := batch.ValidateID(id); err != nil {
+		return nil, fmt.Errorf("subscribe to batch: %w", err)
+	}
 	s := &subscriber{allow: allow, sink: sink}
 	r.mu.Lock()
 	w := r.batches[id]
@@ -132,7 +139,7 @@ func (r *Registry) Subscribe(id string, allow Allow, sink Sink) (cancel func()) 
 	r.mu.Unlock()
 	w.add(s)
 	var once sync.Once
-	return func() { once.Do(func() { r.release(w, s) }) }
+	return func() { once.Do(func() { r.release(w, s) }) }, nil
 }
 
 // release removes s from w and closes w when it was the last reference.
@@ -475,6 +482,10 @@ func (w *batchWatcher) readEarlier(ctx context.Context, log *slog.Logger, attemp
 // fn for each snapshot, and reopens it with backoff when the stream fails
 // (the client library already retries transient errors itself).
 func listen(ctx context.Context, log *slog.Logger, ref *firestore.DocumentRef, fn func(*firestore.DocumentSnapshot) error) {
+	if ref == nil { // an odd path; Subscribe refuses the ids that make one
+		log.Error("snapshot listener not opened: not a document path")
+		return
+	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		it := ref.Snapshots(ctx)

@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -89,6 +90,33 @@ func checkFrame(t *testing.T, u Update) {
 	}
 }
 
+func mustSubscribe(t *testing.T, r *Registry, id string, allow Allow, s Sink) func() {
+	t.Helper()
+	cancel, err := r.Subscribe(id, allow, s)
+	if err != nil {
+		t.Fatalf("Subscribe(%q) error = %v", id, err)
+	}
+	return cancel
+}
+
+// TestSubscribeRefusesBadIDs: an id that names no document is an error,
+// before any listener opens (a '/' made the client return a nil ref that
+// a listener goroutine dereferenced, crashing the relay).
+func TestSubscribeRefusesBadIDs(t *testing.T) {
+	t.Parallel()
+	r := New(nil, slog.Default(), nil) // no Firestore: nothing may reach it
+	for _, id := range []string{"", "a/b", "a/lanes/x", "../x", strings.Repeat("a", 129), "a b", "é"} {
+		s := make(sink, 1)
+		cancel, err := r.Subscribe(id, func(string) bool { return true }, s)
+		if !errors.Is(err, batch.ErrInvalidID) || cancel != nil {
+			t.Errorf("Subscribe(%q) = cancel %v, error %v; want nil and batch.ErrInvalidID", id, cancel != nil, err)
+		}
+		if diff := cmp.Diff(Stats{}, r.Stats()); diff != "" {
+			t.Errorf("Stats() after Subscribe(%q) (-want +got):\n%s", id, diff)
+		}
+	}
+}
+
 // TestSharedWatcher: subscribers of one batch share one watcher, each gets
 // the current state first, the watcher closes when the last one leaves,
 // and a refused subscriber gets "not found" and is dropped.
@@ -107,9 +135,9 @@ func TestSharedWatcher(t *testing.T) {
 	r := New(fs, slog.Default(), nil)
 	alice := func(owner string) bool { return owner == "alice" }
 	s1, s2, bob := make(sink, 100), make(sink, 100), make(sink, 100)
-	cancel1 := r.Subscribe(b.ID, alice, s1)
-	cancel2 := r.Subscribe(b.ID, alice, s2)
-	cancelBob := r.Subscribe(b.ID, func(owner string) bool { return owner == "bob" }, bob)
+	cancel1 := mustSubscribe(t, r, b.ID, alice, s1)
+	cancel2 := mustSubscribe(t, r, b.ID, alice, s2)
+	cancelBob := mustSubscribe(t, r, b.ID, func(owner string) bool { return owner == "bob" }, bob)
 	firsts := map[*websocket.PreparedMessage]bool{}
 	for _, s := range []sink{s1, s2} {
 		u := nextUpdate(t, s)
@@ -192,7 +220,7 @@ func TestPacing(t *testing.T) {
 			r := New(fs, slog.Default(), nil)
 			r.pace = func(int) time.Duration { return tt.pace }
 			s := make(sink, 100)
-			defer r.Subscribe(b.ID, alice, s)()
+			defer mustSubscribe(t, r, b.ID, alice, s)()
 			var got []int
 			got = append(got, next(t, s).Current)
 			for n := 1; n <= 3; n++ {
@@ -222,5 +250,46 @@ func TestPacing(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+type ownerSink chan string
+
+func (s ownerSink) Active(id string) { s <- id }
+
+// TestOwnerFeedSeesABatchThatEndsAsItStarts: a batch that is running when
+// subscribe_all arrives but final before the feed's listeners first report
+// (seconds, on a loaded machine) is still announced, however old it is.
+// The registry's clock stands at the moment of the subscription; the batch
+// ended just after it. Before the fix the feed's second query was
+// created_at >= subscription − 10 s, so this batch (created an hour
+// earlier) was never announced and its final message never sent: the
+// TestIsolation flake under load.
+func TestOwnerFeedSeesABatchThatEndsAsItStarts(t *testing.T) {
+	env := harness.Start(t)
+	ctx := context.Background()
+	joined := time.Now().UTC()
+	for _, owner := range []string{"alice", AllOwners} {
+		fs := env.Firestore(t, env.ProjectID(t)) // a project each: the all-owners feed sees every batch
+		id := "ended-as-it-started"
+		b := store.BatchDoc{
+			ID: id, Owner: "alice", Action: batch.ActionLabel, Total: 1, Lanes: 1, Attempt: 1, State: batch.StateSucceeded,
+			CreatedAt: joined.Add(-time.Hour), StartedAt: joined.Add(-time.Hour), FinishedAt: joined.Add(time.Second),
+		}
+		if _, err := fs.Doc(store.BatchPath(b.ID)).Set(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+		r := New(fs, slog.Default(), func() time.Time { return joined })
+		s := make(ownerSink, 10)
+		cancel := r.SubscribeOwner(owner, s)
+		select {
+		case got := <-s:
+			if got != id {
+				t.Errorf("owner %q feed announced %q, want %q", owner, got, id)
+			}
+		case <-time.After(60 * time.Second): // hang guard, not a timing assertion
+			t.Errorf("owner %q feed never announced %s, which was running when the feed started", owner, id)
+		}
+		cancel()
 	}
 }

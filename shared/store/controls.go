@@ -127,6 +127,13 @@ func (s *Store) StartAttempt(ctx context.Context, id string, a Attempt, lanes []
 			{Path: "requesters", Value: b.Requesters},
 		})
 	}, firestore.MaxAttempts(3))
+	if err != nil && ctx.Err() == nil {
+		// A commit whose answer was lost may have landed (see Create):
+		// this attempt, started at this instant, is then the batch's.
+		if b, rerr := s.Batch(ctx, id); rerr == nil && b.Attempt == a.Number && b.AttemptStartedAt.Equal(a.StartedAt.Truncate(time.Microsecond)) {
+			return b, nil
+		}
+	}
 	if status.Code(err) == codes.NotFound {
 		return nil, fmt.Errorf("start attempt %d of %s: %w", a.Number, id, ErrNotFound)
 	}
@@ -189,8 +196,14 @@ func (s *Store) CreateRevert(ctx context.Context, b *BatchDoc, lanes []LaneDoc) 
 		}
 		return tx.Update(src, []firestore.Update{{Path: "reverted_by", Value: b.ID}})
 	}, firestore.MaxAttempts(3))
+	if err != nil && ctx.Err() == nil && s.landed(ctx, b) {
+		return b.ID, nil // a commit whose answer was lost had landed (see Create)
+	}
 	if err != nil {
 		return "", fmt.Errorf("create revert %s of %s: %w", b.ID, b.Reverts, err)
+	}
+	if existing == b.ID { // a re-run transaction found its own first commit
+		return b.ID, nil
 	}
 	if existing != "" {
 		return existing, fmt.Errorf("create revert of %s: reverted by %s: %w", b.Reverts, existing, ErrExists)

@@ -55,17 +55,17 @@ func (q Query) Apply(base firestore.Query, values ...any) firestore.Query {
 
 // The queries on batches: the history list (newest first, optionally by
 // owner and/or state) and the relay's owner feed (active batches, batches
-// created since the feed started).
+// finished since shortly before the feed started).
 var (
 	QueryHistory             = Query{Name: "history", Collection: BatchesCollection, Order: historyOrder}
 	QueryHistoryByOwner      = Query{Name: "history by owner", Collection: BatchesCollection, Filters: []Filter{{"owner", "=="}}, Order: historyOrder}
 	QueryHistoryByState      = Query{Name: "history by state", Collection: BatchesCollection, Filters: []Filter{{"state", "=="}}, Order: historyOrder}
 	QueryHistoryByOwnerState = Query{Name: "history by owner and state", Collection: BatchesCollection, Filters: []Filter{{"owner", "=="}, {"state", "=="}}, Order: historyOrder}
 
-	QueryActive              = Query{Name: "active batches", Collection: BatchesCollection, Filters: []Filter{{"state", "in"}}}
-	QueryActiveByOwner       = Query{Name: "active batches of an owner", Collection: BatchesCollection, Filters: []Filter{{"state", "in"}, {"owner", "=="}}}
-	QueryCreatedSince        = Query{Name: "batches created since", Collection: BatchesCollection, Filters: []Filter{{"created_at", ">="}}}
-	QueryCreatedSinceByOwner = Query{Name: "batches of an owner created since", Collection: BatchesCollection, Filters: []Filter{{"owner", "=="}, {"created_at", ">="}}}
+	QueryActive               = Query{Name: "active batches", Collection: BatchesCollection, Filters: []Filter{{"state", "in"}}}
+	QueryActiveByOwner        = Query{Name: "active batches of an owner", Collection: BatchesCollection, Filters: []Filter{{"state", "in"}, {"owner", "=="}}}
+	QueryFinishedSince        = Query{Name: "batches finished since", Collection: BatchesCollection, Filters: []Filter{{"finished_at", ">="}}}
+	QueryFinishedSinceByOwner = Query{Name: "batches of an owner finished since", Collection: BatchesCollection, Filters: []Filter{{"owner", "=="}, {"finished_at", ">="}}}
 )
 
 // The queries on a batch's node results and lanes.
@@ -86,7 +86,7 @@ var historyOrder = []Order{{"created_at", firestore.Desc}, {firestore.DocumentID
 func Queries() []Query {
 	return []Query{
 		QueryHistory, QueryHistoryByOwner, QueryHistoryByState, QueryHistoryByOwnerState,
-		QueryActive, QueryActiveByOwner, QueryCreatedSince, QueryCreatedSinceByOwner,
+		QueryActive, QueryActiveByOwner, QueryFinishedSince, QueryFinishedSinceByOwner,
 		QueryNodesByName, QueryNodesByState, QueryNodesChanged,
 		QueryLanes, QueryLanesOfAttempt, QueryLaneOpen, QueryLanesBefore,
 	}

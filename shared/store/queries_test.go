@@ -43,8 +43,8 @@ func TestApplyBuildsTheDeclaredQuery(t *testing.T) {
 		{"lanes before", QueryLanesBefore.Apply(lanes, 3), lanes.Where("attempt", "<", 3)},
 		{"active of an owner", QueryActiveByOwner.Apply(batches, []string{"pending", "running"}, "alice"),
 			batches.Where("state", "in", []string{"pending", "running"}).Where("owner", "==", "alice")},
-		{"created since, by owner", QueryCreatedSinceByOwner.Apply(batches, "alice", 5),
-			batches.Where("owner", "==", "alice").Where("created_at", ">=", 5)},
+		{"finished since, by owner", QueryFinishedSinceByOwner.Apply(batches, "alice", 5),
+			batches.Where("owner", "==", "alice").Where("finished_at", ">=", 5)},
 		{"node results by name", QueryNodesByName.Apply(nodes), nodes.OrderBy(firestore.DocumentID, firestore.Asc)},
 	}
 	for _, tc := range tests {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -101,6 +102,13 @@ func (s *Store) Create(ctx context.Context, b *BatchDoc, lanes []LaneDoc) error 
 		}
 		return nil
 	}, firestore.MaxAttempts(1))
+	if err != nil && ctx.Err() == nil && s.landed(ctx, b) {
+		// A commit whose answer was lost (the emulator's "Canceled: call
+		// already cancelled", retried as Unavailable by shared/fsclient)
+		// may have been applied; its retry then fails although the batch
+		// is there. The commit is atomic: this batch doc means all of it.
+		return nil
+	}
 	if status.Code(err) == codes.AlreadyExists {
 		return fmt.Errorf("create batch %s: %w", b.ID, ErrExists)
 	}
@@ -142,6 +150,31 @@ func (s *Store) WriteNames(ctx context.Context, id string, attempt int, names []
 		}
 	}
 	return nil
+}
+
+// laneIs reports whether the lane document at ref is d as its writer wrote
+// it (same bits, counts and update stamp; Firestore keeps microseconds),
+// and its update time.
+func (s *Store) laneIs(ctx context.Context, ref *firestore.DocumentRef, d *LaneDoc) (time.Time, bool) {
+	snap, err := ref.Get(ctx)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var cur LaneDoc
+	if err := snap.DataTo(&cur); err != nil {
+		return time.Time{}, false
+	}
+	same := bytes.Equal(cur.DoneBits, d.DoneBits) && cur.Counts == d.Counts && cur.UpdatedAt.Equal(d.UpdatedAt.Truncate(time.Microsecond))
+	return snap.UpdateTime, same
+}
+
+// landed reports whether batch b, as this caller wrote it, exists: ids are
+// fresh random values, so the same id, owner and creation time (Firestore
+// keeps microseconds) is this
+// caller's own write.
+func (s *Store) landed(ctx context.Context, b *BatchDoc) bool {
+	cur, err := s.Batch(ctx, b.ID)
+	return err == nil && cur.Owner == b.Owner && cur.CreatedAt.Equal(b.CreatedAt.Truncate(time.Microsecond)) && cur.IdempotencyKey == b.IdempotencyKey
 }
 
 // Idempotent returns the batch id recorded for owner's key, or ErrNotFound.
@@ -247,6 +280,10 @@ func (s *Store) UpdateLane(ctx context.Context, batchID string, l *Lane, pos int
 	ref := s.client.Doc(LanePath(batchID, d.Attempt, d.Lane))
 	wr, err := ref.Update(ctx, laneProgress(d, pos), firestore.LastUpdateTime(l.UpdateTime))
 	if c := status.Code(err); c == codes.FailedPrecondition || c == codes.Aborted {
+		if ut, ok := s.laneIs(ctx, ref, d); ok { // a retry of an update that landed
+			l.UpdateTime = ut
+			return nil
+		}
 		return fmt.Errorf("update lane %s/%s: %w", batchID, LaneID(d.Attempt, d.Lane), ErrLaneMoved)
 	}
 	if err != nil {
@@ -347,6 +384,15 @@ func (s *Store) CountNode(ctx context.Context, batchID string, n *NodeDoc, l *La
 	wb.Create(s.client.Doc(NodePath(batchID, n.Node)), n)
 	wb.Update(laneRef, laneProgress(d, n.Position), firestore.LastUpdateTime(l.UpdateTime))
 	res, err := wb.Commit(ctx)
+	if c := status.Code(err); c == codes.AlreadyExists || c == codes.FailedPrecondition || c == codes.Aborted {
+		// A retried commit whose first try landed (its answer lost) fails
+		// its own preconditions: the lane as this commit wrote it says so
+		// (the commit is atomic), and then the node is counted.
+		if ut, ok := s.laneIs(ctx, laneRef, d); ok {
+			l.UpdateTime = ut
+			return nil
+		}
+	}
 	switch status.Code(err) {
 	case codes.OK:
 	case codes.AlreadyExists:

@@ -18,15 +18,15 @@ import (
 	"syscall"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodebatch/nodebatch/relay"
 	"github.com/nodebatch/nodebatch/relay/ui"
 	"github.com/nodebatch/nodebatch/shared/auth"
-
+	"github.com/nodebatch/nodebatch/shared/fsclient"
 	"github.com/nodebatch/nodebatch/shared/logging"
+	"github.com/nodebatch/nodebatch/shared/ratelimit"
 )
 
 func main() {
@@ -60,20 +60,39 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("create verifier: %w", err)
 	}
-	fs, err := firestore.NewClient(ctx, project)
+	fs, err := fsclient.New(ctx, project)
 	if err != nil {
 		return fmt.Errorf("create Firestore client for %s: %w", project, err)
 	}
 	defer fs.Close()
 
+	ticketsPerUser, err := envInt("NODEBATCH_RELAY_MAX_TICKETS_PER_USER", relay.DefaultMaxTicketsPerUser)
+	if err != nil {
+		return err
+	}
+	connsPerUser, err := envInt("NODEBATCH_RELAY_MAX_CONNS_PER_USER", relay.DefaultMaxConnsPerUser)
+	if err != nil {
+		return err
+	}
+	nodesPerMinute, err := envInt("NODEBATCH_NODES_PER_MINUTE", ui.DefaultNodesPerMinute)
+	if err != nil {
+		return err
+	}
+	nodesBurst, err := envInt("NODEBATCH_NODES_BURST", ui.DefaultNodesBurst)
+	if err != nil {
+		return err
+	}
+
 	cfg := relay.Config{
-		Firestore:      fs,
-		Verifier:       verifier,
-		Logger:         log,
-		AllowedOrigins: splitList(os.Getenv("NODEBATCH_ALLOWED_ORIGINS")),
-		SeedTokenQuery: seedToken,
-		UI:             ui.FS(),
-		Handlers:       map[string]http.Handler{},
+		MaxTicketsPerUser: ticketsPerUser,
+		MaxConnsPerUser:   connsPerUser,
+		Firestore:         fs,
+		Verifier:          verifier,
+		Logger:            log,
+		AllowedOrigins:    splitList(os.Getenv("NODEBATCH_ALLOWED_ORIGINS")),
+		SeedTokenQuery:    seedToken,
+		UI:                ui.FS(),
+		Handlers:          map[string]http.Handler{},
 	}
 	if api := envOr("NODEBATCH_API_URL", "http://127.0.0.1:8080"); api != "off" {
 		if cfg.APIURL, err = url.Parse(api); err != nil || cfg.APIURL.Host == "" {
@@ -90,7 +109,8 @@ func run(log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("create kube client: %w", err)
 		}
-		cfg.Handlers["GET /v1/nodes"] = auth.Middleware(verifier, ui.NodesHandler(kube))
+		lim := ratelimit.New(ratelimit.Config{PerMinute: nodesPerMinute, Burst: nodesBurst})
+		cfg.Handlers["GET /v1/nodes"] = auth.Middleware(verifier, ui.LimitNodes(lim, ui.NodesHandler(kube)))
 	}
 	srv := relay.New(cfg)
 
@@ -154,6 +174,19 @@ func envBool(k string) (bool, error) {
 		return false, fmt.Errorf("%s=%q: want true or false", k, v)
 	}
 	return b, nil
+}
+
+// envInt reads a positive integer setting, def when unset.
+func envInt(k string, def int) (int, error) {
+	v := os.Getenv(k)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%s=%q: want a positive integer", k, v)
+	}
+	return n, nil
 }
 
 func splitList(s string) []string {

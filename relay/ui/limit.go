@@ -1,0 +1,51 @@
+package ui
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"strconv"
+
+	"github.com/nodebatch/nodebatch/shared/auth"
+	"github.com/nodebatch/nodebatch/shared/ratelimit"
+)
+
+// Defaults of the per-user limit on GET /v1/nodes (per relay instance).
+const (
+	DefaultNodesPerMinute = 60
+	DefaultNodesBurst     = 20
+)
+
+// NodesLimit is the limit's name in a refusal.
+const NodesLimit = "nodes_per_user_per_minute"
+
+// LimitNodes limits each user's node lists with lim (one token bucket per
+// token subject): every list pages through every node on the API server, so
+// one user must not be able to keep it busy for everyone. A refusal is 429
+// rate_limited with Retry-After, shaped like the API's. Mount it inside
+// auth.Middleware, which puts the principal in the context; a request
+// without one passes through (the handler behind refuses it anyway).
+func LimitNodes(lim *ratelimit.Limiter, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, ok := auth.FromContext(r.Context())
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if allowed, wait := lim.Allow(p.Subject); !allowed {
+			secs := max(1, int(math.Ceil(wait.Seconds())))
+			var body ratelimit.ErrorBody
+			body.Error.Code = ratelimit.Code
+			body.Error.Message = fmt.Sprintf("too many node lists: at most %d per minute per user (bursts of %d); retry in %d s", lim.PerMinute(), lim.Burst(), secs)
+			body.Error.Limit = NodesLimit
+			body.Error.PerMinute, body.Error.Burst, body.Error.RetryAfterSeconds = lim.PerMinute(), lim.Burst(), secs
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Retry-After", strconv.Itoa(secs))
+			w.WriteHeader(http.StatusTooManyRequests)
+			_ = json.NewEncoder(w).Encode(body)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
