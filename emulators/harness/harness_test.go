@@ -125,7 +125,14 @@ func TestPatcherIdentityIsNarrow(t *testing.T) {
 			return err
 		}},
 		{"list pods as itself", func() error { _, err := self.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); return err }},
-		{"list pods as alice", func() error { _, err := alice.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); return err }},
+		// alice may list pods and budgets (the impact preview), nothing more.
+		{"get a pod as alice", func() error {
+			_, err := alice.CoreV1().Pods("default").Get(ctx, "any", metav1.GetOptions{})
+			return err
+		}},
+		{"delete pods as alice", func() error {
+			return alice.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		}},
 		{"delete node as alice", func() error { return alice.CoreV1().Nodes().Delete(ctx, names[0], metav1.DeleteOptions{}) }},
 		{"create node as alice", func() error {
 			_, err := alice.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: names[0] + "-x"}}, metav1.CreateOptions{})

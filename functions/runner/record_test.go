@@ -67,10 +67,9 @@ func realSetup(t *testing.T, set change.Set) (*store.Store, kubernetes.Interface
 		t.Fatalf("Create: %v", err)
 	}
 	ev := events.Node{BatchID: "b1", Attempt: 1, Node: names[0], Lane: 0, Position: 0, LaneSize: 1, Lanes: 1, Total: 1, Changes: set}
-	kube, err := kubernetes.NewForConfig(env.PatcherConfig)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// nodebatch's own identity may only impersonate: patch as a person
+	// with node rights, as the patch function does.
+	kube := env.As(t, "alice@example.com", b.ID)
 	return st, env.Kube(t), ev, &runner.Runner{Store: st, Patcher: &nodepatch.Patcher{Client: kube}}
 }
 
