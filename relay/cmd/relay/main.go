@@ -18,13 +18,13 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodebatch/nodebatch/relay"
 	"github.com/nodebatch/nodebatch/relay/ui"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/fsclient"
+	"github.com/nodebatch/nodebatch/shared/kubeclient"
 	"github.com/nodebatch/nodebatch/shared/logging"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
 )
@@ -105,12 +105,15 @@ func run(log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("load KUBECONFIG: %w", err)
 		}
-		kube, err := kubernetes.NewForConfig(rc)
+		// The relay's own identity may only impersonate (for listing nodes:
+		// infra/k8s/impersonator-viewer.yaml); the node table lists as the
+		// signed-in user, so it shows what that user may list.
+		users, err := kubeclient.New(rc)
 		if err != nil {
-			return fmt.Errorf("create kube client: %w", err)
+			return fmt.Errorf("create kube pool: %w", err)
 		}
 		lim := ratelimit.New(ratelimit.Config{PerMinute: nodesPerMinute, Burst: nodesBurst})
-		cfg.Handlers["GET /v1/nodes"] = auth.Middleware(verifier, ui.LimitNodes(lim, ui.NodesHandler(kube)))
+		cfg.Handlers["GET /v1/nodes"] = auth.Middleware(verifier, ui.LimitNodes(lim, users.Handler(caller, ui.NodesHandler)))
 	}
 	srv := relay.New(cfg)
 
@@ -140,6 +143,14 @@ func run(log *slog.Logger) error {
 		log.Warn("websocket shutdown", "error", err)
 	}
 	return nil
+}
+
+// caller is the request's principal as Kubernetes sees them (set by
+// auth.Middleware); a principal without a Kubernetes user maps to none, and
+// the pool answers 403 without calling the API server.
+func caller(r *http.Request) kubeclient.User {
+	p, _ := auth.FromContext(r.Context())
+	return kubeclient.User{Name: p.KubeUser, Groups: p.KubeGroups}
 }
 
 // uiConfig is what the pages need to sign in.
