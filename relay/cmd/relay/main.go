@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodebatch/nodebatch/relay"
@@ -105,15 +106,11 @@ func run(log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("load KUBECONFIG: %w", err)
 		}
-		// The relay's own identity may only impersonate (for listing nodes:
-		// infra/k8s/impersonator-viewer.yaml); the node table lists as the
-		// signed-in user, so it shows what that user may list.
-		users, err := kubeclient.New(rc)
+		nodes, err := nodesHandler(rc, ratelimit.New(ratelimit.Config{PerMinute: nodesPerMinute, Burst: nodesBurst}))
 		if err != nil {
-			return fmt.Errorf("create kube pool: %w", err)
+			return err
 		}
-		lim := ratelimit.New(ratelimit.Config{PerMinute: nodesPerMinute, Burst: nodesBurst})
-		cfg.Handlers["GET /v1/nodes"] = auth.Middleware(verifier, ui.LimitNodes(lim, users.Handler(caller, ui.NodesHandler)))
+		cfg.Handlers["GET /v1/nodes"] = auth.Middleware(verifier, nodes)
 	}
 	srv := relay.New(cfg)
 
@@ -143,6 +140,18 @@ func run(log *slog.Logger) error {
 		log.Warn("websocket shutdown", "error", err)
 	}
 	return nil
+}
+
+// nodesHandler serves the UI's node list (behind auth.Middleware) as the
+// signed-in user: the relay's own identity rc may only impersonate (to list
+// nodes: infra/k8s/impersonator-viewer.yaml), so the table shows what that
+// user may list; lim is the per-user limit around it.
+func nodesHandler(rc *rest.Config, lim *ratelimit.Limiter) (http.Handler, error) {
+	users, err := kubeclient.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("create kube pool: %w", err)
+	}
+	return ui.LimitNodes(lim, users.Handler(caller, ui.NodesHandler)), nil
 }
 
 // caller is the request's principal as Kubernetes sees them (set by
