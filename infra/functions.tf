@@ -210,9 +210,10 @@ resource "google_cloudfunctions2_function" "patch" {
 # each message whose deliveries were exhausted, and the node is recorded
 # failed so its batch still finishes. A separate deployment because a
 # deployed function serves exactly one entry point. Same code as the patch
-# function, but its own service account and the READ-ONLY cluster identity:
-# it never touches a node (runner.Fail writes Firestore only); the client
-# it starts with still needs a kubeconfig. Little capacity.
+# function, but its own service account. It mounts the impersonator
+# identity: when the node's intent is pending it GETs the node as the
+# batch's requester to record what happened (functions/runner), and it
+# never writes a node. Little capacity.
 resource "google_cloudfunctions2_function" "deadletter" {
   name     = local.deadletter_name
   location = var.region

@@ -37,24 +37,29 @@ locals {
   kube_mount = "/secrets/kube"
   kube_file  = "kubeconfig"
 
-  # The cluster identities, by what they may do to nodes. The verbs are those
-  # of the ClusterRoles in docs/deploy.md; infra/hclcheck compares what each
-  # function mounts with what its code uses (infra/infra_test.go).
+  # The cluster identities. Neither holds a right on nodes of its own: each
+  # may only impersonate the person a call is for (constrained
+  # impersonation), and verbs are the node verbs it may use while doing so:
+  # role is its ClusterRole in infra/k8s/ (impersonate-on:user-info:VERB on
+  # nodes; infra/infra_test.go checks the two agree), and infra/hclcheck
+  # compares what each workload mounts with what its code calls.
   kube_identity = {
-    reader  = { secret = var.batch_kubeconfig_secret, verbs = ["get", "list", "watch"] }
-    patcher = { secret = var.patch_kubeconfig_secret, verbs = ["get", "list", "watch", "patch", "update"] }
+    impersonator = { secret = var.impersonator_kubeconfig_secret, role = "nodebatch-impersonator", verbs = ["get", "list", "patch"] }
+    viewer       = { secret = var.relay_kubeconfig_secret, role = "nodebatch-impersonator-viewer", verbs = ["list"] }
   }
 
-  # Which identity each workload mounts. The batch function reads nodes
-  # (with inline_max > 0 its secret must hold a patcher instead); the patch
-  # function patches; the dead-letter function only records nodes failed in
-  # Firestore but its client still needs a kubeconfig to start, so it gets
-  # the reader; the relay lists nodes for the UI.
+  # Which identity each workload mounts. The batch function lists nodes as
+  # the caller and sends the preview's server-side dry run (a patch) as the
+  # caller; the patch function gets and merge-patches nodes as the batch's
+  # requester; the dead-letter function GETs a node as the requester when an
+  # intent is pending; the relay lists nodes for the UI as the signed-in
+  # user (relay/cmd/relay), so it gets the viewer, which may impersonate for
+  # nothing else.
   kubeconfig_secret = {
-    batch      = local.kube_identity.reader.secret
-    patch      = local.kube_identity.patcher.secret
-    deadletter = local.kube_identity.reader.secret
-    relay      = local.kube_identity.reader.secret
+    batch      = local.kube_identity.impersonator.secret
+    patch      = local.kube_identity.impersonator.secret
+    deadletter = local.kube_identity.impersonator.secret
+    relay      = local.kube_identity.viewer.secret
   }
 
   # Each workload's runtime identity (one service account each).

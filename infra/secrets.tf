@@ -1,7 +1,8 @@
 # Cluster access through Secret Manager: one kubeconfig per cluster
-# identity (local.kube_identity: a reader and a patcher), each for a
-# Kubernetes identity with only the node rights its users need
-# (docs/deploy.md shows the RBAC and how to add the versions). Terraform
+# identity (local.kube_identity: the functions' impersonator and the relay's
+# viewer), each for a Kubernetes identity with no node right of its own that
+# may only impersonate the requester (infra/k8s/; docs/deploy.md shows how
+# to bind them and add the versions). Terraform
 # creates the secrets, never their values, so no credential enters its state.
 
 resource "google_secret_manager_secret" "kubeconfig" {

@@ -160,7 +160,7 @@ variable "max_concurrency" {
 }
 
 variable "inline_max" {
-  description = "NODEBATCH_INLINE_MAX: batches of at most this many nodes are applied by the batch function itself. 0 keeps the batch function read-only on the cluster (least privilege); above 0 its kubeconfig needs patch rights."
+  description = "NODEBATCH_INLINE_MAX: batches of at most this many nodes are applied by the batch function itself (as the caller, which its impersonator identity allows). 0 sends every batch through Pub/Sub and the patch function."
   type        = number
   default     = 0
 }
@@ -178,21 +178,21 @@ variable "kube_burst" {
 }
 
 variable "create_kubeconfig_secrets" {
-  description = "Create the Secret Manager secrets named by batch_kubeconfig_secret and patch_kubeconfig_secret (their versions are added out of band, so credentials never enter Terraform state). false: the secrets already exist."
+  description = "Create the Secret Manager secrets named by impersonator_kubeconfig_secret and relay_kubeconfig_secret (their versions are added out of band, so credentials never enter Terraform state). false: the secrets already exist."
   type        = bool
   default     = true
 }
 
-variable "batch_kubeconfig_secret" {
-  description = "Secret Manager secret ID holding the kubeconfig of the READER cluster identity (get/list/watch nodes), mounted by the batch function, the dead-letter function and the relay. With inline_max > 0 the batch function also patches; then use a separate deployment or grant this identity patch rights knowingly (docs/deploy.md)."
+variable "impersonator_kubeconfig_secret" {
+  description = "Secret Manager secret ID holding the kubeconfig of nodebatch's impersonator cluster identity (ClusterRole nodebatch-impersonator, infra/k8s/impersonator.yaml): no right on nodes of its own, it may only act as the requester. Mounted by the batch, patch and dead-letter functions."
   type        = string
-  default     = "nodebatch-kubeconfig-reader"
+  default     = "nodebatch-kubeconfig-impersonator"
 }
 
-variable "patch_kubeconfig_secret" {
-  description = "Secret Manager secret ID holding the kubeconfig of the PATCHER cluster identity, mounted by the patch function only: get/list/watch/patch/update nodes and nothing else."
+variable "relay_kubeconfig_secret" {
+  description = "Secret Manager secret ID holding the kubeconfig of the relay's cluster identity (ClusterRole nodebatch-impersonator-viewer, infra/k8s/impersonator-viewer.yaml): it may only list nodes as the signed-in user. Mounted by the relay only."
   type        = string
-  default     = "nodebatch-kubeconfig-patcher"
+  default     = "nodebatch-kubeconfig-relay"
 }
 
 variable "kubeconfig_secret_version" {

@@ -75,7 +75,8 @@ func TestNodesCreatePatchAndValidation(t *testing.T) {
 // TestPatcherIdentityIsNarrow: nodebatch's own identity can do nothing to
 // nodes by itself; impersonating alice it can do what alice may, and the
 // constrained impersonation role stops it from using her for anything but
-// nodes (and her own access review).
+// reading and patching nodes (not updating them) and her own access
+// review.
 func TestPatcherIdentityIsNarrow(t *testing.T) {
 	env := harness.Start(t)
 	ctx := t.Context()
@@ -98,15 +99,8 @@ func TestPatcherIdentityIsNarrow(t *testing.T) {
 				[]byte(`{"metadata":{"labels":{"patched-by":"alice"}}}`), metav1.PatchOptions{})
 			return err
 		}},
-		{"update node as alice", func() error {
-			n, err := alice.CoreV1().Nodes().Get(ctx, names[0], metav1.GetOptions{})
-			if err != nil {
-				return err
-			}
-			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "example.com/drain", Effect: corev1.TaintEffectNoSchedule})
-			_, err = alice.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
-			return err
-		}},
+		// The impact preview of a NoExecute taint lists pods as the user.
+		{"list pods as alice", func() error { _, err := alice.CoreV1().Pods("default").List(ctx, metav1.ListOptions{}); return err }},
 	}
 	for _, tc := range allowed {
 		if err := tc.call(); err != nil {
@@ -132,6 +126,18 @@ func TestPatcherIdentityIsNarrow(t *testing.T) {
 		}},
 		{"delete pods as alice", func() error {
 			return alice.CoreV1().Pods("default").DeleteCollection(ctx, metav1.DeleteOptions{}, metav1.ListOptions{})
+		}},
+		{"list secrets as alice", func() error { _, err := alice.CoreV1().Secrets("default").List(ctx, metav1.ListOptions{}); return err }},
+		// Every nodebatch write is a merge patch: the role lets it
+		// impersonate for no update, although alice may update.
+		{"update node as alice", func() error {
+			n, err := alice.CoreV1().Nodes().Get(ctx, names[0], metav1.GetOptions{})
+			if err != nil {
+				return err
+			}
+			n.Spec.Taints = append(n.Spec.Taints, corev1.Taint{Key: "example.com/drain", Effect: corev1.TaintEffectNoSchedule})
+			_, err = alice.CoreV1().Nodes().Update(ctx, n, metav1.UpdateOptions{})
+			return err
 		}},
 		{"delete node as alice", func() error { return alice.CoreV1().Nodes().Delete(ctx, names[0], metav1.DeleteOptions{}) }},
 		{"create node as alice", func() error {

@@ -6,7 +6,8 @@ package k8s
 
 import "embed"
 
-// Files are the manifests: the impersonator roles and binding, the node
+// Files are the manifests: the impersonator roles and bindings (the
+// relay's narrower viewer in impersonator-viewer.yaml), the node
 // roles for people, and under local/ the local stack's users and policy.
 //
 //go:embed *.yaml local/*.yaml

@@ -2,6 +2,7 @@ package batch
 
 import (
 	"errors"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -22,6 +23,15 @@ func TestValidateID(t *testing.T) {
 		{"a b", false},
 		{"é", false},
 		{"a\x00", false},
+		// Firestore reserves document ids matching __.*__.
+		{"__x__", false},
+		{"____", false},
+		{"__name__", false},
+		{"___", true},
+		{"__x", true},
+		{"x__", true},
+		{"_x__", true},
+		{"__x_", true},
 	} {
 		err := ValidateID(tc.id)
 		if (err == nil) != tc.ok {
@@ -36,9 +46,14 @@ func TestValidateID(t *testing.T) {
 func FuzzValidateID(f *testing.F) {
 	f.Add("a/b")
 	f.Add("ok-id")
+	f.Add("__x__")
+	f.Add("___")
 	f.Fuzz(func(t *testing.T, id string) {
 		if ValidateID(id) == nil && strings.ContainsAny(id, "/.\x00 ") {
 			t.Fatalf("ValidateID(%q) accepted a path-unsafe id", id)
+		}
+		if ValidateID(id) == nil && regexp.MustCompile(`(?s)^__.*__$`).MatchString(id) {
+			t.Fatalf("ValidateID(%q) accepted an id Firestore reserves", id)
 		}
 	})
 }

@@ -18,13 +18,14 @@ import (
 	"syscall"
 	"time"
 
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/nodebatch/nodebatch/relay"
 	"github.com/nodebatch/nodebatch/relay/ui"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/fsclient"
+	"github.com/nodebatch/nodebatch/shared/kubeclient"
 	"github.com/nodebatch/nodebatch/shared/logging"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
 )
@@ -105,12 +106,11 @@ func run(log *slog.Logger) error {
 		if err != nil {
 			return fmt.Errorf("load KUBECONFIG: %w", err)
 		}
-		kube, err := kubernetes.NewForConfig(rc)
+		nodes, err := nodesHandler(rc, ratelimit.New(ratelimit.Config{PerMinute: nodesPerMinute, Burst: nodesBurst}))
 		if err != nil {
-			return fmt.Errorf("create kube client: %w", err)
+			return err
 		}
-		lim := ratelimit.New(ratelimit.Config{PerMinute: nodesPerMinute, Burst: nodesBurst})
-		cfg.Handlers["GET /v1/nodes"] = auth.Middleware(verifier, ui.LimitNodes(lim, ui.NodesHandler(kube)))
+		cfg.Handlers["GET /v1/nodes"] = auth.Middleware(verifier, nodes)
 	}
 	srv := relay.New(cfg)
 
@@ -140,6 +140,26 @@ func run(log *slog.Logger) error {
 		log.Warn("websocket shutdown", "error", err)
 	}
 	return nil
+}
+
+// nodesHandler serves the UI's node list (behind auth.Middleware) as the
+// signed-in user: the relay's own identity rc may only impersonate (to list
+// nodes: infra/k8s/impersonator-viewer.yaml), so the table shows what that
+// user may list; lim is the per-user limit around it.
+func nodesHandler(rc *rest.Config, lim *ratelimit.Limiter) (http.Handler, error) {
+	users, err := kubeclient.New(rc)
+	if err != nil {
+		return nil, fmt.Errorf("create kube pool: %w", err)
+	}
+	return ui.LimitNodes(lim, users.Handler(caller, ui.NodesHandler)), nil
+}
+
+// caller is the request's principal as Kubernetes sees them (set by
+// auth.Middleware); a principal without a Kubernetes user maps to none, and
+// the pool answers 403 without calling the API server.
+func caller(r *http.Request) kubeclient.User {
+	p, _ := auth.FromContext(r.Context())
+	return kubeclient.User{Name: p.KubeUser, Groups: p.KubeGroups}
 }
 
 // uiConfig is what the pages need to sign in.
