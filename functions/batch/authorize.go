@@ -74,20 +74,16 @@ func (h *Handler) authorizeList(ctx context.Context, p auth.Principal) (kubernet
 }
 
 // authorizeWrite checks, before anything is written, that Kubernetes lets
-// p patch every named node (and update them when a set changes taints:
-// taints are read-modify-update after a conflict). One review on nodes as a
+// p patch every named node (every write nodebatch sends is a merge patch,
+// taints too, so patch is the one verb it needs). One review on nodes as a
 // whole first; if that is refused, one per node (a user whose rights are
 // limited to some nodes by name gets exactly those), refused at the first
 // node refused.
-func (h *Handler) authorizeWrite(ctx context.Context, kube kubernetes.Interface, p auth.Principal, names []string, taints bool) *request.Error {
+func (h *Handler) authorizeWrite(ctx context.Context, kube kubernetes.Interface, p auth.Principal, names []string) *request.Error {
 	if h.Users == nil {
 		return nil
 	}
-	verbs := []string{"patch"}
-	if taints {
-		verbs = append(verbs, "update")
-	}
-	for _, verb := range verbs {
+	for _, verb := range []string{"patch"} {
 		ok, _, err := access(ctx, kube, verb, "")
 		if err != nil {
 			return h.reviewFailed(err)
@@ -208,25 +204,11 @@ func (h *Handler) previewPatcher(p auth.Principal) runner.Patcher {
 	return h.Runner.Patcher
 }
 
-// touchesTaints reports whether any of sets changes a taint.
-func touchesTaints(sets ...change.Set) bool {
-	for _, s := range sets {
-		if len(s.Taints) > 0 {
-			return true
-		}
-	}
-	return false
-}
-
 // authorizeSets is authorizeWrite for per-node sets (retry, revert), as p.
 func (h *Handler) authorizeSets(ctx context.Context, p auth.Principal, names []string, sets map[string]change.Set) *request.Error {
 	kube, e := h.kubeFor(p)
 	if e != nil {
 		return e
 	}
-	taints := false
-	for _, s := range sets {
-		taints = taints || touchesTaints(s)
-	}
-	return h.authorizeWrite(ctx, kube, p, names, taints)
+	return h.authorizeWrite(ctx, kube, p, names)
 }

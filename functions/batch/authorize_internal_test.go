@@ -46,14 +46,14 @@ func TestAuthorizeWrite(t *testing.T) {
 	tests := []struct {
 		name       string
 		ctx        context.Context
-		taints     bool
 		decide     func(verb, name string) (bool, error)
 		wantStatus int    // 0: allowed
 		wantIn     string // in the message
 	}{
 		{name: "patch on nodes as a whole", decide: func(v, n string) (bool, error) { return v == "patch" && n == "", nil }},
-		{name: "taints also need update", taints: true, decide: func(v, n string) (bool, error) { return v == "patch", nil },
-			wantStatus: http.StatusForbidden, wantIn: `"bob@example.com" to update nodes (node "n`},
+		{name: "taints need patch only (every write is a merge patch)", decide: func(v, n string) (bool, error) { return v == "patch", nil }},
+		{name: "no patch: refused", decide: func(v, n string) (bool, error) { return v == "update", nil },
+			wantStatus: http.StatusForbidden, wantIn: `"bob@example.com" to patch nodes (node "n0")`},
 		{name: "by name: every node allowed", decide: func(v, n string) (bool, error) { return n != "", nil }},
 		{name: "by name: one node refused", decide: func(v, n string) (bool, error) { return n != "" && n != "n2", nil },
 			wantStatus: http.StatusForbidden, wantIn: `to patch nodes (node "n2")`},
@@ -74,7 +74,7 @@ func TestAuthorizeWrite(t *testing.T) {
 			}
 			c := reviewing(tt.decide)
 			h := &Handler{Users: fakeUsers{c}}
-			e := h.authorizeWrite(ctx, c, bob, names, tt.taints)
+			e := h.authorizeWrite(ctx, c, bob, names)
 			switch {
 			case tt.wantStatus == 0 && e != nil:
 				t.Fatalf("authorizeWrite = %v, want allowed", e)

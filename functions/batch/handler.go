@@ -265,7 +265,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		e.Write(w)
 		return
 	}
-	if e := h.authorizeWrite(ctx, kube, p, names, touchesTaints(spec.Set)); e != nil {
+	if e := h.authorizeWrite(ctx, kube, p, names); e != nil {
 		e.Write(w)
 		return
 	}

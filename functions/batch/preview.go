@@ -105,7 +105,7 @@ func (h *Handler) preview(w http.ResponseWriter, r *http.Request) {
 		e.Write(w)
 		return
 	}
-	if e := h.authorizeWrite(ctx, kube, p, names, touchesTaints(spec.Set)); e != nil {
+	if e := h.authorizeWrite(ctx, kube, p, names); e != nil {
 		e.Write(w)
 		return
 	}
