@@ -131,7 +131,7 @@ func run(o options, logger *slog.Logger) error {
 	fmt.Printf("\nexport KUBECONFIG=%s FIRESTORE_EMULATOR_HOST=%s PUBSUB_EMULATOR_HOST=%s GOOGLE_CLOUD_PROJECT=%s\n\n",
 		kubeconfig, info.FirestoreHost, info.PubSubHost, info.Project)
 	if o.product {
-		printProduct(o.binDir)
+		printProduct(o.binDir, o.nodes)
 	}
 	fmt.Println("Ctrl-C stops the stack.")
 

@@ -124,7 +124,7 @@ func startProduct(ctx context.Context, st *stack.Stack, info *stack.Info, binDir
 }
 
 // printProduct tells the user where to go.
-func printProduct(binDir string) {
+func printProduct(binDir string, nodes int) {
 	devtoken := filepath.Join(binDir, "devtoken")
 	fmt.Printf(`nodebatch is up.
 
@@ -136,16 +136,17 @@ A token for scripts (user alice; add -admin for an admin):
 
   TOKEN=$(%[3]s -user alice)
 
-Label every seeded node with team=ml (concurrency 10):
+Label every seeded node with team=ml (concurrency 10; "all" needs "confirm",
+the node count, or the batch answers 409 confirmation_required):
 
   curl -sS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
-    -d '{"labels":["team=ml"],"all":true,"concurrency":10}' http://%[2]s/v1/batches
+    -d '{"labels":["team=ml"],"all":true,"confirm":%[4]d,"concurrency":10}' http://%[2]s/v1/batches
 
 Watch it land:
 
   kubectl --kubeconfig .nodebatch/kubeconfig get nodes -L team -w
 
-`, relayAddr, apiAddr, strings.TrimPrefix(devtoken, "./"))
+`, relayAddr, apiAddr, strings.TrimPrefix(devtoken, "./"), nodes)
 }
 
 // tcpReady probes an address that answers no unauthenticated GET with 200.
