@@ -1,0 +1,287 @@
+package main_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodebatch/nodebatch/emulators/harness"
+	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
+	"github.com/nodebatch/nodebatch/emulators/product"
+	"github.com/nodebatch/nodebatch/shared/cli"
+)
+
+func TestMain(m *testing.M) { os.Exit(harness.Run(m)) }
+
+// fixture is the product on the harness stack, its patch function's writes
+// through a proxy whose gate a test may close, and the built binary.
+type fixture struct {
+	t     *testing.T
+	p     *product.Product
+	gate  *kubeproxy.Gate
+	bin   string
+	alice string
+	bob   string
+}
+
+func start(t *testing.T) *fixture {
+	t.Helper()
+	env := harness.Start(t)
+	bin := filepath.Join(t.TempDir(), "kubectl-nodebatch")
+	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	gate := kubeproxy.NewGate()
+	t.Cleanup(gate.Open)
+	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Gate: gate})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	p, err := product.Start(t.Context(), product.Options{
+		Project:   env.ProjectID(t),
+		APIKube:   env.PatcherConfig,
+		PatchKube: proxy.RestConfig(env.PatcherConfig),
+	})
+	if err != nil {
+		t.Fatalf("product.Start: %v", err)
+	}
+	t.Cleanup(p.Close)
+	f := &fixture{t: t, p: p, gate: gate, bin: bin}
+	if f.alice, err = p.Token("alice", false); err != nil {
+		t.Fatal(err)
+	}
+	if f.bob, err = p.Token("bob", false); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// result is one run of the binary.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// run runs the binary as a user would, stdout and stderr piped, with the
+// token in the environment.
+func (f *fixture) run(token string, args ...string) result {
+	f.t.Helper()
+	ctx, cancel := context.WithTimeout(f.t.Context(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, f.bin, args...)
+	cmd.Env = append(os.Environ(), "NODEBATCH_URL="+f.p.RelayURL, "NODEBATCH_TOKEN="+token)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		f.t.Fatalf("run %v: %v", args, err)
+	}
+	f.t.Logf("$ kubectl-nodebatch %s\n%s%s(exit %d)", strings.Join(args, " "), r.stdout, r.stderr, r.code)
+	return r
+}
+
+func (f *fixture) get(token, id string) []byte {
+	f.t.Helper()
+	req, _ := http.NewRequestWithContext(f.t.Context(), http.MethodGet, f.p.APIURL+"/v1/batches/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		f.t.Fatalf("GET /v1/batches/%s = %d %s", id, resp.StatusCode, b)
+	}
+	return b
+}
+
+var (
+	progressLine = regexp.MustCompile(`^batch/[A-Za-z0-9_-]+ (pending|running|-): \d+/\d+ nodes done, \d+ failed`)
+	summaryLine  = regexp.MustCompile(`^batch/([A-Za-z0-9_-]+) (\w+): (\d+)/(\d+) nodes \(`)
+)
+
+// TestCLI runs the built kubectl-nodebatch against the whole product.
+func TestCLI(t *testing.T) {
+	f := start(t)
+	env := harness.Start(t)
+	kube := env.Kube(t)
+	prefix, names := env.SeedNodes(t, 12)
+	selector := harness.TestLabel + "=" + prefix
+
+	var id string
+	t.Run("label piped: plain lines, exit 0", func(t *testing.T) {
+		r := f.run(f.alice, "label", "nodes", "-l", selector, "cli="+prefix, "--concurrency", "3", "--progress-interval", "0", "-o", "name")
+		if r.code != cli.ExitOK {
+			t.Fatalf("exit %d, want 0; stderr:\n%s", r.code, r.stderr)
+		}
+		id = strings.TrimPrefix(strings.TrimSpace(r.stdout), "batch/")
+		lines := strings.Split(strings.TrimSpace(r.stderr), "\n")
+		for _, l := range lines[:len(lines)-1] {
+			if !progressLine.MatchString(l) {
+				t.Errorf("stderr line %q is not a progress line", l)
+			}
+		}
+		m := summaryLine.FindStringSubmatch(lines[len(lines)-1])
+		if diff := cmp.Diff([]string{id, "succeeded", "12", "12"}, tail(m)); diff != "" {
+			t.Errorf("summary line %q (-want +got):\n%s", lines[len(lines)-1], diff)
+		}
+		for _, n := range names {
+			node, err := kube.CoreV1().Nodes().Get(t.Context(), n, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if node.Labels["cli"] != prefix {
+				t.Errorf("node %s label cli = %q, want %q", n, node.Labels["cli"], prefix)
+			}
+		}
+	})
+	if id == "" {
+		t.Fatal("no batch id")
+	}
+
+	t.Run("get -o json equals GET /v1/batches/{id}", func(t *testing.T) {
+		r := f.run(f.alice, "get", id, "-o", "json")
+		if r.code != cli.ExitOK {
+			t.Fatalf("exit %d, want 0", r.code)
+		}
+		if diff := cmp.Diff(string(f.get(f.alice, id)), r.stdout); diff != "" {
+			t.Errorf("get -o json (-GET +cli):\n%s", diff)
+		}
+	})
+
+	t.Run("token-command and list", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "tok")
+		if err := os.WriteFile(file, []byte(f.alice+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r := f.run("", "list", "-o", "name", "--token-command", "cat "+file)
+		if r.code != cli.ExitOK || !strings.Contains(r.stdout, "batch/"+id+"\n") {
+			t.Errorf("list: exit %d, stdout %q, want 0 and batch/%s", r.code, r.stdout, id)
+		}
+		if strings.Contains(r.stdout+r.stderr, f.alice) {
+			t.Error("the token was printed")
+		}
+	})
+
+	t.Run("bad key exits 2 with the field error", func(t *testing.T) {
+		r := f.run(f.alice, "label", "nodes", names[0], "bad key=x")
+		if r.code != cli.ExitUsage || !strings.Contains(r.stderr, `error: field "labels[0]"`) {
+			t.Errorf("exit %d, stderr %q; want 2 and a field error for labels[0]", r.code, r.stderr)
+		}
+	})
+
+	t.Run("usage error exits 2", func(t *testing.T) {
+		r := f.run(f.alice, "label", "nodes", "x=y")
+		if r.code != cli.ExitUsage || !strings.Contains(r.stderr, "exactly one of node names") {
+			t.Errorf("exit %d, stderr %q; want 2", r.code, r.stderr)
+		}
+	})
+
+	t.Run("bob may not patch: exit 4, nothing changed", func(t *testing.T) {
+		r := f.run(f.bob, "taint", "nodes", names[0], names[1], "cli-bob=x:NoSchedule")
+		if r.code != cli.ExitUnauthorized || !strings.Contains(r.stderr, "bob@example.com") {
+			t.Errorf("exit %d, stderr %q; want 4 naming bob", r.code, r.stderr)
+		}
+		node, err := kube.CoreV1().Nodes().Get(t.Context(), names[0], metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tn := range node.Spec.Taints {
+			if tn.Key == "cli-bob" {
+				t.Errorf("node %s got taint %v", names[0], tn)
+			}
+		}
+		if r := f.run("not-a-token", "list"); r.code != cli.ExitUnauthorized {
+			t.Errorf("bad token: exit %d, want 4", r.code)
+		}
+	})
+
+	t.Run("--all without --confirm exits 5", func(t *testing.T) {
+		r := f.run(f.alice, "label", "nodes", "--all", "cli-all=x")
+		if r.code != cli.ExitConfirm || !regexp.MustCompile(`resolves to \d+ nodes: pass --confirm=\d+`).MatchString(r.stderr) {
+			t.Errorf("exit %d, stderr %q; want 5 and how to confirm", r.code, r.stderr)
+		}
+	})
+
+	t.Run("retry of a succeeded batch exits 1", func(t *testing.T) {
+		if r := f.run(f.alice, "retry", id); r.code != cli.ExitFailed {
+			t.Errorf("exit %d, want 1", r.code)
+		}
+	})
+
+	t.Run("revert restores the nodes", func(t *testing.T) {
+		r := f.run(f.alice, "revert", id, "--progress-interval", "0")
+		if r.code != cli.ExitOK {
+			t.Fatalf("exit %d, want 0", r.code)
+		}
+		for _, n := range names {
+			node, err := kube.CoreV1().Nodes().Get(t.Context(), n, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v, ok := node.Labels["cli"]; ok {
+				t.Errorf("node %s still has label cli=%q after revert", n, v)
+			}
+		}
+	})
+
+	t.Run("cancelled batch: watch exits 3", func(t *testing.T) {
+		f.gate.CloseAfter(0)
+		r := f.run(f.alice, "label", "nodes", "-l", selector, "cli-cancel=x", "--concurrency", "1", "--wait=false", "-o", "name")
+		if r.code != cli.ExitOK {
+			t.Fatalf("submit: exit %d, want 0", r.code)
+		}
+		cid := strings.TrimPrefix(strings.TrimSpace(r.stdout), "batch/")
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		if err := f.gate.WaitHeld(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan result, 1)
+		go func() { done <- f.run(f.alice, "cancel", cid, "--reason", "test") }()
+		// Open the gate once the cancel is recorded, so the held patch
+		// ends and the cancel settles.
+		for !strings.Contains(string(f.get(f.alice, cid)), `"cancel":`) {
+			select {
+			case <-ctx.Done():
+				t.Fatal("cancel never recorded")
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+		f.gate.Open()
+		if c := <-done; c.code != cli.ExitOK {
+			t.Fatalf("cancel: exit %d, want 0", c.code)
+		}
+		w := f.run(f.alice, "watch", cid)
+		if w.code != cli.ExitCancelled || !strings.Contains(w.stderr, " cancelled: ") {
+			t.Errorf("watch: exit %d, stderr %q; want 3 and the cancelled summary", w.code, w.stderr)
+		}
+	})
+}
+
+func tail(m []string) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	return m[1:]
+}
