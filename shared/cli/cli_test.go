@@ -178,4 +178,3 @@ func FuzzDecode(f *testing.F) {
 		_ = printList(&out, "wide", b)
 	})
 }
-

@@ -298,7 +298,7 @@ func runControl(ctx context.Context, cmd string, args []string, env Env) error {
 	}
 	_ = jsonUnmarshal(raw, &settled)
 	if settled.Settled {
-		fmt.Fprintf(env.Stdout, "batch/%s cancelled: no patch starts or is in flight\n", s.BatchID)
+		fmt.Fprintf(env.Stdout, "batch/%s cancel settled: no patch of it starts or is in flight\n", s.BatchID)
 	} else {
 		fmt.Fprintf(env.Stdout, "batch/%s cancel recorded; a patch in flight has not finished yet (at most one per lane may still land)\n", s.BatchID)
 	}
