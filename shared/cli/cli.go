@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -41,6 +42,9 @@ type Env struct {
 	Getenv         func(string) string
 	HTTP           *http.Client // default http.DefaultClient
 	Now            func() time.Time
+	// Interrupt delivers Ctrl-C while waiting: the first cancels the batch,
+	// the second detaches. Nil: never.
+	Interrupt <-chan os.Signal
 }
 
 // exitError carries an exit code and the message printed for it.
@@ -90,7 +94,13 @@ func Run(ctx context.Context, args []string, env Env) int {
 	if env.Now == nil {
 		env.Now = time.Now
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	env.Interrupt = routeInterrupts(ctx, cancel, env.Interrupt)
 	err := run(ctx, args, env)
+	if err != nil && ctx.Err() != nil {
+		err = &exitError{code: ExitFailed, err: errors.New("interrupted")}
+	}
 	if err == nil {
 		return ExitOK
 	}
@@ -108,6 +118,28 @@ func Run(ctx context.Context, args []string, env Env) int {
 	}
 	fmt.Fprintf(env.Stderr, "error: %v\n", err)
 	return ExitFailed
+}
+
+// routeInterrupts hands an interrupt to a wait that takes it (waitFinal,
+// which cancels the batch), and otherwise stops the command.
+func routeInterrupts(ctx context.Context, stop context.CancelFunc, in <-chan os.Signal) <-chan os.Signal {
+	waiting := make(chan os.Signal)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig := <-in:
+				select {
+				case waiting <- sig:
+				default:
+					stop()
+					return
+				}
+			}
+		}
+	}()
+	return waiting
 }
 
 // exitForAPI maps an API refusal to an exit code.

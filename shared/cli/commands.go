@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 )
 
 // changeArgs is what label/taint's arguments mean.
@@ -146,8 +148,7 @@ func (c *common) follow(ctx context.Context, env Env, cl *client, raw []byte) er
 		if err != nil {
 			return err
 		}
-		w := &watcher{url: u, token: c.token(env), every: c.interval, out: env.Stderr, now: env.Now}
-		if _, err := w.wait(ctx, s.BatchID); err != nil {
+		if err := c.waitFinal(ctx, env, cl, u, s.BatchID); err != nil {
 			return err
 		}
 	}
@@ -321,4 +322,61 @@ func summaryLine(s status) string {
 		line += fmt.Sprintf("\n  node/%s: %s", f.Node, f.Reason)
 	}
 	return line
+}
+
+// waitFinal waits for the batch's final message. The first interrupt
+// (Ctrl-C) cancels the batch and goes on waiting for it to end; the second
+// detaches, leaving the batch as it is, and says how to watch it.
+func (c *common) waitFinal(ctx context.Context, env Env, cl *client, wsu, id string) error {
+	errw := &syncWriter{w: env.Stderr}
+	wctx, stop := context.WithCancel(ctx)
+	defer stop()
+	w := &watcher{url: wsu, token: c.token(env), every: c.interval, out: errw, now: env.Now}
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.wait(wctx, id)
+		done <- err
+	}()
+	interrupts := 0
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-env.Interrupt:
+			interrupts++
+			if interrupts > 1 {
+				stop()
+				<-done
+				return &exitError{code: ExitFailed, err: fmt.Errorf("detached: batch/%s is left as it is (the cancel sent may or may not have been recorded); follow it with: kubectl nodebatch watch %s", id, id)}
+			}
+			fmt.Fprintf(errw, "interrupted: cancelling batch/%s (press Ctrl-C again to detach and leave it running)\n", id)
+			go func() {
+				_, raw, err := cl.do(wctx, http.MethodPost, "/v1/batches/"+url.PathEscape(id)+":cancel", map[string]string{"reason": "interrupted (Ctrl-C) in kubectl-nodebatch"})
+				var settled struct {
+					Settled bool `json:"settled"`
+				}
+				switch {
+				case wctx.Err() != nil:
+				case err != nil:
+					fmt.Fprintf(errw, "cancel batch/%s: %v\n", id, err)
+				case jsonUnmarshal(raw, &settled) == nil && settled.Settled:
+					fmt.Fprintf(errw, "batch/%s cancel settled: no patch of it starts or is in flight; waiting for it to end\n", id)
+				default:
+					fmt.Fprintf(errw, "batch/%s cancel recorded; a patch in flight has not finished yet; waiting for it to end\n", id)
+				}
+			}()
+		}
+	}
+}
+
+// syncWriter serializes the writes of the watcher and the cancel.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

@@ -1,8 +1,10 @@
 package main_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -245,6 +247,67 @@ func TestCLI(t *testing.T) {
 		}
 	})
 
+	t.Run("Ctrl-C cancels the batch: exit 3", func(t *testing.T) {
+		f.gate.CloseAfter(0)
+		defer f.gate.Open()
+		r := f.start(f.alice, "label", "nodes", "-l", selector, "cli-int=x", "--concurrency", "1", "-o", "name")
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		if err := f.gate.WaitHeld(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		bid := f.newest()
+		r.until(t, "batch/"+bid+" ") // it is waiting on the progress stream
+		if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		r.until(t, "interrupted: cancelling batch/"+bid)
+		f.waitCancelRecorded(ctx, bid)
+		f.gate.Open()
+		if code := r.exit(t); code != cli.ExitCancelled {
+			t.Errorf("exit %d, want 3", code)
+		}
+		if got := strings.Join(r.all, "\n"); !strings.Contains(got, "batch/"+bid+" cancelled: ") || !strings.Contains(got, "cancel settled") {
+			t.Errorf("stderr lacks the cancel answer and the cancelled summary:\n%s", got)
+		}
+	})
+
+	t.Run("second Ctrl-C detaches: exit 1, batch left running", func(t *testing.T) {
+		f.gate.CloseAfter(0)
+		defer f.gate.Open()
+		r := f.start(f.alice, "label", "nodes", "-l", selector, "cli-det=x", "--concurrency", "1")
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		if err := f.gate.WaitHeld(ctx, 1); err != nil {
+			t.Fatal(err)
+		}
+		bid := f.newest()
+		r.until(t, "batch/"+bid+" ")
+		if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		r.until(t, "interrupted: cancelling batch/"+bid)
+		// The cancel waits for the patch held at the gate; detach meanwhile.
+		if err := r.cmd.Process.Signal(os.Interrupt); err != nil {
+			t.Fatal(err)
+		}
+		if code := r.exit(t); code != cli.ExitFailed {
+			t.Errorf("exit %d, want 1", code)
+		}
+		if got := strings.Join(r.all, "\n"); !strings.Contains(got, "detached: batch/"+bid) || !strings.Contains(got, "kubectl nodebatch watch "+bid) {
+			t.Errorf("stderr lacks the detach message:\n%s", got)
+		}
+		if held := f.gate.Held(); held < 1 {
+			t.Errorf("%d patches held when the client exited, want the batch's patch still held: it did not detach", held)
+		}
+		f.gate.Open()
+		// The batch goes on (or ends cancelled if the abandoned cancel
+		// landed); wait for it so it does not reach the next test's gate.
+		if w := f.run(f.alice, "watch", bid, "-o", "name"); w.code != cli.ExitOK && w.code != cli.ExitCancelled {
+			t.Errorf("watch after detach: exit %d, want 0 or 3", w.code)
+		}
+	})
+
 	t.Run("cancelled batch: watch exits 3", func(t *testing.T) {
 		f.gate.CloseAfter(0)
 		r := f.run(f.alice, "label", "nodes", "-l", selector, "cli-cancel=x", "--concurrency", "1", "--wait=false", "-o", "name")
@@ -277,6 +340,101 @@ func TestCLI(t *testing.T) {
 			t.Errorf("watch: exit %d, stderr %q; want 3 and the cancelled summary", w.code, w.stderr)
 		}
 	})
+}
+
+// running is the binary started in the background, its stderr read line
+// by line.
+type running struct {
+	cmd    *exec.Cmd
+	lines  chan string
+	stdout bytes.Buffer
+	all    []string
+}
+
+func (f *fixture) start(token string, args ...string) *running {
+	f.t.Helper()
+	r := &running{lines: make(chan string, 1000)}
+	r.cmd = exec.CommandContext(f.t.Context(), f.bin, args...)
+	r.cmd.Env = append(os.Environ(), "NODEBATCH_URL="+f.p.RelayURL, "NODEBATCH_TOKEN="+token)
+	r.cmd.Stdout = &r.stdout
+	pipe, err := r.cmd.StderrPipe()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	if err := r.cmd.Start(); err != nil {
+		f.t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(pipe)
+		for sc.Scan() {
+			r.lines <- sc.Text()
+		}
+		close(r.lines)
+	}()
+	return r
+}
+
+// until reads stderr until a line contains s.
+func (r *running) until(t *testing.T, s string) {
+	t.Helper()
+	for l := range r.lines {
+		r.all = append(r.all, l)
+		if strings.Contains(l, s) {
+			return
+		}
+	}
+	t.Fatalf("stderr ended without %q:\n%s", s, strings.Join(r.all, "\n"))
+}
+
+// exit reads the rest of stderr and returns the exit code.
+func (r *running) exit(t *testing.T) int {
+	t.Helper()
+	for l := range r.lines {
+		r.all = append(r.all, l)
+	}
+	err := r.cmd.Wait()
+	t.Logf("$ kubectl-nodebatch %s\n%s%s", strings.Join(r.cmd.Args[1:], " "), r.stdout.String(), strings.Join(r.all, "\n"))
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return 0
+}
+
+// newest is alice's newest batch.
+func (f *fixture) newest() string {
+	f.t.Helper()
+	req, _ := http.NewRequestWithContext(f.t.Context(), http.MethodGet, f.p.APIURL+"/v1/batches?limit=1", nil)
+	req.Header.Set("Authorization", "Bearer "+f.alice)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var l struct {
+		Batches []struct {
+			BatchID string `json:"batch_id"`
+		} `json:"batches"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil || len(l.Batches) == 0 {
+		f.t.Fatalf("GET /v1/batches: %v %v", err, l)
+	}
+	return l.Batches[0].BatchID
+}
+
+// waitCancelRecorded waits until the batch carries a cancel.
+func (f *fixture) waitCancelRecorded(ctx context.Context, id string) {
+	f.t.Helper()
+	for !strings.Contains(string(f.get(f.alice, id)), `"cancel":`) {
+		select {
+		case <-ctx.Done():
+			f.t.Fatal("cancel never recorded")
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func tail(m []string) []string {
