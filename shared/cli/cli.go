@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/pflag"
@@ -45,6 +46,8 @@ type Env struct {
 	// Interrupt delivers Ctrl-C while waiting: the first cancels the batch,
 	// the second detaches. Nil: never.
 	Interrupt <-chan os.Signal
+
+	interrupts *interrupts // set by Run
 }
 
 // exitError carries an exit code and the message printed for it.
@@ -81,6 +84,9 @@ Connection (never kubectl's --server/--token/--context/--kubeconfig):
   --token-command CMD    run CMD (sh -c) and use what it prints as the bearer token
   NODEBATCH_TOKEN        the bearer token, when --token-command is not given
 
+While waiting, Ctrl-C cancels the batch (and waits for it to end); a second
+Ctrl-C detaches, leaving it running.
+
 Exit codes: 0 succeeded, 1 failed or partially failed, 2 usage or validation
 error, 3 cancelled, 4 not authorized, 5 confirmation required.
 `
@@ -96,7 +102,7 @@ func Run(ctx context.Context, args []string, env Env) int {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	env.Interrupt = routeInterrupts(ctx, cancel, env.Interrupt)
+	env.interrupts = routeInterrupts(ctx, cancel, env.Interrupt)
 	err := run(ctx, args, env)
 	if err != nil && ctx.Err() != nil {
 		err = &exitError{code: ExitFailed, err: errors.New("interrupted")}
@@ -120,26 +126,33 @@ func Run(ctx context.Context, args []string, env Env) int {
 	return ExitFailed
 }
 
-// routeInterrupts hands an interrupt to a wait that takes it (waitFinal,
-// which cancels the batch), and otherwise stops the command.
-func routeInterrupts(ctx context.Context, stop context.CancelFunc, in <-chan os.Signal) <-chan os.Signal {
-	waiting := make(chan os.Signal)
+// interrupts routes Ctrl-C: to a wait while one is active (waitFinal,
+// which cancels the batch), otherwise it stops the command.
+type interrupts struct {
+	waiting atomic.Bool
+	ch      chan os.Signal // buffered; read by the active wait
+}
+
+func routeInterrupts(ctx context.Context, stop context.CancelFunc, in <-chan os.Signal) *interrupts {
+	r := &interrupts{ch: make(chan os.Signal, 4)}
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case sig := <-in:
-				select {
-				case waiting <- sig:
-				default:
+				if !r.waiting.Load() {
 					stop()
 					return
+				}
+				select {
+				case r.ch <- sig:
+				default: // the wait has more than it needs
 				}
 			}
 		}
 	}()
-	return waiting
+	return r
 }
 
 // exitForAPI maps an API refusal to an exit code.

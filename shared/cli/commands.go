@@ -337,12 +337,14 @@ func (c *common) waitFinal(ctx context.Context, env Env, cl *client, wsu, id str
 		_, err := w.wait(wctx, id)
 		done <- err
 	}()
+	env.interrupts.waiting.Store(true)
+	defer env.interrupts.waiting.Store(false)
 	interrupts := 0
 	for {
 		select {
 		case err := <-done:
 			return err
-		case <-env.Interrupt:
+		case <-env.interrupts.ch:
 			interrupts++
 			if interrupts > 1 {
 				stop()

@@ -339,6 +339,22 @@ func TestCLI(t *testing.T) {
 		if w.code != cli.ExitCancelled || !strings.Contains(w.stderr, " cancelled: ") {
 			t.Errorf("watch: exit %d, stderr %q; want 3 and the cancelled summary", w.code, w.stderr)
 		}
+		if l := f.run(f.alice, "list", "--state", "cancelled", "-o", "name"); l.code != cli.ExitOK || !strings.Contains(l.stdout, "batch/"+cid+"\n") || strings.Contains(l.stdout, "batch/"+id+"\n") {
+			t.Errorf("list --state cancelled: exit %d, stdout %q; want %s and not %s", l.code, l.stdout, cid, id)
+		}
+		rt := f.run(f.alice, "retry", cid, "--include-cancelled", "-o", "json")
+		if rt.code != cli.ExitOK {
+			t.Fatalf("retry --include-cancelled: exit %d, want 0", rt.code)
+		}
+		for _, n := range names {
+			node, err := kube.CoreV1().Nodes().Get(t.Context(), n, metav1.GetOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if node.Labels["cli-cancel"] != "x" {
+				t.Errorf("node %s label cli-cancel = %q after retry, want x", n, node.Labels["cli-cancel"])
+			}
+		}
 	})
 }
 
