@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 GO  ?= go
 BIN := .nodebatch/bin
 
-.PHONY: help setup setup-base k8s-bin product-bin stack run test lint fuzz impactbench
+.PHONY: help setup setup-base k8s-bin product-bin cli stack run test lint fuzz impactbench
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ PRODUCT_CMDS := ./functions/cmd/serve ./relay/cmd/relay ./emulators/cmd/pushdeli
 
 product-bin: FORCE ## build the product's binaries into .nodebatch/bin
 	@$(GO) build -o $(BIN)/ $(PRODUCT_CMDS)
+
+cli: ## build kubectl-nodebatch into .nodebatch/bin (put it on PATH: kubectl nodebatch ...)
+	@$(GO) build -o $(BIN)/kubectl-nodebatch ./relay/cmd/kubectl-nodebatch
 
 run: setup-base k8s-bin $(BIN)/nodebatch-stack product-bin ## run the whole product locally: API :8080, relay + UI :8090
 	@exec $(BIN)/nodebatch-stack -build=false -product

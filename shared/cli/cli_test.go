@@ -1,0 +1,180 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/progress"
+)
+
+func TestSplitChangeArgs(t *testing.T) {
+	tests := []struct {
+		name    string
+		cmd     string
+		args    []string
+		want    changeArgs
+		wantErr bool
+	}{
+		{name: "names and labels", cmd: "label", args: []string{"nodes", "n1", "n2", "team=ml", "old-"}, want: changeArgs{Nodes: []string{"n1", "n2"}, Changes: []string{"team=ml", "old-"}}},
+		{name: "selector only changes", cmd: "label", args: []string{"node", "team="}, want: changeArgs{Changes: []string{"team="}}},
+		{name: "taints", cmd: "taint", args: []string{"no", "n1", "gpu=true:NoSchedule", "gpu:NoSchedule-", "x-"}, want: changeArgs{Nodes: []string{"n1"}, Changes: []string{"gpu=true:NoSchedule", "gpu:NoSchedule-", "x-"}}},
+		{name: "type/name", cmd: "label", args: []string{"nodes/n1", "nodes/n2", "a=b"}, want: changeArgs{Nodes: []string{"n1", "n2"}, Changes: []string{"a=b"}}},
+		{name: "no type", cmd: "label", args: nil, wantErr: true},
+		{name: "pods", cmd: "label", args: []string{"pods", "a=b"}, wantErr: true},
+		{name: "no change", cmd: "label", args: []string{"nodes", "n1"}, wantErr: true},
+		{name: "name after change", cmd: "label", args: []string{"nodes", "a=b", "n1"}, wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := splitChangeArgs(tt.cmd, tt.args)
+			if (err != nil) != tt.wantErr {
+				t.Fatalf("err = %v, wantErr %v", err, tt.wantErr)
+			}
+			if tt.wantErr {
+				return
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestExitForAPI(t *testing.T) {
+	tests := []struct {
+		status int
+		code   string
+		want   int
+	}{
+		{http.StatusUnauthorized, "unauthenticated", ExitUnauthorized},
+		{http.StatusForbidden, "forbidden", ExitUnauthorized},
+		{http.StatusConflict, "confirmation_required", ExitConfirm},
+		{http.StatusConflict, "conflict", ExitFailed},
+		{http.StatusBadRequest, "malformed", ExitUsage},
+		{http.StatusUnprocessableEntity, "invalid", ExitUsage},
+		{http.StatusNotFound, "not_found", ExitFailed},
+		{http.StatusTooManyRequests, "rate_limited", ExitFailed},
+		{http.StatusServiceUnavailable, "unavailable", ExitFailed},
+	}
+	for _, tt := range tests {
+		if got := exitForAPI(&apiError{Status: tt.status, Code: tt.code}); got != tt.want {
+			t.Errorf("exitForAPI(%d %s) = %d, want %d", tt.status, tt.code, got, tt.want)
+		}
+	}
+	for s, want := range map[batch.State]int{batch.StateSucceeded: 0, batch.StatePartiallyFailed: 1, batch.StateFailed: 1, batch.StateCancelled: 3} {
+		if got := exitFor(s); got != want {
+			t.Errorf("exitFor(%s) = %d, want %d", s, got, want)
+		}
+	}
+}
+
+func TestDecodeErrorFormat(t *testing.T) {
+	body := `{"error":{"code":"invalid","message":"the batch request is invalid","fields":[{"field":"labels[0]","value":"bad key=x","reason":"name part must consist of …"}]}}`
+	e := decodeError(422, []byte(body))
+	want := "the batch request is invalid\nerror: field \"labels[0]\" (value \"bad key=x\"): name part must consist of …"
+	if diff := cmp.Diff(want, e.Error()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if got := decodeError(502, []byte("<html>bad gateway</html>")); got.Status != 502 || !strings.Contains(got.Error(), "HTTP 502") {
+		t.Errorf("non-JSON body: %v", got)
+	}
+}
+
+// TestRunUsage checks what is refused before any request is sent.
+func TestRunUsage(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Errorf("unexpected request %s %s", r.Method, r.URL)
+	}))
+	defer srv.Close()
+	tests := []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"no args", nil, ExitUsage},
+		{"unknown command", []string{"frob"}, ExitUsage},
+		{"unknown flag", []string{"label", "nodes", "n1", "a=b", "--server", "x"}, ExitUsage},
+		{"two targets", []string{"label", "nodes", "n1", "a=b", "--all"}, ExitUsage},
+		{"bad output", []string{"get", "b1", "-o", "xml"}, ExitUsage},
+		{"bad id", []string{"get", "../x"}, ExitUsage},
+		{"reserved id", []string{"cancel", "__x__"}, ExitUsage},
+		{"no token", []string{"get", "b1"}, ExitUnauthorized},
+		{"help", []string{"help"}, ExitOK},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			env := Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string {
+				if k == "NODEBATCH_URL" {
+					return srv.URL
+				}
+				return ""
+			}}
+			if got := Run(context.Background(), tt.args, env); got != tt.want {
+				t.Errorf("Run(%q) = %d, want %d; stderr %q", tt.args, got, tt.want, errb.String())
+			}
+		})
+	}
+}
+
+func TestProgressLineThrottle(t *testing.T) {
+	now := time.Unix(0, 0)
+	var out bytes.Buffer
+	w := &watcher{every: 3 * time.Second, out: &out, now: func() time.Time { return now }}
+	m := progress.Message{TaskID: "b1", State: batch.StateRunning, Current: 3, Total: 10, Rate: 2, ETASeconds: 3.5, InFlight: map[int]string{0: "n"}}
+	w.line(m) // printed
+	now = now.Add(time.Second)
+	w.line(m) // too soon
+	now = now.Add(2 * time.Second)
+	m.Current = 5
+	w.line(m) // printed
+	want := "batch/b1 running: 3/10 nodes done, 0 failed, 2.0 nodes/s, eta 4s, 1 in flight\n" +
+		"batch/b1 running: 5/10 nodes done, 0 failed, 2.0 nodes/s, eta 4s, 1 in flight\n"
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
+
+func TestTokenNeverInURL(t *testing.T) {
+	got, err := wsURL("https://relay.example.com/base/?token=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "wss://relay.example.com/base/v1/progress/ws"; got != want {
+		t.Errorf("wsURL = %q, want %q", got, want)
+	}
+	if _, err := wsURL("ftp://x"); err == nil {
+		t.Error("ftp scheme accepted")
+	}
+}
+
+// FuzzDecode feeds the parsers of what the API and the relay send.
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"error":{"code":"invalid","message":"m","fields":[{"field":"labels[0]"}],"nodes":3}}`))
+	f.Add([]byte(`{"batch_id":"b","state":"running","counts":{"failed":1},"failures":[{"node":"n","reason":"r"}]}`))
+	f.Add([]byte(`{"task_id":"b","type":"complete","state":"succeeded","in_flight":{"0":"n"}}`))
+	f.Add([]byte(`{"batches":[{"batch_id":"b"}]}`))
+	f.Add([]byte("\xff\x00"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_ = decodeError(400, b).Error()
+		if s, err := decodeStatus(b); err == nil {
+			_ = summaryLine(s)
+			var out bytes.Buffer
+			_ = printBatch(&out, "", b, s)
+			_ = printBatch(&out, "yaml", b, s)
+		}
+		if m, err := decodeMessage(b); err == nil {
+			_ = progressLine(m)
+		}
+		var out bytes.Buffer
+		_ = printList(&out, "wide", b)
+	})
+}

@@ -1,0 +1,53 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nodebatch/nodebatch/shared/batch"
+)
+
+// status is the part of a batch answer (POST /v1/batches, GET
+// /v1/batches/{id}, history entries) the CLI reads. -o json|yaml print the
+// answer itself, never this.
+type status struct {
+	BatchID     string          `json:"batch_id"`
+	Owner       string          `json:"owner"`
+	Action      string          `json:"action"`
+	Total       int             `json:"total"`
+	Concurrency int             `json:"concurrency"`
+	Attempt     int             `json:"attempt"`
+	State       batch.State     `json:"state"`
+	Reason      string          `json:"reason"`
+	DryRun      bool            `json:"dry_run"`
+	Done        int             `json:"done"`
+	Counts      batch.Counts    `json:"counts"`
+	Failures    []batch.Failure `json:"failures"`
+	CreatedAt   time.Time       `json:"created_at"`
+	Reverts     string          `json:"reverts"`
+	Existing    bool            `json:"existing"`
+}
+
+func decodeStatus(raw []byte) (status, error) {
+	var s status
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return s, fmt.Errorf("decode batch: %w", err)
+	}
+	if s.BatchID == "" {
+		return s, fmt.Errorf("decode batch: the answer has no batch_id")
+	}
+	return s, nil
+}
+
+// exitFor maps a final state to the exit code.
+func exitFor(s batch.State) int {
+	switch s {
+	case batch.StateSucceeded:
+		return ExitOK
+	case batch.StateCancelled:
+		return ExitCancelled
+	default:
+		return ExitFailed
+	}
+}
