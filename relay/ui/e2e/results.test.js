@@ -16,6 +16,7 @@ const selector = process.env.NODEBATCH_E2E_SELECTOR ?? 'nodebatch.dev/test=e2e';
 const nodeCount = Number(process.env.NODEBATCH_E2E_NODES ?? 200);
 const timeout = Number(process.env.NODEBATCH_E2E_TIMEOUT_MS ?? 60000);
 const runID = `res${Date.now().toString(36)}`;
+const shared = {}; // what the first test learnt (node names, the failed ones) for the next
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -71,6 +72,7 @@ test('results view: every node, failures filtered, CSV and JSON downloads, links
   const failing = names.filter((_, i) => i % 25 === 3);
   const faults = await gate(`fail?nodes=${failing.join(',')}`) !== null;
   const wantFailed = faults ? failing : [];
+  Object.assign(shared, { names, wantFailed });
 
   // Submitted through the API (the editor's flow has its own tests); the
   // view is opened by its link, as a shared link would.
@@ -195,4 +197,44 @@ test('results view: every node, failures filtered, CSV and JSON downloads, links
   assert.equal(await bob.page.locator('#results-table').count(), 0, 'nothing of the batch is shown');
   assert.deepEqual(bob.problems, []);
   await bob.page.close();
+});
+
+test('node table: a label column (kubectl -L) and sorting by it, by status and by name', async () => {
+  assert.ok(shared.names, 'needs the results test first');
+  const { names, wantFailed } = shared;
+  const { page, problems } = await newPage();
+  await signIn(page, 'alice');
+  await page.getByLabel('Label selector').fill(selector);
+  await page.locator('#apply-selector').click();
+  await page.locator('#nodes-summary').filter({ hasText: `${nodeCount} of ${nodeCount} nodes matching` }).waitFor();
+  const key = 'nodebatch.dev/e2e-results';
+  await page.getByLabel('Label column').fill(key);
+  await page.locator('#node-table thead button.sort[data-sort=label]').filter({ hasText: key }).waitFor();
+  const rows = page.locator('#node-table tbody tr[data-node]');
+  const first = async () => rows.first().getAttribute('data-node');
+  await page.locator('#node-table button.sort[data-sort=label]').click();
+  await page.locator('#node-table th[aria-sort=ascending] button[data-sort=label]').waitFor();
+  const labelled = names.filter((n) => !wantFailed.includes(n));
+  assert.equal(await first(), labelled[0]);
+  assert.equal(await rows.first().locator('td.label-col').textContent(), runID);
+  await page.locator('#node-table button.sort[data-sort=label]').click();
+  await page.locator('#node-table th[aria-sort=descending] button[data-sort=label]').waitFor();
+  // Descending puts the nodes without the label (the failed ones) first;
+  // ties stay by name, ascending.
+  assert.equal(await first(), wantFailed.length ? wantFailed[0] : labelled[0]);
+  if (wantFailed.length) assert.equal(await rows.first().locator('td.label-col').textContent(), '');
+  await shot(page, 'nodes-label-column');
+  await page.locator('#node-table button.sort[data-sort=name]').click();
+  await page.locator('#node-table th[aria-sort=ascending] button[data-sort=name]').waitFor();
+  assert.equal(await first(), names[0]);
+  await page.locator('#node-table button.sort[data-sort=name]').click();
+  await page.locator('#node-table th[aria-sort=descending] button[data-sort=name]').waitFor();
+  assert.equal(await first(), names[names.length - 1]);
+  await page.locator('#node-table button.sort[data-sort=status]').click();
+  await page.locator('#node-table th[aria-sort=ascending] button[data-sort=status]').waitFor();
+  // Clearing the column drops it and its sort.
+  await page.getByLabel('Label column').fill('');
+  await page.locator('#node-table button.sort[data-sort=label]').waitFor({ state: 'detached' });
+  assert.deepEqual(problems, []);
+  await page.close();
 });

@@ -70,3 +70,19 @@ test('loadAll follows next_page_token to the end', async () => {
   assert.equal(got.batch.state, 'succeeded');
   assert.deepEqual(calls, [['b1', '1', ''], ['b1', '1', 't1'], ['b1', '1', 't2']]);
 });
+
+test('sortNodes by name, status and a label column', async () => {
+  const { sortNodes } = await import('../static/js/nodes.js');
+  const nodes = [
+    { name: 'c', ready: 'True', labels: { pool: 'gpu10' } },
+    { name: 'a', ready: 'False', labels: { pool: 'gpu9' } },
+    { name: 'b', ready: 'True', unschedulable: true, labels: {} },
+    { name: 'd', ready: 'True', labels: { pool: 'cpu' } },
+  ];
+  const names = (ns) => ns.map((n) => n.name);
+  assert.deepEqual(names(sortNodes(nodes)), ['a', 'b', 'c', 'd']);
+  assert.deepEqual(names(sortNodes(nodes, 'name', true)), ['d', 'c', 'b', 'a']);
+  assert.deepEqual(names(sortNodes(nodes, 'status')), ['c', 'd', 'b', 'a']);
+  assert.deepEqual(names(sortNodes(nodes, 'label', false, 'pool')), ['d', 'a', 'c', 'b'], 'numeric-aware, absent last');
+  assert.deepEqual(names(nodes), ['c', 'a', 'b', 'd'], 'the input is not sorted in place');
+});
