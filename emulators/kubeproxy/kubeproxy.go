@@ -10,6 +10,7 @@ package kubeproxy
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -40,6 +41,9 @@ type Fault struct {
 	// RetryAfter, with Status, is sent as Retry-After (whole seconds, at
 	// least 0) and as the Status' retryAfterSeconds.
 	RetryAfter time.Duration
+	// Message, with Status, is the Status' message; empty: "injected by
+	// kubeproxy: <code> <text>".
+	Message string
 }
 
 // Options configure a Proxy. The zero value forwards untouched.
@@ -345,7 +349,7 @@ func writeStatus(w http.ResponseWriter, f *Fault) {
 	st := metav1.Status{
 		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
 		Status:   metav1.StatusFailure,
-		Message:  fmt.Sprintf("injected by kubeproxy: %d %s", f.Status, http.StatusText(f.Status)),
+		Message:  cmp.Or(f.Message, fmt.Sprintf("injected by kubeproxy: %d %s", f.Status, http.StatusText(f.Status))),
 		Reason:   reasonFor(f.Status),
 		Code:     int32(f.Status),
 	}

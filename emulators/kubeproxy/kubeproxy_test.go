@@ -189,6 +189,7 @@ func TestInjectedStatusErrors(t *testing.T) {
 		{kubeproxy.Fault{Status: http.StatusConflict}, apierrors.IsConflict, 0},
 		{kubeproxy.Fault{Status: http.StatusInternalServerError}, apierrors.IsInternalError, 0},
 		{kubeproxy.Fault{Status: http.StatusServiceUnavailable}, apierrors.IsServiceUnavailable, 0},
+		{kubeproxy.Fault{Status: http.StatusUnprocessableEntity, Message: "=1+1 refused"}, apierrors.IsInvalid, 0},
 	}
 	for _, tt := range tests {
 		t.Run(http.StatusText(tt.fault.Status), func(t *testing.T) {
@@ -202,6 +203,13 @@ func TestInjectedStatusErrors(t *testing.T) {
 			secs, ok := apierrors.SuggestsClientDelay(err)
 			if got := time.Duration(secs) * time.Second; ok != (tt.delay > 0) || got != tt.delay {
 				t.Errorf("SuggestsClientDelay = %v, %v; want %v", got, ok, tt.delay)
+			}
+			want := f.Message
+			if want == "" {
+				want = fmt.Sprintf("injected by kubeproxy: %d %s", f.Status, http.StatusText(f.Status))
+			}
+			if err.Error() != want {
+				t.Errorf("patch error = %q, want the message %q", err.Error(), want)
 			}
 			if s := p.Stats(); s.Faults != 1 || len(s.Log) != 1 || s.Log[0].Status != f.Status {
 				t.Errorf("stats = %+v, want one injected %d", s, f.Status)

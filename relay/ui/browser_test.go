@@ -10,6 +10,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -43,7 +45,11 @@ func TestBrowser(t *testing.T) {
 	// gate the browser tests close and open (NODEBATCH_E2E_GATE_URL), so
 	// that "cancel mid-batch" is mid-batch however fast the batch runs.
 	gate := kubeproxy.NewGate()
-	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Gate: gate})
+	// The results view's test makes chosen nodes fail (POST /fail on the
+	// gate server): their writes get a 422 whose message starts with "=",
+	// a formula a CSV download must defuse.
+	failing := &failSet{}
+	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Gate: gate, Fault: failing.fault})
 	if err != nil {
 		t.Fatalf("kubeproxy.New: %v", err)
 	}
@@ -57,7 +63,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("product.Start: %v", err)
 	}
 	t.Cleanup(p.Close)
-	gateSrv := httptest.NewServer(gateHandler(gate))
+	gateSrv := httptest.NewServer(gateHandler(gate, failing))
 	t.Cleanup(gateSrv.Close)
 	t.Cleanup(gate.Open) // first: nothing stays held while the rest stops
 	prefix, names := env.SeedNodes(t, browserNodes)
@@ -86,8 +92,10 @@ func TestBrowser(t *testing.T) {
 // gateHandler lets the browser tests drive the gate in front of the patch
 // function's API traffic: POST /close?after=N lets N more writes through
 // and holds the rest, POST /open releases them, POST /wait?held=N answers
-// once N writes are held (504 after a minute). Each answers {"held": n}.
-func gateHandler(g *kubeproxy.Gate) http.Handler {
+// once N writes are held (504 after a minute), POST /fail?nodes=a,b makes
+// the writes to those nodes fail from now on (an empty list: none). Each
+// answers {"held": n}.
+func gateHandler(g *kubeproxy.Gate, failing *failSet) http.Handler {
 	count := func(w http.ResponseWriter, r *http.Request, name string) (int, bool) {
 		n, err := strconv.Atoi(r.URL.Query().Get(name))
 		if err != nil || n < 0 {
@@ -111,6 +119,10 @@ func gateHandler(g *kubeproxy.Gate) http.Handler {
 		g.Open()
 		answer(w)
 	})
+	mux.HandleFunc("POST /fail", func(w http.ResponseWriter, r *http.Request) {
+		failing.set(r.URL.Query().Get("nodes"))
+		answer(w)
+	})
 	mux.HandleFunc("POST /wait", func(w http.ResponseWriter, r *http.Request) {
 		n, ok := count(w, r, "held")
 		if !ok {
@@ -125,4 +137,37 @@ func gateHandler(g *kubeproxy.Gate) http.Handler {
 		answer(w)
 	})
 	return mux
+}
+
+// failSet is the nodes whose writes the proxy in front of the patch
+// function refuses, with a permanent 422.
+type failSet struct {
+	mu    sync.Mutex
+	nodes map[string]bool
+}
+
+// failMessage starts with "=" so that it is a formula to a spreadsheet.
+const failMessage = "=HYPERLINK(\"https://example.invalid\") refused by the browser test"
+
+func (f *failSet) set(list string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.nodes = map[string]bool{}
+	for _, n := range strings.Split(list, ",") {
+		if n != "" {
+			f.nodes[n] = true
+		}
+	}
+}
+
+func (f *failSet) fault(r *http.Request) *kubeproxy.Fault {
+	if r.Method != http.MethodPatch {
+		return nil
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.nodes[kubeproxy.NodeName(r.URL.Path)] {
+		return nil
+	}
+	return &kubeproxy.Fault{Status: http.StatusUnprocessableEntity, Message: failMessage}
 }

@@ -1,5 +1,6 @@
 // history.js: my batches, newest first (admins may show everyone's), with
-// state, counts and timing. Opening a row reopens the progress dialog,
+// state, counts and timing. A row's id links to its results view
+// (#/batches/{id}); its "progress" button reopens the progress dialog,
 // which resumes the live view of a running batch.
 
 import { h, replace, fmtTime, fmtDuration } from './dom.js';
@@ -72,7 +73,9 @@ export class HistoryView {
           const dur = b.started_at && b.finished_at ? (new Date(b.finished_at) - new Date(b.started_at)) / 1000 : null;
           return h('tr', { 'data-batch': id, 'data-created': b.created_at ?? '' },
             h('td', {}, fmtTime(b.created_at)),
-            h('td', {}, h('button', { type: 'button', class: 'link', onclick: () => this.onOpen(id, b), 'aria-label': `Open batch ${id}` }, h('code', {}, id)), b.dry_run ? h('span', { class: 'muted' }, ' (dry run)') : ''),
+            h('td', {}, h('a', { class: 'batch-link', href: `#/batches/${encodeURIComponent(id)}`, 'aria-label': `Results of batch ${id}` }, h('code', {}, id)),
+              b.dry_run ? h('span', { class: 'muted' }, ' (dry run)') : '',
+              ' ', h('button', { type: 'button', class: 'link', onclick: () => this.onOpen(id, b), 'aria-label': `Progress of batch ${id}` }, 'progress')),
             admin ? h('td', {}, b.owner ?? '') : '',
             h('td', { class: 'changes' }, h('code', {}, summarizeChanges(b.changes))),
             h('td', { class: 'num' }, b.done !== undefined && !isFinal(b.state) ? `${b.done} / ${b.total}` : String(b.total ?? '')),

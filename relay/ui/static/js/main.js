@@ -11,6 +11,7 @@ import { Editor } from './editor.js';
 import { PreviewDialog } from './preview.js';
 import { ProgressDialog, fromBatch } from './progress.js';
 import { HistoryView } from './history.js';
+import { ResultsView } from './results.js';
 
 const app = document.getElementById('app');
 const live = document.getElementById('announcer');
@@ -76,6 +77,7 @@ async function main(config, session) {
     h('button', { type: 'button', id: 'btn-signout', onclick: () => { stream.close(); session.signOut(); location.reload(); } }, 'Sign out'));
 
   const history = new HistoryView({ client, session, onOpen: (id, row) => progress.open(id, fromBatch(row)) });
+  let results; // the results view (#/batches/{id}), built below
   const nodes = new NodesView({ client, announce, onSelection: (t) => editor.setTarget(t) });
   // Batches started in this tab, so a closed dialog can be reopened even
   // where the API has no history list.
@@ -103,7 +105,7 @@ async function main(config, session) {
   const progress = new ProgressDialog({
     client, stream, features, announce,
     onUpdate: (id, m) => { if (recent.some((r) => r.id === id)) remember(id, m); },
-    onFinal: () => { nodes.load(); if (features.includes('history')) history.load(); },
+    onFinal: (id) => { nodes.load(); if (features.includes('history')) history.load(); if (results.id === id && !views.batch.hidden) results.load(); },
     onOpenBatch: (id, r) => progress.open(id, r),
   });
   const editor = new Editor({
@@ -120,12 +122,15 @@ async function main(config, session) {
   });
   const preview = new PreviewDialog({ client, stream, onApply: () => editor.submit() });
 
+  results = new ResultsView({ client, onProgress: (id, b) => progress.open(id, fromBatch(b)) });
   const tabs = [['nodes', 'Nodes'], ['history', 'History']];
   const views = {
+    batch: h('div', { id: 'view-batch', hidden: true }, results.el),
     nodes: h('div', { class: 'layout', id: 'view-nodes', role: 'tabpanel', 'aria-labelledby': 'tab-nodes' }, nodes.el, editor.el),
     history: h('div', { id: 'view-history', role: 'tabpanel', 'aria-labelledby': 'tab-history', hidden: true }, history.el),
   };
   const select = (name) => {
+    views.batch.hidden = true;
     for (const [k] of tabs) {
       const tab = document.getElementById(`tab-${k}`);
       tab.setAttribute('aria-selected', String(k === name));
@@ -147,7 +152,7 @@ async function main(config, session) {
       document.getElementById(`tab-${next}`).focus();
     },
   }, label)));
-  replace(app, h('div', { class: 'tabbar' }, tablist, recentEl), views.nodes, views.history);
+  replace(app, h('div', { class: 'tabbar' }, tablist, recentEl), views.nodes, views.history, views.batch);
   renderRecent();
 
   // History exists when the API lists batches; without a capabilities list, probe it.
@@ -159,7 +164,34 @@ async function main(config, session) {
     } catch { /* no history endpoint */ }
   }
   document.getElementById('tab-history').hidden = !features.includes('history');
-  select(location.hash === '#history' && features.includes('history') ? 'history' : 'nodes');
+  // #/batches/{id} opens one batch (a link to share; the back button
+  // returns to where the user was): its results, and its live progress
+  // while it runs.
+  const route = () => {
+    const m = /^#\/batches\/([^/?#]+)$/.exec(location.hash);
+    if (m) {
+      const id = decodeURIComponent(m[1]);
+      for (const [k] of tabs) {
+        document.getElementById(`tab-${k}`).setAttribute('aria-selected', 'false');
+        views[k].hidden = true;
+      }
+      views.batch.hidden = false;
+      onBatch = true;
+      if (results.id !== id || !results.batch) results.open(id);
+      return;
+    }
+    const name = location.hash === '#history' && features.includes('history') ? 'history' : 'nodes';
+    if (onBatch) {
+      onBatch = false;
+      if (progress.el.open) progress.el.close();
+    } else if (!views[name].hidden) {
+      return; // select() itself set this hash
+    }
+    select(name);
+  };
+  let onBatch = false;
+  window.addEventListener('hashchange', route);
+  route();
   await nodes.load();
   app.dataset.ready = 'true'; // feature probes done, first table drawn
 }

@@ -1,6 +1,7 @@
 // nodes.js: the node table. Filter by label selector (resolved by the
-// server) and by free text (in the page); select one, many, or all that
-// match. Rows are paged so a 10,000-node cluster stays responsive.
+// server) and by free text (in the page); a chosen label key as a column
+// (like kubectl get nodes -L key); sort by name, status or that column;
+// select one, many, or all that match. Rows are paged so a 10,000-node cluster stays responsive.
 
 import { h, replace, labelChip, taintChip, uid } from './dom.js';
 
@@ -22,6 +23,31 @@ export function matchesText(n, text) {
   return words.every((w) => hay.includes(w));
 }
 
+/** readyRank orders node status for sorting: Ready, then cordoned, NotReady, unknown. */
+function readyRank(n) {
+  return (n.ready === 'True' ? 0 : n.ready === 'False' ? 2 : 3) + (n.unschedulable ? 1 : 0);
+}
+
+/**
+ * sortNodes sorts a copy by 'name', 'status' or 'label' (the value of
+ * label key labelKey, nodes without it last), ties by name.
+ */
+export function sortNodes(nodes, column = 'name', descending = false, labelKey = '') {
+  const byName = (a, b) => a.name.localeCompare(b.name);
+  const by = {
+    name: byName,
+    status: (a, b) => readyRank(a) - readyRank(b),
+    label: (a, b) => {
+      const va = a.labels?.[labelKey];
+      const vb = b.labels?.[labelKey];
+      if (va === undefined || vb === undefined) return (va === undefined) - (vb === undefined);
+      return va.localeCompare(vb, undefined, { numeric: true });
+    },
+  }[column] ?? byName;
+  const dir = descending ? -1 : 1;
+  return [...nodes].sort((a, b) => dir * by(a, b) || byName(a, b));
+}
+
 /** NodesView renders the filter bar, the table and the selection. */
 export class NodesView {
   /** @param {object} deps {client, onSelection(target), announce(text)} */
@@ -38,6 +64,9 @@ export class NodesView {
     this.error = '';
     this.fieldError = '';
     this.expanded = new Set();
+    this.labelKey = ''; // the label shown as a column, like kubectl get nodes -L key
+    this.sort = 'name';
+    this.desc = false;
     this.el = h('section', { class: 'panel nodes', 'aria-labelledby': 'nodes-title' });
     this.build();
   }
@@ -45,6 +74,13 @@ export class NodesView {
   build() {
     const selId = uid('sel');
     const txtId = uid('txt');
+    const colId = uid('col');
+    this.colInput = h('input', { id: colId, name: 'label-column', type: 'text', placeholder: 'label key, like kubectl -L', autocomplete: 'off', spellcheck: 'false',
+      oninput: () => {
+        this.labelKey = this.colInput.value.trim();
+        if (!this.labelKey && this.sort === 'label') this.sort = 'name';
+        this.renderTable();
+      } });
     this.selInput = h('input', { id: selId, name: 'selector', type: 'text', placeholder: 'e.g. pool=gpu,zone!=c', autocomplete: 'off', spellcheck: 'false', 'aria-describedby': `${selId}-err` });
     this.selErr = h('p', { id: `${selId}-err`, class: 'field-error', 'aria-live': 'polite' });
     this.txtInput = h('input', { id: txtId, name: 'filter', type: 'search', placeholder: 'name, label or taint text', autocomplete: 'off',
@@ -57,7 +93,8 @@ export class NodesView {
       h('form', { class: 'filters', role: 'search', onsubmit: (e) => { e.preventDefault(); this.applySelector(); } },
         h('div', { class: 'field' }, h('label', { for: selId }, 'Label selector'),
           h('div', { class: 'inline' }, this.selInput, h('button', { type: 'submit', id: 'apply-selector' }, 'Apply')), this.selErr),
-        h('div', { class: 'field' }, h('label', { for: txtId }, 'Filter text'), this.txtInput)),
+        h('div', { class: 'field' }, h('label', { for: txtId }, 'Filter text'), this.txtInput),
+        h('div', { class: 'field' }, h('label', { for: colId }, 'Label column'), this.colInput)),
       h('div', { class: 'selection-bar' }, this.summary,
         h('div', { class: 'inline' },
           h('button', { type: 'button', id: 'select-all', onclick: () => this.selectAllMatching() }, 'Select all matching'),
@@ -66,7 +103,7 @@ export class NodesView {
       this.table, this.pager);
   }
 
-  get filtered() { return this.nodes.filter((n) => matchesText(n, this.text)); }
+  get filtered() { return sortNodes(this.nodes.filter((n) => matchesText(n, this.text)), this.sort, this.desc, this.labelKey); }
 
   /** target describes what a batch would run on, for the editor. */
   target() {
@@ -177,21 +214,29 @@ export class NodesView {
     const pageRows = rows.slice(this.page * pageSize, (this.page + 1) * pageSize);
     const allOnPage = pageRows.length > 0 && pageRows.every((n) => this.selected.has(n.name));
     const someOnPage = pageRows.some((n) => this.selected.has(n.name));
+    const key = this.labelKey;
+    const th = (col, label) => {
+      const on = this.sort === col;
+      return h('th', { scope: 'col', 'aria-sort': on ? (this.desc ? 'descending' : 'ascending') : 'none' },
+        h('button', { type: 'button', class: 'sort', 'data-sort': col, onclick: () => { this.desc = on ? !this.desc : false; this.sort = col; this.page = 0; this.renderTable(); } },
+          label, on ? (this.desc ? ' ▼' : ' ▲') : ''));
+    };
     replace(this.table, h('table', { class: 'node-table', id: 'node-table' },
       h('caption', { class: 'sr-only' }, 'Nodes with labels and taints'),
-      h('colgroup', {}, ['check', 'name', 'ready', 'labels', 'taints'].map((c) => h('col', { class: `c-${c}` }))),
+      h('colgroup', {}, ['check', 'name', 'ready', ...(key ? ['labelcol'] : []), 'labels', 'taints'].map((c) => h('col', { class: `c-${c}` }))),
       h('thead', {}, h('tr', {},
         h('th', { scope: 'col', class: 'check' }, h('input', { type: 'checkbox', 'aria-label': 'Select every node on this page', checked: allOnPage, indeterminate: !allOnPage && someOnPage,
           onchange: (e) => this.togglePage(pageRows, e.target.checked) })),
-        h('th', { scope: 'col' }, 'Name'), h('th', { scope: 'col' }, 'Ready'), h('th', { scope: 'col' }, 'Labels'), h('th', { scope: 'col' }, 'Taints'))),
+        th('name', 'Name'), th('status', 'Ready'), key ? th('label', key) : '', h('th', { scope: 'col' }, 'Labels'), h('th', { scope: 'col' }, 'Taints'))),
       h('tbody', {}, pageRows.length ? pageRows.map((n) => h('tr', { 'data-node': n.name, class: this.selected.has(n.name) ? 'selected' : '' },
         h('td', { class: 'check' }, h('input', { type: 'checkbox', 'aria-label': `Select ${n.name}`, checked: this.selected.has(n.name),
           onchange: (e) => { e.target.closest('tr').classList.toggle('selected', e.target.checked); this.toggle(n.name, e.target.checked); } })),
         h('th', { scope: 'row', class: 'name' }, n.name),
         h('td', {}, h('span', { class: `ready ready-${n.ready}` }, n.ready === 'True' ? 'Ready' : (n.ready === 'False' ? 'NotReady' : n.ready)), n.unschedulable ? h('span', { class: 'muted' }, ' · cordoned') : ''),
+        key ? h('td', { class: 'label-col', 'data-key': key }, n.labels?.[key] ?? '') : '',
         h('td', { class: 'labels' }, this.chips(n)),
         h('td', { class: 'taints' }, h('div', { class: 'chips' }, (n.taints ?? []).map((t) => taintChip(t))))))
-        : h('tr', {}, h('td', { colspan: '5', class: 'empty' }, this.loading ? 'Loading…' : 'No nodes match.')))));
+        : h('tr', {}, h('td', { colspan: key ? '6' : '5', class: 'empty' }, this.loading ? 'Loading…' : 'No nodes match.')))));
     replace(this.pager, pages > 1 ? [
       h('button', { type: 'button', disabled: this.page === 0, onclick: () => { this.page -= 1; this.renderTable(); }, 'aria-label': 'Previous page' }, '‹ Prev'),
       h('span', {}, `Page ${this.page + 1} of ${pages}`),

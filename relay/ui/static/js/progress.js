@@ -158,6 +158,7 @@ export class ProgressDialog {
     p.title = h('h2', { id: 'progress-title' });
     p.state = h('span', { class: 'badge', id: 'batch-state' });
     p.owner = h('p', { class: 'muted' });
+    p.link = h('a', { id: 'progress-results', onclick: () => this.el.close() }, 'Every node\'s result');
     p.fill = h('div', { class: 'bar-fill' });
     p.bar = h('div', { class: 'bar', role: 'progressbar', 'aria-label': 'Batch progress', 'aria-valuemin': '0', 'aria-valuemax': '100', id: 'progress-bar' }, p.fill);
     p.percent = h('strong', { id: 'progress-percent' });
@@ -176,7 +177,7 @@ export class ProgressDialog {
     replace(this.el,
       h('header', { class: 'dialog-head' }, p.title, p.state, h('span', { class: 'conn', 'aria-live': 'off' }),
         h('button', { type: 'button', class: 'icon close', 'aria-label': 'Close dialog', onclick: () => this.el.close() }, '×')),
-      p.owner, p.bar,
+      p.owner, h('p', {}, p.link), p.bar,
       h('p', { class: 'bar-text', 'aria-live': 'polite', 'aria-atomic': 'true' }, p.percent, ' · ', p.done, ' nodes done'),
       h('dl', { class: 'counts' }, item('Succeeded', 'succeeded'), item('Already set', 'unchanged'), item('Failed', 'failed'),
         item('Skipped', 'skipped'), item('Cancelled', 'cancelled'), item('Pending', 'pending')),
@@ -204,6 +205,7 @@ export class ProgressDialog {
     p.state.dataset.state = state;
     p.owner.textContent = m.owner ? `Owner: ${m.owner}` : '';
     p.owner.hidden = !m.owner;
+    p.link.href = `#/batches/${encodeURIComponent(this.id)}`;
     p.fill.className = `bar-fill state-${state}`;
     p.fill.style.width = `${pct.toFixed(2)}%`;
     p.bar.setAttribute('aria-valuenow', pct.toFixed(1));
