@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/spf13/pflag"
 )
 
 // changeArgs is what label/taint's arguments mean.
@@ -174,17 +176,7 @@ func runGet(ctx context.Context, cmd string, args []string, env Env) error {
 	fs := newFlags(cmd, env)
 	var c common
 	c.register(fs, env, cmd == "watch")
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
-		return err
-	}
-	id, err := batchID(cmd, fs.Args())
-	if err != nil {
-		return err
-	}
-	cl, err := c.client(ctx, env)
+	id, cl, err := c.batchCommand(ctx, fs, cmd, args, env)
 	if err != nil {
 		return err
 	}
@@ -259,17 +251,7 @@ func runControl(ctx context.Context, cmd string, args []string, env Env) error {
 	case "retry":
 		fs.BoolVar(&includeCancelled, "include-cancelled", false, "re-run cancelled nodes too")
 	}
-	if err := parse(fs, args); err != nil {
-		return err
-	}
-	if err := c.check(); err != nil {
-		return err
-	}
-	id, err := batchID(cmd, fs.Args())
-	if err != nil {
-		return err
-	}
-	cl, err := c.client(ctx, env)
+	id, cl, err := c.batchCommand(ctx, fs, cmd, args, env)
 	if err != nil {
 		return err
 	}
@@ -381,4 +363,24 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// batchCommand is the start every command on one batch shares: parse the
+// flags, check them, take the batch id argument, and build the client.
+func (c *common) batchCommand(ctx context.Context, fs *pflag.FlagSet, cmd string, args []string, env Env) (string, *client, error) {
+	if err := parse(fs, args); err != nil {
+		return "", nil, err
+	}
+	if err := c.check(); err != nil {
+		return "", nil, err
+	}
+	id, err := batchID(cmd, fs.Args())
+	if err != nil {
+		return "", nil, err
+	}
+	cl, err := c.client(ctx, env)
+	if err != nil {
+		return "", nil, err
+	}
+	return id, cl, nil
 }
