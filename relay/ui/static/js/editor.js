@@ -28,6 +28,26 @@ export class Editor {
     return { protectedDomains: this.config.protected_prefixes ?? undefined, allowedDomains: this.config.allowed_prefixes ?? undefined };
   }
 
+  /** draft is what the user typed and has not applied, kept across a sign-in in this tab. */
+  draft() {
+    return { changes: this.changes.map((c) => ({ ...c })), concurrency: this.concurrency.value, maxFailures: this.maxFailures.value,
+      kubectlLabels: this.kLabels.value, kubectlTaints: this.kTaints.value };
+  }
+
+  /** restore puts a draft back (after a sign-in that left the page). */
+  restore(d) {
+    const rows = (Array.isArray(d?.changes) ? d.changes : []).filter((c) => c && (c.kind === 'label' || c.kind === 'taint'))
+      .map((c) => ({ ...blank(c.kind), op: c.op === 'remove' ? 'remove' : 'set', key: String(c.key ?? ''), value: String(c.value ?? ''), effect: String(c.effect ?? blank(c.kind).effect) }));
+    if (!rows.length) return;
+    this.changes = rows;
+    this.concurrency.value = String(d.concurrency ?? '');
+    this.maxFailures.value = String(d.maxFailures ?? '');
+    this.kLabels.value = String(d.kubectlLabels ?? '');
+    this.kTaints.value = String(d.kubectlTaints ?? '');
+    this.touched = new Set(rows.map((_, i) => i));
+    this.renderRows();
+  }
+
   setTarget(t) {
     this.target = t;
     this.renderTarget();
