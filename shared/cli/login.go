@@ -160,8 +160,12 @@ func login(ctx context.Context, env Env, o loginOptions) (*Context, error) {
 
 	codes := make(chan callback, 1)
 	srv := &http.Server{Handler: callbackHandler(state, codes), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(ln) }() // ends when ln closes
-	defer srv.Close()
+	go func() { _ = srv.Serve(ln) }() // ends at Shutdown
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx) // lets the browser's page finish; then the listener closes
+	}()
 
 	fmt.Fprintf(env.Stderr, "Open this URL in a browser to sign in to %s:\n\n  %s\n\n", x.URL, authURL)
 	if b := env.Getenv("BROWSER"); b != "" {
@@ -247,16 +251,21 @@ func callbackHandler(state string, out chan<- callback) http.Handler {
 		} else if cb.code == "" {
 			cb.err = errors.New("the redirect carried no code")
 		}
+		// The page is answered before the command goes on (and closes
+		// this listener).
+		if cb.err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			fmt.Fprintf(w, "<p>Sign-in failed: %s</p>", html.EscapeString(cb.err.Error()))
+		} else {
+			fmt.Fprint(w, "<p>Signed in to nodebatch. You can close this tab and go back to the terminal.</p>")
+		}
+		if fl, ok := w.(http.Flusher); ok {
+			fl.Flush()
+		}
 		select {
 		case out <- cb:
 		default: // an answer was taken already
 		}
-		if cb.err != nil {
-			w.WriteHeader(http.StatusBadRequest)
-			fmt.Fprintf(w, "<p>Sign-in failed: %s</p>", html.EscapeString(cb.err.Error()))
-			return
-		}
-		fmt.Fprint(w, "<p>Signed in to nodebatch. You can close this tab and go back to the terminal.</p>")
 	})
 	return mux
 }
