@@ -37,11 +37,14 @@ const DefaultTTL = time.Hour
 const MaxTTL = 24 * time.Hour
 
 // Issuer signs ID tokens with one RSA-2048 key and publishes its public half.
+// It also runs the authorization-code flow (PKCE S256) and the
+// refresh-token grant for its development users (see Options).
 type Issuer struct {
 	url    string
 	key    *rsa.PrivateKey
 	kid    string
 	signer jose.Signer
+	grants grants
 }
 
 // Claims describes a token to mint.
@@ -52,6 +55,7 @@ type Claims struct {
 	Roles    []string // "roles"
 	Groups   []string // "groups"
 	Audience []string // "aud"; required (a client id for users, the target URL for scheduler tokens)
+	Nonce    string   // "nonce", when set (the authorization request's)
 	TTL      time.Duration
 
 	// UnverifiedEmail mints "email_verified": false (tests).
@@ -145,7 +149,9 @@ func newIssuer(issuerURL string, key *rsa.PrivateKey) (*Issuer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("oidcdev: signer: %w", err)
 	}
-	return &Issuer{url: strings.TrimSuffix(issuerURL, "/"), key: key, kid: kid, signer: signer}, nil
+	i := &Issuer{url: strings.TrimSuffix(issuerURL, "/"), key: key, kid: kid, signer: signer}
+	i.grants.init()
+	return i, nil
 }
 
 // URL returns the issuer URL, the "iss" of every token it mints.
@@ -202,6 +208,9 @@ func (i *Issuer) Mint(c Claims) (string, error) {
 	if c.Email != "" {
 		claims["email"] = c.Email
 		claims["email_verified"] = !c.UnverifiedEmail
+	}
+	if c.Nonce != "" {
+		claims["nonce"] = c.Nonce
 	}
 	if c.Name != "" {
 		claims["name"] = c.Name

@@ -17,13 +17,15 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
+	"github.com/nodebatch/nodebatch/emulators/oidcdev"
 	"github.com/nodebatch/nodebatch/emulators/product"
 )
 
 func TestMain(m *testing.M) { os.Exit(harness.Run(m)) }
 
-// browserNodes is how many nodes the browser tests batch at once.
-const browserNodes = 200
+// browserNodes is how many nodes the browser tests batch at once (issue
+// 20: the results view of a 300-node batch).
+const browserNodes = 300
 
 // TestBrowser runs the web UI's browser tests (relay/ui/e2e, node --test
 // with playwright-core and Debian's Chromium) against the whole product on
@@ -63,7 +65,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("product.Start: %v", err)
 	}
 	t.Cleanup(p.Close)
-	gateSrv := httptest.NewServer(gateHandler(gate, failing))
+	gateSrv := httptest.NewServer(gateHandler(gate, failing, p.Issuer))
 	t.Cleanup(gateSrv.Close)
 	t.Cleanup(gate.Open) // first: nothing stays held while the rest stops
 	prefix, names := env.SeedNodes(t, browserNodes)
@@ -73,7 +75,13 @@ func TestBrowser(t *testing.T) {
 	// step ends as a failure with node's report rather than a Go panic.
 	rctx, cancel := context.WithTimeout(ctx, 7*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(rctx, nodeBin, "--test", "--test-concurrency=1", "--test-reporter=spec", "e2e/")
+	// NODEBATCH_E2E_FILES narrows a run to some files (while working on
+	// them); make test runs them all.
+	files := strings.Fields(os.Getenv("NODEBATCH_E2E_FILES"))
+	if len(files) == 0 {
+		files = []string{"e2e/"}
+	}
+	cmd := exec.CommandContext(rctx, nodeBin, append([]string{"--test", "--test-concurrency=1", "--test-reporter=spec"}, files...)...)
 	cmd.Env = append(os.Environ(),
 		"NODEBATCH_UI_URL="+p.RelayURL,
 		"NODEBATCH_E2E_SELECTOR=nodebatch.dev/test="+prefix,
@@ -94,8 +102,11 @@ func TestBrowser(t *testing.T) {
 // and holds the rest, POST /open releases them, POST /wait?held=N answers
 // once N writes are held (504 after a minute), POST /fail?nodes=a,b makes
 // the writes to those nodes fail from now on (an empty list: none). Each
-// answers {"held": n}.
-func gateHandler(g *kubeproxy.Gate, failing *failSet) http.Handler {
+// answers {"held": n}. The session test drives the development issuer:
+// POST /token-ttl?d=15s sets the lifetime of the ID tokens it issues from
+// now on, POST /revoke forgets every refresh token (the identity provider
+// ended the session).
+func gateHandler(g *kubeproxy.Gate, failing *failSet, issuer *oidcdev.Issuer) http.Handler {
 	count := func(w http.ResponseWriter, r *http.Request, name string) (int, bool) {
 		n, err := strconv.Atoi(r.URL.Query().Get(name))
 		if err != nil || n < 0 {
@@ -121,6 +132,21 @@ func gateHandler(g *kubeproxy.Gate, failing *failSet) http.Handler {
 	})
 	mux.HandleFunc("POST /fail", func(w http.ResponseWriter, r *http.Request) {
 		failing.set(r.URL.Query().Get("nodes"))
+		answer(w)
+	})
+	mux.HandleFunc("POST /token-ttl", func(w http.ResponseWriter, r *http.Request) {
+		d, err := time.ParseDuration(r.URL.Query().Get("d"))
+		if err == nil {
+			err = issuer.SetTokenTTL(d)
+		}
+		if err != nil {
+			http.Error(w, fmt.Sprintf("d: %v", err), http.StatusBadRequest)
+			return
+		}
+		answer(w)
+	})
+	mux.HandleFunc("POST /revoke", func(w http.ResponseWriter, r *http.Request) {
+		issuer.RevokeRefreshTokens()
 		answer(w)
 	})
 	mux.HandleFunc("POST /wait", func(w http.ResponseWriter, r *http.Request) {

@@ -179,6 +179,9 @@ type common struct {
 func (c *common) register(fs *pflag.FlagSet, env Env, waits bool) {
 	def := env.Getenv("NODEBATCH_URL")
 	if def == "" {
+		def = contextURL(env) // login.go: the selected context's URL
+	}
+	if def == "" {
 		def = DefaultURL
 	}
 	fs.StringVar(&c.url, "nodebatch-url", def, "nodebatch relay or API URL (env NODEBATCH_URL)")
@@ -218,6 +221,9 @@ func (c *common) token(env Env) func(ctx context.Context) (string, error) {
 		if tok := strings.TrimSpace(env.Getenv("NODEBATCH_TOKEN")); tok != "" {
 			return tok, nil
 		}
+		if tok, ok, err := contextToken(ctx, env, c.url); ok { // login.go: a signed-in context
+			return tok, err
+		}
 		return "", &exitError{code: ExitUnauthorized, err: errors.New("no token: set NODEBATCH_TOKEN or pass --token-command")}
 	}
 }
@@ -250,6 +256,8 @@ func run(ctx context.Context, args []string, env Env) error {
 		return runList(ctx, args[1:], env)
 	case "cancel", "retry", "revert":
 		return runControl(ctx, args[0], args[1:], env)
+	case "login":
+		return runLogin(ctx, args[1:], env)
 	}
 	return usagef("unknown command %q; see 'kubectl nodebatch help'", args[0])
 }

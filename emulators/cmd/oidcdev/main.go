@@ -6,13 +6,17 @@
 //	http://ADDR/google   a stand-in for https://accounts.google.com, which
 //	                     signs Cloud Scheduler's tokens (NODEBATCH_SCHEDULER_ISSUER)
 //
-// Each has /.well-known/openid-configuration, /jwks and POST /token. It mints
-// a token for anyone who asks: never deploy it, and it refuses to listen on
-// anything but a loopback address.
+// Each has /.well-known/openid-configuration, /jwks, /authorize (the
+// authorization-code flow with PKCE; its page lists the -users) and POST
+// /token (the authorization_code and refresh_token grants, and a direct
+// mint). It signs in anyone who asks: never deploy it, and it refuses to
+// listen on anything but a loopback address.
 //
 // Usage:
 //
 //	oidcdev [-addr 127.0.0.1:8093] [-key-file FILE] [-google-key-file FILE]
+//	        [-users alice,bob,admin:admin] [-redirect-origin URL]...
+//	        [-token-ttl 1h] [-refresh-ttl 24h]
 //
 // With -key-file the signing key is loaded from FILE (created on first run),
 // so tokens minted before a restart stay valid.
@@ -28,6 +32,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -40,18 +45,43 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8093", "loopback address to listen on")
 	keyFile := flag.String("key-file", "", "PEM key of the user issuer, created if missing (empty: a new key each start)")
 	googleKeyFile := flag.String("google-key-file", "", "PEM key of the /google issuer (default: -key-file + \".google\")")
+	users := flag.String("users", "alice,bob,admin:admin", "development users the sign-in page lists: name[:role], comma-separated")
+	var origins []string
+	flag.Func("redirect-origin", "an origin (scheme://host:port) redirect URIs may have besides loopback ones, e.g. the relay UI's; repeatable", func(s string) error {
+		origins = append(origins, s)
+		return nil
+	})
+	tokenTTL := flag.Duration("token-ttl", oidcdev.DefaultTTL, "lifetime of ID tokens from the authorization-code and refresh-token grants")
+	refreshTTL := flag.Duration("refresh-ttl", oidcdev.DefaultRefreshTTL, "lifetime of a refresh token")
 	flag.Parse()
 	logger := logging.New(os.Stderr, slog.LevelInfo)
 	if *googleKeyFile == "" && *keyFile != "" {
 		*googleKeyFile = *keyFile + ".google"
 	}
-	if err := run(*addr, *keyFile, *googleKeyFile, logger); err != nil {
+	opts := oidcdev.Options{Users: parseUsers(*users), RedirectOrigins: origins, TokenTTL: *tokenTTL, RefreshTTL: *refreshTTL}
+	if err := run(*addr, *keyFile, *googleKeyFile, opts, logger); err != nil {
 		logger.Error("oidcdev failed", "error", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, keyFile, googleKeyFile string, logger *slog.Logger) error {
+// parseUsers reads -users; Configure checks the names.
+func parseUsers(s string) []oidcdev.User {
+	var out []oidcdev.User
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		name, role, _ := strings.Cut(f, ":")
+		if role == "" {
+			role = "user"
+		}
+		out = append(out, oidcdev.User{Name: name, Role: role})
+	}
+	return out
+}
+
+func run(addr, keyFile, googleKeyFile string, opts oidcdev.Options, logger *slog.Logger) error {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("parse -addr %q: %w", addr, err)
@@ -66,6 +96,9 @@ func run(addr, keyFile, googleKeyFile string, logger *slog.Logger) error {
 	base := "http://" + ln.Addr().String()
 	users, err := issuer(base, keyFile)
 	if err != nil {
+		return err
+	}
+	if err := users.Configure(opts); err != nil {
 		return err
 	}
 	google, err := issuer(base+"/google", googleKeyFile)

@@ -39,12 +39,17 @@ export async function launch() {
   };
 }
 
-/** signIn opens the UI and signs in as a development user. */
+/**
+ * signIn opens the UI and signs in as a development user, as a person
+ * does: "Sign in" leads to the development issuer's sign-in page
+ * (authorization code with PKCE), which lists its users.
+ */
 export async function signIn(page, user = 'alice') {
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
   await page.goto(baseURL());
   try {
+    await page.locator('#btn-oidc').click({ timeout: 15000 });
     await page.locator(`button[data-user="${user}"]`).click({ timeout: 15000 });
     await page.locator('#who').waitFor({ timeout: 15000 });
   } catch (e) {

@@ -66,6 +66,13 @@ test('a NoExecute taint shows the pods it evicts and the budget it breaks, and r
   const dialog = page.locator('#progress-dialog');
   await dialog.locator('#batch-state[data-state=succeeded]').waitFor();
   assert.equal(await dialog.locator('#progress-done').textContent(), '2 / 2');
+  // The finished dialog shows the evictions the preview predicted.
+  const ev = dialog.locator('#progress-impact');
+  await ev.locator('[data-impact=summary]').filter({ hasText: 'would evict 10 pods on 2 nodes' }).waitFor();
+  assert.equal(await ev.locator('[data-count=evictions]').textContent(), '10');
+  assert.equal(await ev.locator('[data-count=budgets-violated]').textContent(), '1');
+  assert.deepEqual(await ev.locator('tr[data-pod]').evaluateAll((trs) => trs.map((tr) => tr.dataset.pod.split('/')[1]).sort()), want);
+  await shot(page, 'progress-evictions');
   assert.equal(refused.length, 1);
   assert.deepEqual(problems, []);
   await page.close();

@@ -3,7 +3,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { csvCell, toCSV, csvColumns, filterResults, sortResults, changesOf, stateOf, loadAll } from '../static/js/results.js';
+import { csvCell, toCSV, csvColumns, filterResults, sortResults, changesOf, stateOf, loadAll, unexpectedOf } from '../static/js/results.js';
 
 test('csvCell escapes formulas and quotes', () => {
   const cases = [
@@ -85,4 +85,16 @@ test('sortNodes by name, status and a label column', async () => {
   assert.deepEqual(names(sortNodes(nodes, 'status')), ['c', 'd', 'b', 'a']);
   assert.deepEqual(names(sortNodes(nodes, 'label', false, 'pool')), ['d', 'a', 'c', 'b'], 'numeric-aware, absent last');
   assert.deepEqual(names(nodes), ['c', 'a', 'b', 'd'], 'the input is not sorted in place');
+});
+
+test('unexpectedOf reads which key had which value from a skipped revert', () => {
+  const cases = [
+    [{ state: 'skipped', reason: 'label "team.example.com/owner": expected "ml", found "web"' }, { kind: 'label', key: 'team.example.com/owner', expected: 'ml', found: 'web' }],
+    [{ state: 'skipped', reason: 'label "team": expected absent, found "x\\"y"' }, { kind: 'label', key: 'team', expected: null, found: 'x"y' }],
+    [{ state: 'skipped', reason: 'taint "gpu:NoSchedule": expected "true", found absent' }, { kind: 'taint', key: 'gpu:NoSchedule', expected: 'true', found: null }],
+    [{ state: 'skipped', reason: 'the value of label:team before the batch is unknown' }, null],
+    [{ state: 'failed', reason: 'label "team": expected "a", found "b"' }, null],
+    [{ state: 'skipped' }, null],
+  ];
+  for (const [r, want] of cases) assert.deepEqual(unexpectedOf(r), want, `unexpectedOf(${JSON.stringify(r)})`);
 });

@@ -1,6 +1,6 @@
 // Browser tests of the web UI against a running nodebatch (NODEBATCH_UI_URL):
 // real Chromium, real relay, real batch API, real cluster. They need at
-// least NODEBATCH_E2E_NODES (default 200) nodes matching
+// least NODEBATCH_E2E_NODES (default 200; the Go test seeds 300) nodes matching
 // NODEBATCH_E2E_SELECTOR (default nodebatch.dev/test=e2e).
 
 import { test, before, after } from 'node:test';
@@ -87,7 +87,7 @@ test('an invalid key shows a field error and submits nothing', async () => {
   await page.close();
 });
 
-test('select by selector, preview, apply a 200-node label batch, watch it reach 100 %, see the labels', async () => {
+test('select by selector, preview, apply a label batch to every test node, watch it reach 100 %, see the labels', async () => {
   const { page, problems } = await newPage();
   const frames = [];
   page.on('websocket', (ws) => ws.on('framereceived', (f) => { try { frames.push(JSON.parse(f.payload)); } catch { /* not JSON */ } }));

@@ -18,7 +18,8 @@ export class Client {
   /**
    * @param {string} base prefix for API paths ('' = same origin)
    * @param {() => string} token returns the current bearer token
-   * @param {() => void} onUnauthorized called on 401
+   * @param {() => Promise<boolean>} onUnauthorized called on 401; true: the
+   *   token was renewed, send the request once more
    */
   constructor(base, token, onUnauthorized) {
     this.base = base ?? '';
@@ -26,7 +27,7 @@ export class Client {
     this.onUnauthorized = onUnauthorized;
   }
 
-  async request(method, path, body) {
+  async request(method, path, body, retried = false) {
     const headers = { Accept: 'application/json' };
     const tok = this.token();
     if (tok) headers.Authorization = `Bearer ${tok}`;
@@ -43,7 +44,7 @@ export class Client {
       try { data = JSON.parse(text); } catch { data = { raw: text }; }
     }
     if (!res.ok) {
-      if (res.status === 401 && this.onUnauthorized) this.onUnauthorized();
+      if (res.status === 401 && this.onUnauthorized && !retried && await this.onUnauthorized()) return this.request(method, path, body, true);
       const e = data?.error ?? {};
       const msg = typeof e === 'string' ? e : (e.message || data?.raw || res.statusText);
       throw new ApiError(res.status, e.code ?? String(res.status), `${msg}`, e.fields ?? [], typeof e === 'object' ? e : {});

@@ -7,6 +7,13 @@ import { h, replace, uid } from './dom.js';
 import { impactView } from './preview.js';
 import { taintEffects, validateChanges, parseSpecs, toRequest, toKubectl, defaultConcurrency } from './validate.js';
 
+// changeKey identifies a change whatever the dry-run, idempotency and
+// confirmation fields, so a preview's prediction is matched to its batch.
+const changeKey = (body) => {
+  const { dry_run: _d, idempotency_key: _k, confirm: _c, ...rest } = body ?? {};
+  return JSON.stringify(rest);
+};
+
 const blank = (kind) => ({ kind, op: 'set', key: '', value: '', effect: kind === 'taint' ? 'NoSchedule' : '' });
 
 /** Editor edits the pending changes and submits them for a target. */
@@ -26,6 +33,31 @@ export class Editor {
 
   opts() {
     return { protectedDomains: this.config.protected_prefixes ?? undefined, allowedDomains: this.config.allowed_prefixes ?? undefined };
+  }
+
+  /** impactFor is what the last preview or guard predicted for this very change (null if none). */
+  impactFor(body) {
+    return this.predicted && this.predicted.key === changeKey(body) ? this.predicted.impact : null;
+  }
+
+  /** draft is what the user typed and has not applied, kept across a sign-in in this tab. */
+  draft() {
+    return { changes: this.changes.map((c) => ({ ...c })), concurrency: this.concurrency.value, maxFailures: this.maxFailures.value,
+      kubectlLabels: this.kLabels.value, kubectlTaints: this.kTaints.value };
+  }
+
+  /** restore puts a draft back (after a sign-in that left the page). */
+  restore(d) {
+    const rows = (Array.isArray(d?.changes) ? d.changes : []).filter((c) => c && (c.kind === 'label' || c.kind === 'taint'))
+      .map((c) => ({ ...blank(c.kind), op: c.op === 'remove' ? 'remove' : 'set', key: String(c.key ?? ''), value: String(c.value ?? ''), effect: String(c.effect ?? blank(c.kind).effect) }));
+    if (!rows.length) return;
+    this.changes = rows;
+    this.concurrency.value = String(d.concurrency ?? '');
+    this.maxFailures.value = String(d.maxFailures ?? '');
+    this.kLabels.value = String(d.kubectlLabels ?? '');
+    this.kTaints.value = String(d.kubectlTaints ?? '');
+    this.touched = new Set(rows.map((_, i) => i));
+    this.renderRows();
   }
 
   setTarget(t) {
@@ -299,6 +331,7 @@ export class Editor {
         r = await this.client.submit(body);
       }
       if (r.data.concurrency) this.renderConcurrencyHint(r.data.concurrency);
+      this.predicted = { key: changeKey(body), impact: r.data.impact ?? null };
       await this.onPreview?.(r, body, this.changes.map((c) => ({ ...c })));
     } catch (e) {
       this.showApiError(e);
@@ -315,10 +348,12 @@ export class Editor {
     try {
       const r = await this.client.submit(body);
       if (r.data.concurrency) this.renderConcurrencyHint(r.data.concurrency);
-      this.onSubmitted?.(r, body);
+      this.onSubmitted?.(r, body, this.impactFor(body));
     } catch (e) {
-      if (e.status === 409 && e.code === 'confirmation_required') this.showGuard(e.detail);
-      else this.showApiError(e);
+      if (e.status === 409 && e.code === 'confirmation_required') {
+        this.predicted = { key: changeKey(body), impact: e.detail?.impact ?? null };
+        this.showGuard(e.detail);
+      } else this.showApiError(e);
     } finally {
       this.setBusy(false);
     }
@@ -369,10 +404,12 @@ export class Editor {
     try {
       const r = await this.client.submit(body);
       if (r.data.concurrency) this.renderConcurrencyHint(r.data.concurrency);
-      this.onSubmitted?.(r, body);
+      this.onSubmitted?.(r, body, this.impactFor(body));
     } catch (e) {
-      if (e.status === 409 && e.code === 'confirmation_required') this.showGuard(e.detail);
-      else this.showApiError(e);
+      if (e.status === 409 && e.code === 'confirmation_required') {
+        this.predicted = { key: changeKey(body), impact: e.detail?.impact ?? null };
+        this.showGuard(e.detail);
+      } else this.showApiError(e);
     } finally {
       this.setBusy(false);
     }

@@ -4,7 +4,7 @@
 
 import { h, replace } from './dom.js';
 import { Client } from './api.js';
-import { Session } from './auth.js';
+import { Session, NeedsUser, PopupBlocked } from './auth.js';
 import { Stream } from './stream.js';
 import { NodesView } from './nodes.js';
 import { Editor } from './editor.js';
@@ -37,39 +37,98 @@ async function boot() {
   }
   config.features = config.features ?? [];
   const session = new Session(config);
+  let signInError = '';
   try {
-    await session.finishOIDC();
+    if (await session.finishOIDC() === 'popup') return; // the sign-in window hands its answer over and closes
   } catch (e) {
+    signInError = e.message;
     announce(e.message);
   }
+  if (!session.token && session.refreshToken) {
+    try { await session.renew(); } catch { /* sign in below */ }
+  }
   if (!session.token) {
-    signInScreen(config, session);
+    signInScreen(config, session, signInError);
     return;
   }
   main(config, session);
 }
 
+// draftKey keeps the editor's rows across a sign-in that leaves the page
+// (the fallback when the browser blocks the sign-in window).
+const draftKey = 'nodebatch.draft';
+
 function signInScreen(config, session, error = '') {
   document.getElementById('user').replaceChildren();
-  const users = config.dev_users?.length ? config.dev_users : [{ name: 'alice', role: 'user' }, { name: 'bob', role: 'user' }, { name: 'admin', role: 'admin' }];
   const err = h('p', { class: 'error', role: 'alert' }, error);
   replace(app, h('section', { class: 'panel signin', 'aria-labelledby': 'signin-title' },
     h('h2', { id: 'signin-title' }, 'Sign in'),
-    config.dev_issuer ? [
-      h('p', {}, 'Local development issuer: pick who you are.'),
-      h('div', { class: 'inline users' }, users.map((u) => h('button', { type: 'button', class: 'primary', 'data-user': u.name, onclick: async () => {
-        try { await session.signInDev(u); location.reload(); } catch (e) { err.textContent = e.message; }
-      } }, `Sign in as ${u.name}`, u.role && u.role !== 'user' ? ` (${u.role})` : ''))),
-    ] : [
-      h('p', {}, 'Sign in with your organisation account.'),
-      h('button', { type: 'button', class: 'primary', id: 'btn-oidc', onclick: () => session.beginOIDC().catch((e) => { err.textContent = e.message; }) }, 'Sign in'),
-    ],
+    h('p', {}, config.dev_issuer ? 'Local development issuer: its sign-in page lists the development users.' : 'Sign in with your organisation account.'),
+    h('button', { type: 'button', class: 'primary', id: 'btn-oidc', onclick: () => session.beginOIDC().catch((e) => { err.textContent = e.message; }) }, 'Sign in'),
     err));
 }
 
+/**
+ * SessionPrompt asks the user to sign in again when the issuer will not
+ * renew the token. It is not modal and the page stays as it is: the sign-in
+ * runs in a popup, so the editor's rows are untouched; if the browser
+ * blocks the popup, the rows are saved and restored after a redirect.
+ */
+class SessionPrompt {
+  constructor({ session, editor, announce }) {
+    Object.assign(this, { session, editor, announce });
+    this.msg = h('p', { class: 'error', id: 'session-error' });
+    this.el = h('section', { class: 'session-prompt', id: 'session-prompt', role: 'alertdialog', 'aria-labelledby': 'session-prompt-title', 'aria-describedby': 'session-prompt-text', hidden: true },
+      h('h2', { id: 'session-prompt-title' }, 'Your session has ended'),
+      h('p', { id: 'session-prompt-text' }, 'Sign in again to go on. Your unsaved changes stay on this page.'),
+      h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', id: 'btn-resignin', onclick: () => this.signIn() }, 'Sign in again')),
+      this.msg);
+  }
+
+  show(reason = '') {
+    if (!this.el.hidden) return;
+    this.msg.textContent = reason;
+    this.el.hidden = false;
+    this.el.querySelector('#btn-resignin').focus();
+    this.announce('Your session has ended. Sign in again to go on; your changes are kept.');
+  }
+
+  async signIn() {
+    this.msg.textContent = '';
+    try {
+      await this.session.signInPopup();
+      this.el.hidden = true;
+      this.announce(`Signed in again as ${this.session.user}`);
+    } catch (e) {
+      if (e instanceof PopupBlocked) {
+        sessionStorage.setItem(draftKey, JSON.stringify(this.editor.draft()));
+        await this.session.beginOIDC().catch((e2) => { this.msg.textContent = e2.message; });
+        return;
+      }
+      this.msg.textContent = e.message;
+    }
+  }
+}
+
 async function main(config, session) {
-  const client = new Client(config.api_base ?? '', () => session.token, () => { session.signOut(); signInScreen(config, session, 'Your session expired; sign in again.'); });
+  let prompt; // the "session ended" prompt, built with the editor below
+  // A 401 renews the token once and resends; when that needs the user, the
+  // prompt asks them (the request fails, what they typed stays).
+  const client = new Client(config.api_base ?? '', () => session.token, async () => {
+    try {
+      await session.renew();
+      return true;
+    } catch (e) {
+      if (e instanceof NeedsUser) prompt?.show();
+      return false;
+    }
+  });
   const stream = new Stream(Stream.wsURL(config.api_base || location.origin), () => session.token);
+  session.onChange(() => {
+    stream.renewed();
+    const who = document.getElementById('who');
+    if (who) who.firstChild.textContent = session.user;
+  });
   let features = config.features;
 
   replace(document.getElementById('user'),
@@ -111,9 +170,10 @@ async function main(config, session) {
   const editor = new Editor({
     client, config, announce,
     onPreview: (answer) => preview.show(answer),
-    onSubmitted: (answer, body) => {
+    onSubmitted: (answer, body, impact) => {
       const d = answer.data;
       const id = d.batch_id ?? d.id;
+      if (impact?.no_execute && !body.dry_run) progress.remember(id, impact);
       announce(`Batch ${id} submitted`);
       if (!body.dry_run) remember(id, { state: d.state ?? 'pending', total: d.total });
       progress.open(id, answer.status === 200 ? fromBatch({ ...d, id }) : { total: d.total, state: d.state ?? 'pending', concurrency: d.concurrency, action: d.action });
@@ -121,6 +181,14 @@ async function main(config, session) {
     },
   });
   const preview = new PreviewDialog({ client, stream, onApply: () => editor.submit() });
+  prompt = new SessionPrompt({ session, editor, announce });
+  session.onNeedUser = () => prompt.show();
+  session.schedule();
+  const saved = sessionStorage.getItem(draftKey);
+  if (saved) {
+    sessionStorage.removeItem(draftKey);
+    try { editor.restore(JSON.parse(saved)); announce('Your unsaved changes were restored'); } catch { /* a damaged draft is dropped */ }
+  }
 
   results = new ResultsView({ client, onProgress: (id, b) => progress.open(id, fromBatch(b)) });
   const tabs = [['nodes', 'Nodes'], ['history', 'History']];
@@ -152,7 +220,7 @@ async function main(config, session) {
       document.getElementById(`tab-${next}`).focus();
     },
   }, label)));
-  replace(app, h('div', { class: 'tabbar' }, tablist, recentEl), views.nodes, views.history, views.batch);
+  replace(app, prompt.el, h('div', { class: 'tabbar' }, tablist, recentEl), views.nodes, views.history, views.batch);
   renderRecent();
 
   // History exists when the API lists batches; without a capabilities list, probe it.

@@ -5,6 +5,12 @@
 // batch runs on, and opening it again from History resumes the live view.
 
 import { h, replace, fmtDuration, fmtTime } from './dom.js';
+import { impactView } from './preview.js';
+
+// impactKey keeps, per batch started in this tab, what its preview or the
+// confirmation guard predicted a NoExecute taint would evict: the batch
+// document does not record it, and the finished dialog shows it.
+const impactKey = (id) => `nodebatch.impact.${id}`;
 
 const finalStates = new Set(['succeeded', 'partially_failed', 'failed', 'cancelled']);
 
@@ -152,6 +158,24 @@ export class ProgressDialog {
     s.dataset.status = final ? 'final' : this.connStatus;
   }
 
+  /** remember keeps what the preview predicted for batch id (a NoExecute taint's evictions). */
+  remember(id, impact) {
+    try { sessionStorage.setItem(impactKey(id), JSON.stringify(impact)); } catch { /* storage full: the dialog shows none */ }
+  }
+
+  /** renderImpact shows a finished NoExecute batch's evictions, as predicted before it ran. */
+  renderImpact(final) {
+    const key = final ? this.id : '';
+    if (key === this.impactShown) return;
+    this.impactShown = key;
+    let im = null;
+    try { im = final ? JSON.parse(sessionStorage.getItem(impactKey(this.id)) ?? 'null') : null; } catch { /* damaged: none */ }
+    replace(this.parts.impact, im?.no_execute ? [
+      h('h3', {}, 'Evictions'),
+      h('p', { class: 'muted' }, 'What the preview predicted this NoExecute taint would evict when the batch was started (taint eviction does not wait for disruption budgets):'),
+      impactView(im, 'progress-impact')] : '');
+  }
+
   /** skeleton builds the dialog's parts once per open; render updates them in place, so focus and clicks survive a stream of messages. */
   skeleton() {
     const p = {};
@@ -172,6 +196,7 @@ export class ProgressDialog {
     p.inflight = h('div', { class: 'inflight' });
     p.message = h('p', { class: 'message', id: 'progress-message' });
     p.failures = h('div', { class: 'failures-wrap' });
+    p.impact = h('div', { class: 'impact-wrap', id: 'progress-evictions' });
     p.error = h('p', { class: 'error', role: 'alert' });
     p.foot = h('footer', { class: 'dialog-foot' });
     replace(this.el,
@@ -181,8 +206,9 @@ export class ProgressDialog {
       h('p', { class: 'bar-text', 'aria-live': 'polite', 'aria-atomic': 'true' }, p.percent, ' · ', p.done, ' nodes done'),
       h('dl', { class: 'counts' }, item('Succeeded', 'succeeded'), item('Already set', 'unchanged'), item('Failed', 'failed'),
         item('Skipped', 'skipped'), item('Cancelled', 'cancelled'), item('Pending', 'pending')),
-      p.stats, p.inflight, p.message, p.failures, p.error, p.foot);
+      p.stats, p.inflight, p.message, p.failures, p.impact, p.error, p.foot);
     this.parts = p;
+    this.impactShown = '';
     this.footKey = '';
     this.failKey = '';
   }
@@ -238,6 +264,7 @@ export class ProgressDialog {
     }
     p.error.textContent = this.error ?? '';
     p.error.hidden = !this.error;
+    this.renderImpact(final);
 
     // Buttons are rebuilt only when the set changes, so a click or focus is never lost.
     const want = [];

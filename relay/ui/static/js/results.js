@@ -25,6 +25,28 @@ export function stateOf(r) {
 
 const show = (v) => (v === null || v === undefined ? '(absent)' : String(v));
 
+// A skipped node's reason from the patch function names the first key whose
+// value was not the one expected (a revert expects what its batch set):
+// label "team": expected "ml", found "web" (Go %q quoting, or absent).
+const quoted = String.raw`"(?:[^"\\]|\\.)*"`;
+const unexpectedRE = new RegExp(String.raw`(label|taint) (${quoted}): expected (absent|${quoted}), found (absent|${quoted})`);
+
+function unquote(s) {
+  if (s === 'absent') return null;
+  try { return JSON.parse(s); } catch { return s.slice(1, -1); }
+}
+
+/**
+ * unexpectedOf reads which key had which unexpected value from a skipped
+ * result's reason: {kind, key, expected, found} (null: absent), or null.
+ */
+export function unexpectedOf(r) {
+  if (r?.state !== 'skipped' || typeof r.reason !== 'string') return null;
+  const m = unexpectedRE.exec(r.reason);
+  if (!m) return null;
+  return { kind: m[1], key: unquote(m[2]), expected: unquote(m[3]), found: unquote(m[4]) };
+}
+
 /** changesOf lists a result's touched keys as {key, before, after} (before "(unknown)" for unknown keys). */
 export function changesOf(r) {
   const unknown = new Set(r.unknown ?? []);
@@ -210,7 +232,7 @@ export class ResultsView {
           h('td', { 'data-label': 'State' }, h('span', { class: `badge state-${r.state}` }, stateOf(r) === 'unchanged' ? 'already set' : (r.state ?? '')),
             r.state === 'succeeded' && r.changed ? h('span', { class: 'muted' }, ' changed') : ''),
           h('td', { class: 'changes', 'data-label': 'Before → after' }, changesOf(r).map((c) => h('div', {}, h('code', {}, c.key), ': ', h('span', { class: 'before' }, c.before), ' → ', h('span', { class: 'after' }, c.after)))),
-          h('td', { class: 'reason', 'data-label': 'Reason' }, r.reason ?? '', r.unknown?.length ? h('div', { class: 'muted' }, `unknown before: ${r.unknown.join(', ')}`) : ''),
+          h('td', { class: 'reason', 'data-label': 'Reason' }, unexpectedView(r) ?? r.reason ?? '', r.unknown?.length ? h('div', { class: 'muted' }, `unknown before: ${r.unknown.join(', ')}`) : ''),
           h('td', { class: 'num', 'data-label': 'Attempt' }, String(r.attempt ?? '')),
           h('td', { class: 'num', 'data-label': 'Latency' }, r.latency_ms !== undefined ? `${r.latency_ms} ms` : '—')))
           : h('tr', {}, h('td', { colspan: '6', class: 'empty' }, this.results.length ? 'No result matches.' : 'No results yet.'))))),
@@ -231,4 +253,14 @@ export class ResultsView {
     again?.focus();
     if (pos !== undefined && again) again.setSelectionRange(pos, pos);
   }
+}
+
+/** unexpectedView shows a skipped node's unexpected value: the key, what was expected, what was found. */
+function unexpectedView(r) {
+  const u = unexpectedOf(r);
+  if (!u) return null;
+  const v = (x) => (x === null ? h('em', {}, 'absent') : h('code', {}, x));
+  return h('div', { class: 'unexpected', 'data-key': u.key },
+    'Skipped: ', u.kind, ' ', h('code', {}, u.key), ' was ', h('strong', { class: 'found' }, v(u.found)), ', expected ', h('span', { class: 'expected' }, v(u.expected)),
+    h('div', { class: 'muted' }, 'changed by someone else since; left as it is'));
 }

@@ -91,6 +91,23 @@ export class Stream {
     this.backoff = Math.min(this.backoff * 2, 10000);
   }
 
+  /**
+   * renewed reconnects with the new token (the relay ends a connection
+   * when its token expires); the relay sends each subscribed batch's
+   * current state again, so nothing is missed.
+   */
+  renewed() {
+    const old = this.ws;
+    if (old) {
+      old.onclose = null;
+      old.close();
+      this.ws = null;
+    }
+    clearTimeout(this.timer);
+    this.timer = null;
+    if (this.subs.size > 0) this.ensure();
+  }
+
   /** close drops the connection and every subscription (sign-out). */
   close() {
     this.subs.clear();
