@@ -43,6 +43,9 @@ type Env struct {
 	Getenv         func(string) string
 	HTTP           *http.Client // default http.DefaultClient
 	Now            func() time.Time
+	// Terminal says stderr is a terminal: while waiting, a live bar
+	// instead of plain lines (--progress auto).
+	Terminal bool
 	// Interrupt delivers Ctrl-C while waiting: the first cancels the batch,
 	// the second detaches. Nil: never.
 	Interrupt <-chan os.Signal
@@ -172,6 +175,7 @@ func exitForAPI(e *apiError) int {
 // common holds the flags every command has.
 type common struct {
 	url, tokenCommand, output string
+	progress                  string
 	wait                      bool
 	interval                  time.Duration
 }
@@ -186,11 +190,17 @@ func (c *common) register(fs *pflag.FlagSet, env Env, waits bool) {
 	fs.StringVarP(&c.output, "output", "o", "", "output format: json|yaml|name|wide")
 	if waits {
 		fs.BoolVar(&c.wait, "wait", true, "wait until the batch is final, printing progress")
-		fs.DurationVar(&c.interval, "progress-interval", DefaultInterval, "at most one progress line per interval while waiting")
+		fs.DurationVar(&c.interval, "progress-interval", DefaultInterval, "at most one plain progress line per interval while waiting")
+		fs.StringVar(&c.progress, "progress", ProgressAuto, "while waiting: auto (a live bar on a terminal, else plain lines), bar or plain")
 	}
 }
 
 func (c *common) check() error {
+	switch c.progress {
+	case "", ProgressAuto, ProgressBar, ProgressPlain:
+	default:
+		return usagef("unknown --progress %q: want auto, bar or plain", c.progress)
+	}
 	switch c.output {
 	case "", "json", "yaml", "name", "wide":
 		return nil

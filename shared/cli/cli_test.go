@@ -128,14 +128,14 @@ func TestRunUsage(t *testing.T) {
 func TestProgressLineThrottle(t *testing.T) {
 	now := time.Unix(0, 0)
 	var out bytes.Buffer
-	w := &watcher{every: 3 * time.Second, out: &out, now: func() time.Time { return now }}
+	w := &plainReporter{every: 3 * time.Second, w: &out, now: func() time.Time { return now }}
 	m := progress.Message{TaskID: "b1", State: batch.StateRunning, Current: 3, Total: 10, Rate: 2, ETASeconds: 3.5, InFlight: map[int]string{0: "n"}}
-	w.line(m) // printed
+	w.update(m) // printed
 	now = now.Add(time.Second)
-	w.line(m) // too soon
+	w.update(m) // too soon
 	now = now.Add(2 * time.Second)
 	m.Current = 5
-	w.line(m) // printed
+	w.update(m) // printed
 	want := "batch/b1 running: 3/10 nodes done, 0 failed, 2.0 nodes/s, eta 4s, 1 in flight\n" +
 		"batch/b1 running: 5/10 nodes done, 0 failed, 2.0 nodes/s, eta 4s, 1 in flight\n"
 	if diff := cmp.Diff(want, out.String()); diff != "" {
@@ -177,4 +177,44 @@ func FuzzDecode(f *testing.F) {
 		var out bytes.Buffer
 		_ = printList(&out, "wide", b)
 	})
+}
+
+// TestBarReporter draws the bar into a buffer as a terminal would get it.
+func TestBarReporter(t *testing.T) {
+	var out bytes.Buffer
+	r := newReporter(ProgressAuto, true, &out, time.Hour, time.Now)
+	if _, ok := r.(*barReporter); !ok {
+		t.Fatalf("newReporter(auto, terminal) = %T, want *barReporter", r)
+	}
+	running := progress.Message{TaskID: "b1", State: batch.StateRunning, Current: 3, Total: 10, Rate: 2.5, ETASeconds: 2.8,
+		Counts: batch.Counts{Succeeded: 2, Failed: 1}, InFlight: map[int]string{0: "n3", 1: "n4"}}
+	r.update(progress.Message{TaskID: "b1", State: batch.StatePending}) // no total yet: nothing drawn
+	if out.Len() != 0 {
+		t.Errorf("a message without a total drew %q", out.String())
+	}
+	r.update(running)
+	r.println("interrupted: cancelling batch/b1")
+	r.final(progress.Message{TaskID: "b1", State: batch.StateSucceeded, Current: 10, Total: 10, Counts: batch.Counts{Succeeded: 9, Failed: 1}})
+	r.final(progress.Message{}) // a second end prints nothing
+	got := out.String()
+	for _, want := range []string{
+		"batch/b1: 10 nodes (Ctrl-C cancels the batch; twice detaches)\n",
+		"(3/10) running 2.5 nodes/s eta 3s, 1 failed, 2 in flight",
+		"\rinterrupted: cancelling batch/b1\n",
+		"100%",
+		"(10/10) succeeded, 1 failed, 0 in flight",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("bar output lacks %q:\n%q", want, got)
+		}
+	}
+	if !strings.HasSuffix(got, "\n") || strings.HasSuffix(got, "\n\n") {
+		t.Errorf("bar output should end with exactly one newline: %q", got)
+	}
+	if p := newReporter(ProgressAuto, false, &out, time.Hour, time.Now); func() bool { _, ok := p.(*plainReporter); return !ok }() {
+		t.Errorf("newReporter(auto, not a terminal) = %T, want *plainReporter", p)
+	}
+	if p := newReporter(ProgressPlain, true, &out, time.Hour, time.Now); func() bool { _, ok := p.(*plainReporter); return !ok }() {
+		t.Errorf("newReporter(plain, terminal) = %T, want *plainReporter", p)
+	}
 }

@@ -4,14 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/spf13/pflag"
+
+	"github.com/nodebatch/nodebatch/shared/progress"
 )
 
 // changeArgs is what label/taint's arguments mean.
@@ -310,13 +310,14 @@ func summaryLine(s status) string {
 // (Ctrl-C) cancels the batch and goes on waiting for it to end; the second
 // detaches, leaving the batch as it is, and says how to watch it.
 func (c *common) waitFinal(ctx context.Context, env Env, cl *client, wsu, id string) error {
-	errw := &syncWriter{w: env.Stderr}
+	rep := newReporter(c.progress, env.Terminal, env.Stderr, c.interval, env.Now)
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	w := &watcher{url: wsu, token: c.token(env), every: c.interval, out: errw, now: env.Now}
+	w := &watcher{url: wsu, token: c.token(env), rep: rep}
 	done := make(chan error, 1)
 	go func() {
 		_, err := w.wait(wctx, id)
+		rep.final(progress.Message{}) // ends the bar's line if the wait failed
 		done <- err
 	}()
 	env.interrupts.waiting.Store(true)
@@ -333,7 +334,7 @@ func (c *common) waitFinal(ctx context.Context, env Env, cl *client, wsu, id str
 				<-done
 				return &exitError{code: ExitFailed, err: fmt.Errorf("detached: batch/%s is left as it is (the cancel sent may or may not have been recorded); follow it with: kubectl nodebatch watch %s", id, id)}
 			}
-			fmt.Fprintf(errw, "interrupted: cancelling batch/%s (press Ctrl-C again to detach and leave it running)\n", id)
+			rep.println(fmt.Sprintf("interrupted: cancelling batch/%s (press Ctrl-C again to detach and leave it running)", id))
 			go func() {
 				_, raw, err := cl.do(wctx, http.MethodPost, "/v1/batches/"+url.PathEscape(id)+":cancel", map[string]string{"reason": "interrupted (Ctrl-C) in kubectl-nodebatch"})
 				var settled struct {
@@ -342,27 +343,15 @@ func (c *common) waitFinal(ctx context.Context, env Env, cl *client, wsu, id str
 				switch {
 				case wctx.Err() != nil:
 				case err != nil:
-					fmt.Fprintf(errw, "cancel batch/%s: %v\n", id, err)
+					rep.println(fmt.Sprintf("cancel batch/%s: %v", id, err))
 				case jsonUnmarshal(raw, &settled) == nil && settled.Settled:
-					fmt.Fprintf(errw, "batch/%s cancel settled: no patch of it starts or is in flight; waiting for it to end\n", id)
+					rep.println(fmt.Sprintf("batch/%s cancel settled: no patch of it starts or is in flight; waiting for it to end", id))
 				default:
-					fmt.Fprintf(errw, "batch/%s cancel recorded; a patch in flight has not finished yet; waiting for it to end\n", id)
+					rep.println(fmt.Sprintf("batch/%s cancel recorded; a patch in flight has not finished yet; waiting for it to end", id))
 				}
 			}()
 		}
 	}
-}
-
-// syncWriter serializes the writes of the watcher and the cancel.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // batchCommand is the start every command on one batch shares: parse the

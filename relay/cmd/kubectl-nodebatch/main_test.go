@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +27,40 @@ import (
 	"github.com/nodebatch/nodebatch/shared/cli"
 )
 
-func TestMain(m *testing.M) { os.Exit(harness.Run(m)) }
+func TestMain(m *testing.M) {
+	code := harness.Run(m)
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// built is the binary, built once for all tests of the package.
+var built struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// binary builds kubectl-nodebatch (once) as `make cli` does.
+func binary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "kubectl-nodebatch-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "kubectl-nodebatch")
+		out, err := exec.Command("go", "build", "-o", built.bin, ".").CombinedOutput()
+		if err != nil {
+			built.err = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.bin
+}
 
 // fixture is the product on the harness stack, its patch function's writes
 // through a proxy whose gate a test may close, and the built binary.
@@ -41,11 +76,7 @@ type fixture struct {
 func start(t *testing.T) *fixture {
 	t.Helper()
 	env := harness.Start(t)
-	bin := filepath.Join(t.TempDir(), "kubectl-nodebatch")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := binary(t)
 	gate := kubeproxy.NewGate()
 	t.Cleanup(gate.Open)
 	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Gate: gate})
