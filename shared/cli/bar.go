@@ -36,7 +36,7 @@ type reporter interface {
 // plain lines otherwise.
 func newReporter(mode string, terminal bool, w io.Writer, every time.Duration, now func() time.Time) reporter {
 	if mode == ProgressBar || (mode != ProgressPlain && terminal) {
-		return &barReporter{w: w}
+		return &barReporter{w: w, now: now}
 	}
 	return &plainReporter{w: w, every: every, now: now}
 }
@@ -79,14 +79,33 @@ func (p *plainReporter) println(s string) {
 type barReporter struct {
 	mu    sync.Mutex
 	w     io.Writer
+	now   func() time.Time
 	bar   *progressbar.ProgressBar // nil until a message with a total
 	total int
+	drawn time.Time // of the last update drawn
 	ended bool
 }
+
+// barRedraw is the shortest time between two redraws of the bar: the relay
+// may send many messages a second, a person reads a few.
+const barRedraw = 100 * time.Millisecond
+
+// barWidth is the bar's width in cells; progressbar narrows it when the
+// line would not fit the terminal.
+const barWidth = 40
+
+// descWidth is what barDescription is padded to, so the line keeps its
+// length (and the bar its width) as the numbers change.
+const descWidth = 48
 
 func (b *barReporter) update(m progress.Message) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	now := b.now()
+	if b.bar != nil && m.Total == b.total && now.Sub(b.drawn) < barRedraw {
+		return
+	}
+	b.drawn = now
 	b.draw(m)
 }
 
@@ -130,15 +149,20 @@ func (b *barReporter) draw(m progress.Message) {
 		b.total = m.Total
 		b.bar = progressbar.NewOptions(m.Total,
 			progressbar.OptionSetWriter(b.w),
-			progressbar.OptionFullWidth(),
+			progressbar.OptionSetWidth(barWidth),
 			progressbar.OptionShowCount(),
 			progressbar.OptionSetPredictTime(false),
 			progressbar.OptionShowDescriptionAtLineEnd(),
 			progressbar.OptionSetDescription(barDescription(m)),
 		)
 	}
-	b.bar.Describe(barDescription(m))
-	_ = b.bar.Set(min(max(m.Current, 0), m.Total))
+	if n := min(max(m.Current, 0), m.Total); n == m.Total {
+		b.bar.Describe(barDescription(m)) // a finished bar draws only on Describe
+		_ = b.bar.Set(n)
+	} else {
+		_ = b.bar.Set(n)
+		b.bar.Describe(barDescription(m))
+	}
 }
 
 // barDescription is what follows the bar: state, the relay's rate and
@@ -147,11 +171,11 @@ func barDescription(m progress.Message) string {
 	var b strings.Builder
 	b.WriteString(orDash(string(m.State)))
 	if m.Rate > 0 {
-		fmt.Fprintf(&b, " %.1f nodes/s", m.Rate)
+		fmt.Fprintf(&b, ", %.1f nodes/s", m.Rate)
 	}
 	if m.ETASeconds > 0 {
-		fmt.Fprintf(&b, " eta %s", (time.Duration(m.ETASeconds * float64(time.Second))).Round(time.Second))
+		fmt.Fprintf(&b, ", eta %s", (time.Duration(m.ETASeconds * float64(time.Second))).Round(time.Second))
 	}
 	fmt.Fprintf(&b, ", %d failed, %d in flight", m.Counts.Failed, len(m.InFlight))
-	return b.String()
+	return fmt.Sprintf("%-*s", descWidth, b.String())
 }

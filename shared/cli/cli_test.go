@@ -199,7 +199,7 @@ func TestBarReporter(t *testing.T) {
 	got := out.String()
 	for _, want := range []string{
 		"batch/b1: 10 nodes (Ctrl-C cancels the batch; twice detaches)\n",
-		"(3/10) running 2.5 nodes/s eta 3s, 1 failed, 2 in flight",
+		"(3/10) running, 2.5 nodes/s, eta 3s, 1 failed, 2 in flight",
 		"\rinterrupted: cancelling batch/b1\n",
 		"100%",
 		"(10/10) succeeded, 1 failed, 0 in flight",

@@ -30,7 +30,7 @@ func TestCLIBar(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, f.bin, "label", "nodes", "-l", selector, "bar="+prefix, "-o", "name")
+	cmd := exec.CommandContext(ctx, f.bin, "label", "nodes", "-l", selector, "bar="+prefix, "--confirm=200", "-o", "name")
 	cmd.Env = append(os.Environ(), "NODEBATCH_URL="+f.p.RelayURL, "NODEBATCH_TOKEN="+f.alice, "TERM=xterm")
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
 	if err != nil {
@@ -66,15 +66,23 @@ func TestCLIBar(t *testing.T) {
 	for _, want := range []string{
 		"batch/" + id[1] + ": 200 nodes (Ctrl-C cancels the batch; twice detaches)",
 		"100% |",
-		"(200/200) succeeded, 0 failed, 0 in flight",
 		"batch/" + id[1] + " succeeded: 200/200 nodes (200 succeeded, 0 unchanged, 0 failed, 0 skipped, 0 cancelled)",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the terminal lacks %q", want)
 		}
 	}
-	if !regexp.MustCompile(`\r +\d+% \|█*`).MatchString(out) {
-		t.Error("no bar redrawn in place (\\r …% |███) on the terminal")
+	if !regexp.MustCompile(`\r 100% \|█+\| \(200/200\) succeeded, [^\r\n]*0 failed, 0 in flight`).MatchString(out) {
+		t.Error("the bar does not end at 100% (200/200) succeeded")
+	}
+	// Redrawn in place: the same line, after a carriage return, with more
+	// nodes done each time.
+	seen := map[string]bool{}
+	for _, m := range regexp.MustCompile(`\r +\d+% \|[█ ]*\| \((\d+)/200\)`).FindAllStringSubmatch(out, -1) {
+		seen[m[1]] = true
+	}
+	if len(seen) < 2 {
+		t.Errorf("the bar was drawn with %d distinct counts, want it redrawn as nodes finish", len(seen))
 	}
 	if strings.Contains(out, f.alice) {
 		t.Error("the token was printed")
