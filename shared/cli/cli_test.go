@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -162,6 +164,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"batch_id":"b","state":"running","counts":{"failed":1},"failures":[{"node":"n","reason":"r"}]}`))
 	f.Add([]byte(`{"task_id":"b","type":"complete","state":"succeeded","in_flight":{"0":"n"}}`))
 	f.Add([]byte(`{"batches":[{"batch_id":"b"}]}`))
+	f.Add([]byte(`{"total":2,"nodes":[{"node":"n","changed":true,"changes":[{"key":"label:a","before":null,"after":"b"}]}],"impact":{"no_execute":true,"budgets":[{"violated":true}],"nodes":[{"node":"n","pods":[{"name":"p","after_seconds":3,"budgets":["x/y"]}]}]},"server_dry_run":[{"ok":false}]}`))
 	f.Add([]byte("\xff\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_ = decodeError(400, b).Error()
@@ -176,6 +179,12 @@ func FuzzDecode(f *testing.F) {
 		}
 		var out bytes.Buffer
 		_ = printList(&out, "wide", b)
+		var p preview
+		if json.Unmarshal(b, &p) == nil {
+			for _, format := range []string{"", "json", "yaml", "name"} {
+				_ = printPreviewPage(&out, format, b, p, true)
+			}
+		}
 	})
 }
 
@@ -216,5 +225,48 @@ func TestBarReporter(t *testing.T) {
 	}
 	if p := newReporter(ProgressPlain, true, &out, time.Hour, time.Now); func() bool { _, ok := p.(*plainReporter); return !ok }() {
 		t.Errorf("newReporter(plain, terminal) = %T, want *plainReporter", p)
+	}
+}
+
+// TestPreviewPages reads every page of the preview, each with the token the
+// one before gave, and prints every node once.
+func TestPreviewPages(t *testing.T) {
+	var tokens []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost || r.URL.Path != "/v1/batches:preview" || r.URL.Query().Get("page_size") != "1000" {
+			t.Errorf("unexpected request %s %s", r.Method, r.URL)
+		}
+		tok := r.URL.Query().Get("page_token")
+		tokens = append(tokens, tok)
+		switch tok {
+		case "":
+			fmt.Fprint(w, `{"total":3,"would_change":2,"already_in_target":1,"nodes":[{"node":"a","changed":true,"changes":[{"key":"label:x","before":"1","after":null}]}],"next_page_token":"p2"}`)
+		case "p2":
+			fmt.Fprint(w, `{"total":3,"nodes":[{"node":"b","changed":false},{"node":"c","changed":true,"changes":[{"key":"label:x","before":"1","after":"1"},{"key":"label:y","before":null,"after":"2"}]}],"next_page_token":"p2"}`)
+		}
+	}))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	env := Env{Stdout: &out, Stderr: &errb, Getenv: func(k string) string {
+		switch k {
+		case "NODEBATCH_URL":
+			return srv.URL
+		case "NODEBATCH_TOKEN":
+			return "tok"
+		}
+		return ""
+	}}
+	if code := Run(context.Background(), []string{"label", "nodes", "--all", "x-", "--dry-run=server"}, env); code != ExitOK {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+	if diff := cmp.Diff([]string{"", "p2"}, tokens); diff != "" {
+		t.Errorf("page tokens (-want +got):\n%s", diff)
+	}
+	want := "# dry run (server): 3 nodes, 2 would change, 1 already in target, 0 skipped; nothing was changed\n" +
+		"node/a\n" + `- label:x: "1" → (absent)` + "\n" +
+		"node/b unchanged (already in target)\n" +
+		"node/c\n" + `  label:x: "1" → "1"` + "\n" + `+ label:y: (absent) → "2"` + "\n"
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("stdout (-want +got):\n%s", diff)
 	}
 }

@@ -75,7 +75,7 @@ func runChange(ctx context.Context, cmd string, args []string, env Env) error {
 	var c common
 	c.register(fs, env, true)
 	var b submitBody
-	var maxFailures string
+	var maxFailures, dryRun string
 	fs.StringVarP(&b.Selector, "selector", "l", "", "label selector of the nodes")
 	fs.BoolVar(&b.All, "all", false, "every node (needs --confirm=N or --max-nodes)")
 	fs.IntVar(&b.Concurrency, "concurrency", 0, "nodes patched at once (default: one per 20 nodes, at most the server's maximum)")
@@ -83,8 +83,16 @@ func runChange(ctx context.Context, cmd string, args []string, env Env) error {
 	fs.IntVar(&b.MaxNodes, "max-nodes", 0, "refuse the batch if it resolves to more nodes than this")
 	fs.IntVar(&b.Confirm, "confirm", 0, "the node count the batch resolves to (the confirmation guard)")
 	fs.StringVar(&b.IdempotencyKey, "idempotency-key", "", "the same key and request return the same batch")
+	fs.StringVar(&dryRun, "dry-run", "none", "server: print what each node would become (POST /v1/batches:preview); nothing changes")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	switch dryRun {
+	case "none", "server":
+	case "client":
+		return usagef("--dry-run=client is not supported: the preview needs the nodes, use --dry-run=server")
+	default:
+		return usagef(`invalid --dry-run %q: want "none" or "server"`, dryRun)
 	}
 	if err := c.check(); err != nil {
 		return err
@@ -118,6 +126,9 @@ func runChange(ctx context.Context, cmd string, args []string, env Env) error {
 	cl, err := c.client(ctx, env)
 	if err != nil {
 		return err
+	}
+	if dryRun == "server" {
+		return confirmHint(runPreview(ctx, env, cl, c.output, b))
 	}
 	_, raw, err := cl.do(ctx, http.MethodPost, "/v1/batches", b)
 	if err != nil {
