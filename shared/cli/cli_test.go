@@ -171,14 +171,16 @@ func FuzzDecode(f *testing.F) {
 		if s, err := decodeStatus(b); err == nil {
 			_ = summaryLine(s)
 			var out bytes.Buffer
-			_ = printBatch(&out, "", b, s)
-			_ = printBatch(&out, "yaml", b, s)
+			for _, format := range []string{"", "wide", "name", "yaml"} {
+				_ = printBatch(&out, format, b, s, time.Now())
+			}
 		}
 		if m, err := decodeMessage(b); err == nil {
 			_ = progressLine(m)
 		}
 		var out bytes.Buffer
-		_ = printList(&out, "wide", b)
+		_ = printList(&out, &out, "wide", b, time.Now())
+		_ = printList(&out, &out, "name", b, time.Now())
 		var p preview
 		if json.Unmarshal(b, &p) == nil {
 			for _, format := range []string{"", "json", "yaml", "name"} {
@@ -268,5 +270,49 @@ func TestPreviewPages(t *testing.T) {
 		"node/c\n" + `  label:x: "1" → "1"` + "\n" + `+ label:y: (absent) → "2"` + "\n"
 	if diff := cmp.Diff(want, out.String()); diff != "" {
 		t.Errorf("stdout (-want +got):\n%s", diff)
+	}
+}
+
+// TestPrintTable prints batches as kubectl prints resources, with cli-runtime.
+func TestPrintTable(t *testing.T) {
+	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	list := `{"batches":[` +
+		`{"batch_id":"b-long-id-1","owner":"alice@example.com","action":"batch_label","total":200,"concurrency":10,"attempt":1,"state":"running","counts":{"succeeded":150,"failed":2},"created_at":"2026-12-02T09:56:50Z"},` +
+		`{"batch_id":"b2","owner":"bob@example.com","action":"batch_taint","total":3,"concurrency":1,"attempt":2,"state":"cancelled","counts":{"succeeded":1,"cancelled":2},"created_at":"2026-11-28T10:00:00Z","reverts":"b0"}]}`
+	tests := []struct {
+		format, want string
+	}{
+		{"", "" +
+			"NAME          ACTION        STATE       DONE      FAILED   AGE\n" +
+			"b-long-id-1   batch_label   running     152/200   2        3m10s\n" +
+			"b2            batch_taint   cancelled   3/3       0        4d\n"},
+		{"wide", "" +
+			"NAME          ACTION        STATE       DONE      FAILED   AGE     OWNER               ATTEMPT   CONCURRENCY   REVERTS\n" +
+			"b-long-id-1   batch_label   running     152/200   2        3m10s   alice@example.com   1         10            -\n" +
+			"b2            batch_taint   cancelled   3/3       0        4d      bob@example.com     2         1             b0\n"},
+		{"name", "batch/b-long-id-1\nbatch/b2\n"},
+	}
+	for _, tt := range tests {
+		t.Run("-o "+tt.format, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			if err := printList(&out, &errb, tt.format, []byte(list), now); err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(tt.want, out.String()); diff != "" {
+				t.Errorf("printList(-o %s) (-want +got):\n%s", tt.format, diff)
+			}
+		})
+	}
+	var out, errb bytes.Buffer
+	if err := printList(&out, &errb, "", []byte(`{"batches":[]}`), now); err != nil || out.Len() != 0 || errb.String() != "No batches found.\n" {
+		t.Errorf("empty list: err %v, stdout %q, stderr %q; want nothing and No batches found.", err, out.String(), errb.String())
+	}
+	// A cell is escaped, never sent raw to the terminal.
+	out.Reset()
+	if err := printBatch(&out, "", nil, status{BatchID: "b\x1b[2Jx", State: "running"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out.String(), "\x1b") {
+		t.Errorf("an escape sequence reached the table: %q", out.String())
 	}
 }

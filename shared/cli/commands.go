@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 
@@ -154,7 +155,7 @@ func (c *common) follow(ctx context.Context, env Env, cl *client, raw []byte) er
 		return err
 	}
 	if !c.wait {
-		return printBatch(env.Stdout, c.output, raw, s)
+		return printBatch(env.Stdout, c.output, raw, s, env.Now())
 	}
 	if !s.State.Final() {
 		u, err := wsURL(cl.base)
@@ -173,7 +174,7 @@ func (c *common) follow(ctx context.Context, env Env, cl *client, raw []byte) er
 		return err
 	}
 	fmt.Fprintln(env.Stderr, summaryLine(s))
-	if err := printBatch(env.Stdout, c.output, raw, s); err != nil {
+	if err := printBatch(env.Stdout, c.output, raw, s, env.Now()); err != nil {
 		return err
 	}
 	if code := exitFor(s.State); code != ExitOK {
@@ -203,7 +204,7 @@ func runGet(ctx context.Context, cmd string, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	return printBatch(env.Stdout, c.output, raw, s)
+	return printBatch(env.Stdout, c.output, raw, s, env.Now())
 }
 
 func runList(ctx context.Context, args []string, env Env) error {
@@ -247,7 +248,7 @@ func runList(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	return printList(env.Stdout, c.output, raw)
+	return printList(env.Stdout, env.Stderr, c.output, raw, env.Now())
 }
 
 func runControl(ctx context.Context, cmd string, args []string, env Env) error {
@@ -285,7 +286,7 @@ func runControl(ctx context.Context, cmd string, args []string, env Env) error {
 		return err
 	}
 	if c.output != "" {
-		return printBatch(env.Stdout, c.output, raw, s)
+		return printBatch(env.Stdout, c.output, raw, s, env.Now())
 	}
 	var settled struct {
 		Settled bool `json:"settled"`
@@ -317,6 +318,10 @@ func summaryLine(s status) string {
 	return line
 }
 
+// cancelAnswerWait is how long a wait that has ended still waits for the
+// answer of the cancel it sent, to print it.
+const cancelAnswerWait = 10 * time.Second
+
 // waitFinal waits for the batch's final message. The first interrupt
 // (Ctrl-C) cancels the batch and goes on waiting for it to end; the second
 // detaches, leaving the batch as it is, and says how to watch it.
@@ -334,9 +339,18 @@ func (c *common) waitFinal(ctx context.Context, env Env, cl *client, wsu, id str
 	env.interrupts.waiting.Store(true)
 	defer env.interrupts.waiting.Store(false)
 	interrupts := 0
+	var cancelled chan struct{} // closed when the cancel sent has its answer
 	for {
 		select {
 		case err := <-done:
+			if cancelled != nil {
+				// The final message may come before the cancel's answer:
+				// print the answer too, unless it is slow to come.
+				select {
+				case <-cancelled:
+				case <-time.After(cancelAnswerWait):
+				}
+			}
 			return err
 		case <-env.interrupts.ch:
 			interrupts++
@@ -346,7 +360,9 @@ func (c *common) waitFinal(ctx context.Context, env Env, cl *client, wsu, id str
 				return &exitError{code: ExitFailed, err: fmt.Errorf("detached: batch/%s is left as it is (the cancel sent may or may not have been recorded); follow it with: kubectl nodebatch watch %s", id, id)}
 			}
 			rep.println(fmt.Sprintf("interrupted: cancelling batch/%s (press Ctrl-C again to detach and leave it running)", id))
+			cancelled = make(chan struct{})
 			go func() {
+				defer close(cancelled)
 				_, raw, err := cl.do(wctx, http.MethodPost, "/v1/batches/"+url.PathEscape(id)+":cancel", map[string]string{"reason": "interrupted (Ctrl-C) in kubectl-nodebatch"})
 				var settled struct {
 					Settled bool `json:"settled"`
