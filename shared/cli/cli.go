@@ -73,7 +73,7 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 const usage = `kubectl-nodebatch changes labels and taints on many nodes through the nodebatch API.
 
 Usage:
-  kubectl nodebatch label nodes (NAME... | -l SELECTOR | --all) KEY=VAL... KEY- [flags]
+  kubectl nodebatch label nodes (NAME... | -l SELECTOR | --all) KEY=VAL... KEY- [--dry-run=server] [flags]
   kubectl nodebatch taint nodes (NAME... | -l SELECTOR | --all) KEY=VAL:EFFECT KEY:EFFECT- KEY- [flags]
   kubectl nodebatch get BATCH [-o json|yaml|name|wide]
   kubectl nodebatch watch BATCH [-o ...]   (waits; exits as label does)
@@ -87,8 +87,12 @@ Connection (never kubectl's --server/--token/--context/--kubeconfig):
   --token-command CMD    run CMD (sh -c) and use what it prints as the bearer token
   NODEBATCH_TOKEN        the bearer token, when --token-command is not given
 
-While waiting, Ctrl-C cancels the batch (and waits for it to end); a second
-Ctrl-C detaches, leaving it running.
+label and taint also take --dry-run=server: print what each node would
+become (and, for a NoExecute taint, what it would evict); nothing changes.
+
+While waiting, a live bar on a terminal, else a plain line every few
+seconds (--progress auto|bar|plain). Ctrl-C cancels the batch (and waits
+for it to end); a second Ctrl-C detaches, leaving it running.
 
 Exit codes: 0 succeeded, 1 failed or partially failed, 2 usage or validation
 error, 3 cancelled, 4 not authorized, 5 confirmation required.

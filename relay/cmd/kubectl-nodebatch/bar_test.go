@@ -32,6 +32,7 @@ func TestCLIBar(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, f.bin, "label", "nodes", "-l", selector, "bar="+prefix, "--confirm=200", "-o", "name")
 	cmd.Env = append(os.Environ(), "NODEBATCH_URL="+f.p.RelayURL, "NODEBATCH_TOKEN="+f.alice, "TERM=xterm")
+	t.Logf("$ kubectl-nodebatch %s   # under a %dx%d pty", strings.Join(cmd.Args[1:], " "), 120, 40)
 	tty, err := pty.StartWithSize(cmd, &pty.Winsize{Rows: 40, Cols: 120})
 	if err != nil {
 		t.Fatalf("start under a pty: %v", err)
