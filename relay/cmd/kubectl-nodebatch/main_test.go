@@ -139,7 +139,13 @@ func (f *fixture) run(token string, args ...string) result {
 
 func (f *fixture) get(token, id string) []byte {
 	f.t.Helper()
-	req, _ := http.NewRequestWithContext(f.t.Context(), http.MethodGet, f.p.APIURL+"/v1/batches/"+id, nil)
+	return f.getPath(token, "/v1/batches/"+id)
+}
+
+// getPath GETs path from the API as token and returns the 200 body.
+func (f *fixture) getPath(token, path string) []byte {
+	f.t.Helper()
+	req, _ := http.NewRequestWithContext(f.t.Context(), http.MethodGet, f.p.APIURL+path, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -148,7 +154,7 @@ func (f *fixture) get(token, id string) []byte {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		f.t.Fatalf("GET /v1/batches/%s = %d %s", id, resp.StatusCode, b)
+		f.t.Fatalf("GET %s = %d %s", path, resp.StatusCode, b)
 	}
 	return b
 }
@@ -237,6 +243,10 @@ func TestCLI(t *testing.T) {
 		r := f.run(admin, "list", "--all-users", "-o", "wide", "--limit", "100")
 		if r.code != cli.ExitOK || !regexp.MustCompile(`(?m)^`+id+` .* alice@example\.com `).MatchString(r.stdout) {
 			t.Errorf("admin list --all-users: exit %d, stdout %q; want alice's batch %s with its owner", r.code, r.stdout, id)
+		}
+		r = f.run(admin, "list", "--all-users", "--limit", "100", "-o", "json")
+		if diff := cmp.Diff(string(f.getPath(admin, "/v1/batches?all=true&limit=100")), r.stdout); r.code != cli.ExitOK || diff != "" {
+			t.Errorf("list --all-users -o json: exit %d (-GET +cli):\n%s", r.code, diff)
 		}
 		if r := f.run(admin, "list", "-o", "name"); r.code != cli.ExitOK || strings.Contains(r.stdout, id) {
 			t.Errorf("admin list (own): exit %d, stdout %q; want no batch of alice's", r.code, r.stdout)
