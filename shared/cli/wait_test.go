@@ -99,7 +99,9 @@ func TestCancelAnswerAfterFinal(t *testing.T) {
 		return map[string]string{"NODEBATCH_URL": srv.URL, "NODEBATCH_TOKEN": "tok"}[k]
 	}}
 	done := make(chan int, 1)
-	go func() { done <- Run(context.Background(), []string{"watch", "b1", "--progress", "plain", "-o", "name"}, env) }()
+	go func() {
+		done <- Run(context.Background(), []string{"watch", "b1", "--progress", "plain", "-o", "name"}, env)
+	}()
 	for !strings.Contains(errb.String(), "batch/b1 running: 1/3") {
 		select {
 		case code := <-done:
