@@ -29,6 +29,8 @@ import (
 	"strings"
 	"text/template"
 	"time"
+
+	"github.com/nodebatch/nodebatch/shared/logging"
 )
 
 // manifestTemplate is nodebatch.yaml.tmpl.
@@ -190,7 +192,7 @@ func main() {
 	out := flag.String("out", ".nodebatch/dist", "folder for the archives and nodebatch.yaml")
 	only := flag.String("platforms", "", "comma-separated os/arch to build (default: all of a release)")
 	flag.Parse()
-	logger := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	logger := logging.New(os.Stderr, slog.LevelInfo)
 	ps, err := pick(*only)
 	if err == nil {
 		err = release(context.Background(), goBuild, *version, *baseURL, *out, ps)
