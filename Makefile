@@ -4,7 +4,7 @@ SHELL := /usr/bin/env bash
 GO  ?= go
 BIN := .nodebatch/bin
 
-.PHONY: help setup setup-base k8s-bin product-bin cli stack run test lint fuzz impactbench
+.PHONY: help setup setup-base k8s-bin product-bin cli krew stack run test lint fuzz impactbench
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -32,6 +32,11 @@ product-bin: FORCE ## build the product's binaries into .nodebatch/bin
 
 cli: ## build kubectl-nodebatch into .nodebatch/bin (put it on PATH: kubectl nodebatch ...)
 	@$(GO) build -o $(BIN)/kubectl-nodebatch ./relay/cmd/kubectl-nodebatch
+
+# krew cross-builds kubectl-nodebatch per platform and writes the krew
+# manifest with each archive's sha256 (relay/cmd/kubectl-nodebatch/krew).
+krew: ## release archives + krew manifest into .nodebatch/dist (VERSION=v1.2.3, KREW_FLAGS e.g. -platforms linux/amd64)
+	@$(GO) run ./relay/cmd/kubectl-nodebatch/krew -version "$(VERSION)" -out .nodebatch/dist $(KREW_FLAGS)
 
 run: setup-base k8s-bin $(BIN)/nodebatch-stack product-bin ## run the whole product locally: API :8080, relay + UI :8090
 	@exec $(BIN)/nodebatch-stack -build=false -product

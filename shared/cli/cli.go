@@ -43,6 +43,9 @@ type Env struct {
 	Getenv         func(string) string
 	HTTP           *http.Client // default http.DefaultClient
 	Now            func() time.Time
+	// Terminal says stderr is a terminal: while waiting, a live bar
+	// instead of plain lines (--progress auto).
+	Terminal bool
 	// Interrupt delivers Ctrl-C while waiting: the first cancels the batch,
 	// the second detaches. Nil: never.
 	Interrupt <-chan os.Signal
@@ -70,7 +73,7 @@ var idPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 const usage = `kubectl-nodebatch changes labels and taints on many nodes through the nodebatch API.
 
 Usage:
-  kubectl nodebatch label nodes (NAME... | -l SELECTOR | --all) KEY=VAL... KEY- [flags]
+  kubectl nodebatch label nodes (NAME... | -l SELECTOR | --all) KEY=VAL... KEY- [--dry-run=server] [flags]
   kubectl nodebatch taint nodes (NAME... | -l SELECTOR | --all) KEY=VAL:EFFECT KEY:EFFECT- KEY- [flags]
   kubectl nodebatch get BATCH [-o json|yaml|name|wide]
   kubectl nodebatch watch BATCH [-o ...]   (waits; exits as label does)
@@ -84,8 +87,12 @@ Connection (never kubectl's --server/--token/--context/--kubeconfig):
   --token-command CMD    run CMD (sh -c) and use what it prints as the bearer token
   NODEBATCH_TOKEN        the bearer token, when --token-command is not given
 
-While waiting, Ctrl-C cancels the batch (and waits for it to end); a second
-Ctrl-C detaches, leaving it running.
+label and taint also take --dry-run=server: print what each node would
+become (and, for a NoExecute taint, what it would evict); nothing changes.
+
+While waiting, a live bar on a terminal, else a plain line every few
+seconds (--progress auto|bar|plain). Ctrl-C cancels the batch (and waits
+for it to end); a second Ctrl-C detaches, leaving it running.
 
 Exit codes: 0 succeeded, 1 failed or partially failed, 2 usage or validation
 error, 3 cancelled, 4 not authorized, 5 confirmation required.
@@ -172,6 +179,7 @@ func exitForAPI(e *apiError) int {
 // common holds the flags every command has.
 type common struct {
 	url, tokenCommand, output string
+	progress                  string
 	wait                      bool
 	interval                  time.Duration
 }
@@ -189,11 +197,17 @@ func (c *common) register(fs *pflag.FlagSet, env Env, waits bool) {
 	fs.StringVarP(&c.output, "output", "o", "", "output format: json|yaml|name|wide")
 	if waits {
 		fs.BoolVar(&c.wait, "wait", true, "wait until the batch is final, printing progress")
-		fs.DurationVar(&c.interval, "progress-interval", DefaultInterval, "at most one progress line per interval while waiting")
+		fs.DurationVar(&c.interval, "progress-interval", DefaultInterval, "at most one plain progress line per interval while waiting")
+		fs.StringVar(&c.progress, "progress", ProgressAuto, "while waiting: auto (a live bar on a terminal, else plain lines), bar or plain")
 	}
 }
 
 func (c *common) check() error {
+	switch c.progress {
+	case "", ProgressAuto, ProgressBar, ProgressPlain:
+	default:
+		return usagef("unknown --progress %q: want auto, bar or plain", c.progress)
+	}
 	switch c.output {
 	case "", "json", "yaml", "name", "wide":
 		return nil

@@ -4,14 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/nodebatch/nodebatch/shared/progress"
 )
 
 // changeArgs is what label/taint's arguments mean.
@@ -75,7 +76,7 @@ func runChange(ctx context.Context, cmd string, args []string, env Env) error {
 	var c common
 	c.register(fs, env, true)
 	var b submitBody
-	var maxFailures string
+	var maxFailures, dryRun string
 	fs.StringVarP(&b.Selector, "selector", "l", "", "label selector of the nodes")
 	fs.BoolVar(&b.All, "all", false, "every node (needs --confirm=N or --max-nodes)")
 	fs.IntVar(&b.Concurrency, "concurrency", 0, "nodes patched at once (default: one per 20 nodes, at most the server's maximum)")
@@ -83,8 +84,16 @@ func runChange(ctx context.Context, cmd string, args []string, env Env) error {
 	fs.IntVar(&b.MaxNodes, "max-nodes", 0, "refuse the batch if it resolves to more nodes than this")
 	fs.IntVar(&b.Confirm, "confirm", 0, "the node count the batch resolves to (the confirmation guard)")
 	fs.StringVar(&b.IdempotencyKey, "idempotency-key", "", "the same key and request return the same batch")
+	fs.StringVar(&dryRun, "dry-run", "none", "server: print what each node would become (POST /v1/batches:preview); nothing changes")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	switch dryRun {
+	case "none", "server":
+	case "client":
+		return usagef("--dry-run=client is not supported: the preview needs the nodes, use --dry-run=server")
+	default:
+		return usagef(`invalid --dry-run %q: want "none" or "server"`, dryRun)
 	}
 	if err := c.check(); err != nil {
 		return err
@@ -119,6 +128,9 @@ func runChange(ctx context.Context, cmd string, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
+	if dryRun == "server" {
+		return confirmHint(runPreview(ctx, env, cl, c.output, b))
+	}
 	_, raw, err := cl.do(ctx, http.MethodPost, "/v1/batches", b)
 	if err != nil {
 		return confirmHint(err)
@@ -143,7 +155,7 @@ func (c *common) follow(ctx context.Context, env Env, cl *client, raw []byte) er
 		return err
 	}
 	if !c.wait {
-		return printBatch(env.Stdout, c.output, raw, s)
+		return printBatch(env.Stdout, c.output, raw, s, env.Now())
 	}
 	if !s.State.Final() {
 		u, err := wsURL(cl.base)
@@ -162,7 +174,7 @@ func (c *common) follow(ctx context.Context, env Env, cl *client, raw []byte) er
 		return err
 	}
 	fmt.Fprintln(env.Stderr, summaryLine(s))
-	if err := printBatch(env.Stdout, c.output, raw, s); err != nil {
+	if err := printBatch(env.Stdout, c.output, raw, s, env.Now()); err != nil {
 		return err
 	}
 	if code := exitFor(s.State); code != ExitOK {
@@ -192,7 +204,7 @@ func runGet(ctx context.Context, cmd string, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	return printBatch(env.Stdout, c.output, raw, s)
+	return printBatch(env.Stdout, c.output, raw, s, env.Now())
 }
 
 func runList(ctx context.Context, args []string, env Env) error {
@@ -236,7 +248,7 @@ func runList(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	return printList(env.Stdout, c.output, raw)
+	return printList(env.Stdout, env.Stderr, c.output, raw, env.Now())
 }
 
 func runControl(ctx context.Context, cmd string, args []string, env Env) error {
@@ -274,7 +286,7 @@ func runControl(ctx context.Context, cmd string, args []string, env Env) error {
 		return err
 	}
 	if c.output != "" {
-		return printBatch(env.Stdout, c.output, raw, s)
+		return printBatch(env.Stdout, c.output, raw, s, env.Now())
 	}
 	var settled struct {
 		Settled bool `json:"settled"`
@@ -306,25 +318,39 @@ func summaryLine(s status) string {
 	return line
 }
 
+// cancelAnswerWait is how long a wait that has ended still waits for the
+// answer of the cancel it sent, to print it.
+const cancelAnswerWait = 10 * time.Second
+
 // waitFinal waits for the batch's final message. The first interrupt
 // (Ctrl-C) cancels the batch and goes on waiting for it to end; the second
 // detaches, leaving the batch as it is, and says how to watch it.
 func (c *common) waitFinal(ctx context.Context, env Env, cl *client, wsu, id string) error {
-	errw := &syncWriter{w: env.Stderr}
+	rep := newReporter(c.progress, env.Terminal, env.Stderr, c.interval, env.Now)
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
-	w := &watcher{url: wsu, token: c.token(env), every: c.interval, out: errw, now: env.Now}
+	w := &watcher{url: wsu, token: c.token(env), rep: rep}
 	done := make(chan error, 1)
 	go func() {
 		_, err := w.wait(wctx, id)
+		rep.final(progress.Message{}) // ends the bar's line if the wait failed
 		done <- err
 	}()
 	env.interrupts.waiting.Store(true)
 	defer env.interrupts.waiting.Store(false)
 	interrupts := 0
+	var cancelled chan struct{} // closed when the cancel sent has its answer
 	for {
 		select {
 		case err := <-done:
+			if cancelled != nil {
+				// The final message may come before the cancel's answer:
+				// print the answer too, unless it is slow to come.
+				select {
+				case <-cancelled:
+				case <-time.After(cancelAnswerWait):
+				}
+			}
 			return err
 		case <-env.interrupts.ch:
 			interrupts++
@@ -333,8 +359,10 @@ func (c *common) waitFinal(ctx context.Context, env Env, cl *client, wsu, id str
 				<-done
 				return &exitError{code: ExitFailed, err: fmt.Errorf("detached: batch/%s is left as it is (the cancel sent may or may not have been recorded); follow it with: kubectl nodebatch watch %s", id, id)}
 			}
-			fmt.Fprintf(errw, "interrupted: cancelling batch/%s (press Ctrl-C again to detach and leave it running)\n", id)
+			rep.println(fmt.Sprintf("interrupted: cancelling batch/%s (press Ctrl-C again to detach and leave it running)", id))
+			cancelled = make(chan struct{})
 			go func() {
+				defer close(cancelled)
 				_, raw, err := cl.do(wctx, http.MethodPost, "/v1/batches/"+url.PathEscape(id)+":cancel", map[string]string{"reason": "interrupted (Ctrl-C) in kubectl-nodebatch"})
 				var settled struct {
 					Settled bool `json:"settled"`
@@ -342,27 +370,15 @@ func (c *common) waitFinal(ctx context.Context, env Env, cl *client, wsu, id str
 				switch {
 				case wctx.Err() != nil:
 				case err != nil:
-					fmt.Fprintf(errw, "cancel batch/%s: %v\n", id, err)
+					rep.println(fmt.Sprintf("cancel batch/%s: %v", id, err))
 				case jsonUnmarshal(raw, &settled) == nil && settled.Settled:
-					fmt.Fprintf(errw, "batch/%s cancel settled: no patch of it starts or is in flight; waiting for it to end\n", id)
+					rep.println(fmt.Sprintf("batch/%s cancel settled: no patch of it starts or is in flight; waiting for it to end", id))
 				default:
-					fmt.Fprintf(errw, "batch/%s cancel recorded; a patch in flight has not finished yet; waiting for it to end\n", id)
+					rep.println(fmt.Sprintf("batch/%s cancel recorded; a patch in flight has not finished yet; waiting for it to end", id))
 				}
 			}()
 		}
 	}
-}
-
-// syncWriter serializes the writes of the watcher and the cancel.
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 // batchCommand is the start every command on one batch shares: parse the

@@ -4,9 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"text/tabwriter"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"k8s.io/cli-runtime/pkg/printers"
 	"sigs.k8s.io/yaml"
 )
 
@@ -32,20 +35,20 @@ func printRaw(w io.Writer, format string, raw []byte) error {
 	return nil
 }
 
-// printBatch prints one batch in the chosen format.
-func printBatch(w io.Writer, format string, raw []byte, s status) error {
+// printBatch prints one batch in the chosen format; now is for its age.
+func printBatch(w io.Writer, format string, raw []byte, s status, now time.Time) error {
 	switch format {
 	case "json", "yaml":
 		return printRaw(w, format, raw)
 	case "name":
-		_, err := fmt.Fprintf(w, "batch/%s\n", s.BatchID)
-		return err
+		return printNames(w, []status{s})
 	}
-	return printTable(w, format == "wide", []status{s})
+	return printTable(w, format == "wide", []status{s}, now)
 }
 
-// printList prints GET /v1/batches.
-func printList(w io.Writer, format string, raw []byte) error {
+// printList prints GET /v1/batches; an empty table is said on errw, as
+// kubectl says "No resources found".
+func printList(w, errw io.Writer, format string, raw []byte, now time.Time) error {
 	if format == "json" || format == "yaml" {
 		return printRaw(w, format, raw)
 	}
@@ -56,47 +59,75 @@ func printList(w io.Writer, format string, raw []byte) error {
 		return fmt.Errorf("decode batch list: %w", err)
 	}
 	if format == "name" {
-		for _, s := range l.Batches {
-			if _, err := fmt.Fprintf(w, "batch/%s\n", s.BatchID); err != nil {
-				return err
-			}
-		}
-		return nil
+		return printNames(w, l.Batches)
 	}
-	return printTable(w, format == "wide", l.Batches)
+	if len(l.Batches) == 0 {
+		_, err := fmt.Fprintln(errw, "No batches found.")
+		return err
+	}
+	return printTable(w, format == "wide", l.Batches, now)
 }
 
-// printTable prints batches as kubectl prints resources.
-func printTable(w io.Writer, wide bool, batches []status) error {
-	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	head := "BATCH\tACTION\tSTATE\tDONE\tFAILED\tAGE"
-	if wide {
-		head += "\tOWNER\tATTEMPT\tCONCURRENCY\tREVERTS"
-	}
-	fmt.Fprintln(tw, head)
+// printNames prints batch/ID per batch with cli-runtime's name printer.
+// The nodebatch API is version v1 of no group (its paths are /v1/...), so
+// a batch names itself "batch/ID", as kubectl names a core resource.
+func printNames(w io.Writer, batches []status) error {
+	p := &printers.NamePrinter{}
 	for _, s := range batches {
-		row := fmt.Sprintf("%s\t%s\t%s\t%d/%d\t%d\t%s", s.BatchID, orDash(s.Action), orDash(string(s.State)), s.Counts.Done(), s.Total, s.Counts.Failed, age(s.CreatedAt))
-		if wide {
-			row += fmt.Sprintf("\t%s\t%d\t%d\t%s", orDash(s.Owner), s.Attempt, s.Concurrency, orDash(s.Reverts))
+		u := &unstructured.Unstructured{}
+		u.SetAPIVersion("v1")
+		u.SetKind("Batch")
+		u.SetName(s.BatchID)
+		if err := p.PrintObj(u, w); err != nil {
+			return fmt.Errorf("print batch/%s: %w", s.BatchID, err)
 		}
-		fmt.Fprintln(tw, row)
 	}
-	return tw.Flush()
+	return nil
 }
 
-// age is kubectl's short duration (5s, 3m, 2h, 4d).
-func age(t time.Time) string {
+// batchColumns are the table's columns; Priority 1 shows only with -o wide,
+// as kubectl's server-side tables mark theirs.
+var batchColumns = []metav1.TableColumnDefinition{
+	{Name: "Name", Type: "string", Format: "name", Description: "the batch id"},
+	{Name: "Action", Type: "string", Description: "batch_label or batch_taint"},
+	{Name: "State", Type: "string", Description: "pending, running, or a final state"},
+	{Name: "Done", Type: "string", Description: "nodes done of the batch's nodes"},
+	{Name: "Failed", Type: "integer", Description: "nodes failed"},
+	{Name: "Age", Type: "string", Description: "since the batch was created"},
+	{Name: "Owner", Type: "string", Priority: 1, Description: "who submitted it"},
+	{Name: "Attempt", Type: "integer", Priority: 1, Description: "1, then one more per retry"},
+	{Name: "Concurrency", Type: "integer", Priority: 1, Description: "nodes patched at once"},
+	{Name: "Reverts", Type: "string", Priority: 1, Description: "the batch this one reverts"},
+}
+
+// batchTable is batches as a metav1.Table, what kubectl prints from.
+func batchTable(batches []status, now time.Time) *metav1.Table {
+	t := &metav1.Table{ColumnDefinitions: batchColumns}
+	for _, s := range batches {
+		t.Rows = append(t.Rows, metav1.TableRow{Cells: []any{
+			s.BatchID, orDash(s.Action), orDash(string(s.State)),
+			fmt.Sprintf("%d/%d", s.Counts.Done(), s.Total), s.Counts.Failed, age(now, s.CreatedAt),
+			orDash(s.Owner), s.Attempt, s.Concurrency, orDash(s.Reverts),
+		}})
+	}
+	return t
+}
+
+// printTable prints batches with cli-runtime's table printer, as kubectl
+// prints resources (upper-case headers, aligned columns, control
+// characters in a cell escaped).
+func printTable(w io.Writer, wide bool, batches []status, now time.Time) error {
+	p := printers.NewTablePrinter(printers.PrintOptions{Wide: wide})
+	if err := p.PrintObj(batchTable(batches, now), w); err != nil {
+		return fmt.Errorf("print table: %w", err)
+	}
+	return nil
+}
+
+// age is kubectl's AGE column (duration.HumanDuration: 45s, 3m10s, 5h, 4d).
+func age(now, t time.Time) string {
 	if t.IsZero() {
-		return "-"
+		return "<unknown>"
 	}
-	d := time.Since(t)
-	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%ds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%dm", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%dh", int(d.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(d.Hours()/24))
+	return duration.HumanDuration(now.Sub(t))
 }

@@ -45,12 +45,9 @@ func wsURL(base string) (string, error) {
 // watcher follows one batch over the relay's WebSocket until its final
 // message. The token goes in the Authorization header, never in the URL.
 type watcher struct {
-	url      string
-	token    func(ctx context.Context) (string, error)
-	every    time.Duration // between plain progress lines
-	out      io.Writer     // progress lines
-	now      func() time.Time
-	lastLine time.Time
+	url   string
+	token func(ctx context.Context) (string, error)
+	rep   reporter // shows every non-final message and the final one
 }
 
 // wait returns the batch's final progress message.
@@ -120,9 +117,10 @@ func (w *watcher) once(ctx context.Context, id string) (m progress.Message, retr
 			return msg, false, fmt.Errorf("watch batch %s: %s", id, msg.Message)
 		}
 		if msg.State.Final() {
+			w.rep.final(msg)
 			return msg, false, nil
 		}
-		w.line(msg)
+		w.rep.update(msg)
 	}
 }
 
@@ -133,16 +131,6 @@ func decodeMessage(data []byte) (progress.Message, error) {
 		return m, fmt.Errorf("decode progress message: %w", err)
 	}
 	return m, nil
-}
-
-// line prints a plain progress line, at most one per w.every.
-func (w *watcher) line(m progress.Message) {
-	now := w.now()
-	if !w.lastLine.IsZero() && now.Sub(w.lastLine) < w.every {
-		return
-	}
-	w.lastLine = now
-	fmt.Fprintln(w.out, progressLine(m))
 }
 
 // progressLine is one plain line for logs and pipes.

@@ -6,18 +6,23 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/yaml"
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
@@ -25,7 +30,40 @@ import (
 	"github.com/nodebatch/nodebatch/shared/cli"
 )
 
-func TestMain(m *testing.M) { os.Exit(harness.Run(m)) }
+func TestMain(m *testing.M) {
+	code := harness.Run(m)
+	if built.dir != "" {
+		os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// built is the binary, built once for all tests of the package.
+var built struct {
+	once sync.Once
+	dir  string
+	bin  string
+	err  error
+}
+
+// binary builds kubectl-nodebatch (once) as `make cli` does.
+func binary(t *testing.T) string {
+	t.Helper()
+	built.once.Do(func() {
+		if built.dir, built.err = os.MkdirTemp("", "kubectl-nodebatch-"); built.err != nil {
+			return
+		}
+		built.bin = filepath.Join(built.dir, "kubectl-nodebatch")
+		out, err := exec.Command("go", "build", "-o", built.bin, ".").CombinedOutput()
+		if err != nil {
+			built.err = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
+	}
+	return built.bin
+}
 
 // fixture is the product on the harness stack, its patch function's writes
 // through a proxy whose gate a test may close, and the built binary.
@@ -33,6 +71,8 @@ type fixture struct {
 	t     *testing.T
 	p     *product.Product
 	gate  *kubeproxy.Gate
+	proxy *kubeproxy.Proxy
+	kube  kubernetes.Interface
 	bin   string
 	alice string
 	bob   string
@@ -41,11 +81,7 @@ type fixture struct {
 func start(t *testing.T) *fixture {
 	t.Helper()
 	env := harness.Start(t)
-	bin := filepath.Join(t.TempDir(), "kubectl-nodebatch")
-	build := exec.CommandContext(t.Context(), "go", "build", "-o", bin, ".")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := binary(t)
 	gate := kubeproxy.NewGate()
 	t.Cleanup(gate.Open)
 	proxy, err := kubeproxy.New(env.APIServerURL, kubeproxy.Options{Gate: gate})
@@ -62,7 +98,7 @@ func start(t *testing.T) *fixture {
 		t.Fatalf("product.Start: %v", err)
 	}
 	t.Cleanup(p.Close)
-	f := &fixture{t: t, p: p, gate: gate, bin: bin}
+	f := &fixture{t: t, p: p, gate: gate, proxy: proxy, kube: env.Kube(t), bin: bin}
 	if f.alice, err = p.Token("alice", false); err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +139,13 @@ func (f *fixture) run(token string, args ...string) result {
 
 func (f *fixture) get(token, id string) []byte {
 	f.t.Helper()
-	req, _ := http.NewRequestWithContext(f.t.Context(), http.MethodGet, f.p.APIURL+"/v1/batches/"+id, nil)
+	return f.getPath(token, "/v1/batches/"+id)
+}
+
+// getPath GETs path from the API as token and returns the 200 body.
+func (f *fixture) getPath(token, path string) []byte {
+	f.t.Helper()
+	req, _ := http.NewRequestWithContext(f.t.Context(), http.MethodGet, f.p.APIURL+path, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -112,7 +154,7 @@ func (f *fixture) get(token, id string) []byte {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK {
-		f.t.Fatalf("GET /v1/batches/%s = %d %s", id, resp.StatusCode, b)
+		f.t.Fatalf("GET %s = %d %s", path, resp.StatusCode, b)
 	}
 	return b
 }
@@ -168,6 +210,54 @@ func TestCLI(t *testing.T) {
 		}
 		if diff := cmp.Diff(string(f.get(f.alice, id)), r.stdout); diff != "" {
 			t.Errorf("get -o json (-GET +cli):\n%s", diff)
+		}
+	})
+
+	t.Run("-o yaml is GET /v1/batches/{id}; tables as kubectl's", func(t *testing.T) {
+		r := f.run(f.alice, "get", id, "-o", "yaml")
+		got, err := yaml.YAMLToJSON([]byte(r.stdout))
+		if r.code != cli.ExitOK || err != nil {
+			t.Fatalf("exit %d, yaml %v", r.code, err)
+		}
+		var want, gotv any
+		_ = json.Unmarshal(f.get(f.alice, id), &want)
+		_ = json.Unmarshal(got, &gotv)
+		if diff := cmp.Diff(want, gotv); diff != "" {
+			t.Errorf("get -o yaml (-GET +cli):\n%s", diff)
+		}
+		table := regexp.MustCompile(`^NAME +ACTION +STATE +DONE +FAILED +AGE\n` + id + ` +batch_label +succeeded +12/12 +0 +\d+s\n$`)
+		if r := f.run(f.alice, "get", id); r.code != cli.ExitOK || !table.MatchString(r.stdout) {
+			t.Errorf("get: exit %d, stdout %q; want the table", r.code, r.stdout)
+		}
+		wide := regexp.MustCompile(`^NAME +ACTION +STATE +DONE +FAILED +AGE +OWNER +ATTEMPT +CONCURRENCY +REVERTS\n` + id + ` +batch_label +succeeded +12/12 +0 +\d+s +alice@example.com +1 +3 +-\n$`)
+		if r := f.run(f.alice, "get", id, "-o", "wide"); r.code != cli.ExitOK || !wide.MatchString(r.stdout) {
+			t.Errorf("get -o wide: exit %d, stdout %q; want the wide table", r.code, r.stdout)
+		}
+	})
+
+	t.Run("list --all-users: admins see everyone's, others are refused", func(t *testing.T) {
+		admin, err := f.p.Token("carol", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := f.run(admin, "list", "--all-users", "-o", "wide", "--limit", "100")
+		if r.code != cli.ExitOK || !regexp.MustCompile(`(?m)^`+id+` .* alice@example\.com `).MatchString(r.stdout) {
+			t.Errorf("admin list --all-users: exit %d, stdout %q; want alice's batch %s with its owner", r.code, r.stdout, id)
+		}
+		r = f.run(admin, "list", "--all-users", "--limit", "100", "-o", "json")
+		if diff := cmp.Diff(string(f.getPath(admin, "/v1/batches?all=true&limit=100")), r.stdout); r.code != cli.ExitOK || diff != "" {
+			t.Errorf("list --all-users -o json: exit %d (-GET +cli):\n%s", r.code, diff)
+		}
+		if r := f.run(admin, "list", "-o", "name"); r.code != cli.ExitOK || strings.Contains(r.stdout, id) {
+			t.Errorf("admin list (own): exit %d, stdout %q; want no batch of alice's", r.code, r.stdout)
+		}
+		r = f.run(f.bob, "list", "--all-users")
+		if r.code != cli.ExitUnauthorized || !strings.Contains(r.stderr, "only admins") || r.stdout != "" {
+			t.Errorf("bob list --all-users: exit %d, stdout %q, stderr %q; want 4 and only admins", r.code, r.stdout, r.stderr)
+		}
+		r = f.run(f.bob, "list")
+		if r.code != cli.ExitOK || strings.Contains(r.stdout+r.stderr, id) || !strings.Contains(r.stderr, "No batches found.") {
+			t.Errorf("bob list: exit %d, stdout %q, stderr %q; want none of alice's batches", r.code, r.stdout, r.stderr)
 		}
 	})
 
@@ -264,8 +354,15 @@ func TestCLI(t *testing.T) {
 		r.until(t, "interrupted: cancelling batch/"+bid)
 		f.waitCancelRecorded(ctx, bid)
 		f.gate.Open()
+		r.until(t, "batch/"+bid+" cancel ") // the cancel's answer, settled or not
+		answered := time.Now()
+		labelled := f.labelled(t, selector, "cli-int")
 		if code := r.exit(t); code != cli.ExitCancelled {
 			t.Errorf("exit %d, want 3", code)
+		}
+		f.noPatchAfter(t, answered, names)
+		if diff := cmp.Diff(labelled, f.labelled(t, selector, "cli-int")); diff != "" {
+			t.Errorf("nodes labelled after the cancel answer (-at answer +at the end):\n%s", diff)
 		}
 		if got := strings.Join(r.all, "\n"); !strings.Contains(got, "batch/"+bid+" cancelled: ") || !strings.Contains(got, "cancel settled") {
 			t.Errorf("stderr lacks the cancel answer and the cancelled summary:\n%s", got)
@@ -335,9 +432,15 @@ func TestCLI(t *testing.T) {
 		if c := <-done; c.code != cli.ExitOK {
 			t.Fatalf("cancel: exit %d, want 0", c.code)
 		}
+		answered := time.Now()
+		labelled := f.labelled(t, selector, "cli-cancel")
 		w := f.run(f.alice, "watch", cid)
 		if w.code != cli.ExitCancelled || !strings.Contains(w.stderr, " cancelled: ") {
 			t.Errorf("watch: exit %d, stderr %q; want 3 and the cancelled summary", w.code, w.stderr)
+		}
+		f.noPatchAfter(t, answered, names)
+		if diff := cmp.Diff(labelled, f.labelled(t, selector, "cli-cancel")); diff != "" {
+			t.Errorf("nodes labelled after the cancel answer (-at answer +at the end):\n%s", diff)
 		}
 		if l := f.run(f.alice, "list", "--state", "cancelled", "-o", "name"); l.code != cli.ExitOK || !strings.Contains(l.stdout, "batch/"+cid+"\n") || strings.Contains(l.stdout, "batch/"+id+"\n") {
 			t.Errorf("list --state cancelled: exit %d, stdout %q; want %s and not %s", l.code, l.stdout, cid, id)
@@ -458,4 +561,29 @@ func tail(m []string) []string {
 		return nil
 	}
 	return m[1:]
+}
+
+// labelled lists the nodes of selector that carry label key.
+func (f *fixture) labelled(t *testing.T, selector, key string) []string {
+	t.Helper()
+	l, err := f.kube.CoreV1().Nodes().List(t.Context(), metav1.ListOptions{LabelSelector: selector + "," + key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, n := range l.Items {
+		names = append(names, n.Name)
+	}
+	return names
+}
+
+// noPatchAfter fails if the patch function sent any write to one of the
+// nodes that started after t (the proxy logs every write it forwards).
+func (f *fixture) noPatchAfter(t *testing.T, answered time.Time, nodes []string) {
+	t.Helper()
+	for _, r := range f.proxy.Stats().Log {
+		if r.Start.After(answered) && slices.Contains(nodes, r.Node) {
+			t.Errorf("%s %s started %s after the cancel answer", r.Method, r.Path, r.Start.Sub(answered))
+		}
+	}
 }
