@@ -142,9 +142,11 @@ the node count, or the batch answers 409 confirmation_required):
   curl -sS -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' \
     -d '{"labels":["team=ml"],"all":true,"confirm":%[4]d,"concurrency":10}' http://%[2]s/v1/batches
 
-or from a terminal with a live bar (make cli builds it):
+or from a terminal with a live bar (make cli builds it; login signs you in
+through the browser, or pass NODEBATCH_TOKEN=$TOKEN instead):
 
-  NODEBATCH_TOKEN=$TOKEN NODEBATCH_URL=http://%[1]s .nodebatch/bin/kubectl-nodebatch label nodes --all team=ml --confirm=%[4]d
+  .nodebatch/bin/kubectl-nodebatch login --nodebatch-url http://%[1]s
+  NODEBATCH_URL=http://%[1]s .nodebatch/bin/kubectl-nodebatch label nodes --all team=ml --confirm=%[4]d
 
 Watch it land:
 
