@@ -49,7 +49,7 @@ const maxLaneRetries = 20
 
 // Runner runs the per-node path. Store and Patcher are required.
 type Runner struct {
-	Store   *store.Store
+	Store   Store
 	Patcher Patcher
 	// PatcherFor, when set, gives the patcher acting for the person who
 	// asked for the node's attempt, as the batch document records them
