@@ -529,6 +529,11 @@ func (s *Store) StartAttempt(ctx context.Context, id string, a store.Attempt, la
 	}
 	out, err := s.startAttempt(id, a, lanes)
 	if err != nil {
+		// store.Store takes a batch already at this attempt, started at
+		// this instant, for its own commit whose answer was lost.
+		if b, rerr := s.Batch(ctx, id); rerr == nil && b.Attempt == a.Number && b.AttemptStartedAt.Equal(a.StartedAt.Truncate(time.Microsecond)) {
+			return b, nil
+		}
 		return nil, fmt.Errorf("start attempt %d of %s: %w", a.Number, id, err)
 	}
 	if len(a.Names) > 0 {

@@ -644,8 +644,15 @@ func testStartAttempt(ctx context.Context, t *testing.T, st Store) {
 		t.Errorf("names of attempt 2 = %v, %v; want [n-b]", names, err)
 	}
 	finish(ctx, t, st, "b1")
-	if _, err := st.StartAttempt(ctx, "b1", next, lanes); !errors.Is(err, store.ErrMoved) {
-		t.Errorf("StartAttempt(2) again = %v, want ErrMoved", err)
+	// The same attempt again (same number, same start): taken for a
+	// commit of its own whose answer was lost, the batch as it is.
+	if b, err := st.StartAttempt(ctx, "b1", next, lanes); err != nil || b.Attempt != 2 || b.State != batch.StateSucceeded {
+		t.Errorf("StartAttempt(2) repeated = %+v, %v; want the batch at attempt 2, nil", b, err)
+	}
+	other := next
+	other.StartedAt = next.StartedAt.Add(time.Second)
+	if _, err := st.StartAttempt(ctx, "b1", other, lanes); !errors.Is(err, store.ErrMoved) {
+		t.Errorf("another StartAttempt(2) = %v, want ErrMoved", err)
 	}
 }
 
