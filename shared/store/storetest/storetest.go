@@ -403,6 +403,18 @@ func testPendingIntents(ctx context.Context, t *testing.T, st Store) {
 	if diff := cmp.Diff(want, l.Doc.Pending, opts); diff != "" {
 		t.Errorf("the counted *Lane's pending intents (-want +got):\n%s", diff)
 	}
+	// Whatever the writer's copy holds: the count removes its own
+	// position's intent field by field, never the others.
+	if err := st.WriteIntent(ctx, "b1", l, 2, intent("n-c")); err != nil {
+		t.Fatalf("WriteIntent(position 2) error = %v", err)
+	}
+	l.Doc.Pending = nil
+	if err := st.UpdateLane(ctx, "b1", l, 2); err != nil {
+		t.Fatalf("UpdateLane(position 2) error = %v", err)
+	}
+	if diff := cmp.Diff(want, readLane(ctx, t, st, "b1", 1, 0).Doc.Pending, opts); diff != "" {
+		t.Errorf("pending intents after counting position 2 from a copy without them (-want +got):\n%s", diff)
+	}
 }
 
 func testRedeliveryMovesLane(ctx context.Context, t *testing.T, st Store) {
