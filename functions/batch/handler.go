@@ -40,7 +40,7 @@ import (
 // Handler serves the batch API. Store, Kube, Publisher and Runner are
 // required; zero limits fall back to defaults.
 type Handler struct {
-	Store *store.Store
+	Store Store
 	Kube  kubernetes.Interface
 	// Users gives clients that act as the caller (shared/kubeclient.Pool):
 	// every Kubernetes call made for a person impersonates them, after a

@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-
 	"github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/events"
@@ -49,7 +47,7 @@ const maxLaneRetries = 20
 
 // Runner runs the per-node path. Store and Patcher are required.
 type Runner struct {
-	Store   *store.Store
+	Store   Store
 	Patcher Patcher
 	// PatcherFor, when set, gives the patcher acting for the person who
 	// asked for the node's attempt, as the batch document records them
@@ -418,20 +416,21 @@ func RevertSet(d store.NodeDoc) (set change.Set, skip string) {
 		if a != nil {
 			exp.Value = *a
 		}
-		if key, ok := strings.CutPrefix(k, "label:"); ok {
-			l := change.Label{Key: key, Expect: exp, Remove: b == nil}
+		key, ok := change.ParseKey(k)
+		switch {
+		case !ok:
+			continue
+		case key.Kind == change.KindLabel:
+			l := change.Label{Key: key.Name, Expect: exp, Remove: b == nil}
 			if b != nil {
 				l.Value = *b
 			}
 			s.Labels = append(s.Labels, l)
 			continue
-		}
-		rest, ok := strings.CutPrefix(k, "taint:")
-		i := strings.LastIndexByte(rest, ':')
-		if !ok || i < 0 {
+		case key.Effect == "":
 			continue // "taint:KEY": a remove-all that found nothing
 		}
-		t := change.Taint{Key: rest[:i], Effect: corev1.TaintEffect(rest[i+1:]), Expect: exp, Remove: b == nil}
+		t := change.Taint{Key: key.Name, Effect: key.Effect, Expect: exp, Remove: b == nil}
 		if b != nil {
 			t.Value = *b
 		}

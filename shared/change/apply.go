@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -12,8 +11,9 @@ import (
 )
 
 // KeyChange is one touched key and its value before and after the change.
-// Key is "label:team" or "taint:gpu:NoSchedule" ("taint:gpu" when a
-// remove-all found no taint of that key). nil means absent; a taint present
+// Key is a Key as a string (Key.String): "label:team" or
+// "taint:gpu:NoSchedule" ("taint:gpu" when a remove-all found no taint of
+// that key); ParseKey reads it. nil means absent; a taint present
 // with an empty value is "".
 type KeyChange struct {
 	Key    string  `json:"key"`
@@ -65,7 +65,7 @@ func (s Set) ApplyAt(now time.Time, labels map[string]string, taints []corev1.Ta
 
 	d := newDiff()
 	for _, l := range s.Labels {
-		k := labelKey(l.Key)
+		k := LabelKey(l.Key).String()
 		old, ok := newLabels[l.Key]
 		d.before(k, old, ok)
 		if l.Remove {
@@ -86,17 +86,17 @@ func (s Set) ApplyAt(now time.Time, labels map[string]string, taints []corev1.Ta
 					return false
 				}
 				found = true
-				k := taintKey(o.Key, o.Effect)
+				k := TaintKey(o.Key, o.Effect).String()
 				d.before(k, o.Value, true)
 				d.after(k, "", false)
 				return true
 			})
 			if !found {
-				d.before(taintKey(t.Key, ""), "", false)
-				d.after(taintKey(t.Key, ""), "", false)
+				d.before(TaintKey(t.Key, "").String(), "", false)
+				d.after(TaintKey(t.Key, "").String(), "", false)
 			}
 		case t.Remove:
-			k := taintKey(t.Key, t.Effect)
+			k := TaintKey(t.Key, t.Effect).String()
 			i := findTaint(newTaints, t.Key, t.Effect)
 			if i < 0 {
 				d.before(k, "", false)
@@ -106,7 +106,7 @@ func (s Set) ApplyAt(now time.Time, labels map[string]string, taints []corev1.Ta
 			}
 			d.after(k, "", false)
 		default:
-			k := taintKey(t.Key, t.Effect)
+			k := TaintKey(t.Key, t.Effect).String()
 			nt := corev1.Taint{Key: t.Key, Value: t.Value, Effect: t.Effect}
 			if t.Effect == corev1.TaintEffectNoExecute {
 				nt.TimeAdded = stamp.DeepCopy()
@@ -156,7 +156,7 @@ func (s Set) checkExpect(labels map[string]string, taints []corev1.Taint) (strin
 			}
 		}
 		if !matches(*t.Expect, v, ok) {
-			return fmt.Sprintf("taint %q: expected %s, found %s", strings.TrimPrefix(taintKey(t.Key, t.Effect), "taint:"), describeExpect(*t.Expect), describe(v, ok)), false
+			return fmt.Sprintf("taint %q: expected %s, found %s", TaintKey(t.Key, t.Effect).Target(), describeExpect(*t.Expect), describe(v, ok)), false
 		}
 	}
 	return "", true
@@ -186,22 +186,22 @@ func (s Set) current(labels map[string]string, taints []corev1.Taint) []KeyChang
 	d := newDiff()
 	for _, l := range s.Labels {
 		v, ok := labels[l.Key]
-		d.before(labelKey(l.Key), v, ok)
-		d.after(labelKey(l.Key), v, ok)
+		d.before(LabelKey(l.Key).String(), v, ok)
+		d.after(LabelKey(l.Key).String(), v, ok)
 	}
 	for _, t := range s.Taints {
 		found := false
 		for _, o := range taints {
 			if o.Key == t.Key && (t.Effect == "" || o.Effect == t.Effect) {
 				found = true
-				k := taintKey(o.Key, o.Effect)
+				k := TaintKey(o.Key, o.Effect).String()
 				d.before(k, o.Value, true)
 				d.after(k, o.Value, true)
 			}
 		}
 		if !found {
-			d.before(taintKey(t.Key, t.Effect), "", false)
-			d.after(taintKey(t.Key, t.Effect), "", false)
+			d.before(TaintKey(t.Key, t.Effect).String(), "", false)
+			d.after(TaintKey(t.Key, t.Effect).String(), "", false)
 		}
 	}
 	return d.result().Changes

@@ -6,7 +6,6 @@
 package change
 
 import (
-	"fmt"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -88,14 +87,4 @@ func (s Set) String() string {
 		parts = append(parts, "taint "+t.String())
 	}
 	return strings.Join(parts, ", ")
-}
-
-// labelKey and taintKey name a touched key in Result.Changes.
-func labelKey(k string) string { return "label:" + k }
-
-func taintKey(k string, e corev1.TaintEffect) string {
-	if e == "" {
-		return "taint:" + k
-	}
-	return fmt.Sprintf("taint:%s:%s", k, e)
 }

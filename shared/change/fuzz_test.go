@@ -96,7 +96,7 @@ func FuzzSetValidateApply(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, x := range nt {
-			k := taintKey(x.Key, x.Effect)
+			k := TaintKey(x.Key, x.Effect).String()
 			if seen[k] {
 				t.Errorf("duplicate taint %s in result %v", k, nt)
 			}

@@ -128,7 +128,7 @@ func ParseTaints(args []string) ([]Taint, error) {
 			return nil, fmt.Errorf("taint argument %d: %w", i, err)
 		}
 		if !t.Remove {
-			k := taintKey(t.Key, t.Effect)
+			k := TaintKey(t.Key, t.Effect).String()
 			if j, ok := added[k]; ok {
 				return nil, fmt.Errorf("taint argument %d %q: duplicated taint with the same key and effect as argument %d", i, a, j)
 			}

@@ -110,7 +110,7 @@ func (s Set) Validate(p *field.Path, prot Protection) field.ErrorList {
 		if t.Effect == "" && t.Expect != nil {
 			errs = append(errs, field.Invalid(tp.Child("expect"), *t.Expect, "a precondition needs the taint's effect"))
 		}
-		k := taintKey(t.Key, t.Effect)
+		k := TaintKey(t.Key, t.Effect).String()
 		if j, ok := byKeyEffect[k]; ok {
 			errs = append(errs, duplicateTaint(tp, t, j))
 			continue

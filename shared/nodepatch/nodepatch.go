@@ -14,7 +14,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strings"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -198,7 +197,7 @@ func (p *Patcher) ResourceVersion(ctx context.Context, node string) (string, err
 // taintsChange reports whether r changes any taint.
 func taintsChange(r change.Result) bool {
 	for _, c := range r.Changes {
-		if strings.HasPrefix(c.Key, "taint:") && c.Changed() {
+		if k, ok := change.ParseKey(c.Key); ok && k.Kind == change.KindTaint && c.Changed() {
 			return true
 		}
 	}
@@ -233,12 +232,12 @@ type taintPatchSpec struct {
 func MergePatch(r change.Result, taints []corev1.Taint, rv string) ([]byte, error) {
 	body := mergePatch{Metadata: mergePatchMeta{ResourceVersion: rv}}
 	for _, c := range r.Changes {
-		key, ok := strings.CutPrefix(c.Key, "label:")
-		if ok && c.Changed() {
+		k, ok := change.ParseKey(c.Key)
+		if ok && k.Kind == change.KindLabel && c.Changed() {
 			if body.Metadata.Labels == nil {
 				body.Metadata.Labels = map[string]*string{}
 			}
-			body.Metadata.Labels[key] = c.After
+			body.Metadata.Labels[k.Name] = c.After
 		}
 	}
 	if taints != nil {

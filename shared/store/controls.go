@@ -83,7 +83,7 @@ type Attempt struct {
 // refuses with ErrNotFinal while the batch runs and ErrMoved
 // when the batch is no longer at attempt a.Number-1.
 func (s *Store) StartAttempt(ctx context.Context, id string, a Attempt, lanes []LaneDoc) (*BatchDoc, error) {
-	if len(lanes) > 490 {
+	if len(lanes) > MaxCommitLanes {
 		return nil, fmt.Errorf("start attempt %d of %s: %d lanes exceed one commit", a.Number, id, len(lanes))
 	}
 	ref := s.client.Doc(BatchPath(id))
@@ -162,7 +162,7 @@ func (s *Store) StartAttempt(ctx context.Context, id string, a Attempt, lanes []
 // already has a revert, nothing is written and the existing revert's id is
 // returned with ErrExists.
 func (s *Store) CreateRevert(ctx context.Context, b *BatchDoc, lanes []LaneDoc) (string, error) {
-	if len(lanes) > 490 {
+	if len(lanes) > MaxCommitLanes {
 		return "", fmt.Errorf("create revert %s: %d lanes exceed one commit", b.ID, len(lanes))
 	}
 	if err := s.prepareNames(ctx, b, 1); err != nil {

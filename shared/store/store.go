@@ -68,6 +68,11 @@ func idempotencyInput(owner, key string) string {
 	return owner + "|" + key
 }
 
+// MaxCommitLanes is the most lanes Create, StartAttempt and CreateRevert
+// write with their batch: the lane documents go in the batch's one commit
+// (Firestore takes 500 writes).
+const MaxCommitLanes = 490
+
 // Create writes a new batch, its lane documents and (when b.IdempotencyKey is
 // set) its idempotency key, atomically: either all exist afterwards or none
 // does. It returns ErrExists when the key or batch id is taken.
@@ -76,7 +81,7 @@ func idempotencyInput(owner, key string) string {
 // (they are inert until the batch exists) and b is marked Named; an explicit
 // list longer than MaxListedNodes is kept only there.
 func (s *Store) Create(ctx context.Context, b *BatchDoc, lanes []LaneDoc) error {
-	if len(lanes) > 490 {
+	if len(lanes) > MaxCommitLanes {
 		return fmt.Errorf("create batch %s: %d lanes exceed one commit", b.ID, len(lanes))
 	}
 	if err := s.prepareNames(ctx, b, 1); err != nil {
@@ -435,9 +440,7 @@ func (s *Store) WriteIntent(ctx context.Context, batchID string, l *Lane, pos in
 // (Refusal). Only for events that do not match their batch: never on the
 // normal per-node path.
 func (s *Store) Refuse(ctx context.Context, id string, r Refusal) error {
-	if len(r.Reason) > maxRefusalReason {
-		r.Reason = r.Reason[:maxRefusalReason] + "…" // a forged event's change set may be large
-	}
+	r = ClipRefusal(r)
 	_, err := s.client.Doc(BatchPath(id)).Update(ctx, []firestore.Update{
 		{Path: "refused", Value: firestore.Increment(1)},
 		{Path: "last_refusal", Value: r},
@@ -448,9 +451,18 @@ func (s *Store) Refuse(ctx context.Context, id string, r Refusal) error {
 	return nil
 }
 
-// maxRefusalReason bounds Refusal.Reason, so the batch document stays small
-// whatever a forged event carries.
-const maxRefusalReason = 1000
+// MaxRefusalReason bounds Refusal.Reason, so the batch document stays
+// small whatever a forged event carries.
+const MaxRefusalReason = 1000
+
+// ClipRefusal is r with its reason cut to MaxRefusalReason bytes (a forged
+// event's change set may be large), as Refuse stores it.
+func ClipRefusal(r Refusal) Refusal {
+	if len(r.Reason) > MaxRefusalReason {
+		r.Reason = r.Reason[:MaxRefusalReason] + "…"
+	}
+	return r
+}
 
 // Lanes reads the lane documents of a batch, of one attempt (attempt > 0) or
 // of all attempts (attempt == 0), ordered by attempt then lane.
@@ -509,15 +521,7 @@ func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*No
 				stand = &cur
 				return nil
 			}
-			// A retry re-ran the node: keep what the earlier attempts did.
-			n.History = append(slices.Clone(cur.History), PriorResult{
-				Attempt: cur.Attempt, State: cur.State, Reason: cur.Reason, Changed: cur.Changed,
-				Before: cur.Before, After: cur.After, Unknown: cur.Unknown, FinishedAt: cur.FinishedAt,
-			})
-			if len(n.History) > MaxHistory { // keep the newest: the document must stay under 1 MiB
-				n.History = n.History[len(n.History)-MaxHistory:]
-			}
-			carryUnknown(&cur, n)
+			Supersede(&cur, n)
 		}
 		stand = n
 		return tx.Set(ref, n)
@@ -526,6 +530,22 @@ func (s *Store) RecordNode(ctx context.Context, batchID string, n *NodeDoc) (*No
 		return nil, fmt.Errorf("record result of node %q in %s: %w", n.Node, batchID, err)
 	}
 	return stand, nil
+}
+
+// Supersede makes n, a later attempt's result of a node, the one that
+// replaces cur: n keeps what the earlier attempts did (its History, the
+// newest MaxHistory of them) and the keys whose value before the batch cur
+// left unknown. RecordNode calls it; every Store implementation does the
+// same.
+func Supersede(cur, n *NodeDoc) {
+	n.History = append(slices.Clone(cur.History), PriorResult{
+		Attempt: cur.Attempt, State: cur.State, Reason: cur.Reason, Changed: cur.Changed,
+		Before: cur.Before, After: cur.After, Unknown: cur.Unknown, FinishedAt: cur.FinishedAt,
+	})
+	if len(n.History) > MaxHistory { // keep the newest: the document must stay under 1 MiB
+		n.History = n.History[len(n.History)-MaxHistory:]
+	}
+	carryUnknown(cur, n)
 }
 
 // carryUnknown keeps in n (a later attempt's result) the keys whose value
