@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -11,7 +12,7 @@ import (
 // Start starts a span of nodebatch's tracer as a child of ctx's span.
 func (t *Telemetry) Start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
 	if !t.Tracing() {
-		return ctx, trace.SpanFromContext(ctx)
+		return ctx, trace.SpanFromContext(context.Background()) // a no-op span: ending it ends nothing
 	}
 	return t.Tracer().Start(ctx, name, trace.WithAttributes(attrs...))
 }
@@ -23,7 +24,7 @@ func (t *Telemetry) Start(ctx context.Context, name string, attrs ...attribute.K
 // as the batch was sampled.
 func (t *Telemetry) StartLinked(ctx context.Context, name string, batch trace.SpanContext, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
 	if !t.Tracing() {
-		return ctx, trace.SpanFromContext(ctx)
+		return ctx, trace.SpanFromContext(context.Background()) // a no-op span: ending it ends nothing
 	}
 	opts := []trace.SpanStartOption{trace.WithAttributes(attrs...)}
 	if batch.IsValid() {
@@ -55,4 +56,13 @@ func ParseTraceParent(traceparent, tracestate string) trace.SpanContext {
 		c["tracestate"] = tracestate
 	}
 	return trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), c))
+}
+
+// End ends span, marking it failed when err is not nil.
+func End(span trace.Span, err error) {
+	if err != nil {
+		span.RecordError(err)
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
