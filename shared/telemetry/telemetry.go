@@ -171,7 +171,12 @@ func firstOf(ss ...string) string {
 // signalOn reports whether signal ("TRACES" or "METRICS") is exported over
 // OTLP, and the endpoint URL to use ("" for the exporter's default).
 func signalOn(getenv func(string) string, signal string) (bool, string) {
-	specific := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_" + signal + "_ENDPOINT"))
+	// The names are spelled out: infra/ checks them against the code.
+	keys := map[string][2]string{
+		"TRACES":  {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_TRACES_EXPORTER"},
+		"METRICS": {"OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_METRICS_EXPORTER"},
+	}[signal]
+	specific := strings.TrimSpace(getenv(keys[0]))
 	generic := strings.TrimSpace(getenv("OTEL_EXPORTER_OTLP_ENDPOINT"))
 	endpoint := specific
 	if endpoint == "" && generic != "" {
@@ -180,7 +185,7 @@ func signalOn(getenv func(string) string, signal string) (bool, string) {
 			endpoint = strings.TrimSuffix(generic, "/") + "/v1/" + strings.ToLower(signal)
 		}
 	}
-	switch ex := strings.ToLower(strings.TrimSpace(getenv("OTEL_" + signal + "_EXPORTER"))); {
+	switch ex := strings.ToLower(strings.TrimSpace(getenv(keys[1]))); {
 	case ex == "":
 		return endpoint != "", endpoint
 	case strings.Contains(ex, "otlp"):
@@ -191,7 +196,8 @@ func signalOn(getenv func(string) string, signal string) (bool, string) {
 }
 
 func protocol(getenv func(string) string, signal string) string {
-	p := firstOf(getenv("OTEL_EXPORTER_OTLP_"+signal+"_PROTOCOL"), getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), "http/protobuf")
+	specific := map[string]string{"TRACES": "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "METRICS": "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL"}[signal]
+	p := firstOf(getenv(specific), getenv("OTEL_EXPORTER_OTLP_PROTOCOL"), "http/protobuf")
 	return strings.ToLower(p)
 }
 
