@@ -27,13 +27,13 @@ locals {
   }
 
   # Settings both functions read (functions/config, shared/auth); docs/config.md.
-  common_env = {
+  common_env = merge({
     NODEBATCH_PROJECT    = var.project_id
     NODEBATCH_TOPIC      = google_pubsub_topic.node_patch.name
     NODEBATCH_KUBE_QPS   = tostring(var.kube_qps)
     NODEBATCH_KUBE_BURST = tostring(var.kube_burst)
     KUBECONFIG           = "${local.kube_mount}/${local.kube_file}"
-  }
+  }, local.telemetry_env) # OTLP to Google (monitoring.tf)
 }
 
 data "archive_file" "function" {

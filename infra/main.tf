@@ -81,6 +81,9 @@ locals {
     "run.googleapis.com",
     "secretmanager.googleapis.com",
     "storage.googleapis.com",
+    "telemetry.googleapis.com", # OTLP traces and metrics (monitoring.tf)
+    "cloudtrace.googleapis.com",
+    "monitoring.googleapis.com",
   ])
 
   # What the functions' build account needs (provider example

@@ -44,6 +44,35 @@ resource "google_cloud_run_v2_service" "relay" {
         name  = "NODEBATCH_PROJECT"
         value = var.project_id
       }
+      # OTLP to Google (monitoring.tf)
+      env {
+        name  = "OTEL_EXPORTER_OTLP_ENDPOINT"
+        value = local.telemetry_env.OTEL_EXPORTER_OTLP_ENDPOINT
+      }
+      env {
+        name  = "OTEL_EXPORTER_OTLP_PROTOCOL"
+        value = local.telemetry_env.OTEL_EXPORTER_OTLP_PROTOCOL
+      }
+      env {
+        name  = "OTEL_METRICS_EXPORTER"
+        value = local.telemetry_env.OTEL_METRICS_EXPORTER
+      }
+      env {
+        name  = "OTEL_TRACES_SAMPLER"
+        value = local.telemetry_env.OTEL_TRACES_SAMPLER
+      }
+      env {
+        name  = "OTEL_TRACES_SAMPLER_ARG"
+        value = local.telemetry_env.OTEL_TRACES_SAMPLER_ARG
+      }
+      env {
+        name  = "OTEL_RESOURCE_ATTRIBUTES"
+        value = local.telemetry_env.OTEL_RESOURCE_ATTRIBUTES
+      }
+      env {
+        name  = "GOOGLE_CLOUD_PROJECT"
+        value = local.telemetry_env.GOOGLE_CLOUD_PROJECT
+      }
       env {
         name  = "NODEBATCH_OIDC_ISSUER"
         value = var.oidc_issuer

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"sync"
@@ -279,10 +280,12 @@ func (c *conn) writePump() {
 					c.log.Info("write failed; closing", "error", err)
 					return
 				}
+				c.sent(u)
 				msgs[i] = watch.Update{} // hold no message longer than needed
 			}
 			if overflow {
 				c.log.Warn("client too slow: final-message queue full; closing so it resubscribes")
+				c.s.cfg.Telemetry.Metrics().SlowClientClose(context.Background())
 				c.writeClose(websocket.CloseTryAgainLater, "too slow; reconnect")
 				return
 			}

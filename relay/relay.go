@@ -43,6 +43,7 @@ import (
 	"github.com/nodebatch/nodebatch/relay/watch"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
+	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
 // Subprotocol is the WebSocket subprotocol the relay speaks. A browser
@@ -98,6 +99,10 @@ type Config struct {
 	MaxTicketsPerUser int
 	MaxConnsPerUser   int
 	Now               func() time.Time
+	// Telemetry counts connections, subscriptions, watchers, progress
+	// delays and slow-client closes, traces HTTP requests and serves GET
+	// /metrics; nil: none.
+	Telemetry *telemetry.Telemetry
 }
 
 // Defaults of the per-user limits.
@@ -162,6 +167,8 @@ type Server struct {
 	perUser  map[string]int // open connections (and upgrades under way) by subject
 	shutting bool
 	drained  chan struct{} // closed when shutting and the last conn ended
+
+	unobserve func() // unregisters the gauges (telemetry.go)
 }
 
 // New returns a relay serving cfg.
@@ -183,11 +190,12 @@ func New(cfg Config) *Server {
 		CheckOrigin: func(*http.Request) bool { return true },
 	}
 	s.mux = s.routes()
+	s.observe()
 	return s
 }
 
 // Handler serves every relay route.
-func (s *Server) Handler() http.Handler { return s.mux }
+func (s *Server) Handler() http.Handler { return s.instrumented(s.mux) }
 
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
@@ -271,6 +279,7 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) {
 // service restart) and waits until the connections have ended or ctx ends.
 // New upgrades are refused with 503 from the moment it is called.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.unobserve()
 	s.mu.Lock()
 	s.shutting = true
 	conns := make([]*conn, 0, len(s.conns))

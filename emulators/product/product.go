@@ -43,6 +43,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/store"
+	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
 // Audience is the client id user tokens are minted for.
@@ -94,6 +95,10 @@ type Options struct {
 	PatchFirestore   grpc.UnaryClientInterceptor
 	BeforeDeadLetter func(ctx context.Context) error
 	CancelWait       time.Duration
+
+	// Telemetry, if set, instruments every part (shared/telemetry): the
+	// API, patch and relay servers each serve its /metrics.
+	Telemetry *telemetry.Telemetry
 }
 
 // Product is a running product. Close stops it.
@@ -196,7 +201,12 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		return p, fmt.Errorf("create verifier: %w", err)
 	}
 
-	if p.Firestore, err = fsclient.New(ctx, o.Project); err != nil {
+	o.APIKube, o.PatchKube = o.Telemetry.RestConfig(o.APIKube), o.Telemetry.RestConfig(o.PatchKube)
+	var fsOpts []fsclient.Option
+	if d := o.Telemetry.GRPCDialOptions(); len(d) > 0 {
+		fsOpts = append(fsOpts, fsclient.WithDialOptions(d...))
+	}
+	if p.Firestore, err = fsclient.New(ctx, o.Project, fsOpts...); err != nil {
 		return p, fmt.Errorf("create Firestore client: %w", err)
 	}
 	p.closers = append(p.closers, func() { p.Firestore.Close() })
@@ -241,6 +251,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		Store:      patchStore,
 		PatcherFor: runner.Impersonating(patchUsers, patcher),
 		Logger:     o.Logger,
+		Telemetry:  o.Telemetry,
 	}
 	pub := batch.NewTopicPublisher(p.PubSub, p.Topic)
 	p.closers = append(p.closers, pub.Stop)
@@ -249,7 +260,8 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		Kube:       apiKube,
 		Users:      apiUsers,
 		Publisher:  pub,
-		Runner:     &runner.Runner{Store: p.Store, PatcherFor: runner.Impersonating(apiUsers, patcher), Logger: o.Logger},
+		Runner:     &runner.Runner{Store: p.Store, PatcherFor: runner.Impersonating(apiUsers, patcher), Logger: o.Logger, Telemetry: o.Telemetry},
+		Telemetry:  o.Telemetry,
 		Protection: change.DefaultProtection(),
 		InlineMax:  o.InlineMax,
 		RateLimit:  rateLimiter(o.RatePerMinute, o.RateBurst),
@@ -266,9 +278,9 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		}
 		api.PreviewLimit = c.PreviewLimiter()
 	}
-	p.serve("api", lns["api"], auth.Middleware(verifier, api))
+	p.serve("api", lns["api"], o.Telemetry.Handler(auth.Middleware(verifier, api), "api"))
 
-	ph := &patch.Handler{Runner: run, Logger: o.Logger}
+	ph := &patch.Handler{Runner: run, Logger: o.Logger, Telemetry: o.Telemetry}
 	pmux, err := ph.Mux(runCtx)
 	if err != nil {
 		return p, fmt.Errorf("create patch mux: %w", err)
@@ -322,6 +334,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		Firestore:       p.Firestore,
 		Verifier:        verifier,
 		Logger:          o.Logger,
+		Telemetry:       o.Telemetry,
 		APIURL:          apiURL,
 		UI:              ui.FS(),
 		Handlers: map[string]http.Handler{

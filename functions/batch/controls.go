@@ -20,6 +20,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/events"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
+	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
 // DefaultCancelWait bounds how long a cancel waits for the patches already
@@ -243,6 +244,8 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) {
 	if b == nil {
 		return
 	}
+	ctx, span := h.linkBatch(ctx, "retry", b)
+	defer span.End()
 	if !b.State.Final() {
 		request.Errorf(http.StatusConflict, request.CodeConflict, "batch %s is still %s; retry it once it ends", id, b.State).Write(w)
 		return
@@ -297,7 +300,8 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	log := h.logger().With("batch_id", id, "attempt", attempt, "by", p.Subject)
-	log.Info("retry started", "nodes", len(names), "failed", adj.Failed, "cancelled", adj.Cancelled)
+	log.InfoContext(ctx, "retry started", "nodes", len(names), "failed", adj.Failed, "cancelled", adj.Cancelled)
+	h.started(ctx, h.InlineMax > 0 && len(names) <= h.InlineMax, "retry")
 	answer := Retried{BatchID: id, TaskID: id, Attempt: attempt, Total: len(names), Concurrency: c, State: nb.State, Nodes: names[:min(len(names), 1000)]}
 	if h.InlineMax > 0 && len(names) <= h.InlineMax {
 		h.runInline(context.WithoutCancel(ctx), log, evs)
@@ -427,6 +431,8 @@ func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) {
 	if src == nil {
 		return
 	}
+	ctx, span := h.linkBatch(ctx, "revert", src)
+	defer span.End()
 	switch {
 	case !src.State.Final():
 		request.Errorf(http.StatusConflict, request.CodeConflict, "batch %s is still %s; cancel it or wait, then revert", id, src.State).Write(w)
@@ -458,9 +464,10 @@ func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) {
 		ID: h.newID(), Owner: p.Subject, Reverts: id,
 		Total: len(names), Concurrency: c, Lanes: c, AttemptTotal: len(names), Attempt: 1,
 		State: model.StateRunning, CreatedAt: now, StartedAt: now, AttemptStartedAt: now,
-		Inline:     h.InlineMax > 0 && len(names) <= h.InlineMax,
-		Names:      names,
-		Requesters: []store.Requester{requester(p, 1, now)},
+		Inline:      h.InlineMax > 0 && len(names) <= h.InlineMax,
+		Names:       names,
+		Requesters:  []store.Requester{requester(p, 1, now)},
+		TraceParent: telemetry.TraceParent(ctx),
 	}
 	b.Action, b.Changes = summarize(sets)
 	b.ChangeSet = "" // per node: derived from the reverted batch (nodeSets)
@@ -473,7 +480,8 @@ func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	log := h.logger().With("batch_id", b.ID, "reverts", id, "owner", p.Subject)
-	log.Info("revert created", "total", b.Total, "concurrency", c)
+	log.InfoContext(ctx, "revert created", "total", b.Total, "concurrency", c)
+	h.started(ctx, b.Inline, "revert")
 	if b.Inline {
 		h.runInline(context.WithoutCancel(ctx), log, evs)
 		h.answer(w, r, b.ID, http.StatusOK)

@@ -15,6 +15,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/auth"
 
 	"github.com/nodebatch/nodebatch/shared/logging"
+	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
 // FromDeps returns the API handler wired to d, publishing to d.Config.Topic.
@@ -37,6 +38,7 @@ func FromDeps(d *deps.Deps, logger *slog.Logger) (h *Handler, stop func()) {
 		WaitMax:      time.Duration(d.Config.SeedWaitSeconds) * time.Second,
 		WaitPerUser:  d.Config.SeedWaiters,
 		Logger:       logger,
+		Telemetry:    d.Telemetry,
 	}, pub.Stop
 }
 
@@ -57,12 +59,19 @@ func Serve(ctx context.Context, getenv func(string) string, logger *slog.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	d, err := deps.New(ctx, cfg, logger)
+	tel, err := telemetry.Setup(ctx, getenv, telemetry.WithService("nodebatch-api"))
+	if err != nil {
+		return nil, nil, err
+	}
+	logger = logging.Traced(logger, tel.Project())
+	d, err := deps.New(ctx, cfg, logger, deps.WithTelemetry(tel))
 	if err != nil {
 		return nil, nil, err
 	}
 	h, stop := FromDeps(d, logger)
-	return auth.Middleware(v, h), func() { stop(); _ = d.Close() }, nil
+	// Outermost: the request's span (and GET /metrics), so auth's answers
+	// are traced too.
+	return tel.Handler(auth.Middleware(v, h), "api"), func() { stop(); _ = d.Close(); _ = tel.Shutdown(context.Background()) }, nil
 }
 
 // entry is the Cloud Run entry point's handler, built once, on first use,

@@ -35,6 +35,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/schedule"
 	"github.com/nodebatch/nodebatch/shared/store"
+	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
 // Handler serves the batch API. Store, Kube, Publisher and Runner are
@@ -83,6 +84,9 @@ type Handler struct {
 	Now          func() time.Time // default time.Now
 	NewID        func() string    // default a time-ordered random id
 	Logger       *slog.Logger     // default slog.Default()
+	// Telemetry traces submits (listing, publishing; each node event
+	// carries the trace context) and counts batches; nil: none.
+	Telemetry *telemetry.Telemetry
 }
 
 // Routes registers the handler's routes on mux.
@@ -256,7 +260,9 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		e.Write(w)
 		return
 	}
-	names, e, err := h.resolve(ctx, kube, spec, seen)
+	lctx, span := h.Telemetry.Start(ctx, "list nodes")
+	names, e, err := h.resolve(lctx, kube, spec, seen)
+	span.End()
 	if err != nil {
 		h.fail(w, "list nodes", err)
 		return
@@ -281,6 +287,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	b.Requesters = []store.Requester{requester(p, 1, b.CreatedAt)}
 	log := h.logger().With("batch_id", b.ID, "owner", b.Owner)
 	b.IdempotencyFingerprint = fingerprint
+	b.TraceParent = telemetry.TraceParent(ctx)
 	if err := h.Store.Create(ctx, b, lanes); errors.Is(err, store.ErrExists) && spec.IdempotencyKey != "" {
 		// Another request with the key won the race to record it.
 		id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey, fingerprint)
@@ -297,7 +304,9 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		h.fail(w, "record batch", err)
 		return
 	}
-	log.Info("batch created", "total", b.Total, "concurrency", b.Concurrency, "inline", b.Inline, "action", b.Action)
+	log.InfoContext(ctx, "batch created", "total", b.Total, "concurrency", b.Concurrency, "inline", b.Inline, "action", b.Action,
+		"kube_user", p.KubeUser, "labels", b.Changes.Labels, "taints", b.Changes.Taints, "selector", b.Selector, "all", b.All, "listed_nodes", len(spec.Nodes), "dry_run", b.DryRun)
+	h.started(ctx, b.Inline, "new")
 	created := Created{BatchID: b.ID, TaskID: b.ID, Total: b.Total, Concurrency: b.Concurrency, State: b.State}
 	if spec.DryRun {
 		pv := h.computePreview(ctx, kube, h.previewPatcher(p), spec.Set, names, states, "", DefaultPageSize)
@@ -520,7 +529,9 @@ func changes(s change.Set) store.Changes {
 	return c
 }
 
-func (h *Handler) publish(ctx context.Context, evs []events.Node) error {
+func (h *Handler) publish(ctx context.Context, evs []events.Node) (err error) {
+	ctx, span := h.Telemetry.Start(ctx, "publish node events")
+	defer func() { telemetry.End(span, err) }()
 	now := h.now()
 	msgs := make([]*pubsub.Message, len(evs))
 	for i, ev := range evs {
@@ -528,9 +539,14 @@ func (h *Handler) publish(ctx context.Context, evs []events.Node) error {
 		if err != nil {
 			return err
 		}
+		events.InjectTrace(ctx, m)
 		msgs[i] = m
 	}
-	return h.Publisher.Publish(ctx, msgs)
+	if err := h.Publisher.Publish(ctx, msgs); err != nil {
+		return err
+	}
+	h.Telemetry.Metrics().Published(ctx, len(msgs))
+	return nil
 }
 
 // runInline runs a small batch in-process: one goroutine per lane, each lane

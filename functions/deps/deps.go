@@ -20,6 +20,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/kubeclient"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/store"
+	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
 // Deps are the shared clients.
@@ -31,15 +32,18 @@ type Deps struct {
 	Users     *kubeclient.Pool     // clients acting as a person, over Kube's one transport
 	Store     *store.Store
 	Runner    *runner.Runner
+	Telemetry *telemetry.Telemetry // nil: none (WithTelemetry)
 }
 
 // New builds every client from cfg. Firestore and Pub/Sub honour
 // FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST. Close releases them.
-func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Deps, error) {
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Option) (*Deps, error) {
+	o := newOptions(opts)
 	rc, err := cfg.RestConfig()
 	if err != nil {
 		return nil, err
 	}
+	rc = o.tel.RestConfig(rc)
 	kube, err := kubernetes.NewForConfig(rc)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
@@ -48,7 +52,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Deps, er
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
 	}
-	fs, err := fsclient.New(ctx, cfg.Project)
+	fs, err := fsclient.New(ctx, cfg.Project, o.firestore()...)
 	if err != nil {
 		return nil, fmt.Errorf("firestore client for %s: %w", cfg.Project, err)
 	}
@@ -74,7 +78,9 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Deps, er
 			// Every patch acts as the batch's requester (the batch document).
 			PatcherFor: runner.Impersonating(users, patcher),
 			Logger:     logger,
+			Telemetry:  o.tel,
 		},
+		Telemetry: o.tel,
 	}, nil
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/nodebatch/nodebatch/functions/deps"
 
 	"github.com/nodebatch/nodebatch/shared/logging"
+	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
 // FromEnv builds the patch handler from the environment read through getenv.
@@ -23,11 +24,16 @@ func FromEnv(ctx context.Context, getenv func(string) string, logger *slog.Logge
 	if err != nil {
 		return nil, nil, err
 	}
-	d, err := deps.New(ctx, cfg, logger)
+	tel, err := telemetry.Setup(ctx, getenv, telemetry.WithService("nodebatch-patch"))
 	if err != nil {
 		return nil, nil, err
 	}
-	return &Handler{Runner: d.Runner, Logger: logger}, func() { _ = d.Close() }, nil
+	logger = logging.Traced(logger, tel.Project())
+	d, err := deps.New(ctx, cfg, logger, deps.WithTelemetry(tel))
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Handler{Runner: d.Runner, Logger: logger, Telemetry: tel}, func() { _ = d.Close(); _ = tel.Shutdown(context.Background()) }, nil
 }
 
 // entry is the Cloud Run entry points' handler, built once, on first use,
@@ -57,7 +63,8 @@ func serve(pick func(*Handler) func(context.Context, event.Event) error) http.Ha
 		if err != nil {
 			return nil, err
 		}
-		return HTTPHandler(context.Background(), pick(h))
+		hh, err := HTTPHandler(context.Background(), pick(h))
+		return h.Telemetry.Handler(hh, "patch"), err
 	})
 	return func(w http.ResponseWriter, r *http.Request) {
 		hh, err := handler()

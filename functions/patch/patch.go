@@ -21,6 +21,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/functions/runner"
 	"github.com/nodebatch/nodebatch/shared/events"
+	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
 // attrDeliveryCount is the attribute Pub/Sub adds to a message it forwards
@@ -31,6 +32,9 @@ const attrDeliveryCount = "CloudPubSubDeadLetterSourceDeliveryCount"
 type Handler struct {
 	Runner *runner.Runner
 	Logger *slog.Logger // default slog.Default()
+	// Telemetry traces each node (linked to its batch's submit), counts
+	// redeliveries and dead letters, and serves /metrics; nil: none.
+	Telemetry *telemetry.Telemetry
 }
 
 func (h *Handler) logger() *slog.Logger {
@@ -49,7 +53,9 @@ func (h *Handler) Patch(ctx context.Context, e event.Event) error {
 		h.logger().Error("drop undecodable event", "event_id", e.ID(), "message_id", msg.MessageID, "error", err)
 		return nil
 	}
+	ctx, span := h.startNode(ctx, "patch node", n, msg)
 	_, err = h.Runner.Run(ctx, n)
+	h.endNode(ctx, span, err)
 	return h.outcome(n, err)
 }
 
@@ -66,7 +72,10 @@ func (h *Handler) DeadLetter(ctx context.Context, e event.Event) error {
 	if c := msg.Attributes[attrDeliveryCount]; c != "" {
 		reason = fmt.Sprintf("delivery attempts exhausted: %s deliveries failed with transient errors", c)
 	}
+	h.Telemetry.Metrics().DeadLettered(ctx)
+	ctx, span := h.startNode(ctx, "dead letter", n, msg)
 	_, err = h.Runner.Fail(ctx, n, reason)
+	h.endNode(ctx, span, err)
 	return h.outcome(n, err)
 }
 
@@ -157,7 +166,7 @@ func (h *Handler) Mux(ctx context.Context) (*http.ServeMux, error) {
 		return nil, err
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/deadletter", dead)
-	mux.Handle("/", patch)
+	mux.Handle("/deadletter", h.Telemetry.Handler(dead, "dead letter"))
+	mux.Handle("/", h.Telemetry.Handler(patch, "patch")) // and GET /metrics
 	return mux, nil
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/events"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/store"
+	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
 // Patcher applies one node's change against the API server. Write calls
@@ -56,6 +57,8 @@ type Runner struct {
 	PatcherFor func(user string, groups []string, batchID string) (Patcher, error)
 	Now        func() time.Time // default time.Now
 	Logger     *slog.Logger     // default slog.Default()
+	// Telemetry records the node and batch metrics; nil: none.
+	Telemetry *telemetry.Telemetry
 }
 
 // Result is what Run did.
@@ -572,7 +575,8 @@ func (r *Runner) recordSlow(ctx context.Context, log *slog.Logger, ev events.Nod
 // counted runs what follows a node's count: the failure threshold and, when
 // the lane is complete, the batch's finish.
 func (r *Runner) counted(ctx context.Context, log *slog.Logger, ev events.Node, lane *store.Lane, doc store.NodeDoc, b *store.BatchDoc) (Result, error) {
-	log.Info("node recorded", "state", doc.State, "changed", doc.Changed, "latency_ms", doc.LatencyMS)
+	log.InfoContext(ctx, "node recorded", "state", doc.State, "changed", doc.Changed, "latency_ms", doc.LatencyMS)
+	r.observeNode(ctx, doc)
 	res := Result{Node: doc}
 	if doc.State == batch.NodeFailed && b.MaxFailures != "" && b.Cancel == nil {
 		// Before finishing: a threshold crossed by the last node still
@@ -638,12 +642,18 @@ func (r *Runner) finish(ctx context.Context, batchID string) (bool, error) {
 		return false, err
 	}
 	now := r.now()
-	return r.Store.Finish(ctx, batchID, func(cur *store.BatchDoc) *store.BatchDoc {
+	var final *store.BatchDoc
+	done, err := r.Store.Finish(ctx, batchID, func(cur *store.BatchDoc) *store.BatchDoc {
 		if !store.AttemptDone(cur, lanes) {
 			return nil
 		}
-		return store.Finalize(cur, lanes, now)
+		final = store.Finalize(cur, lanes, now)
+		return final
 	})
+	if done && err == nil {
+		r.observeFinish(ctx, final)
+	}
+	return done, err
 }
 
 // Finish is finish for callers outside the per-node path (GET reconciling a

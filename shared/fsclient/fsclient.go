@@ -45,6 +45,7 @@ type settings struct {
 	unary  []grpc.UnaryClientInterceptor
 	stream []grpc.StreamClientInterceptor
 	opts   []option.ClientOption
+	dial   []grpc.DialOption
 }
 
 // WithInner adds interceptors between the Canceled rule and the connection:
@@ -58,6 +59,12 @@ func WithInner(u grpc.UnaryClientInterceptor, s grpc.StreamClientInterceptor) Op
 			st.stream = append(st.stream, s)
 		}
 	}
+}
+
+// WithDialOptions adds gRPC dial options to the connection (the emulator's
+// too): shared/telemetry instruments Firestore calls with them.
+func WithDialOptions(d ...grpc.DialOption) Option {
+	return func(st *settings) { st.dial = append(st.dial, d...) }
 }
 
 // WithClientOptions passes options to firestore.NewClient.
@@ -81,6 +88,7 @@ func New(ctx context.Context, project string, opts ...Option) (*firestore.Client
 		grpc.WithChainUnaryInterceptor(append([]grpc.UnaryClientInterceptor{UnaryInterceptor}, st.unary...)...),
 		grpc.WithChainStreamInterceptor(append([]grpc.StreamClientInterceptor{StreamInterceptor}, st.stream...)...),
 	}
+	dial = append(dial, st.dial...)
 	co := st.opts
 	if addr := os.Getenv(EmulatorHostEnv); addr != "" {
 		conn, err := grpc.NewClient(emulatorTarget(addr), append(dial,

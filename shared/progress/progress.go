@@ -55,6 +55,10 @@ type Message struct {
 	InFlight    map[int]string  `json:"in_flight,omitempty"`   // lane → node being patched
 	Timing      *batch.Timing   `json:"timing,omitempty"`      // once final
 	Owner       string          `json:"owner,omitempty"`       // the batch's owner (only the owner and admins see it)
+	// Written is when the newest node result counted here was written
+	// (its lane's update); the relay measures its progress delay from it.
+	// Not sent.
+	Written time.Time `json:"-"`
 }
 
 // Final reports whether m is the last message of its batch.
@@ -99,6 +103,7 @@ func Compute(b store.BatchDoc, lanes []store.LaneDoc, now time.Time) Message {
 			latest, m.CurrentNode = l.UpdatedAt, l.CurrentNode
 		}
 	}
+	m.Written = latest
 	m.Counts = subtract(sum, b.Adjust)
 	m.FailedNodes = failures(b, lanes)
 	if b.State.Final() {

@@ -176,6 +176,10 @@ type BatchDoc struct {
 	// Requesters says who asked for each attempt (Requester): the per-node
 	// path impersonates the current attempt's requester.
 	Requesters []Requester `firestore:"requesters" json:"requesters,omitempty"`
+	// TraceParent is the W3C traceparent of the span that created the
+	// batch (its submit), so a retry or a revert links to the batch's
+	// trace (shared/telemetry); "" when tracing was off.
+	TraceParent string `firestore:"trace_parent,omitempty" json:"-"`
 }
 
 // LaneDoc is batches/{batch_id}/lanes/a{attempt}-l{lane}. Its only writer is

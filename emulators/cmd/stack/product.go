@@ -131,6 +131,9 @@ func printProduct(binDir string, nodes int) {
   web UI          http://%[1]s/   (sign in as a development user)
   API             http://%[2]s/v1/batches
   progress (WS)   ws://%[1]s/v1/progress/ws
+  metrics         http://%[2]s/metrics  http://%[5]s/metrics  http://%[1]s/metrics
+                  (API, patch function, relay; Prometheus text. Traces: set
+                  OTEL_EXPORTER_OTLP_ENDPOINT, docs/observability.md)
 
 A token for scripts (user alice; add -admin for an admin):
 
@@ -152,7 +155,7 @@ Watch it land:
 
   kubectl --kubeconfig .nodebatch/kubeconfig get nodes -L team -w
 
-`, relayAddr, apiAddr, strings.TrimPrefix(devtoken, "./"), nodes)
+`, relayAddr, apiAddr, strings.TrimPrefix(devtoken, "./"), nodes, patchAddr)
 }
 
 // tcpReady probes an address that answers no unauthenticated GET with 200.

@@ -77,7 +77,7 @@ func run(ctx context.Context, target, addr string, getenv func(string) string, l
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
-	logger.Info("serving", "target", target, "addr", ln.Addr().String())
+	logger.Info("serving", "target", target, "addr", ln.Addr().String(), "metrics", "http://"+ln.Addr().String()+"/metrics")
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

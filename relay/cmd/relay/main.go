@@ -28,6 +28,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/kubeclient"
 	"github.com/nodebatch/nodebatch/shared/logging"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
+	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
 func main() {
@@ -112,6 +113,13 @@ func run(log *slog.Logger) error {
 		}
 		cfg.Handlers["GET /v1/nodes"] = auth.Middleware(verifier, nodes)
 	}
+	tel, err := telemetry.Setup(ctx, os.Getenv, telemetry.WithService("nodebatch-relay"))
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tel.Shutdown(context.WithoutCancel(ctx)) }()
+	cfg.Telemetry = tel
+	cfg.Logger = logging.Traced(log, tel.Project())
 	srv := relay.New(cfg)
 
 	ln, err := net.Listen("tcp", addr)
@@ -119,7 +127,7 @@ func run(log *slog.Logger) error {
 		return fmt.Errorf("listen on %s: %w", addr, err)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	log.Info("relay listening", "addr", ln.Addr().String(), "project", project, "api", fmt.Sprint(cfg.APIURL))
+	log.Info("relay listening", "addr", ln.Addr().String(), "project", project, "api", fmt.Sprint(cfg.APIURL), "metrics", "http://"+ln.Addr().String()+telemetry.MetricsPath, "tracing", tel.Tracing())
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
 
