@@ -2,10 +2,10 @@ package batch
 
 import (
 	"encoding/base64"
-	"errors"
 	"net/http"
 	"strconv"
 
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -30,87 +30,69 @@ type Status struct {
 	NextPageToken string          `json:"next_page_token,omitempty"`
 }
 
-func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	after, size, ok := pageParams(w, r)
-	if !ok {
-		return
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) error {
+	after, size, err := pageParams(r)
+	if err != nil {
+		return err
 	}
 	id := r.PathValue("id")
-	if !validID(w, id) {
-		return
+	if err := validID(id); err != nil {
+		return err
 	}
-	h.status(w, r, id, http.StatusOK, after, size)
+	return h.status(w, r, id, http.StatusOK, after, size)
 }
 
-// validID answers 400 naming the path parameter "id", and returns false,
-// when id is not a batch id (model.ValidateID): such an id must never reach
-// a Firestore path ("a/b" would make the document path a collection path).
-func validID(w http.ResponseWriter, id string) bool {
+// validID is nil for a batch id (model.ValidateID), else 400 naming the
+// path parameter "id": such an id must never reach a Firestore path ("a/b"
+// would make the document path a collection path).
+func validID(id string) error {
 	err := model.ValidateID(id)
 	if err == nil {
-		return true
+		return nil
 	}
 	shown := request.Truncate(id, 2*model.MaxIDLen)
-	e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "batch id %q: %v", shown, err)
-	e.Fields = []request.FieldError{{Field: "id", Value: shown, Reason: err.Error()}}
-	e.Write(w)
-	return false
+	return apierror.Field(apierror.Malformed, "id", shown, err.Error(), "batch id %q: %v", shown, err)
 }
 
 // pageParams reads page_size (1..MaxPageSize, default DefaultPageSize) and
-// page_token (a node name, base64url) from the query; on a bad value it
-// answers 400 and returns ok == false.
-func pageParams(w http.ResponseWriter, r *http.Request) (after string, size int, ok bool) {
+// page_token (a node name, base64url) from the query; a bad value is a 400.
+func pageParams(r *http.Request) (after string, size int, err error) {
 	size = DefaultPageSize
 	if v := r.URL.Query().Get("page_size"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxPageSize {
-			e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "page_size must be an integer in [1, %d]", MaxPageSize)
-			e.Fields = []request.FieldError{{Field: "page_size", Value: v, Reason: "out of range"}}
-			e.Write(w)
-			return "", 0, false
+			return "", 0, apierror.Field(apierror.Malformed, "page_size", v, "out of range", "page_size must be an integer in [1, %d]", MaxPageSize)
 		}
 		size = n
 	}
 	if tok := r.URL.Query().Get("page_token"); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(tok)
 		if err != nil {
-			e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "page_token is not a token from next_page_token")
-			e.Fields = []request.FieldError{{Field: "page_token", Value: tok, Reason: "malformed"}}
-			e.Write(w)
-			return "", 0, false
+			return "", 0, apierror.Field(apierror.Malformed, "page_token", tok, "malformed", "page_token is not a token from next_page_token")
 		}
 		after = string(b)
 	}
-	return after, size, true
+	return after, size, nil
 }
 
 // answer writes the status of batch id with the first page of results.
-func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id string, code int) {
-	h.status(w, r, id, code, "", MaxPageSize)
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id string, code int) error {
+	return h.status(w, r, id, code, "", MaxPageSize)
 }
 
-func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string, code int, after string, size int) {
+func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string, code int, after string, size int) error {
 	ctx := r.Context()
-	p, e := principal(r)
-	if e != nil {
-		e.Write(w)
-		return
-	}
-	b, err := h.Store.Batch(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !p.CanSee(b.Owner)) {
-		// Someone else's batch is answered exactly like a missing one.
-		request.Errorf(http.StatusNotFound, request.CodeNotFound, "batch %q not found", id).Write(w)
-		return
-	}
+	p, err := principal(r)
 	if err != nil {
-		h.fail(w, "read batch", err)
-		return
+		return err
+	}
+	b, err := h.visible(ctx, p, id)
+	if err != nil {
+		return err
 	}
 	lanes, err := h.Store.Lanes(ctx, id, 0)
 	if err != nil {
-		h.fail(w, "read lanes", err)
-		return
+		return failed("read lanes", err)
 	}
 	if !b.State.Final() && store.AttemptDone(b, lanes) && h.Runner != nil {
 		// Every node is counted but the finishing call failed: finish now.
@@ -136,8 +118,7 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string, code
 	}
 	results, next, err := h.Store.Nodes(ctx, id, after, size)
 	if err != nil {
-		h.fail(w, "read node results", err)
-		return
+		return failed("read node results", err)
 	}
 	st.Results = results
 	if st.Results == nil {
@@ -147,4 +128,5 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string, code
 		st.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(next))
 	}
 	writeJSON(w, code, st)
+	return nil
 }

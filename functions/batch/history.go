@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -39,32 +40,27 @@ var knownStates = map[model.State]bool{
 	model.StatePartiallyFailed: true, model.StateFailed: true, model.StateCancelled: true,
 }
 
-func badQuery(w http.ResponseWriter, name, value, reason string) {
-	e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "%s: %s", name, reason)
-	e.Fields = []request.FieldError{{Field: name, Value: value, Reason: reason}}
-	e.Write(w)
+func badQuery(name, value, reason string) error {
+	return apierror.Field(apierror.Malformed, name, value, reason, "%s: %s", name, reason)
 }
 
 // history answers GET /v1/batches?state=&limit=&page_token=&all=: the
 // caller's batches newest first; all=true lists everyone's (admins only).
-func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) history(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	p, e := principal(r)
-	if e != nil {
-		e.Write(w)
-		return
+	p, err := principal(r)
+	if err != nil {
+		return err
 	}
 	qv := r.URL.Query()
 	q := store.HistoryQuery{Owner: p.Subject, Limit: DefaultHistoryLimit}
 	if v := qv.Get("all"); v != "" {
 		all, err := strconv.ParseBool(v)
 		if err != nil {
-			badQuery(w, "all", v, "must be true or false")
-			return
+			return badQuery("all", v, "must be true or false")
 		}
 		if all && !p.Admin {
-			request.Errorf(http.StatusForbidden, request.CodeForbidden, "only admins may list everyone's batches").Write(w)
-			return
+			return apierror.New(apierror.Forbidden, "only admins may list everyone's batches")
 		}
 		if all {
 			q.Owner = ""
@@ -72,31 +68,27 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := qv.Get("state"); v != "" {
 		if !knownStates[model.State(v)] {
-			badQuery(w, "state", v, "unknown state")
-			return
+			return badQuery("state", v, "unknown state")
 		}
 		q.State = model.State(v)
 	}
 	if v := qv.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxHistoryLimit {
-			badQuery(w, "limit", v, "must be an integer in [1, "+strconv.Itoa(MaxHistoryLimit)+"]")
-			return
+			return badQuery("limit", v, "must be an integer in [1, "+strconv.Itoa(MaxHistoryLimit)+"]")
 		}
 		q.Limit = n
 	}
 	if v := qv.Get("page_token"); v != "" {
 		c, err := decodeCursor(v)
 		if err != nil {
-			badQuery(w, "page_token", v, "not a token from next_page_token")
-			return
+			return badQuery("page_token", v, "not a token from next_page_token")
 		}
 		q.After = c
 	}
 	batches, next, err := h.Store.History(ctx, q)
 	if err != nil {
-		h.fail(w, "list batches", err)
-		return
+		return failed("list batches", err)
 	}
 	page := HistoryPage{Batches: make([]Summary, 0, len(batches))}
 	for i := range batches {
@@ -116,6 +108,7 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 		page.NextPageToken = encodeCursor(next)
 	}
 	writeJSON(w, http.StatusOK, page)
+	return nil
 }
 
 // encodeCursor is the page token of a history cursor: base64url JSON.

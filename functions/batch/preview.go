@@ -66,50 +66,41 @@ func collect() (map[string]nodeState, func(*corev1.Node)) {
 	return m, func(n *corev1.Node) { m[n.Name] = nodeState{labels: n.Labels, taints: n.Spec.Taints} }
 }
 
-func (h *Handler) preview(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) preview(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	p, e := principal(r)
-	if e != nil {
-		e.Write(w)
-		return
+	p, err := principal(r)
+	if err != nil {
+		return err
 	}
-	after, size, ok := pageParams(w, r)
-	if !ok {
-		return
+	after, size, err := pageParams(r)
+	if err != nil {
+		return err
 	}
 	var body request.Batch
-	if e := h.decode(w, r, &body); e != nil {
-		e.Write(w)
-		return
+	if err := h.decode(w, r, &body); err != nil {
+		return err
 	}
 	spec, e := body.Validate(h.limits(), h.Protection)
 	if e != nil {
-		e.Write(w)
-		return
+		return e
 	}
-	if !h.allowPreview(w, p) {
-		return
+	if err := h.allowPreview(p); err != nil {
+		return err
 	}
 	states, seen := collect()
 	kube, e := h.authorizeList(ctx, p)
 	if e != nil {
-		e.Write(w)
-		return
+		return e
 	}
-	names, e, err := h.resolve(ctx, kube, spec, seen)
+	names, err := h.resolve(ctx, kube, spec, seen)
 	if err != nil {
-		h.fail(w, "list nodes", err)
-		return
-	}
-	if e != nil {
-		e.Write(w)
-		return
+		return err
 	}
 	if e := h.authorizeWrite(ctx, kube, p, names); e != nil {
-		e.Write(w)
-		return
+		return e
 	}
 	writeJSON(w, http.StatusOK, h.computePreview(ctx, kube, h.previewPatcher(p), spec.Set, names, states, after, size))
+	return nil
 }
 
 // computePreview applies set to every named node in memory, counts, and
