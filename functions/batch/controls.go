@@ -89,23 +89,6 @@ func (h *Handler) decodeOptional(w http.ResponseWriter, r *http.Request, v any) 
 // a character boundary).
 const MaxCancelReason = 500
 
-// CancelBody is the optional body of POST /v1/batches/{id}:cancel.
-type CancelBody struct {
-	Reason string `json:"reason,omitempty"`
-}
-
-// Cancelled is the answer to a cancel.
-type Cancelled struct {
-	BatchID string        `json:"batch_id"`
-	TaskID  string        `json:"task_id"`
-	State   model.State   `json:"state"`
-	Cancel  *store.Cancel `json:"cancel,omitempty"`
-	// Settled is true when the patches that were already in flight when the
-	// cancel was recorded have finished: from then on, no patch of the
-	// batch is in flight or will start.
-	Settled bool `json:"settled"`
-}
-
 func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) error {
 	ctx := r.Context()
 	p, err := principal(r)
@@ -143,7 +126,7 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) erro
 	if nb, err := h.Store.Batch(ctx, id); err == nil {
 		b = nb
 	}
-	writeJSON(w, code, Cancelled{BatchID: id, TaskID: id, State: b.State, Cancel: b.Cancel, Settled: settled})
+	writeJSON(w, code, cancelledOf(b, settled))
 	return nil
 }
 
@@ -198,22 +181,6 @@ func settled(lanes []store.LaneDoc, first map[int]int) bool {
 		}
 	}
 	return true
-}
-
-// RetryBody is the optional body of POST /v1/batches/{id}:retry.
-type RetryBody struct {
-	IncludeCancelled bool `json:"include_cancelled,omitempty"`
-}
-
-// Retried is the answer to a retry: the batch's new attempt.
-type Retried struct {
-	BatchID     string      `json:"batch_id"`
-	TaskID      string      `json:"task_id"`
-	Attempt     int         `json:"attempt"`
-	Total       int         `json:"total"` // nodes re-run
-	Concurrency int         `json:"concurrency"`
-	State       model.State `json:"state"`
-	Nodes       []string    `json:"nodes"` // re-run nodes (at most 1000 listed)
 }
 
 func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) error {
@@ -385,11 +352,6 @@ func (h *Handler) revertSets(ctx context.Context, src string) (map[string]change
 	return out, nil
 }
 
-// RevertBody is the optional body of POST /v1/batches/{id}:revert: an
-// empty object. A body is still decoded strictly, so a field a client
-// thinks means something (there is none yet) is refused, not ignored.
-type RevertBody struct{}
-
 func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) error {
 	ctx := r.Context()
 	p, err := principal(r)
@@ -450,7 +412,9 @@ func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) erro
 	if err := h.fanOut(ctx, log, b.ID, evs); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, Created{BatchID: b.ID, TaskID: b.ID, Total: b.Total, Concurrency: c, State: b.State, Reverts: id})
+	created := createdOf(b)
+	created.Reverts = id
+	writeJSON(w, http.StatusAccepted, created)
 	return nil
 }
 

@@ -17,19 +17,6 @@ const (
 	MaxPageSize     = 1000
 )
 
-// Status is the answer of GET /v1/batches/{id}: the batch, live counts from
-// its lanes, the first failures, and one page of per-node results ordered by
-// node name.
-type Status struct {
-	*store.BatchDoc
-	TaskID        string          `json:"task_id"`
-	Counts        model.Counts    `json:"counts"`
-	Done          int             `json:"done"`
-	Failures      []model.Failure `json:"failures"`
-	Results       []store.NodeDoc `json:"results"`
-	NextPageToken string          `json:"next_page_token,omitempty"`
-}
-
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) error {
 	after, size, err := pageParams(r)
 	if err != nil {
@@ -102,31 +89,26 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string, code
 			b = nb
 		}
 	}
-	st := Status{BatchDoc: b, TaskID: b.ID, Failures: []model.Failure{}}
-	if b.State.Final() {
-		st.Counts = b.Counts
-	} else {
-		st.Counts = store.Counts(b, lanes)
+	counts := b.Counts
+	if !b.State.Final() {
+		counts = store.Counts(b, lanes)
 	}
-	st.Done = st.Counts.Done()
+	failures := []model.Failure{}
 	for _, l := range lanes {
 		// A retry re-ran every failed node: only its failures still stand.
 		if b.Adjust.Failed > 0 && l.Attempt != b.Attempt {
 			continue
 		}
-		st.Failures = append(st.Failures, l.Failures...)
+		failures = append(failures, l.Failures...)
 	}
 	results, next, err := h.Store.Nodes(ctx, id, after, size)
 	if err != nil {
 		return failed("read node results", err)
 	}
-	st.Results = results
-	if st.Results == nil {
-		st.Results = []store.NodeDoc{}
-	}
+	token := ""
 	if next != "" {
-		st.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(next))
+		token = base64.RawURLEncoding.EncodeToString([]byte(next))
 	}
-	writeJSON(w, code, st)
+	writeJSON(w, code, statusOf(b, counts, failures, results, token))
 	return nil
 }

@@ -146,18 +146,6 @@ func (h *Handler) newID() string {
 	return h.now().UTC().Format("20060102t150405") + "-" + hex.EncodeToString(b[:])
 }
 
-// Created is the answer to a new (or idempotently repeated) batch.
-type Created struct {
-	BatchID     string      `json:"batch_id"`
-	TaskID      string      `json:"task_id"` // the seed's name for batch_id
-	Total       int         `json:"total"`
-	Concurrency int         `json:"concurrency"`
-	State       model.State `json:"state"`
-	Existing    bool        `json:"existing,omitempty"` // an earlier batch with the same idempotency_key
-	Reverts     string      `json:"reverts,omitempty"`  // a revert: the batch it reverts
-	Preview     *Preview    `json:"preview,omitempty"`  // a dry run: the in-process preview (first page)
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -278,7 +266,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		return failed("record batch", err)
 	}
 	log.Info("batch created", "total", b.Total, "concurrency", b.Concurrency, "inline", b.Inline, "action", b.Action)
-	created := Created{BatchID: b.ID, TaskID: b.ID, Total: b.Total, Concurrency: b.Concurrency, State: b.State}
+	created := createdOf(b)
 	if spec.DryRun {
 		pv := h.computePreview(ctx, kube, h.previewPatcher(p), spec.Set, names, states, "", DefaultPageSize)
 		created.Preview = &pv
@@ -339,7 +327,9 @@ func (h *Handler) existing(w http.ResponseWriter, r *http.Request, id string, mo
 	if mode == submitWait {
 		return h.wait(w, r, id)
 	}
-	writeJSON(w, http.StatusOK, Created{BatchID: b.ID, TaskID: b.ID, Total: b.Total, Concurrency: b.Concurrency, State: b.State, Existing: true})
+	c := createdOf(b)
+	c.Existing = true
+	writeJSON(w, http.StatusOK, c)
 	return nil
 }
 

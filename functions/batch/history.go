@@ -21,20 +21,6 @@ const (
 	MaxHistoryLimit     = 100
 )
 
-// Summary is one batch in the history list: the batch document without its
-// node list, with live counts while it runs.
-type Summary struct {
-	*store.BatchDoc
-	TaskID string `json:"task_id"`
-	Done   int    `json:"done"`
-}
-
-// HistoryPage is the answer of GET /v1/batches.
-type HistoryPage struct {
-	Batches       []Summary `json:"batches"`
-	NextPageToken string    `json:"next_page_token,omitempty"`
-}
-
 var knownStates = map[model.State]bool{
 	model.StatePending: true, model.StateRunning: true, model.StateSucceeded: true,
 	model.StatePartiallyFailed: true, model.StateFailed: true, model.StateCancelled: true,
@@ -93,16 +79,14 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) error {
 	page := HistoryPage{Batches: make([]Summary, 0, len(batches))}
 	for i := range batches {
 		b := &batches[i]
-		b.Nodes = nil
-		s := Summary{BatchDoc: b, TaskID: b.ID}
+		counts := b.Counts
 		if !b.State.Final() {
 			// Live counts: O(lanes) reads, only for batches still running.
 			if lanes, err := h.Store.Lanes(ctx, b.ID, 0); err == nil {
-				b.Counts = store.Counts(b, lanes)
+				counts = store.Counts(b, lanes)
 			}
 		}
-		s.Done = b.Counts.Done()
-		page.Batches = append(page.Batches, s)
+		page.Batches = append(page.Batches, summaryOf(b, counts))
 	}
 	if next != nil {
 		page.NextPageToken = encodeCursor(next)
