@@ -194,8 +194,9 @@ func TestGoldenAPI(t *testing.T) {
 	p.wait(t, alice, failed)
 	faulty.Store(nil)
 	g.call("get_failed_200", "GET", "/v1/batches/"+failed+"?page_size=1", alice, "")
-	_, raw = g.call("retry_202", "POST", "/v1/batches/"+failed+":retry", alice, `{"include_cancelled":true}`)
+	g.call("retry_202", "POST", "/v1/batches/"+failed+":retry", alice, `{"include_cancelled":true}`)
 	p.wait(t, alice, failed)
+	g.call("get_retried_200", "GET", "/v1/batches/"+failed+"?page_size=4", alice, "")
 
 	// The seed's endpoints.
 	_, raw = g.call("seed_labels_progress_202", "POST", "/api/v1/nodes/labels/batch-add-progress", alice, `{"nodes":`+six+`,"labels":{"seed":"a"}}`)
