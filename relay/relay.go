@@ -25,14 +25,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io/fs"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strconv"
 	"sync"
 	"time"
 
@@ -41,8 +38,8 @@ import (
 
 	"github.com/nodebatch/nodebatch/relay/ticket"
 	"github.com/nodebatch/nodebatch/relay/watch"
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	"github.com/nodebatch/nodebatch/shared/auth"
-	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
@@ -226,7 +223,7 @@ func (s *Server) proxy(api *url.URL) http.Handler {
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			s.log.Error("proxy to API", "path", r.URL.Path, "error", err)
-			writeJSON(w, http.StatusBadGateway, errorBody("unavailable", "the batch API is unavailable"))
+			apierror.Write(w, apierror.Wrap(apierror.BadGateway, err, "the batch API is unavailable"))
 		},
 	}
 }
@@ -251,7 +248,7 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		writeJSON(w, http.StatusMethodNotAllowed, errorBody("method_not_allowed", "use POST"))
+		apierror.Write(w, apierror.New(apierror.MethodNotAllowed, "use POST"))
 		return
 	}
 	p, err := s.verify(r.Context(), bearerHeader(r))
@@ -263,12 +260,12 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) {
 	var full *ticket.KeyFullError
 	if errors.As(err, &full) {
 		s.log.Warn("ticket refused: per-user limit", "subject", p.Subject, "max", full.Max)
-		writeLimited(w, "tickets_per_user", fmt.Sprintf("too many unredeemed tickets: at most %d per user; redeem or let one expire", full.Max), full.RetryAfter)
+		apierror.Write(w, apierror.Limited(apierror.Limit{Name: "tickets_per_user", RetryAfter: full.RetryAfter}, "too many unredeemed tickets: at most %d per user; redeem or let one expire", full.Max))
 		return
 	}
 	if err != nil {
 		s.log.Error("issue ticket", "error", err)
-		writeJSON(w, http.StatusServiceUnavailable, errorBody("unavailable", "no ticket available; retry later"))
+		apierror.Write(w, apierror.Wrap(apierror.Unavailable, err, "no ticket available; retry later"))
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
@@ -352,24 +349,8 @@ func (s *Server) releaseConn(subject string) {
 	}
 }
 
-// writeLimited answers 429 rate_limited with Retry-After (whole seconds,
-// at least 1), naming the limit, in the shape of the API's rate limit
-// answer (shared/ratelimit).
-func writeLimited(w http.ResponseWriter, limit, msg string, retryAfter time.Duration) {
-	secs := max(1, int(math.Ceil(retryAfter.Seconds())))
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	body := errorBody(ratelimit.Code, msg)
-	e := body["error"].(map[string]any)
-	e["limit"], e["retry_after_seconds"] = limit, secs
-	writeJSON(w, http.StatusTooManyRequests, body)
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
-}
-
-func errorBody(code, msg string) map[string]any {
-	return map[string]any{"error": map[string]any{"code": code, "message": msg}}
 }

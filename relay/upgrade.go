@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	"github.com/nodebatch/nodebatch/shared/auth"
 )
 
@@ -24,12 +25,12 @@ func (s *Server) serveWS(seed bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
 			w.Header().Set("Allow", http.MethodGet)
-			writeJSON(w, http.StatusMethodNotAllowed, errorBody("method_not_allowed", "use GET with a WebSocket upgrade"))
+			apierror.Write(w, apierror.New(apierror.MethodNotAllowed, "use GET with a WebSocket upgrade"))
 			return
 		}
 		if !s.originAllowed(r) {
 			s.log.Warn("websocket refused: origin not allowed", "origin", r.Header.Get("Origin"))
-			writeJSON(w, http.StatusForbidden, errorBody("forbidden", "origin not allowed"))
+			apierror.Write(w, apierror.New(apierror.Forbidden, "origin not allowed"))
 			return
 		}
 		// The query is checked before anything reads it: a ticket is not
@@ -38,7 +39,7 @@ func (s *Server) serveWS(seed bool) http.HandlerFunc {
 		q, qerr := parseUpgradeQuery(r.URL.RawQuery)
 		if qerr != nil {
 			s.log.Info("websocket refused: bad query", "reason", qerr.Error())
-			writeQueryError(w, qerr)
+			apierror.Write(w, qerr.answer())
 			return
 		}
 		p, err := s.authenticate(r, q)
@@ -50,12 +51,12 @@ func (s *Server) serveWS(seed bool) http.HandlerFunc {
 		shutting := s.shutting
 		s.mu.Unlock()
 		if shutting {
-			writeJSON(w, http.StatusServiceUnavailable, errorBody("unavailable", "relay restarting; reconnect"))
+			apierror.Write(w, apierror.New(apierror.Unavailable, "relay restarting; reconnect"))
 			return
 		}
 		if !s.reserveConn(p.Subject) {
 			s.log.Warn("websocket refused: per-user connection limit", "subject", p.Subject, "max", s.cfg.MaxConnsPerUser)
-			writeLimited(w, "connections_per_user", fmt.Sprintf("too many open connections: at most %d per user; close one (one connection carries any number of subscriptions)", s.cfg.MaxConnsPerUser), connRetryAfter)
+			apierror.Write(w, apierror.Limited(apierror.Limit{Name: "connections_per_user", RetryAfter: connRetryAfter}, "too many open connections: at most %d per user; close one (one connection carries any number of subscriptions)", s.cfg.MaxConnsPerUser))
 			return
 		}
 		ws, err := s.upgrader.Upgrade(w, r, nil)
@@ -135,30 +136,31 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, err error) {
 		level = s.log.Warn
 	}
 	level("request refused", "path", r.URL.Path, "reason", err.Error())
-	if errors.Is(err, errSchedulerNoProgress) {
-		writeJSON(w, http.StatusForbidden, errorBody("forbidden", err.Error()))
-		return
-	}
-	if errors.Is(err, errTokenQueryOff) {
-		w.Header().Set("WWW-Authenticate", `Bearer realm="nodebatch"`)
-		writeJSON(w, http.StatusUnauthorized, errorBody("unauthenticated", "?token= is disabled; offer the token as a Sec-WebSocket-Protocol or use a ticket"))
-		return
-	}
-	auth.WriteError(w, err)
+	apierror.Write(w, refusal(err))
 }
 
-// writeQueryError answers a refused upgrade query before the upgrade: 400
+// refusal is the answer to a failed authentication.
+func refusal(err error) *apierror.Error {
+	switch {
+	case errors.Is(err, errSchedulerNoProgress):
+		return apierror.Wrap(apierror.Forbidden, err, "%v", err)
+	case errors.Is(err, errTokenQueryOff):
+		e := apierror.Wrap(apierror.Unauthenticated, err, "?token= is disabled; offer the token as a Sec-WebSocket-Protocol or use a ticket")
+		e.Header = http.Header{"Www-Authenticate": {`Bearer realm="nodebatch"`}}
+		return e
+	}
+	return auth.HTTPError(err)
+}
+
+// answer is the refusal of an upgrade query, before the upgrade: 400
 // malformed for a query that does not parse or repeats a parameter, 422
 // invalid naming the parameter for a bad value (as the API answers a bad
 // field).
-func writeQueryError(w http.ResponseWriter, e *queryError) {
+func (e *queryError) answer() *apierror.Error {
 	if e.Field == "" || e.Reason == reasonRepeated {
-		writeJSON(w, http.StatusBadRequest, errorBody("malformed", e.Error()))
-		return
+		return apierror.Wrap(apierror.Malformed, e, "%v", e)
 	}
-	body := errorBody("invalid", e.Error())
-	body["error"].(map[string]any)["fields"] = []map[string]string{{"field": e.Field, "reason": e.Reason}}
-	writeJSON(w, http.StatusUnprocessableEntity, body)
+	return apierror.Field(apierror.Invalid, e.Field, "", e.Reason, "%v", e)
 }
 
 // bearerHeader returns the token of "Authorization: Bearer <token>".

@@ -3,7 +3,6 @@ package batch
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 
@@ -12,10 +11,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/nodebatch/nodebatch/functions/runner"
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/kubeclient"
-	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -41,17 +40,17 @@ func requester(p auth.Principal, attempt int, at time.Time) store.Requester {
 // kubeFor returns the client that acts as p: through Users, impersonating
 // p; h.Kube itself only when Users is nil (unit tests with a fake
 // clientset). A token that maps to no Kubernetes user gets 403.
-func (h *Handler) kubeFor(p auth.Principal) (kubernetes.Interface, *request.Error) {
+func (h *Handler) kubeFor(p auth.Principal) (kubernetes.Interface, *apierror.Error) {
 	if h.Users == nil {
 		return h.Kube, nil
 	}
 	if p.KubeUser == "" {
-		return nil, request.Errorf(http.StatusForbidden, request.CodeForbidden,
+		return nil, apierror.New(apierror.Forbidden,
 			"your token maps to no Kubernetes user (%v), so nodebatch cannot act for you on the cluster", auth.ErrNoKubeUser)
 	}
 	c, err := h.Users.Client(kubeUser(p), "")
 	if err != nil {
-		return nil, request.Errorf(http.StatusForbidden, request.CodeForbidden, "cannot act for you on the cluster: %v", err)
+		return nil, apierror.New(apierror.Forbidden, "cannot act for you on the cluster: %v", err)
 	}
 	return c, nil
 }
@@ -59,7 +58,7 @@ func (h *Handler) kubeFor(p auth.Principal) (kubernetes.Interface, *request.Erro
 // authorizeList returns the client acting as p after Kubernetes said p may
 // list nodes (a SelfSubjectAccessReview made while impersonating p), or the
 // answer to send: 403 forbidden, or 503 when the review itself failed.
-func (h *Handler) authorizeList(ctx context.Context, p auth.Principal) (kubernetes.Interface, *request.Error) {
+func (h *Handler) authorizeList(ctx context.Context, p auth.Principal) (kubernetes.Interface, *apierror.Error) {
 	kube, e := h.kubeFor(p)
 	if e != nil {
 		return nil, e
@@ -79,7 +78,7 @@ func (h *Handler) authorizeList(ctx context.Context, p auth.Principal) (kubernet
 // whole first; if that is refused, one per node (a user whose rights are
 // limited to some nodes by name gets exactly those), refused at the first
 // node refused.
-func (h *Handler) authorizeWrite(ctx context.Context, kube kubernetes.Interface, p auth.Principal, names []string) *request.Error {
+func (h *Handler) authorizeWrite(ctx context.Context, kube kubernetes.Interface, p auth.Principal, names []string) *apierror.Error {
 	if h.Users == nil {
 		return nil
 	}
@@ -101,11 +100,11 @@ func (h *Handler) authorizeWrite(ctx context.Context, kube kubernetes.Interface,
 // reviewEach reviews verb on every node of names, reviewWorkers at a time.
 // The first answer that is not "allowed" wins; the reviews still in flight
 // are cancelled and their errors ignored.
-func (h *Handler) reviewEach(ctx context.Context, kube kubernetes.Interface, p auth.Principal, verb string, names []string) *request.Error {
+func (h *Handler) reviewEach(ctx context.Context, kube kubernetes.Interface, p auth.Principal, verb string, names []string) *apierror.Error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var mu sync.Mutex
-	var first *request.Error
+	var first *apierror.Error
 	work := make(chan string)
 	var wg sync.WaitGroup
 	for range min(reviewWorkers, len(names)) {
@@ -134,19 +133,19 @@ feed:
 	wg.Wait()
 	if first == nil && ctx.Err() != nil {
 		// Not every node was reviewed (the request ended): refuse.
-		return request.Errorf(http.StatusServiceUnavailable, request.CodeUnavailable, "the request ended before Kubernetes answered")
+		return apierror.New(apierror.Unavailable, "the request ended before Kubernetes answered")
 	}
 	return first
 }
 
 // review asks whether p may verb nodes (name "" = all nodes).
-func (h *Handler) review(ctx context.Context, kube kubernetes.Interface, p auth.Principal, verb, name string) *request.Error {
+func (h *Handler) review(ctx context.Context, kube kubernetes.Interface, p auth.Principal, verb, name string) *apierror.Error {
 	ok, reason, err := access(ctx, kube, verb, name)
 	if err != nil {
 		// Never allowed by default: a review that did not answer (the
 		// request's context ended included) refuses.
 		if ctx.Err() != nil {
-			return request.Errorf(http.StatusServiceUnavailable, request.CodeUnavailable, "the request ended before Kubernetes answered")
+			return apierror.New(apierror.Unavailable, "the request ended before Kubernetes answered")
 		}
 		return h.reviewFailed(err)
 	}
@@ -166,12 +165,12 @@ func (h *Handler) review(ctx context.Context, kube kubernetes.Interface, p auth.
 		msg += ": " + reason
 	}
 	h.logger().Info("batch refused by Kubernetes RBAC", "subject", p.Subject, "user", p.KubeUser, "verb", verb, "node", name)
-	return request.Errorf(http.StatusForbidden, request.CodeForbidden, "%s", msg)
+	return apierror.New(apierror.Forbidden, "%s", msg)
 }
 
-func (h *Handler) reviewFailed(err error) *request.Error {
+func (h *Handler) reviewFailed(err error) *apierror.Error {
 	h.logger().Error("access review", "error", err)
-	return request.Errorf(http.StatusServiceUnavailable, request.CodeUnavailable, "asking Kubernetes what you may do failed; try again")
+	return apierror.New(apierror.Unavailable, "asking Kubernetes what you may do failed; try again")
 }
 
 // access makes one SelfSubjectAccessReview through kube (acting as the
@@ -205,7 +204,7 @@ func (h *Handler) previewPatcher(p auth.Principal) runner.Patcher {
 }
 
 // authorizeSets is authorizeWrite for per-node sets (retry, revert), as p.
-func (h *Handler) authorizeSets(ctx context.Context, p auth.Principal, names []string, sets map[string]change.Set) *request.Error {
+func (h *Handler) authorizeSets(ctx context.Context, p auth.Principal, names []string, sets map[string]change.Set) *apierror.Error {
 	kube, e := h.kubeFor(p)
 	if e != nil {
 		return e

@@ -78,7 +78,7 @@ func TestAuthorizeWrite(t *testing.T) {
 			switch {
 			case tt.wantStatus == 0 && e != nil:
 				t.Fatalf("authorizeWrite = %v, want allowed", e)
-			case tt.wantStatus != 0 && (e == nil || e.Status != tt.wantStatus):
+			case tt.wantStatus != 0 && (e == nil || e.Status() != tt.wantStatus):
 				t.Fatalf("authorizeWrite = %v, want status %d", e, tt.wantStatus)
 			case e != nil && !strings.Contains(e.Message, tt.wantIn):
 				t.Errorf("message %q, want it to contain %q", e.Message, tt.wantIn)
@@ -90,7 +90,7 @@ func TestAuthorizeWrite(t *testing.T) {
 func TestNoKubeUserForbidden(t *testing.T) {
 	h := &Handler{Users: fakeUsers{fake.NewClientset()}}
 	_, e := h.authorizeList(context.Background(), auth.Principal{Subject: "https://issuer#sub"})
-	if e == nil || e.Status != http.StatusForbidden || e.Code != "forbidden" {
+	if e == nil || e.Status() != http.StatusForbidden || e.Code() != "forbidden" {
 		t.Errorf("authorizeList(no Kubernetes user) = %v, want 403 forbidden", e)
 	}
 }

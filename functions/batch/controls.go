@@ -14,6 +14,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/functions/runner"
 
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
@@ -30,25 +31,23 @@ const DefaultCancelWait = 30 * time.Second
 // control routes POST /v1/batches/{id}:{action}. Go's ServeMux cannot put a
 // wildcard and a literal in one segment, so the segment is split here on its
 // last ':' (ids never contain one).
-func (h *Handler) control(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) control(w http.ResponseWriter, r *http.Request) error {
 	id, action, ok := splitAction(r.PathValue("idaction"))
 	if !ok {
-		request.Errorf(http.StatusNotFound, request.CodeNotFound, "no route POST %s", r.URL.Path).Write(w)
-		return
+		return apierror.New(apierror.NotFound, "no route POST %s", r.URL.Path)
 	}
-	if !validID(w, id) {
-		return
+	if err := validID(id); err != nil {
+		return err
 	}
 	switch action {
 	case "cancel":
-		h.cancel(w, r, id)
+		return h.cancel(w, r, id)
 	case "retry":
-		h.retry(w, r, id)
+		return h.retry(w, r, id)
 	case "revert":
-		h.revert(w, r, id)
-	default:
-		request.Errorf(http.StatusNotFound, request.CodeNotFound, "unknown batch action %q (cancel, retry, revert)", action).Write(w)
+		return h.revert(w, r, id)
 	}
+	return apierror.New(apierror.NotFound, "unknown batch action %q (cancel, retry, revert)", action)
 }
 
 // splitAction splits "{id}:{action}" on its last ':'; ok is false when
@@ -62,34 +61,27 @@ func splitAction(seg string) (id, action string, ok bool) {
 	return seg[:i], seg[i+1:], true
 }
 
-// visible reads batch id for p, answering 404 (and returning nil) when it is
-// missing or not p's to see.
-func (h *Handler) visible(w http.ResponseWriter, ctx context.Context, p auth.Principal, id string) *store.BatchDoc {
+// visible reads batch id for p: 404 when it is missing or not p's to see
+// (someone else's batch is answered exactly like a missing one).
+func (h *Handler) visible(ctx context.Context, p auth.Principal, id string) (*store.BatchDoc, error) {
 	b, err := h.Store.Batch(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !p.CanSee(b.Owner)) {
-		request.Errorf(http.StatusNotFound, request.CodeNotFound, "batch %q not found", id).Write(w)
-		return nil
+		return nil, apierror.New(apierror.NotFound, "batch %q not found", id)
 	}
 	if err != nil {
-		h.fail(w, "read batch", err)
-		return nil
+		return nil, failed("read batch", err)
 	}
-	return b
+	return b, nil
 }
 
 // decodeOptional decodes a JSON body into v when there is one; an empty body
 // leaves v at its zero value.
-func (h *Handler) decodeOptional(w http.ResponseWriter, r *http.Request, v any) *request.Error {
+func (h *Handler) decodeOptional(w http.ResponseWriter, r *http.Request, v any) error {
 	if r.ContentLength == 0 {
 		return nil
 	}
-	limit := h.BodyLimit
-	if limit <= 0 {
-		limit = 1 << 20
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	if e := request.Decode(r.Body, v); e != nil && !strings.Contains(e.Message, "body is empty") {
-		return e
+	if err := h.decode(w, r, v); err != nil && !errors.Is(err, request.ErrEmptyBody) {
+		return err
 	}
 	return nil
 }
@@ -98,38 +90,19 @@ func (h *Handler) decodeOptional(w http.ResponseWriter, r *http.Request, v any) 
 // a character boundary).
 const MaxCancelReason = 500
 
-// CancelBody is the optional body of POST /v1/batches/{id}:cancel.
-type CancelBody struct {
-	Reason string `json:"reason,omitempty"`
-}
-
-// Cancelled is the answer to a cancel.
-type Cancelled struct {
-	BatchID string        `json:"batch_id"`
-	TaskID  string        `json:"task_id"`
-	State   model.State   `json:"state"`
-	Cancel  *store.Cancel `json:"cancel,omitempty"`
-	// Settled is true when the patches that were already in flight when the
-	// cancel was recorded have finished: from then on, no patch of the
-	// batch is in flight or will start.
-	Settled bool `json:"settled"`
-}
-
-func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) {
+func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) error {
 	ctx := r.Context()
-	p, e := principal(r)
-	if e != nil {
-		e.Write(w)
-		return
+	p, err := principal(r)
+	if err != nil {
+		return err
 	}
 	var body CancelBody
-	if e := h.decodeOptional(w, r, &body); e != nil {
-		e.Write(w)
-		return
+	if err := h.decodeOptional(w, r, &body); err != nil {
+		return err
 	}
 	body.Reason = request.Truncate(body.Reason, MaxCancelReason)
-	if h.visible(w, ctx, p, id) == nil {
-		return
+	if _, err := h.visible(ctx, p, id); err != nil {
+		return err
 	}
 	reason := "cancelled by " + p.Subject
 	if body.Reason != "" {
@@ -137,13 +110,11 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) {
 	}
 	b, did, err := h.Store.RecordCancel(ctx, id, store.Cancel{RequestedAt: h.now(), By: p.Subject, Reason: reason})
 	if err != nil {
-		h.fail(w, "record cancel", err)
-		return
+		return failed("record cancel", err)
 	}
 	log := h.logger().With("batch_id", id, "by", p.Subject)
 	if b.State.Final() && b.State != model.StateCancelled && b.Cancel == nil {
-		request.Errorf(http.StatusConflict, request.CodeConflict, "batch %s already ended %s; nothing to cancel", id, b.State).Write(w)
-		return
+		return apierror.New(apierror.Conflict, "batch %s already ended %s; nothing to cancel", id, b.State)
 	}
 	if did {
 		log.Info("batch cancel recorded")
@@ -156,7 +127,8 @@ func (h *Handler) cancel(w http.ResponseWriter, r *http.Request, id string) {
 	if nb, err := h.Store.Batch(ctx, id); err == nil {
 		b = nb
 	}
-	writeJSON(w, code, Cancelled{BatchID: id, TaskID: id, State: b.State, Cancel: b.Cancel, Settled: settled})
+	writeJSON(w, code, cancelledOf(b, settled))
+	return nil
 }
 
 // settle waits until every lane of b's current attempt has finished the
@@ -212,43 +184,24 @@ func settled(lanes []store.LaneDoc, first map[int]int) bool {
 	return true
 }
 
-// RetryBody is the optional body of POST /v1/batches/{id}:retry.
-type RetryBody struct {
-	IncludeCancelled bool `json:"include_cancelled,omitempty"`
-}
-
-// Retried is the answer to a retry: the batch's new attempt.
-type Retried struct {
-	BatchID     string      `json:"batch_id"`
-	TaskID      string      `json:"task_id"`
-	Attempt     int         `json:"attempt"`
-	Total       int         `json:"total"` // nodes re-run
-	Concurrency int         `json:"concurrency"`
-	State       model.State `json:"state"`
-	Nodes       []string    `json:"nodes"` // re-run nodes (at most 1000 listed)
-}
-
-func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) {
+func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) error {
 	ctx := r.Context()
-	p, e := principal(r)
-	if e != nil {
-		e.Write(w)
-		return
+	p, err := principal(r)
+	if err != nil {
+		return err
 	}
 	var body RetryBody
-	if e := h.decodeOptional(w, r, &body); e != nil {
-		e.Write(w)
-		return
+	if err := h.decodeOptional(w, r, &body); err != nil {
+		return err
 	}
-	b := h.visible(w, ctx, p, id)
-	if b == nil {
-		return
+	b, err := h.visible(ctx, p, id)
+	if err != nil {
+		return err
 	}
 	ctx, span := h.linkBatch(ctx, "retry", b)
 	defer span.End()
 	if !b.State.Final() {
-		request.Errorf(http.StatusConflict, request.CodeConflict, "batch %s is still %s; retry it once it ends", id, b.State).Write(w)
-		return
+		return apierror.New(apierror.Conflict, "batch %s is still %s; retry it once it ends", id, b.State)
 	}
 	states := []model.NodeState{model.NodeFailed}
 	if body.IncludeCancelled {
@@ -259,8 +212,7 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) {
 	for _, st := range states {
 		docs, err := h.Store.NodesWhere(ctx, id, "state", string(st))
 		if err != nil {
-			h.fail(w, "list nodes to retry", err)
-			return
+			return failed("list nodes to retry", err)
 		}
 		for _, d := range docs {
 			names = append(names, d.Node)
@@ -272,19 +224,16 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) {
 		}
 	}
 	if len(names) == 0 {
-		request.Errorf(http.StatusConflict, request.CodeConflict, "batch %s has no failed%s node to retry", id, map[bool]string{true: " or cancelled"}[body.IncludeCancelled]).Write(w)
-		return
+		return apierror.New(apierror.Conflict, "batch %s has no failed%s node to retry", id, map[bool]string{true: " or cancelled"}[body.IncludeCancelled])
 	}
 	slices.Sort(names)
 	sets, err := h.nodeSets(ctx, b, names)
 	if err != nil {
-		h.fail(w, "read change set", err)
-		return
+		return failed("read change set", err)
 	}
 	// The retry runs as the person asking for it, if Kubernetes lets them.
 	if e := h.authorizeSets(ctx, p, names, sets); e != nil {
-		e.Write(w)
-		return
+		return e
 	}
 	attempt := b.Attempt + 1
 	c := min(max(b.Concurrency, 1), len(names))
@@ -293,11 +242,9 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) {
 	nb, err := h.Store.StartAttempt(ctx, id, store.Attempt{Number: attempt, Lanes: c, Total: len(names), Adjust: adj, StartedAt: now, Names: names, RequestedBy: requester(p, attempt, now)}, lanes)
 	switch {
 	case errors.Is(err, store.ErrNotFinal) || errors.Is(err, store.ErrMoved):
-		request.Errorf(http.StatusConflict, request.CodeConflict, "batch %s changed meanwhile (another retry?); reload it", id).Write(w)
-		return
+		return apierror.Wrap(apierror.Conflict, err, "batch %s changed meanwhile (another retry?); reload it", id)
 	case err != nil:
-		h.fail(w, "start retry attempt", err)
-		return
+		return failed("start retry attempt", err)
 	}
 	log := h.logger().With("batch_id", id, "attempt", attempt, "by", p.Subject)
 	log.InfoContext(ctx, "retry started", "nodes", len(names), "failed", adj.Failed, "cancelled", adj.Cancelled)
@@ -305,20 +252,20 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) {
 	answer := Retried{BatchID: id, TaskID: id, Attempt: attempt, Total: len(names), Concurrency: c, State: nb.State, Nodes: names[:min(len(names), 1000)]}
 	if h.InlineMax > 0 && len(names) <= h.InlineMax {
 		h.runInline(context.WithoutCancel(ctx), log, evs)
-		h.answer(w, r, id, http.StatusOK)
-		return
+		return h.answer(w, r, id, http.StatusOK)
 	}
-	if !h.fanOut(w, ctx, log, id, evs) {
-		return
+	if err := h.fanOut(ctx, log, id, evs); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusAccepted, answer)
+	return nil
 }
 
 // fanOut publishes evs under a context of its own (a client that goes away
-// must not leave a half-published attempt). On failure it records the batch
-// failed (with a cancel, so events already out patch nothing), answers 503
-// and returns false.
-func (h *Handler) fanOut(w http.ResponseWriter, ctx context.Context, log *slog.Logger, id string, evs []events.Node) bool {
+// must not leave a half-published batch or attempt). On failure it records
+// the batch failed (with a cancel, so events already out patch nothing) and
+// returns the 503.
+func (h *Handler) fanOut(ctx context.Context, log *slog.Logger, id string, evs []events.Node) error {
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 	defer cancel()
 	if err := h.publish(pctx, evs); err != nil {
@@ -327,10 +274,9 @@ func (h *Handler) fanOut(w http.ResponseWriter, ctx context.Context, log *slog.L
 		if ferr := h.Store.Fail(context.WithoutCancel(ctx), id, reason, h.now()); ferr != nil {
 			log.Error("mark batch failed", "error", ferr)
 		}
-		request.Errorf(http.StatusServiceUnavailable, request.CodeUnavailable, "batch %s failed: %s", id, reason).Write(w)
-		return false
+		return apierror.New(apierror.Unavailable, "batch %s failed: %s", id, reason)
 	}
-	return true
+	return nil
 }
 
 // lay spreads names over c lanes of attempt (node i: lane i mod c, position
@@ -410,53 +356,40 @@ func (h *Handler) revertSets(ctx context.Context, src string) (map[string]change
 	return out, nil
 }
 
-// RevertBody is the optional body of POST /v1/batches/{id}:revert: an
-// empty object. A body is still decoded strictly, so a field a client
-// thinks means something (there is none yet) is refused, not ignored.
-type RevertBody struct{}
-
-func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) {
+func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) error {
 	ctx := r.Context()
-	p, e := principal(r)
-	if e != nil {
-		e.Write(w)
-		return
+	p, err := principal(r)
+	if err != nil {
+		return err
 	}
 	var body RevertBody
-	if e := h.decodeOptional(w, r, &body); e != nil {
-		e.Write(w)
-		return
+	if err := h.decodeOptional(w, r, &body); err != nil {
+		return err
 	}
-	src := h.visible(w, ctx, p, id)
-	if src == nil {
-		return
+	src, err := h.visible(ctx, p, id)
+	if err != nil {
+		return err
 	}
 	ctx, span := h.linkBatch(ctx, "revert", src)
 	defer span.End()
 	switch {
 	case !src.State.Final():
-		request.Errorf(http.StatusConflict, request.CodeConflict, "batch %s is still %s; cancel it or wait, then revert", id, src.State).Write(w)
-		return
+		return apierror.New(apierror.Conflict, "batch %s is still %s; cancel it or wait, then revert", id, src.State)
 	case src.DryRun:
-		request.Errorf(http.StatusConflict, request.CodeConflict, "batch %s was a dry run: it changed nothing to revert", id).Write(w)
-		return
+		return apierror.New(apierror.Conflict, "batch %s was a dry run: it changed nothing to revert", id)
 	case src.RevertedBy != "":
-		h.existing(w, r, src.RevertedBy, submitAsync)
-		return
+		return h.existing(w, r, src.RevertedBy, submitAsync)
 	}
 	sets, err := h.revertSets(ctx, id)
 	if err != nil {
-		h.fail(w, "read node results", err)
-		return
+		return failed("read node results", err)
 	}
 	if len(sets) == 0 {
-		request.Errorf(http.StatusConflict, request.CodeConflict, "batch %s changed no node: nothing to revert", id).Write(w)
-		return
+		return apierror.New(apierror.Conflict, "batch %s changed no node: nothing to revert", id)
 	}
 	names := slices.Sorted(maps.Keys(sets))
 	if e := h.authorizeSets(ctx, p, names, sets); e != nil {
-		e.Write(w)
-		return
+		return e
 	}
 	c := min(max(src.Concurrency, 1), len(names))
 	now := h.now()
@@ -473,24 +406,24 @@ func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) {
 	b.ChangeSet = "" // per node: derived from the reverted batch (nodeSets)
 	lanes, evs := lay(b.ID, 1, names, c, setOf(sets), nil, false, now)
 	if existing, err := h.Store.CreateRevert(ctx, b, lanes); errors.Is(err, store.ErrExists) {
-		h.existing(w, r, existing, submitAsync)
-		return
+		return h.existing(w, r, existing, submitAsync)
 	} else if err != nil {
-		h.fail(w, "record revert batch", err)
-		return
+		return failed("record revert batch", err)
 	}
 	log := h.logger().With("batch_id", b.ID, "reverts", id, "owner", p.Subject)
 	log.InfoContext(ctx, "revert created", "total", b.Total, "concurrency", c)
 	h.started(ctx, b.Inline, "revert")
 	if b.Inline {
 		h.runInline(context.WithoutCancel(ctx), log, evs)
-		h.answer(w, r, b.ID, http.StatusOK)
-		return
+		return h.answer(w, r, b.ID, http.StatusOK)
 	}
-	if !h.fanOut(w, ctx, log, b.ID, evs) {
-		return
+	if err := h.fanOut(ctx, log, b.ID, evs); err != nil {
+		return err
 	}
-	writeJSON(w, http.StatusAccepted, Created{BatchID: b.ID, TaskID: b.ID, Total: b.Total, Concurrency: c, State: b.State, Reverts: id})
+	created := createdOf(b)
+	created.Reverts = id
+	writeJSON(w, http.StatusAccepted, created)
+	return nil
 }
 
 // summarize describes per-node revert sets for the batch document: the

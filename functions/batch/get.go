@@ -2,10 +2,10 @@ package batch
 
 import (
 	"encoding/base64"
-	"errors"
 	"net/http"
 	"strconv"
 
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -17,100 +17,69 @@ const (
 	MaxPageSize     = 1000
 )
 
-// Status is the answer of GET /v1/batches/{id}: the batch, live counts from
-// its lanes, the first failures, and one page of per-node results ordered by
-// node name.
-type Status struct {
-	*store.BatchDoc
-	TaskID        string          `json:"task_id"`
-	Counts        model.Counts    `json:"counts"`
-	Done          int             `json:"done"`
-	Failures      []model.Failure `json:"failures"`
-	Results       []store.NodeDoc `json:"results"`
-	NextPageToken string          `json:"next_page_token,omitempty"`
-}
-
-func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	after, size, ok := pageParams(w, r)
-	if !ok {
-		return
+func (h *Handler) get(w http.ResponseWriter, r *http.Request) error {
+	after, size, err := pageParams(r)
+	if err != nil {
+		return err
 	}
 	id := r.PathValue("id")
-	if !validID(w, id) {
-		return
+	if err := validID(id); err != nil {
+		return err
 	}
-	h.status(w, r, id, http.StatusOK, after, size)
+	return h.status(w, r, id, http.StatusOK, after, size)
 }
 
-// validID answers 400 naming the path parameter "id", and returns false,
-// when id is not a batch id (model.ValidateID): such an id must never reach
-// a Firestore path ("a/b" would make the document path a collection path).
-func validID(w http.ResponseWriter, id string) bool {
+// validID is nil for a batch id (model.ValidateID), else 400 naming the
+// path parameter "id": such an id must never reach a Firestore path ("a/b"
+// would make the document path a collection path).
+func validID(id string) error {
 	err := model.ValidateID(id)
 	if err == nil {
-		return true
+		return nil
 	}
 	shown := request.Truncate(id, 2*model.MaxIDLen)
-	e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "batch id %q: %v", shown, err)
-	e.Fields = []request.FieldError{{Field: "id", Value: shown, Reason: err.Error()}}
-	e.Write(w)
-	return false
+	return apierror.Field(apierror.Malformed, "id", shown, err.Error(), "batch id %q: %v", shown, err)
 }
 
 // pageParams reads page_size (1..MaxPageSize, default DefaultPageSize) and
-// page_token (a node name, base64url) from the query; on a bad value it
-// answers 400 and returns ok == false.
-func pageParams(w http.ResponseWriter, r *http.Request) (after string, size int, ok bool) {
+// page_token (a node name, base64url) from the query; a bad value is a 400.
+func pageParams(r *http.Request) (after string, size int, err error) {
 	size = DefaultPageSize
 	if v := r.URL.Query().Get("page_size"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxPageSize {
-			e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "page_size must be an integer in [1, %d]", MaxPageSize)
-			e.Fields = []request.FieldError{{Field: "page_size", Value: v, Reason: "out of range"}}
-			e.Write(w)
-			return "", 0, false
+			return "", 0, apierror.Field(apierror.Malformed, "page_size", v, "out of range", "page_size must be an integer in [1, %d]", MaxPageSize)
 		}
 		size = n
 	}
 	if tok := r.URL.Query().Get("page_token"); tok != "" {
 		b, err := base64.RawURLEncoding.DecodeString(tok)
 		if err != nil {
-			e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "page_token is not a token from next_page_token")
-			e.Fields = []request.FieldError{{Field: "page_token", Value: tok, Reason: "malformed"}}
-			e.Write(w)
-			return "", 0, false
+			return "", 0, apierror.Field(apierror.Malformed, "page_token", tok, "malformed", "page_token is not a token from next_page_token")
 		}
 		after = string(b)
 	}
-	return after, size, true
+	return after, size, nil
 }
 
 // answer writes the status of batch id with the first page of results.
-func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id string, code int) {
-	h.status(w, r, id, code, "", MaxPageSize)
+func (h *Handler) answer(w http.ResponseWriter, r *http.Request, id string, code int) error {
+	return h.status(w, r, id, code, "", MaxPageSize)
 }
 
-func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string, code int, after string, size int) {
+func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string, code int, after string, size int) error {
 	ctx := r.Context()
-	p, e := principal(r)
-	if e != nil {
-		e.Write(w)
-		return
-	}
-	b, err := h.Store.Batch(ctx, id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !p.CanSee(b.Owner)) {
-		// Someone else's batch is answered exactly like a missing one.
-		request.Errorf(http.StatusNotFound, request.CodeNotFound, "batch %q not found", id).Write(w)
-		return
-	}
+	p, err := principal(r)
 	if err != nil {
-		h.fail(w, "read batch", err)
-		return
+		return err
+	}
+	b, err := h.visible(ctx, p, id)
+	if err != nil {
+		return err
 	}
 	lanes, err := h.Store.Lanes(ctx, id, 0)
 	if err != nil {
-		h.fail(w, "read lanes", err)
-		return
+		return failed("read lanes", err)
 	}
 	if !b.State.Final() && store.AttemptDone(b, lanes) && h.Runner != nil {
 		// Every node is counted but the finishing call failed: finish now.
@@ -120,31 +89,26 @@ func (h *Handler) status(w http.ResponseWriter, r *http.Request, id string, code
 			b = nb
 		}
 	}
-	st := Status{BatchDoc: b, TaskID: b.ID, Failures: []model.Failure{}}
-	if b.State.Final() {
-		st.Counts = b.Counts
-	} else {
-		st.Counts = store.Counts(b, lanes)
+	counts := b.Counts
+	if !b.State.Final() {
+		counts = store.Counts(b, lanes)
 	}
-	st.Done = st.Counts.Done()
+	failures := []model.Failure{}
 	for _, l := range lanes {
 		// A retry re-ran every failed node: only its failures still stand.
 		if b.Adjust.Failed > 0 && l.Attempt != b.Attempt {
 			continue
 		}
-		st.Failures = append(st.Failures, l.Failures...)
+		failures = append(failures, l.Failures...)
 	}
 	results, next, err := h.Store.Nodes(ctx, id, after, size)
 	if err != nil {
-		h.fail(w, "read node results", err)
-		return
+		return failed("read node results", err)
 	}
-	st.Results = results
-	if st.Results == nil {
-		st.Results = []store.NodeDoc{}
-	}
+	token := ""
 	if next != "" {
-		st.NextPageToken = base64.RawURLEncoding.EncodeToString([]byte(next))
+		token = base64.RawURLEncoding.EncodeToString([]byte(next))
 	}
-	writeJSON(w, code, st)
+	writeJSON(w, code, statusOf(b, counts, failures, results, token))
+	return nil
 }

@@ -2,13 +2,12 @@ package batch
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/impact"
 	"github.com/nodebatch/nodebatch/shared/request"
@@ -34,11 +33,11 @@ type Guard struct {
 	SeedNoExecuteOff bool
 }
 
-// Refusal is the 409 answer of a batch the guard holds back: the error,
-// the node count the request must confirm, why it is guarded, and what
-// the change would evict.
+// Refusal is what the 409 confirmation_required of a batch the guard
+// holds back adds to the error (apierror.Error.Details): the node count
+// the request must confirm, why it is guarded, and what the change would
+// evict.
 type Refusal struct {
-	request.Error
 	Nodes   int            `json:"nodes"`
 	Reasons []string       `json:"reasons"`
 	Impact  *impact.Impact `json:"impact,omitempty"`
@@ -47,25 +46,12 @@ type Refusal struct {
 	ImpactError string `json:"impact_error,omitempty"`
 }
 
-// Write sends r as a JSON answer, in the same {"error":{…}} envelope as
-// every other error.
-func (r *Refusal) Write(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(r.Status)
-	_ = json.NewEncoder(w).Encode(struct {
-		Error *Refusal `json:"error"`
-	}{r})
-}
-
-// errorWriter is an error answer: *request.Error or *Refusal.
-type errorWriter interface{ Write(http.ResponseWriter) }
-
 // guard decides whether spec may run on names (resolved, sorted) now. It
-// returns nil to go ahead, else the answer: a Refusal, with the impact of
-// the change when it sets a NoExecute taint. seed is true for the seed's
+// returns nil to go ahead, else the 409 with a Refusal as its details,
+// with the impact of the change when it sets a NoExecute taint. seed is true for the seed's
 // endpoints. A dry run changes nothing, so it needs no confirmation, but a
 // confirm or max_nodes it carries is still checked.
-func (h *Handler) guard(ctx context.Context, kube kubernetes.Interface, spec *request.Spec, names []string, states map[string]nodeState, seed bool) errorWriter {
+func (h *Handler) guard(ctx context.Context, kube kubernetes.Interface, spec *request.Spec, names []string, states map[string]nodeState, seed bool) *apierror.Error {
 	n := len(names)
 	var reasons []string
 	if setsNoExecute(spec.Set) && (!seed || !h.Guard.SeedNoExecuteOff) {
@@ -84,25 +70,21 @@ func (h *Handler) guard(ctx context.Context, kube kubernetes.Interface, spec *re
 		}
 	}
 	var msg string
-	var fields []request.FieldError
+	var fields []apierror.FieldError
 	switch {
 	case spec.MaxNodes > 0 && n > spec.MaxNodes:
 		msg = fmt.Sprintf("the batch resolves to %d nodes, more than its max_nodes %d", n, spec.MaxNodes)
-		fields = []request.FieldError{{Field: "max_nodes", Value: fmt.Sprint(spec.MaxNodes), Reason: fmt.Sprintf("the batch resolves to %d nodes", n)}}
+		fields = []apierror.FieldError{{Field: "max_nodes", Value: fmt.Sprint(spec.MaxNodes), Reason: fmt.Sprintf("the batch resolves to %d nodes", n)}}
 	case spec.Confirm > 0 && spec.Confirm != n:
 		msg = fmt.Sprintf("the batch resolves to %d nodes, not the %d it confirms", n, spec.Confirm)
-		fields = []request.FieldError{{Field: "confirm", Value: fmt.Sprint(spec.Confirm), Reason: fmt.Sprintf("the batch resolves to %d nodes", n)}}
+		fields = []apierror.FieldError{{Field: "confirm", Value: fmt.Sprint(spec.Confirm), Reason: fmt.Sprintf("the batch resolves to %d nodes", n)}}
 	case len(reasons) == 0 || spec.DryRun || spec.Confirm == n || spec.MaxNodes >= n:
 		return nil
 	default:
 		msg = fmt.Sprintf("the batch needs confirmation: send \"confirm\": %d (its node count) or a \"max_nodes\" of at least %d", n, n)
-		fields = []request.FieldError{{Field: "confirm", Reason: "required: " + reasons[0]}}
+		fields = []apierror.FieldError{{Field: "confirm", Reason: "required: " + reasons[0]}}
 	}
-	r := &Refusal{
-		Error:   request.Error{Status: http.StatusConflict, Code: request.CodeConfirmationRequired, Message: msg, Fields: fields},
-		Nodes:   n,
-		Reasons: reasons,
-	}
+	r := &Refusal{Nodes: n, Reasons: reasons}
 	if r.Reasons == nil {
 		r.Reasons = []string{}
 	}
@@ -111,10 +93,10 @@ func (h *Handler) guard(ctx context.Context, kube kubernetes.Interface, spec *re
 		// user may not make is reported, not fatal.
 		r.Impact, r.ImpactError = h.impact(ctx, kube, spec.Set, names, states)
 		if r.Impact != nil {
-			r.Message += "; " + r.Impact.Summary
+			msg += "; " + r.Impact.Summary
 		}
 	}
-	return r
+	return &apierror.Error{Kind: apierror.ConfirmationRequired, Message: msg, Fields: fields, Details: r}
 }
 
 // setsNoExecute reports whether set adds or updates a NoExecute taint.

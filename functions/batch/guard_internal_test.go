@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/request"
 )
@@ -71,15 +72,15 @@ func TestGuard(t *testing.T) {
 				}
 				return
 			}
-			r, ok := g.(*Refusal)
+			r, ok := g.Details.(*Refusal)
 			if !ok {
 				t.Fatalf("guard() = %#v, want a *Refusal", g)
 			}
-			if r.Status != http.StatusConflict || r.Code != request.CodeConfirmationRequired || r.Nodes != tt.nodes {
-				t.Errorf("guard() = %d %s nodes %d, want 409 %s nodes %d", r.Status, r.Code, r.Nodes, request.CodeConfirmationRequired, tt.nodes)
+			if g.Status() != http.StatusConflict || g.Kind != apierror.ConfirmationRequired || r.Nodes != tt.nodes {
+				t.Errorf("guard() = %d %s nodes %d, want 409 confirmation_required nodes %d", g.Status(), g.Code(), r.Nodes, tt.nodes)
 			}
-			if len(r.Fields) != 1 || r.Fields[0].Field != tt.wantField {
-				t.Errorf("guard() fields = %+v, want %s", r.Fields, tt.wantField)
+			if len(g.Fields) != 1 || g.Fields[0].Field != tt.wantField {
+				t.Errorf("guard() fields = %+v, want %s", g.Fields, tt.wantField)
 			}
 			if setsNoExecute(tt.spec.Set) != (r.Impact != nil) {
 				t.Errorf("guard() impact = %+v, want one exactly when the set has NoExecute", r.Impact)
@@ -97,12 +98,15 @@ func TestGuardImpact(t *testing.T) {
 	h := &Handler{Kube: kube}
 	spec := &request.Spec{Set: change.Set{Taints: []change.Taint{{Key: "drain", Effect: corev1.TaintEffectNoExecute}}}, Nodes: []string{"n1", "n2"}}
 	g := h.guard(context.Background(), h.Kube, spec, []string{"n1", "n2"}, map[string]nodeState{"n1": {}, "n2": {}}, false)
-	r, ok := g.(*Refusal)
+	if g == nil {
+		t.Fatal("guard() = nil, want a refusal")
+	}
+	r, ok := g.Details.(*Refusal)
 	if !ok || r.Impact == nil {
 		t.Fatalf("guard() = %#v, want a refusal with impact", g)
 	}
 	want := "the batch needs confirmation: send \"confirm\": 2 (its node count) or a \"max_nodes\" of at least 2; would evict 1 pod on 1 node"
-	if diff := cmp.Diff(want, r.Message); diff != "" {
+	if diff := cmp.Diff(want, g.Message); diff != "" {
 		t.Errorf("message (-want +got):\n%s", diff)
 	}
 	if r.Impact.Evictions != 1 || r.Impact.Nodes[0].Pods[0].Name != "web" {

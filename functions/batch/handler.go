@@ -27,6 +27,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/nodebatch/nodebatch/functions/runner"
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
@@ -91,15 +92,15 @@ type Handler struct {
 
 // Routes registers the handler's routes on mux.
 func (h *Handler) Routes(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/batches", h.create)
-	mux.HandleFunc("GET /v1/batches", h.history)
-	mux.HandleFunc("POST /v1/batches:preview", h.preview)
-	mux.HandleFunc("GET /v1/batches/{id}", h.get)
-	mux.HandleFunc("POST /v1/batches/{idaction}", h.control)
-	mux.HandleFunc("POST /api/v1/nodes/labels/batch-add", h.seedLabels(false))
-	mux.HandleFunc("POST /api/v1/nodes/labels/batch-add-progress", h.seedLabels(true))
-	mux.HandleFunc("POST /api/v1/nodes/taints/batch-add", h.seedTaints(false))
-	mux.HandleFunc("POST /api/v1/nodes/taints/batch-add-progress", h.seedTaints(true))
+	mux.Handle("POST /v1/batches", h.serve(h.create))
+	mux.Handle("GET /v1/batches", h.serve(h.history))
+	mux.Handle("POST /v1/batches:preview", h.serve(h.preview))
+	mux.Handle("GET /v1/batches/{id}", h.serve(h.get))
+	mux.Handle("POST /v1/batches/{idaction}", h.serve(h.control))
+	mux.Handle("POST /api/v1/nodes/labels/batch-add", h.serve(h.seedLabels(false)))
+	mux.Handle("POST /api/v1/nodes/labels/batch-add-progress", h.serve(h.seedLabels(true)))
+	mux.Handle("POST /api/v1/nodes/taints/batch-add", h.serve(h.seedTaints(false)))
+	mux.Handle("POST /api/v1/nodes/taints/batch-add-progress", h.serve(h.seedTaints(true)))
 }
 
 // ServeHTTP serves the routes (for functions.HTTP and tests).
@@ -149,18 +150,6 @@ func (h *Handler) newID() string {
 	return h.now().UTC().Format("20060102t150405") + "-" + hex.EncodeToString(b[:])
 }
 
-// Created is the answer to a new (or idempotently repeated) batch.
-type Created struct {
-	BatchID     string      `json:"batch_id"`
-	TaskID      string      `json:"task_id"` // the seed's name for batch_id
-	Total       int         `json:"total"`
-	Concurrency int         `json:"concurrency"`
-	State       model.State `json:"state"`
-	Existing    bool        `json:"existing,omitempty"` // an earlier batch with the same idempotency_key
-	Reverts     string      `json:"reverts,omitempty"`  // a revert: the batch it reverts
-	Preview     *Preview    `json:"preview,omitempty"`  // a dry run: the in-process preview (first page)
-}
-
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -169,30 +158,24 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-func principal(r *http.Request) (auth.Principal, *request.Error) {
-	p, ok := auth.FromContext(r.Context())
-	if !ok || p.Subject == "" {
-		return p, request.Errorf(http.StatusUnauthorized, request.CodeUnauthenticated, "a bearer token is required")
-	}
-	return p, nil
-}
-
-func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 	var body request.Batch
-	if e := h.decode(w, r, &body); e != nil {
-		e.Write(w)
-		return
+	if err := h.decode(w, r, &body); err != nil {
+		return err
 	}
-	h.submit(w, r, &body, submitAsync)
+	return h.submit(w, r, &body, submitAsync)
 }
 
-func (h *Handler) decode(w http.ResponseWriter, r *http.Request, v any) *request.Error {
+func (h *Handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	limit := h.BodyLimit
 	if limit <= 0 {
 		limit = 1 << 20
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
-	return request.Decode(r.Body, v)
+	if e := request.Decode(r.Body, v); e != nil {
+		return e
+	}
+	return nil
 }
 
 // submitMode says how a request wants its answer.
@@ -205,12 +188,11 @@ const (
 )
 
 // submit validates, records and runs a batch, then answers per mode.
-func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.Batch, mode submitMode) {
+func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.Batch, mode submitMode) error {
 	ctx := r.Context()
-	p, e := principal(r)
-	if e != nil {
-		e.Write(w)
-		return
+	p, err := principal(r)
+	if err != nil {
+		return err
 	}
 	// A scheduled run retried by Cloud Scheduler carries the same schedule
 	// time: it must find the batch its first try started, not start another.
@@ -221,32 +203,29 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	}
 	spec, e := body.Validate(h.limits(), h.Protection)
 	if e != nil {
-		e.Write(w)
-		return
+		return e
 	}
 	fingerprint := spec.Fingerprint()
 	if spec.IdempotencyKey != "" {
 		id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey, fingerprint)
 		switch {
 		case err == nil:
-			h.existing(w, r, id, mode)
-			return
+			return h.existing(w, r, id, mode)
 		case errors.Is(err, store.ErrIdempotencyMismatch):
-			idempotencyMismatch(w, spec.IdempotencyKey, id)
-			return
+			return idempotencyMismatch(spec.IdempotencyKey, id)
 		case !errors.Is(err, store.ErrNotFound):
-			h.fail(w, "read idempotency key", err)
-			return
+			return failed("read idempotency key", err)
 		}
 	}
-	if spec.DryRun && !h.allowPreview(w, p) {
-		return
+	if spec.DryRun {
+		if err := h.allowPreview(p); err != nil {
+			return err
+		}
 	}
 	if h.RateLimit != nil {
 		if ok, wait := h.RateLimit.Allow(p.Subject); !ok {
 			h.logger().Info("batch refused: rate limit", "subject", p.Subject, "retry_after", wait)
-			h.RateLimit.WriteError(w, wait)
-			return
+			return h.RateLimit.Error(wait)
 		}
 	}
 	var states map[string]nodeState
@@ -257,32 +236,23 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	observed, seen := observe(spec, seen)
 	kube, e := h.authorizeList(ctx, p)
 	if e != nil {
-		e.Write(w)
-		return
+		return e
 	}
 	lctx, span := h.Telemetry.Start(ctx, "list nodes")
-	names, e, err := h.resolve(lctx, kube, spec, seen)
+	names, err := h.resolve(lctx, kube, spec, seen)
 	span.End()
 	if err != nil {
-		h.fail(w, "list nodes", err)
-		return
-	}
-	if e != nil {
-		e.Write(w)
-		return
+		return err
 	}
 	if e := h.authorizeWrite(ctx, kube, p, names); e != nil {
-		e.Write(w)
-		return
+		return e
 	}
-	if g := h.guard(ctx, kube, spec, names, states, mode != submitAsync); g != nil {
-		g.Write(w)
-		return
+	if e := h.guard(ctx, kube, spec, names, states, mode != submitAsync); e != nil {
+		return e
 	}
 	b, lanes, evs, err := h.plan(p, spec, names, observed)
 	if err != nil {
-		h.fail(w, "plan batch", err)
-		return
+		return failed("plan batch", err)
 	}
 	b.Requesters = []store.Requester{requester(p, 1, b.CreatedAt)}
 	log := h.logger().With("batch_id", b.ID, "owner", b.Owner)
@@ -293,21 +263,19 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 		id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey, fingerprint)
 		switch {
 		case errors.Is(err, store.ErrIdempotencyMismatch):
-			idempotencyMismatch(w, spec.IdempotencyKey, id)
+			return idempotencyMismatch(spec.IdempotencyKey, id)
 		case err != nil:
-			h.fail(w, "read idempotency key", err)
+			return failed("read idempotency key", err)
 		default:
-			h.existing(w, r, id, mode)
+			return h.existing(w, r, id, mode)
 		}
-		return
 	} else if err != nil {
-		h.fail(w, "record batch", err)
-		return
+		return failed("record batch", err)
 	}
 	log.InfoContext(ctx, "batch created", "total", b.Total, "concurrency", b.Concurrency, "inline", b.Inline, "action", b.Action,
 		"kube_user", p.KubeUser, "labels", b.Changes.Labels, "taints", b.Changes.Taints, "selector", b.Selector, "all", b.All, "listed_nodes", len(spec.Nodes), "dry_run", b.DryRun)
 	h.started(ctx, b.Inline, "new")
-	created := Created{BatchID: b.ID, TaskID: b.ID, Total: b.Total, Concurrency: b.Concurrency, State: b.State}
+	created := createdOf(b)
 	if spec.DryRun {
 		pv := h.computePreview(ctx, kube, h.previewPatcher(p), spec.Set, names, states, "", DefaultPageSize)
 		created.Preview = &pv
@@ -319,85 +287,67 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 			// continues without the request's context.
 			go h.runInline(context.WithoutCancel(ctx), log, evs)
 			writeJSON(w, http.StatusAccepted, created)
-			return
+			return nil
 		}
 		// A client that goes away must not strand the batch half-run.
 		h.runInline(context.WithoutCancel(ctx), log, evs)
-		h.answer(w, r, b.ID, http.StatusOK)
-		return
+		return h.answer(w, r, b.ID, http.StatusOK)
 	}
 	// A client that goes away must not leave a half-published batch: publish
 	// under a context of our own.
-	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
-	defer cancel()
-	if err := h.publish(pctx, evs); err != nil {
-		reason := "publishing the node events failed: " + err.Error()
-		log.Error("publish", "error", err)
-		if ferr := h.Store.Fail(context.WithoutCancel(ctx), b.ID, reason, h.now()); ferr != nil {
-			log.Error("mark batch failed", "error", ferr)
-		}
-		e := request.Errorf(http.StatusServiceUnavailable, request.CodeUnavailable, "batch %s failed: %s", b.ID, reason)
-		e.Write(w)
-		return
+	if err := h.fanOut(ctx, log, b.ID, evs); err != nil {
+		return err
 	}
 	log.Info("batch published", "events", len(evs))
-	switch mode {
-	case submitWait:
-		h.wait(w, r, b.ID)
-	default:
-		writeJSON(w, http.StatusAccepted, created)
+	if mode == submitWait {
+		return h.wait(w, r, b.ID)
 	}
+	writeJSON(w, http.StatusAccepted, created)
+	return nil
 }
 
 // idempotencyMismatch answers 409 idempotency_mismatch: key already names
 // batch id, made from a different request. Returning that batch would tell
 // the caller their new request ran when it did not.
-func idempotencyMismatch(w http.ResponseWriter, key, id string) {
-	e := request.Errorf(http.StatusConflict, request.CodeIdempotencyMismatch,
+func idempotencyMismatch(key, id string) error {
+	return apierror.Field(apierror.IdempotencyMismatch, "idempotency_key", key, "already used for batch "+id+" with a different request",
 		"idempotency_key %q was used for batch %s with a different request; send the same request to get that batch, or use a new key", key, id)
-	e.Fields = []request.FieldError{{Field: "idempotency_key", Value: key, Reason: "already used for batch " + id + " with a different request"}}
-	e.Write(w)
 }
 
-// allowPreview spends one of p's previews; when none is left it answers
-// 429 with Retry-After and returns false.
-func (h *Handler) allowPreview(w http.ResponseWriter, p auth.Principal) bool {
+// allowPreview spends one of p's previews; when none is left it returns
+// the 429 (with Retry-After).
+func (h *Handler) allowPreview(p auth.Principal) error {
 	if h.PreviewLimit == nil {
-		return true
+		return nil
 	}
-	ok, wait := h.PreviewLimit.Allow(p.Subject)
-	if !ok {
+	if ok, wait := h.PreviewLimit.Allow(p.Subject); !ok {
 		h.logger().Info("preview refused: rate limit", "subject", p.Subject, "retry_after", wait)
-		h.PreviewLimit.WriteError(w, wait)
+		return h.PreviewLimit.Error(wait)
 	}
-	return ok
+	return nil
 }
 
 // existing answers a request whose idempotency key names an earlier batch.
-func (h *Handler) existing(w http.ResponseWriter, r *http.Request, id string, mode submitMode) {
+func (h *Handler) existing(w http.ResponseWriter, r *http.Request, id string, mode submitMode) error {
 	b, err := h.Store.Batch(r.Context(), id)
 	if err != nil {
-		h.fail(w, "read batch", err)
-		return
+		return failed("read batch", err)
 	}
 	if mode == submitWait {
-		h.wait(w, r, id)
-		return
+		return h.wait(w, r, id)
 	}
-	writeJSON(w, http.StatusOK, Created{BatchID: b.ID, TaskID: b.ID, Total: b.Total, Concurrency: b.Concurrency, State: b.State, Existing: true})
-}
-
-func (h *Handler) fail(w http.ResponseWriter, op string, err error) {
-	h.logger().Error(op, "error", err)
-	request.Errorf(http.StatusServiceUnavailable, request.CodeUnavailable, "%s failed; try again", op).Write(w)
+	c := createdOf(b)
+	c.Existing = true
+	writeJSON(w, http.StatusOK, c)
+	return nil
 }
 
 // resolve lists the cluster's nodes once and returns the batch's node names
-// (sorted), or a 422 naming the field: unknown nodes, a selector matching
-// nothing, too many nodes.
+// (sorted), or a 422 naming the field (unknown nodes, a selector matching
+// nothing, too many nodes), or a 503 when the list failed.
 // seen, when not nil, is called with every node listed.
 // kube is the client acting as the caller.
-func (h *Handler) resolve(ctx context.Context, kube kubernetes.Interface, spec *request.Spec, seen func(*corev1.Node)) ([]string, *request.Error, error) {
+func (h *Handler) resolve(ctx context.Context, kube kubernetes.Interface, spec *request.Spec, seen func(*corev1.Node)) ([]string, error) {
 	opts := metav1.ListOptions{Limit: 1000}
 	if spec.Selector != nil {
 		opts.LabelSelector = spec.Selector.String()
@@ -406,7 +356,7 @@ func (h *Handler) resolve(ctx context.Context, kube kubernetes.Interface, spec *
 	for {
 		list, err := kube.CoreV1().Nodes().List(ctx, opts)
 		if err != nil {
-			return nil, nil, fmt.Errorf("list nodes: %w", err)
+			return nil, failed("list nodes", err)
 		}
 		for i := range list.Items {
 			all = append(all, list.Items[i].Name)
@@ -448,9 +398,9 @@ func (h *Handler) resolve(ctx context.Context, kube kubernetes.Interface, spec *
 		errs = append(errs, field.TooMany(p, len(names), lim.MaxNodes))
 	}
 	if e := request.Invalid(errs); e != nil {
-		return nil, e, nil
+		return nil, e
 	}
-	return names, nil, nil
+	return names, nil
 }
 
 // observe returns a resolve callback that keeps, for each listed node of

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -20,51 +21,32 @@ const (
 	MaxHistoryLimit     = 100
 )
 
-// Summary is one batch in the history list: the batch document without its
-// node list, with live counts while it runs.
-type Summary struct {
-	*store.BatchDoc
-	TaskID string `json:"task_id"`
-	Done   int    `json:"done"`
-}
-
-// HistoryPage is the answer of GET /v1/batches.
-type HistoryPage struct {
-	Batches       []Summary `json:"batches"`
-	NextPageToken string    `json:"next_page_token,omitempty"`
-}
-
 var knownStates = map[model.State]bool{
 	model.StatePending: true, model.StateRunning: true, model.StateSucceeded: true,
 	model.StatePartiallyFailed: true, model.StateFailed: true, model.StateCancelled: true,
 }
 
-func badQuery(w http.ResponseWriter, name, value, reason string) {
-	e := request.Errorf(http.StatusBadRequest, request.CodeMalformed, "%s: %s", name, reason)
-	e.Fields = []request.FieldError{{Field: name, Value: value, Reason: reason}}
-	e.Write(w)
+func badQuery(name, value, reason string) error {
+	return apierror.Field(apierror.Malformed, name, value, reason, "%s: %s", name, reason)
 }
 
 // history answers GET /v1/batches?state=&limit=&page_token=&all=: the
 // caller's batches newest first; all=true lists everyone's (admins only).
-func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) history(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	p, e := principal(r)
-	if e != nil {
-		e.Write(w)
-		return
+	p, err := principal(r)
+	if err != nil {
+		return err
 	}
 	qv := r.URL.Query()
 	q := store.HistoryQuery{Owner: p.Subject, Limit: DefaultHistoryLimit}
 	if v := qv.Get("all"); v != "" {
 		all, err := strconv.ParseBool(v)
 		if err != nil {
-			badQuery(w, "all", v, "must be true or false")
-			return
+			return badQuery("all", v, "must be true or false")
 		}
 		if all && !p.Admin {
-			request.Errorf(http.StatusForbidden, request.CodeForbidden, "only admins may list everyone's batches").Write(w)
-			return
+			return apierror.New(apierror.Forbidden, "only admins may list everyone's batches")
 		}
 		if all {
 			q.Owner = ""
@@ -72,50 +54,45 @@ func (h *Handler) history(w http.ResponseWriter, r *http.Request) {
 	}
 	if v := qv.Get("state"); v != "" {
 		if !knownStates[model.State(v)] {
-			badQuery(w, "state", v, "unknown state")
-			return
+			return badQuery("state", v, "unknown state")
 		}
 		q.State = model.State(v)
 	}
 	if v := qv.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxHistoryLimit {
-			badQuery(w, "limit", v, "must be an integer in [1, "+strconv.Itoa(MaxHistoryLimit)+"]")
-			return
+			return badQuery("limit", v, "must be an integer in [1, "+strconv.Itoa(MaxHistoryLimit)+"]")
 		}
 		q.Limit = n
 	}
 	if v := qv.Get("page_token"); v != "" {
 		c, err := decodeCursor(v)
 		if err != nil {
-			badQuery(w, "page_token", v, "not a token from next_page_token")
-			return
+			return badQuery("page_token", v, "not a token from next_page_token")
 		}
 		q.After = c
 	}
 	batches, next, err := h.Store.History(ctx, q)
 	if err != nil {
-		h.fail(w, "list batches", err)
-		return
+		return failed("list batches", err)
 	}
 	page := HistoryPage{Batches: make([]Summary, 0, len(batches))}
 	for i := range batches {
 		b := &batches[i]
-		b.Nodes = nil
-		s := Summary{BatchDoc: b, TaskID: b.ID}
+		counts := b.Counts
 		if !b.State.Final() {
 			// Live counts: O(lanes) reads, only for batches still running.
 			if lanes, err := h.Store.Lanes(ctx, b.ID, 0); err == nil {
-				b.Counts = store.Counts(b, lanes)
+				counts = store.Counts(b, lanes)
 			}
 		}
-		s.Done = b.Counts.Done()
-		page.Batches = append(page.Batches, s)
+		page.Batches = append(page.Batches, summaryOf(b, counts))
 	}
 	if next != nil {
 		page.NextPageToken = encodeCursor(next)
 	}
 	writeJSON(w, http.StatusOK, page)
+	return nil
 }
 
 // encodeCursor is the page token of a history cursor: base64url JSON.

@@ -10,49 +10,8 @@ import (
 
 	"github.com/nodebatch/nodebatch/functions/runner"
 	"github.com/nodebatch/nodebatch/shared/change"
-	"github.com/nodebatch/nodebatch/shared/impact"
 	"github.com/nodebatch/nodebatch/shared/request"
 )
-
-// Preview is the answer of POST /v1/batches:preview (and the "preview" of a
-// dry-run submit): what the change would do to each node, computed in
-// process with change.Apply against the nodes as listed now. Nothing is
-// written anywhere.
-type Preview struct {
-	Total           int           `json:"total"`
-	WouldChange     int           `json:"would_change"`
-	AlreadyInTarget int           `json:"already_in_target"`
-	Skipped         int           `json:"skipped"` // an expect precondition does not hold
-	Nodes           []PreviewNode `json:"nodes"`   // one page, by node name
-	NextPageToken   string        `json:"next_page_token,omitempty"`
-	// ServerDryRun is the same change sent with dryRun=All for a few nodes
-	// that would change: admission and validation on the API server, which
-	// the in-process computation cannot see.
-	ServerDryRun []DryRunCheck `json:"server_dry_run,omitempty"`
-	// Impact is what the change would evict (guard.go); ImpactError says
-	// why it could not be computed.
-	Impact      *impact.Impact `json:"impact,omitempty"`
-	ImpactError string         `json:"impact_error,omitempty"`
-}
-
-// PreviewNode is one node's before → after for every touched key
-// ("label:KEY", "taint:KEY:EFFECT"; null = absent).
-type PreviewNode struct {
-	Node       string             `json:"node"`
-	Changed    bool               `json:"changed"`
-	SkipReason string             `json:"skip_reason,omitempty"`
-	Changes    []change.KeyChange `json:"changes"`
-}
-
-// DryRunCheck is the API server's answer to a server-side dry run of one
-// node's change.
-type DryRunCheck struct {
-	Node    string             `json:"node"`
-	OK      bool               `json:"ok"`
-	Error   string             `json:"error,omitempty"`
-	Changed bool               `json:"changed"`
-	Changes []change.KeyChange `json:"changes,omitempty"`
-}
 
 // nodeState is what a preview needs of a node.
 type nodeState struct {
@@ -66,50 +25,41 @@ func collect() (map[string]nodeState, func(*corev1.Node)) {
 	return m, func(n *corev1.Node) { m[n.Name] = nodeState{labels: n.Labels, taints: n.Spec.Taints} }
 }
 
-func (h *Handler) preview(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) preview(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
-	p, e := principal(r)
-	if e != nil {
-		e.Write(w)
-		return
+	p, err := principal(r)
+	if err != nil {
+		return err
 	}
-	after, size, ok := pageParams(w, r)
-	if !ok {
-		return
+	after, size, err := pageParams(r)
+	if err != nil {
+		return err
 	}
 	var body request.Batch
-	if e := h.decode(w, r, &body); e != nil {
-		e.Write(w)
-		return
+	if err := h.decode(w, r, &body); err != nil {
+		return err
 	}
 	spec, e := body.Validate(h.limits(), h.Protection)
 	if e != nil {
-		e.Write(w)
-		return
+		return e
 	}
-	if !h.allowPreview(w, p) {
-		return
+	if err := h.allowPreview(p); err != nil {
+		return err
 	}
 	states, seen := collect()
 	kube, e := h.authorizeList(ctx, p)
 	if e != nil {
-		e.Write(w)
-		return
+		return e
 	}
-	names, e, err := h.resolve(ctx, kube, spec, seen)
+	names, err := h.resolve(ctx, kube, spec, seen)
 	if err != nil {
-		h.fail(w, "list nodes", err)
-		return
-	}
-	if e != nil {
-		e.Write(w)
-		return
+		return err
 	}
 	if e := h.authorizeWrite(ctx, kube, p, names); e != nil {
-		e.Write(w)
-		return
+		return e
 	}
 	writeJSON(w, http.StatusOK, h.computePreview(ctx, kube, h.previewPatcher(p), spec.Set, names, states, after, size))
+	return nil
 }
 
 // computePreview applies set to every named node in memory, counts, and

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/request"
 )
@@ -20,35 +21,33 @@ const (
 // seedLabels serves the seed's /api/v1/nodes/labels/batch-add(-progress):
 // the -progress variant answers {"task_id"} at once (202), the plain one
 // waits for the result.
-func (h *Handler) seedLabels(progress bool) http.HandlerFunc {
+func (h *Handler) seedLabels(progress bool) apierror.HandlerFunc {
 	return seedHandler[request.SeedLabels](h, progress)
 }
 
 // seedTaints serves the seed's /api/v1/nodes/taints/batch-add(-progress).
-func (h *Handler) seedTaints(progress bool) http.HandlerFunc {
+func (h *Handler) seedTaints(progress bool) apierror.HandlerFunc {
 	return seedHandler[request.SeedTaints](h, progress)
 }
 
 // seedBody is a seed request body that translates into a batch.
 type seedBody[B any] interface {
 	*B
-	Batch() (*request.Batch, *request.Error)
+	Batch() (*request.Batch, *apierror.Error)
 }
 
 // seedHandler decodes a seed body of type B and submits its batch.
-func seedHandler[B any, P seedBody[B]](h *Handler, progress bool) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func seedHandler[B any, P seedBody[B]](h *Handler, progress bool) apierror.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		var body B
-		if e := h.decode(w, r, &body); e != nil {
-			e.Write(w)
-			return
+		if err := h.decode(w, r, &body); err != nil {
+			return err
 		}
 		b, e := P(&body).Batch()
 		if e != nil {
-			e.Write(w)
-			return
+			return e
 		}
-		h.submit(w, r, b, seedMode(progress))
+		return h.submit(w, r, b, seedMode(progress))
 	}
 }
 
@@ -92,11 +91,14 @@ func (ws *waiters) take(who string, max int) (release func(), ok bool) {
 // Each waiting request holds one of its principal's WaitPerUser slots, a
 // repeat with the same idempotency key included (the rate limit does not
 // count a repeat); a request finding none free answers 202 at once.
-func (h *Handler) wait(w http.ResponseWriter, r *http.Request, id string) {
+func (h *Handler) wait(w http.ResponseWriter, r *http.Request, id string) error {
 	ctx := r.Context()
-	accepted := func() { writeJSON(w, http.StatusAccepted, Created{BatchID: id, TaskID: id, State: model.StateRunning}) }
+	accepted := func() error {
+		writeJSON(w, http.StatusAccepted, Created{BatchID: id, TaskID: id, State: model.StateRunning})
+		return nil
+	}
 	who := ""
-	if p, e := principal(r); e == nil {
+	if p, err := principal(r); err == nil {
 		who = p.Subject
 	}
 	perUser := h.WaitPerUser
@@ -106,8 +108,7 @@ func (h *Handler) wait(w http.ResponseWriter, r *http.Request, id string) {
 	release, ok := h.waiting.take(who, perUser)
 	if !ok {
 		h.logger().Info("seed wait refused: too many waiting requests", "subject", who, "batch_id", id, "limit", perUser)
-		accepted()
-		return
+		return accepted()
 	}
 	defer release()
 	maxWait := h.WaitMax
@@ -121,15 +122,13 @@ func (h *Handler) wait(w http.ResponseWriter, r *http.Request, id string) {
 	for {
 		b, err := h.Store.Batch(ctx, id)
 		if err == nil && b.State.Final() {
-			h.answer(w, r, id, http.StatusOK)
-			return
+			return h.answer(w, r, id, http.StatusOK)
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return nil
 		case <-deadline.C:
-			accepted()
-			return
+			return accepted()
 		case <-tick.C:
 		}
 	}

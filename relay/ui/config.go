@@ -3,6 +3,8 @@ package ui
 import (
 	"encoding/json"
 	"net/http"
+
+	"github.com/nodebatch/nodebatch/shared/apierror"
 )
 
 // Config is what the pages learn from the server at /config.json: how to
@@ -57,11 +59,11 @@ func ConfigHandler(cfg Config) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+			apierror.Write(w, apierror.New(apierror.MethodNotAllowed, "use GET"))
 			return
 		}
 		if err != nil {
-			writeError(w, http.StatusInternalServerError, "internal", "encode config: "+err.Error())
+			apierror.Write(w, apierror.Wrap(apierror.Internal, err, "encode config: %v", err))
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")

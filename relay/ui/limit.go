@@ -1,12 +1,9 @@
 package ui
 
 import (
-	"encoding/json"
-	"fmt"
-	"math"
 	"net/http"
-	"strconv"
 
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
 )
@@ -34,16 +31,8 @@ func LimitNodes(lim *ratelimit.Limiter, next http.Handler) http.Handler {
 			return
 		}
 		if allowed, wait := lim.Allow(p.Subject); !allowed {
-			secs := max(1, int(math.Ceil(wait.Seconds())))
-			var body ratelimit.ErrorBody
-			body.Error.Code = ratelimit.Code
-			body.Error.Message = fmt.Sprintf("too many node lists: at most %d per minute per user (bursts of %d); retry in %d s", lim.PerMinute(), lim.Burst(), secs)
-			body.Error.Limit = NodesLimit
-			body.Error.PerMinute, body.Error.Burst, body.Error.RetryAfterSeconds = lim.PerMinute(), lim.Burst(), secs
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Retry-After", strconv.Itoa(secs))
-			w.WriteHeader(http.StatusTooManyRequests)
-			_ = json.NewEncoder(w).Encode(body)
+			l := apierror.Limit{Name: NodesLimit, PerMinute: lim.PerMinute(), Burst: lim.Burst(), RetryAfter: wait}
+			apierror.Write(w, apierror.Limited(l, "too many node lists: at most %d per minute per user (bursts of %d); retry in %d s", lim.PerMinute(), lim.Burst(), l.RetryAfterSeconds()))
 			return
 		}
 		next.ServeHTTP(w, r)

@@ -11,6 +11,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
+
+	"github.com/nodebatch/nodebatch/shared/apierror"
 )
 
 // listPage is how many nodes one List call asks the API server for; the
@@ -49,17 +51,17 @@ func NodesHandler(client kubernetes.Interface) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
-			writeError(w, http.StatusMethodNotAllowed, "method_not_allowed", "use GET")
+			apierror.Write(w, apierror.New(apierror.MethodNotAllowed, "use GET"))
 			return
 		}
 		sel := r.URL.Query().Get("selector")
 		if _, err := labels.Parse(sel); err != nil {
-			writeFieldError(w, "selector", sel, err.Error())
+			apierror.Write(w, apierror.Field(apierror.Invalid, "selector", sel, err.Error(), "%s %q: %s", "selector", sel, err.Error()))
 			return
 		}
 		nodes, err := listNodes(r, client, sel)
 		if err != nil {
-			writeError(w, http.StatusBadGateway, "kubernetes_unavailable", err.Error())
+			apierror.Write(w, apierror.Wrap(apierror.KubernetesUnavailable, err, "%s", err.Error()))
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -110,37 +112,4 @@ func toNode(n *corev1.Node) Node {
 		}
 	}
 	return out
-}
-
-// apiError is the batch API's error body, reused so the UI parses one shape.
-type apiError struct {
-	Error struct {
-		Code    string       `json:"code"`
-		Message string       `json:"message"`
-		Fields  []fieldError `json:"fields,omitempty"`
-	} `json:"error"`
-}
-
-type fieldError struct {
-	Field  string `json:"field"`
-	Value  string `json:"value"`
-	Reason string `json:"reason"`
-}
-
-func writeError(w http.ResponseWriter, status int, code, msg string) {
-	var body apiError
-	body.Error.Code, body.Error.Message = code, msg
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(body)
-}
-
-func writeFieldError(w http.ResponseWriter, field, value, reason string) {
-	var body apiError
-	body.Error.Code = "invalid"
-	body.Error.Message = fmt.Sprintf("%s %q: %s", field, value, reason)
-	body.Error.Fields = []fieldError{{Field: field, Value: value, Reason: reason}}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusUnprocessableEntity)
-	json.NewEncoder(w).Encode(body)
 }

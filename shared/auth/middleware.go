@@ -1,16 +1,17 @@
 package auth
 
 import (
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+
+	"github.com/nodebatch/nodebatch/shared/apierror"
 )
 
 // Middleware lets through only requests with a valid bearer token, with the
 // Principal in their context. Others get 401 (or 503 when the identity
 // provider is unreachable) and a JSON body
-// {"error":{"code":"unauthenticated","message":…}}.
+// {"error":{"code":"unauthenticated","message":…}} (HTTPError).
 func Middleware(v *Verifier, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p, err := v.Authenticate(r)
@@ -27,26 +28,35 @@ func Middleware(v *Verifier, next http.Handler) http.Handler {
 // WriteError writes the HTTP answer for an error returned by Verify or
 // Authenticate (the relay uses it for refused WebSocket upgrades).
 func WriteError(w http.ResponseWriter, err error) {
-	status, code, challenge := http.StatusUnauthorized, "unauthenticated", `Bearer realm="nodebatch"`
-	msg := "a bearer token is required"
+	apierror.Write(w, HTTPError(err))
+}
+
+// HTTPError is the answer to an error returned by Verify or Authenticate:
+// 401 unauthenticated with a Bearer challenge, or 503 unavailable when
+// the token could not be checked.
+func HTTPError(err error) *apierror.Error {
+	challenge := `Bearer realm="nodebatch"`
+	e := apierror.Wrap(apierror.Unauthenticated, err, "a bearer token is required")
 	switch {
 	case errors.Is(err, ErrUnavailable):
-		status, code, challenge = http.StatusServiceUnavailable, "unavailable", ""
-		msg = "the identity provider is unavailable; retry later"
-		w.Header().Set("Retry-After", "5")
+		e = apierror.Wrap(apierror.Unavailable, err, "the identity provider is unavailable; retry later")
+		e.Header = http.Header{"Retry-After": {"5"}}
+		challenge = ""
 	case errors.Is(err, ErrInvalidToken):
 		challenge += `, error="invalid_token"`
-		msg = err.Error()
+		e.Message = err.Error()
 	case !errors.Is(err, ErrNoToken):
-		status, code, challenge, msg = http.StatusServiceUnavailable, "unavailable", "", "could not verify the token"
+		e = apierror.Wrap(apierror.Unavailable, err, "could not verify the token")
+		challenge = ""
+	}
+	if e.Header == nil {
+		e.Header = http.Header{}
 	}
 	if challenge != "" {
-		w.Header().Set("WWW-Authenticate", challenge)
+		e.Header.Set("WWW-Authenticate", challenge)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	e.Header.Set("Cache-Control", "no-store")
+	return e
 }
 
 func levelFor(err error) slog.Level {

@@ -22,15 +22,14 @@
 package ratelimit
 
 import (
-	"encoding/json"
-	"fmt"
 	"math"
 	"net/http"
-	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/nodebatch/nodebatch/shared/apierror"
 )
 
 // Name is the batch limit's name in error answers and docs (the default
@@ -170,8 +169,9 @@ func (l *Limiter) sweepLocked(now time.Time) {
 	}
 }
 
-// ErrorBody is the JSON answer of a refusal, shaped like every API error
-// ({"error":{"code","message",…}}) plus the limit that was hit.
+// ErrorBody is the JSON answer of a refusal as a client decodes it, shaped
+// like every API error ({"error":{"code","message",…}}) plus the limit that
+// was hit. Refusals are written by apierror.Write (Limiter.Error).
 type ErrorBody struct {
 	Error struct {
 		Code              string `json:"code"`
@@ -183,24 +183,17 @@ type ErrorBody struct {
 	} `json:"error"`
 }
 
-// Code is the error code of a refusal.
-const Code = "rate_limited"
+// Error is the refusal of a request over the limit: 429 rate_limited
+// naming the limit, with Retry-After (whole seconds, at least 1).
+func (l *Limiter) Error(retryAfter time.Duration) *apierror.Error {
+	lim := apierror.Limit{Name: l.name, PerMinute: l.perMinute, Burst: l.burst, RetryAfter: retryAfter}
+	return apierror.Limited(lim, "too many %s: at most %d per minute per user (bursts of %d); retry in %d s", l.what, l.perMinute, l.burst, lim.RetryAfterSeconds())
+}
 
-// WriteError answers 429 with Retry-After (whole seconds, at least 1) and
-// an ErrorBody naming the limit.
+// WriteError answers 429 with Retry-After and an ErrorBody naming the
+// limit (Error).
 func (l *Limiter) WriteError(w http.ResponseWriter, retryAfter time.Duration) {
-	secs := max(1, int(math.Ceil(retryAfter.Seconds())))
-	var body ErrorBody
-	body.Error.Code = Code
-	body.Error.Message = fmt.Sprintf("too many %s: at most %d per minute per user (bursts of %d); retry in %d s", l.what, l.perMinute, l.burst, secs)
-	body.Error.Limit = l.name
-	body.Error.PerMinute = l.perMinute
-	body.Error.Burst = l.burst
-	body.Error.RetryAfterSeconds = secs
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	w.WriteHeader(http.StatusTooManyRequests)
-	_ = json.NewEncoder(w).Encode(body)
+	apierror.Write(w, l.Error(retryAfter))
 }
 
 // Middleware limits requests to next by key(r). A request for which key

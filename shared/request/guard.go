@@ -4,11 +4,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
-// CodeConfirmationRequired is the 409 of a batch the confirmation guard
-// holds back: it needs "confirm" equal to its node count, or a "max_nodes"
-// at least that count.
-const CodeConfirmationRequired = "confirmation_required"
-
 // validateGuard checks confirm and max_nodes (a positive count when given)
 // and copies them to spec.
 func (b *Batch) validateGuard(spec *Spec) field.ErrorList {

@@ -40,8 +40,8 @@ func TestGuardFields(t *testing.T) {
 				for _, f := range e.Fields {
 					got = append(got, f.Field)
 				}
-				if diff := cmp.Diff(tt.wantFields, got); diff != "" || e.Status != 422 {
-					t.Errorf("Validate(%s) = %d, fields (-want +got):\n%s", tt.body, e.Status, diff)
+				if diff := cmp.Diff(tt.wantFields, got); diff != "" || e.Status() != 422 {
+					t.Errorf("Validate(%s) = %d, fields (-want +got):\n%s", tt.body, e.Status(), diff)
 				}
 				return
 			}
@@ -59,8 +59,8 @@ func TestGuardFieldsWrongType(t *testing.T) {
 	for _, body := range []string{`{"all":true,"confirm":"12"}`, `{"all":true,"max_nodes":1.5}`, `{"all":true,"confirm":true}`} {
 		var b Batch
 		e := Decode(strings.NewReader(body), &b)
-		if e == nil || e.Code != CodeMalformed {
-			t.Errorf("Decode(%s) = %v, want %s", body, e, CodeMalformed)
+		if e == nil || e.Code() != codeMalformed {
+			t.Errorf("Decode(%s) = %v, want %s", body, e, codeMalformed)
 		}
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	kjson "sigs.k8s.io/json"
 
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
 )
@@ -91,7 +92,7 @@ type Spec struct {
 // appears twice in an object (Go's decoder keeps the last), no unknown
 // field, no trailing data. r should be limited with http.MaxBytesReader; a
 // body over the limit answers 413.
-func Decode(r io.Reader, v any) *Error {
+func Decode(r io.Reader, v any) *apierror.Error {
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return decodeError(err)
@@ -108,7 +109,7 @@ func Decode(r io.Reader, v any) *Error {
 		return decodeError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Errorf(http.StatusBadRequest, CodeMalformed, "request body must be one JSON object")
+		return apierror.New(apierror.Malformed, "request body must be one JSON object")
 	}
 	strict, err := kjson.UnmarshalStrict(data, v, kjson.DisallowDuplicateFields, kjson.DisallowUnknownFields)
 	if err != nil {
@@ -120,7 +121,7 @@ func Decode(r io.Reader, v any) *Error {
 		return decodeError(err)
 	}
 	if trimmed[0] != '{' {
-		return Errorf(http.StatusBadRequest, CodeMalformed, "request body must be one JSON object")
+		return apierror.New(apierror.Malformed, "request body must be one JSON object")
 	}
 	if len(strict) > 0 {
 		return strictError(strict)
@@ -134,8 +135,8 @@ const maxStrictFields = 20
 
 // strictError answers the strict decoder's findings: each unknown or
 // duplicate key (the first maxStrictFields), named by its path.
-func strictError(errs []error) *Error {
-	e := Errorf(http.StatusBadRequest, CodeMalformed, "request body: %v", errs[0])
+func strictError(errs []error) *apierror.Error {
+	e := apierror.New(apierror.Malformed, "request body: %v", errs[0])
 	if len(errs) > 1 {
 		// The strict decoder itself stops counting at 100.
 		e.Message += " (and more)"
@@ -154,39 +155,39 @@ func strictError(errs []error) *Error {
 		if errors.As(err, &fe) {
 			name = fe.FieldPath()
 		}
-		e.Fields = append(e.Fields, FieldError{Field: name, Reason: reason})
+		e.Fields = append(e.Fields, apierror.FieldError{Field: name, Reason: reason})
 	}
 	return e
 }
 
-func decodeError(err error) *Error {
+func decodeError(err error) *apierror.Error {
 	var mbe *http.MaxBytesError
 	var se *json.SyntaxError
 	var te *json.UnmarshalTypeError
 	switch {
 	case errors.As(err, &mbe):
-		return Errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "request body exceeds %d bytes", mbe.Limit)
+		return apierror.New(apierror.TooLarge, "request body exceeds %d bytes", mbe.Limit)
 	case errors.Is(err, io.EOF):
-		return Errorf(http.StatusBadRequest, CodeMalformed, "request body is empty")
+		return apierror.Wrap(apierror.Malformed, ErrEmptyBody, "%v", ErrEmptyBody)
 	case errors.As(err, &se):
-		return Errorf(http.StatusBadRequest, CodeMalformed, "request body is not valid JSON at byte %d: %v", se.Offset, err)
+		return apierror.New(apierror.Malformed, "request body is not valid JSON at byte %d: %v", se.Offset, err)
 	case errors.As(err, &te) && te.Field == "":
-		return Errorf(http.StatusBadRequest, CodeMalformed, "request body must be one JSON object, not %s", te.Value)
+		return apierror.New(apierror.Malformed, "request body must be one JSON object, not %s", te.Value)
 	case errors.As(err, &te):
-		e := Errorf(http.StatusBadRequest, CodeMalformed, "request body: field %q: want %s, got %s", te.Field, te.Type, te.Value)
-		e.Fields = []FieldError{{Field: te.Field, Reason: fmt.Sprintf("want %s, got JSON %s", te.Type, te.Value)}}
+		e := apierror.New(apierror.Malformed, "request body: field %q: want %s, got %s", te.Field, te.Type, te.Value)
+		e.Fields = []apierror.FieldError{{Field: te.Field, Reason: fmt.Sprintf("want %s, got JSON %s", te.Type, te.Value)}}
 		return e
 	}
 	if ok, off := kjson.SyntaxErrorOffset(err); ok {
-		return Errorf(http.StatusBadRequest, CodeMalformed, "request body is not valid JSON at byte %d: %v", off, err)
+		return apierror.New(apierror.Malformed, "request body is not valid JSON at byte %d: %v", off, err)
 	}
-	return Errorf(http.StatusBadRequest, CodeMalformed, "request body: %v", err)
+	return apierror.New(apierror.Malformed, "request body: %v", err)
 }
 
 // Validate checks everything about b that needs no cluster: the change (via
 // change.Set.Validate with protection p), the target, the options and the
 // limits. It returns a 422 Error naming every refused field.
-func (b *Batch) Validate(lim Limits, p change.Protection) (*Spec, *Error) {
+func (b *Batch) Validate(lim Limits, p change.Protection) (*Spec, *apierror.Error) {
 	var errs field.ErrorList
 	spec := &Spec{
 		Concurrency:    b.Concurrency,
@@ -367,7 +368,7 @@ type SeedTaints struct {
 	MaxNodes       *int        `json:"max_nodes,omitempty"`
 }
 
-func operation(op string) (remove bool, e *Error) {
+func operation(op string) (remove bool, e *apierror.Error) {
 	switch op {
 	case "", "add":
 		return false, nil
@@ -383,7 +384,7 @@ func operation(op string) (remove bool, e *Error) {
 // syntax and parsed back, so a key such as "a=b" or a value ending in "-"
 // cannot change meaning: Validate refuses them, naming labels[i].key or
 // labels[i].value.
-func (s *SeedLabels) Batch() (*Batch, *Error) {
+func (s *SeedLabels) Batch() (*Batch, *apierror.Error) {
 	remove, e := operation(s.Operation)
 	if e != nil {
 		return nil, e
@@ -411,7 +412,7 @@ func (s *SeedLabels) Batch() (*Batch, *Error) {
 // syntax and parsed back, so "=" or ":" in a key, ":" in a value or an
 // unknown effect (such as "NoSchedule-") are refused by Validate, naming
 // taints[i].key, taints[i].value or taints[i].effect.
-func (s *SeedTaints) Batch() (*Batch, *Error) {
+func (s *SeedTaints) Batch() (*Batch, *apierror.Error) {
 	remove, e := operation(s.Operation)
 	if e != nil {
 		return nil, e
