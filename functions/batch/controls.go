@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nodebatch/nodebatch/functions/config"
 	"github.com/nodebatch/nodebatch/functions/runner"
 
 	"github.com/nodebatch/nodebatch/shared/auth"
@@ -84,7 +85,7 @@ func (h *Handler) decodeOptional(w http.ResponseWriter, r *http.Request, v any) 
 	}
 	limit := h.BodyLimit
 	if limit <= 0 {
-		limit = 1 << 20
+		limit = config.DefaultBodyLimit
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	if e := request.Decode(r.Body, v); e != nil && !strings.Contains(e.Message, "body is empty") {

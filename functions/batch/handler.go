@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/nodebatch/nodebatch/functions/config"
 	"github.com/nodebatch/nodebatch/functions/runner"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	model "github.com/nodebatch/nodebatch/shared/batch"
@@ -185,7 +186,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) decode(w http.ResponseWriter, r *http.Request, v any) *request.Error {
 	limit := h.BodyLimit
 	if limit <= 0 {
-		limit = 1 << 20
+		limit = config.DefaultBodyLimit
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	return request.Decode(r.Body, v)

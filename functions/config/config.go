@@ -12,22 +12,26 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Defaults.
+// Defaults: each is defined here, or in the package that applies it and
+// referenced here, once. A setting left unset takes its default; "0" means
+// off only where the table in docs/config.md says so (INLINE_MAX and the
+// per-minute rates); elsewhere a value below the minimum is refused.
 const (
 	DefaultTopic          = "nodebatch-node-patch"
 	DefaultInlineMax      = 5
-	DefaultMaxNodes       = 10000
-	DefaultMaxConcurrency = 50
-	DefaultMaxChanges     = 100
+	DefaultMaxNodes       = request.DefaultMaxNodes
+	DefaultMaxConcurrency = request.DefaultMaxConcurrency
+	DefaultMaxChanges     = request.DefaultMaxChanges
 	DefaultBodyLimit      = 1 << 20
 	DefaultKubeQPS        = 500
 	DefaultKubeBurst      = 1000
-	DefaultConflictTries  = 10
+	DefaultConflictTries  = nodepatch.DefaultMaxConflictRetries
 	DefaultRatePerMinute  = ratelimit.DefaultPerMinute
 	DefaultRateBurst      = ratelimit.DefaultBurst
 	// DefaultPreviewPerMinute and DefaultPreviewBurst bound previews
@@ -89,7 +93,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"NODEBATCH_MAX_CONCURRENCY", &c.MaxConcurrency, DefaultMaxConcurrency, 1},
 		{"NODEBATCH_MAX_CHANGES", &c.MaxChanges, DefaultMaxChanges, 1},
 		{"NODEBATCH_KUBE_BURST", &c.KubeBurst, DefaultKubeBurst, 1},
-		{"NODEBATCH_CONFLICT_RETRIES", &c.ConflictRetries, DefaultConflictTries, 0},
+		// 0 would be read as nodepatch's default: refused rather than misread.
+		{"NODEBATCH_CONFLICT_RETRIES", &c.ConflictRetries, DefaultConflictTries, 1},
 		{"NODEBATCH_RATE_PER_MINUTE", &c.RatePerMinute, DefaultRatePerMinute, 0},
 		{"NODEBATCH_RATE_BURST", &c.RateBurst, DefaultRateBurst, 1},
 		{"NODEBATCH_PREVIEW_PER_MINUTE", &c.PreviewPerMinute, DefaultPreviewPerMinute, 0},
@@ -147,9 +152,22 @@ func (c Config) RestConfig() (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client config: %w", err)
 	}
+	return c.WithRate(rc), nil
+}
+
+// WithRate is a copy of rc with the settings' QPS and burst and nodebatch's
+// user agent: what RestConfig applies to the credentials it loads.
+func (c Config) WithRate(rc *rest.Config) *rest.Config {
+	rc = rest.CopyConfig(rc)
 	rc.QPS, rc.Burst = c.KubeQPS, c.KubeBurst
 	rc.UserAgent = "nodebatch"
-	return rc, nil
+	return rc
+}
+
+// Patcher is the per-node patcher: nodebatch's field manager and the
+// settings' conflict retries.
+func (c Config) Patcher() nodepatch.Patcher {
+	return nodepatch.Patcher{FieldManager: nodepatch.DefaultFieldManager, MaxConflictRetries: c.ConflictRetries}
 }
 
 func or(v, def string) string {

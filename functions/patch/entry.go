@@ -16,18 +16,27 @@ import (
 	"github.com/nodebatch/nodebatch/shared/logging"
 )
 
-// FromEnv builds the patch handler from the environment read through getenv.
-// The caller owns the returned close function.
+// New is the patch function's one constructor (the dead-letter entry point
+// is the same handler): the production main (functions/cmd/serve), the
+// Cloud Run entry points, the in-process product and the pipeline tests
+// build it from cfg (config.Load). opts replace clients, never settings
+// (deps.Option). The caller owns the returned close function.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...deps.Option) (*Handler, func(), error) {
+	d, err := deps.New(ctx, cfg, logger, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Handler{Runner: d.Runner, Logger: logger}, func() { _ = d.Close() }, nil
+}
+
+// FromEnv loads the settings through getenv (config.Load) and builds the
+// handler with New.
 func FromEnv(ctx context.Context, getenv func(string) string, logger *slog.Logger) (*Handler, func(), error) {
 	cfg, err := config.Load(getenv)
 	if err != nil {
 		return nil, nil, err
 	}
-	d, err := deps.New(ctx, cfg, logger)
-	if err != nil {
-		return nil, nil, err
-	}
-	return &Handler{Runner: d.Runner, Logger: logger}, func() { _ = d.Close() }, nil
+	return New(ctx, cfg, logger)
 }
 
 // entry is the Cloud Run entry points' handler, built once, on first use,
