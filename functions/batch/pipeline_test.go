@@ -26,6 +26,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
 	"github.com/nodebatch/nodebatch/emulators/oidcdev"
 	"github.com/nodebatch/nodebatch/emulators/pushdeliver"
+	"github.com/nodebatch/nodebatch/emulators/wait"
 	"github.com/nodebatch/nodebatch/functions/batch"
 	"github.com/nodebatch/nodebatch/functions/config"
 	"github.com/nodebatch/nodebatch/functions/deps"
@@ -279,25 +280,22 @@ func (p *pipeline) submit(t *testing.T, token string, body map[string]any) batch
 	return c
 }
 
-// wait polls the batch until it is final and returns its status with every
-// node result (all pages).
+// wait polls the batch until it is final (for up to 4 minutes) and returns
+// its status with every node result (all pages).
 func (p *pipeline) wait(t *testing.T, token, id string) status {
 	t.Helper()
-	deadline := time.Now().Add(4 * time.Minute)
-	for {
-		var st status
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	var st status
+	wait.For(ctx, t, "batch "+id+" to end", func() error {
+		st = status{}
 		code, raw := p.do(t, http.MethodGet, "/v1/batches/"+id, token, nil, &st)
 		if code != http.StatusOK {
 			t.Fatalf("GET batch %s = %d %s", id, code, raw)
 		}
-		if st.State != "running" && st.State != "pending" {
-			return p.allResults(t, token, st)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("batch %s still %s after 4 minutes: done %d of %d, counts %v", id, st.State, st.Done, st.Total, st.Counts)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return wait.True(st.State != "running" && st.State != "pending", "state %s: done %d of %d, counts %v", st.State, st.Done, st.Total, st.Counts)
+	})
+	return p.allResults(t, token, st)
 }
 
 func (p *pipeline) allResults(t *testing.T, token string, st status) status {
