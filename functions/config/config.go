@@ -6,8 +6,6 @@ package config
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 
 	"k8s.io/client-go/rest"
 
@@ -15,6 +13,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/request"
+	"github.com/nodebatch/nodebatch/shared/setting"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -74,7 +73,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c := Config{
 		Project:    getenv("NODEBATCH_PROJECT"),
 		Kubeconfig: getenv("KUBECONFIG"),
-		Topic:      or(getenv("NODEBATCH_TOPIC"), DefaultTopic),
+		Topic:      setting.String(getenv, "NODEBATCH_TOPIC", DefaultTopic),
 	}
 	if c.Project == "" {
 		c.Project = getenv("GOOGLE_CLOUD_PROJECT")
@@ -103,7 +102,7 @@ func Load(getenv func(string) string) (Config, error) {
 		{"NODEBATCH_SEED_WAITERS", &c.SeedWaiters, DefaultSeedWaiters, 1},
 	}
 	for _, i := range ints {
-		v, err := intVar(getenv, i.name, i.def, i.min)
+		v, err := setting.Int(getenv, i.name, i.def, i.min)
 		if err != nil {
 			return c, err
 		}
@@ -117,23 +116,18 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.MaxConcurrency > 400 {
 		return c, fmt.Errorf("load config: NODEBATCH_MAX_CONCURRENCY=%d exceeds 400 (lanes are created in one commit)", c.MaxConcurrency)
 	}
-	bl, err := intVar(getenv, "NODEBATCH_BODY_LIMIT", DefaultBodyLimit, 1024)
+	bl, err := setting.Int(getenv, "NODEBATCH_BODY_LIMIT", DefaultBodyLimit, 1024)
 	if err != nil {
 		return c, err
 	}
 	c.BodyLimit = int64(bl)
-	qps, err := intVar(getenv, "NODEBATCH_KUBE_QPS", DefaultKubeQPS, 1)
+	qps, err := setting.Int(getenv, "NODEBATCH_KUBE_QPS", DefaultKubeQPS, 1)
 	if err != nil {
 		return c, err
 	}
 	c.KubeQPS = float32(qps)
-	if v, ok := lookup(getenv, "NODEBATCH_PROTECTED_PREFIXES"); ok {
-		c.ProtectedPrefixes = []string{}
-		for p := range strings.SplitSeq(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				c.ProtectedPrefixes = append(c.ProtectedPrefixes, p)
-			}
-		}
+	if getenv("NODEBATCH_PROTECTED_PREFIXES") != "" {
+		c.ProtectedPrefixes = append([]string{}, setting.List(getenv, "NODEBATCH_PROTECTED_PREFIXES")...)
 	}
 	return c, nil
 }
@@ -168,30 +162,6 @@ func (c Config) WithRate(rc *rest.Config) *rest.Config {
 // settings' conflict retries.
 func (c Config) Patcher() nodepatch.Patcher {
 	return nodepatch.Patcher{FieldManager: nodepatch.DefaultFieldManager, MaxConflictRetries: c.ConflictRetries}
-}
-
-func or(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
-func lookup(getenv func(string) string, name string) (string, bool) {
-	v := getenv(name)
-	return v, v != ""
-}
-
-func intVar(getenv func(string) string, name string, def, min int) (int, error) {
-	v := getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < min {
-		return 0, fmt.Errorf("load config: %s=%q: want an integer >= %d", name, v, min)
-	}
-	return n, nil
 }
 
 // Protection is the key protection for batches: change.DefaultProtection

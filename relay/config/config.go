@@ -9,13 +9,13 @@ import (
 	"log/slog"
 	"net/url"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/nodebatch/nodebatch/relay"
 	"github.com/nodebatch/nodebatch/relay/ui"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/logging"
+	"github.com/nodebatch/nodebatch/shared/setting"
 )
 
 // Defaults. A setting left unset takes its default; "0" means off only for
@@ -60,24 +60,27 @@ type Config struct {
 // Load reads the settings through getenv.
 func Load(getenv func(string) string) (Config, error) {
 	c := Config{
-		Addr:           or(getenv("NODEBATCH_RELAY_ADDR"), DefaultAddr),
-		Project:        or(getenv("NODEBATCH_PROJECT"), or(getenv("GOOGLE_CLOUD_PROJECT"), DefaultProject)),
-		AllowedOrigins: splitList(getenv("NODEBATCH_ALLOWED_ORIGINS")),
+		Addr:           setting.String(getenv, "NODEBATCH_RELAY_ADDR", DefaultAddr),
+		Project:        setting.String(getenv, "NODEBATCH_PROJECT", DefaultProject),
+		AllowedOrigins: setting.List(getenv, "NODEBATCH_ALLOWED_ORIGINS"),
 		Kubeconfig:     getenv("KUBECONFIG"),
-		Features:       features(getenv("NODEBATCH_UI_FEATURES")),
+		Features:       features(setting.List(getenv, "NODEBATCH_UI_FEATURES")),
 		LogLevel:       logging.ParseLevel(getenv("NODEBATCH_LOG_LEVEL")),
+	}
+	if getenv("NODEBATCH_PROJECT") == "" && getenv("GOOGLE_CLOUD_PROJECT") != "" {
+		c.Project = getenv("GOOGLE_CLOUD_PROJECT")
 	}
 	if p := getenv("PORT"); p != "" { // Cloud Run
 		c.Addr = ":" + p
 	}
 	var err error
-	if c.SeedTokenQuery, err = boolVar(getenv, "NODEBATCH_SEED_TOKEN_QUERY"); err != nil {
+	if c.SeedTokenQuery, err = setting.Bool(getenv, "NODEBATCH_SEED_TOKEN_QUERY", false); err != nil {
 		return c, err
 	}
-	if c.DevIssuer, err = boolVar(getenv, "NODEBATCH_DEV_ISSUER"); err != nil {
+	if c.DevIssuer, err = setting.Bool(getenv, "NODEBATCH_DEV_ISSUER", false); err != nil {
 		return c, err
 	}
-	if api := or(getenv("NODEBATCH_API_URL"), DefaultAPIURL); api != APIOff {
+	if api := setting.String(getenv, "NODEBATCH_API_URL", DefaultAPIURL); api != APIOff {
 		if c.APIURL, err = url.Parse(api); err != nil || c.APIURL.Host == "" {
 			return c, fmt.Errorf("load relay config: NODEBATCH_API_URL=%q: not an absolute URL (or %q)", api, APIOff)
 		}
@@ -93,7 +96,7 @@ func Load(getenv func(string) string) (Config, error) {
 		{"NODEBATCH_NODES_BURST", &c.NodesBurst, ui.DefaultNodesBurst, 1},
 	}
 	for _, i := range ints {
-		if *i.dst, err = intVar(getenv, i.name, i.def, i.min); err != nil {
+		if *i.dst, err = setting.Int(getenv, i.name, i.def, i.min); err != nil {
 			return c, err
 		}
 	}
@@ -122,51 +125,10 @@ func (c Config) UI() ui.Config {
 // features is CoreFeatures followed by the other features of list. Listing
 // a core feature (as deployments configured before they were core did) is
 // harmless.
-func features(list string) []string {
+func features(list []string) []string {
 	out := slices.Clone(CoreFeatures)
-	for _, f := range splitList(list) {
+	for _, f := range list {
 		if !slices.Contains(out, f) {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-func or(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
-func boolVar(getenv func(string) string, name string) (bool, error) {
-	v := getenv(name)
-	if v == "" {
-		return false, nil
-	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("load relay config: %s=%q: want true or false", name, v)
-	}
-	return b, nil
-}
-
-func intVar(getenv func(string) string, name string, def, min int) (int, error) {
-	v := getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < min {
-		return 0, fmt.Errorf("load relay config: %s=%q: want an integer >= %d", name, v, min)
-	}
-	return n, nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for f := range strings.SplitSeq(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
 			out = append(out, f)
 		}
 	}
