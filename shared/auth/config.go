@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -20,6 +21,10 @@ type Config struct {
 	AdminClaim string
 	// AdminValue is the role that makes a user an admin; default "admin".
 	AdminValue string
+	// AdminIssuers are the issuers whose admin claim counts (an admin of one
+	// identity provider is not an admin of nodebatch by virtue of any other);
+	// default the primary issuer, Issuers[0].
+	AdminIssuers []string
 	// Scheduler, when set, also accepts Google-signed tokens of allowlisted
 	// service accounts.
 	Scheduler *SchedulerConfig
@@ -31,7 +36,10 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// IssuerConfig is one user identity provider.
+// IssuerConfig is one user identity provider. The first of Config.Issuers
+// is the primary one: its users' owner ids (Principal.Subject) are their
+// verified emails, as they always were; every other issuer's are qualified,
+// "{issuer}#{sub}", so the same email from two issuers is two owners.
 type IssuerConfig struct {
 	URL      string // issuer URL; discovery at URL/.well-known/openid-configuration
 	Audience string // required "aud" (the client id)
@@ -57,6 +65,7 @@ const (
 	EnvAudience           = "NODEBATCH_OIDC_AUDIENCE"
 	EnvAdminClaim         = "NODEBATCH_ADMIN_CLAIM"
 	EnvAdminValue         = "NODEBATCH_ADMIN_VALUE"
+	EnvAdminIssuers       = "NODEBATCH_ADMIN_ISSUERS"
 	EnvSchedulerIssuer    = "NODEBATCH_SCHEDULER_ISSUER"
 	EnvSchedulerAudience  = "NODEBATCH_SCHEDULER_AUDIENCE"
 	EnvSchedulerAllowlist = "NODEBATCH_SCHEDULER_ALLOWLIST"
@@ -99,6 +108,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	c.AdminClaim = strings.TrimSpace(getenv(EnvAdminClaim))
 	c.AdminValue = strings.TrimSpace(getenv(EnvAdminValue))
+	c.AdminIssuers = splitList(getenv(EnvAdminIssuers))
+	for _, u := range c.AdminIssuers {
+		if !slices.ContainsFunc(c.Issuers, func(is IssuerConfig) bool { return is.URL == u }) {
+			return Config{}, fmt.Errorf("load auth config: %s names issuer %q, which is not in %s", EnvAdminIssuers, u, EnvIssuer)
+		}
+	}
 	if allow := splitList(getenv(EnvSchedulerAllowlist)); len(allow) > 0 {
 		c.Scheduler = &SchedulerConfig{
 			IssuerURL: strings.TrimSpace(getenv(EnvSchedulerIssuer)),

@@ -25,16 +25,18 @@ var ErrInvalidToken = errors.New("invalid token")
 
 // Principal is an authenticated caller.
 type Principal struct {
-	// Subject is the stable owner id recorded on batches. For users it is the
-	// "email" claim when present and email_verified is true (so the same
-	// person keeps their batches if the issuer changes), otherwise
-	// "{issuer}#{sub}" (qualified, so a bare sub from one issuer can never
-	// equal an email or a sub from another). For the scheduler it is
+	// Subject is the stable owner id recorded on batches, qualified by the
+	// issuer so that the same email from two issuers is two owners. For
+	// users of the primary issuer (the first configured) it is the "email"
+	// claim when present and email_verified is true (the owner ids batches
+	// always had, so existing batches stay their owners'), otherwise
+	// "{issuer}#{sub}"; for users of any other issuer it is always
+	// "{issuer}#{sub}". For the scheduler it is
 	// "scheduler:{service-account-email}".
 	Subject   string
 	Email     string // verified email, or "" when absent or unverified
 	Name      string
-	Admin     bool // the admin claim holds the admin value; never true for the scheduler
+	Admin     bool // the admin claim of an admin issuer holds the admin value; never true for the scheduler
 	Scheduler bool // a Google-signed token of an allowlisted service account
 	Issuer    string
 	Expiry    time.Time // when the token stops being valid (long-lived connections re-check)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,11 @@ type checker struct {
 	scheduler bool
 	allow     map[string]bool // lower-case service-account emails (scheduler only)
 	kube      KubeMapping     // users only
+	// qualify makes every owner id "{issuer}#{sub}" (every issuer but the
+	// primary, so the same email from two issuers is two owners).
+	qualify bool
+	// admins: this issuer's admin claim counts (Config.AdminIssuers).
+	admins bool
 }
 
 // NewVerifier discovers every configured issuer (OIDC discovery, then its
@@ -83,8 +89,13 @@ func NewVerifier(ctx context.Context, cfg Config) (*Verifier, error) {
 			return nil, fmt.Errorf("new verifier: scheduler issuer: %w", err)
 		}
 	}
-	for _, is := range cfg.Issuers {
-		if err := add(is.URL, is.Audience, &checker{kube: is.Kube}); err != nil {
+	admins := map[string]bool{}
+	for _, u := range cfg.AdminIssuers {
+		admins[u] = true
+	}
+	for i, is := range cfg.Issuers {
+		c := &checker{kube: is.Kube, qualify: i > 0, admins: admins[is.URL]}
+		if err := add(is.URL, is.Audience, c); err != nil {
 			return nil, fmt.Errorf("new verifier: %w", err)
 		}
 	}
@@ -107,6 +118,14 @@ func validate(cfg *Config) error {
 			return fmt.Errorf("issuers %q and %q map to Kubernetes users with the same username claim and prefix %q: give each its own prefix (%s)", other, is.URL, is.Kube.Username.Prefix, EnvClaimMappings)
 		}
 		seen[is.Kube.Username] = is.URL
+	}
+	if len(cfg.AdminIssuers) == 0 && len(cfg.Issuers) > 0 {
+		cfg.AdminIssuers = []string{cfg.Issuers[0].URL}
+	}
+	for _, u := range cfg.AdminIssuers {
+		if !slices.ContainsFunc(cfg.Issuers, func(is IssuerConfig) bool { return is.URL == u }) {
+			return fmt.Errorf("admin issuer %q is not a configured user issuer", u)
+		}
 	}
 	if cfg.AdminClaim == "" {
 		cfg.AdminClaim = "roles"
@@ -233,16 +252,23 @@ func (v *Verifier) check(ctx context.Context, c *checker, raw string) (Principal
 		return p, "", nil
 	}
 	switch {
-	case email != "":
+	case email != "" && !c.qualify && ownerSafe(email):
 		p.Subject = email
 	case tok.Subject != "":
 		p.Subject = tok.Issuer + "#" + tok.Subject
 	default:
 		return Principal{}, "no subject", nil
 	}
-	p.Admin = hasRole(cl.all[v.adminClaim], v.adminValue)
+	p.Admin = c.admins && hasRole(cl.all[v.adminClaim], v.adminValue)
 	p.KubeUser, p.KubeGroups = c.kube.kubeUser(cl.all, bool(cl.std.EmailVerified))
 	return p, "", nil
+}
+
+// ownerSafe reports whether a verified email can be an owner id as it is:
+// not one that could be read as another kind of owner id ("{issuer}#{sub}",
+// "scheduler:{email}").
+func ownerSafe(email string) bool {
+	return !strings.Contains(email, "#") && !strings.HasPrefix(email, "scheduler:")
 }
 
 type claims struct {
