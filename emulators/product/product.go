@@ -3,7 +3,8 @@
 // API), the patch function, the push deliverer between Pub/Sub and the patch
 // function, and the relay with the web UI. Tests of the whole product (web UI,
 // security matrix, faults) and `make bench` use it; `make run` starts the same
-// parts as separate processes (emulators/cmd/stack).
+// parts as separate processes (emulators/cmd/stack). Each service is built by
+// its production constructor from the settings its loader reads (Start).
 package product
 
 import (
@@ -99,9 +100,9 @@ type Product struct {
 	Issuer    *oidcdev.Issuer // mints user tokens
 	Google    *oidcdev.Issuer // stands in for Google (scheduler tokens)
 	Deliverer *pushdeliver.Deliverer
-	Store     *store.Store
-	Firestore *firestore.Client
-	PubSub    *pubsub.Client
+	Store     *store.Store      // the batch function's store
+	Firestore *firestore.Client // the batch function's Firestore client
+	PubSub    *pubsub.Client    // the deliverers' Pub/Sub client
 	Topic     string
 
 	cancel  context.CancelFunc
