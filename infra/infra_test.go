@@ -332,50 +332,70 @@ func TestAudiencesMatch(t *testing.T) {
 	}
 }
 
-// TestRelaySettingsSetOrDefaulted: every setting the relay reads (its main,
-// its UI package and the identity settings of shared/auth) is set by
-// Terraform on the relay service or has a default in docs/config.md, so the
-// relay in Google Cloud runs with nothing left to chance.
-func TestRelaySettingsSetOrDefaulted(t *testing.T) {
+// TestSettingsSetOrDefaulted: every setting a service reads (found in the
+// code of its Load functions, its constructor and main or entry point, and
+// the shared packages they read settings with) is set by Terraform on that
+// service or has a default in docs/config.md, so nothing runs in Google
+// Cloud on a setting nobody chose. A new setting that is neither fails
+// here (hclcheck's TestCheckSettings proves the check on a fixture).
+func TestSettingsSetOrDefaulted(t *testing.T) {
 	t.Parallel()
-	m := load(t)
-	vars, ps := m.EnvVars()
-	code, err := hclcheck.ScanCode(root+"/relay/cmd/relay", root+"/relay/ui", root+"/shared/auth", root+"/shared/logging")
-	if err != nil {
-		t.Fatal(err)
-	}
+	vars, ps := load(t).EnvVars()
 	md, err := os.ReadFile(root + "/docs/config.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ps = append(ps, hclcheck.CheckSettings("google_cloud_run_v2_service.relay", vars, code, hclcheck.ConfigDefaults(md))...)
+	defaults := hclcheck.ConfigDefaults(md)
+	functions := []string{"functions/config", "functions/deps", "shared/logging"}
+	services := []struct {
+		resource string
+		dirs     []string
+		reads    string // one setting the scan must find, so it cannot pass on nothing
+	}{
+		{"google_cloud_run_v2_service.relay", []string{"relay/config", "relay/service", "relay/cmd/relay", "shared/auth", "shared/logging"}, "NODEBATCH_RELAY_MAX_CONNS_PER_USER"},
+		{"google_cloudfunctions2_function.batch", append([]string{"functions/batch", "shared/auth"}, functions...), "NODEBATCH_CONFIRM_OVER"},
+		{"google_cloudfunctions2_function.patch", append([]string{"functions/patch"}, functions...), "NODEBATCH_CONFLICT_RETRIES"},
+		{"google_cloudfunctions2_function.deadletter", append([]string{"functions/patch"}, functions...), "NODEBATCH_LOG_LEVEL"},
+	}
+	for _, s := range services {
+		var dirs []string
+		for _, d := range s.dirs {
+			dirs = append(dirs, root+"/"+d)
+		}
+		code, err := hclcheck.ScanCode(dirs...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := code.Env[s.reads]; !ok {
+			t.Errorf("%s: scanning %v found no %s: the scan misses the service's settings", s.resource, s.dirs, s.reads)
+		}
+		ps = append(ps, hclcheck.CheckSettings(s.resource, vars, code, defaults)...)
+	}
 	if len(ps) > 0 {
-		t.Errorf("relay settings:\n%v", hclcheck.Join(ps))
+		t.Errorf("settings:\n%v", hclcheck.Join(ps))
 	}
 }
 
-// TestRelayServesTheLocalUI: Terraform sets the relay's UI feature list to
-// exactly what `make run` sets (emulators/cmd/stack/product.go), or neither
-// sets it, so the UI in Google Cloud has the controls it has locally.
+// TestRelayServesTheLocalUI: the UI's core controls (cancel, retry, revert,
+// history) are the product, served by the relay whatever its settings
+// (relay/config.CoreFeatures), so neither Terraform nor make run (nor the
+// in-process product) sets NODEBATCH_UI_FEATURES: Google Cloud serves the
+// UI people use locally.
 func TestRelayServesTheLocalUI(t *testing.T) {
 	t.Parallel()
 	const name = "NODEBATCH_UI_FEATURES"
-	local, err := hclcheck.EnvAssignment(root+"/emulators/cmd/stack/product.go", name)
+	vars, _ := load(t).EnvVars()
+	for _, v := range vars {
+		if v.Name == name {
+			t.Errorf("%s sets %s; the core controls need no setting", v.Resource, name)
+		}
+	}
+	local, err := hclcheck.ScanCode(root+"/emulators/cmd/stack", root+"/emulators/product")
 	if err != nil {
 		t.Fatal(err)
 	}
-	vars, _ := load(t).EnvVars()
-	cloud := "(unset)"
-	for _, v := range vars {
-		if v.Resource == "google_cloud_run_v2_service.relay" && v.Name == name {
-			cloud = "(not a literal)"
-			if s, ok := hclcheck.LiteralString(v.Value); ok {
-				cloud = s
-			}
-		}
-	}
-	if cloud != local {
-		t.Errorf("%s: make run sets %q, infra/relay.tf sets %q; the UIs differ", name, local, cloud)
+	if at, ok := local.Env[name]; ok {
+		t.Errorf("make run sets %s (%s); the core controls need no setting", name, at)
 	}
 }
 

@@ -93,13 +93,9 @@ resource "google_cloud_run_v2_service" "relay" {
         name  = "NODEBATCH_API_URL"
         value = local.batch_url
       }
-      # The UI's core controls (cancel, retry, revert, history): the same
-      # list `make run` sets (emulators/cmd/stack/product.go), so the cloud
-      # serves the UI people use locally; infra_test.go checks they agree.
-      env {
-        name  = "NODEBATCH_UI_FEATURES"
-        value = "cancel,retry,revert,history"
-      }
+      # No NODEBATCH_UI_FEATURES: the UI's core controls (cancel, retry,
+      # revert, history) are always served, here as with `make run`
+      # (infra_test.go TestRelayServesTheLocalUI).
       env {
         name  = "KUBECONFIG"
         value = "${local.kube_mount}/${local.kube_file}"

@@ -1,6 +1,8 @@
 package bench
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +13,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/nodebatch/nodebatch/emulators/wait"
 )
 
 // statLine is a /proc/<pid>/stat line with the given fields; times in ticks.
@@ -270,15 +274,15 @@ func TestProcRealGroup(t *testing.T) {
 	p := Proc{Root: "/proc"}
 	const want = 200 * time.Millisecond
 	var group time.Duration
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	wait.For(ctx, t, fmt.Sprintf("process group %d to use %v of CPU", pid, want), func() error {
 		var err error
 		if group, err = p.Group(pid); err != nil {
 			t.Fatalf("Group(%d): %v", pid, err)
 		}
-		if group >= want {
-			break
-		}
-	}
+		return wait.True(group >= want, "%v used", group)
+	})
 	lead, err := p.stat(strconv.Itoa(pid))
 	if err != nil {
 		t.Fatalf("stat(%d): %v", pid, err)

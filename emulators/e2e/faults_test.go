@@ -20,6 +20,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
 	"github.com/nodebatch/nodebatch/emulators/product"
+	"github.com/nodebatch/nodebatch/emulators/wait"
 	model "github.com/nodebatch/nodebatch/shared/batch"
 )
 
@@ -173,7 +174,13 @@ func TestFaultPatchKilled(t *testing.T) {
 	// last writes may have landed: their held writes are forwarded, or
 	// dropped where the handler already gave up.
 	gate.Open()
-	time.Sleep(time.Second) // down for a while: deliveries fail and back off
+	// Down for a while: twice as many failed pushes as lanes (each lane's
+	// push in flight is cut off, then retries meet the closed port), so
+	// the deliverer is backing off when the function comes back.
+	wait.For(waitCtx(t), t, "pushes to fail against the stopped patch function", func() error {
+		st := p.Deliverer.Stats()
+		return wait.True(st.Retried >= retriedAtKill+2*lanes, "retried %d (at kill %d), want %d more", st.Retried, retriedAtKill, 2*lanes)
+	})
 	if err := p.StartPatch(); err != nil {
 		t.Fatal(err)
 	}
@@ -232,14 +239,11 @@ func TestFaultDuplicateDelivery(t *testing.T) {
 
 	// Wait for the deliverer to have pushed every duplicate: the second push
 	// of the last messages may still be on the wire when the batch is final.
-	deadline := time.Now().Add(time.Minute)
-	for p.Deliverer.Stats().Duplicates < int64(len(names)) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(waitCtx(t), t, "every message to be pushed twice", func() error {
+		st := p.Deliverer.Stats()
+		return wait.True(st.Duplicates >= int64(len(names)), "duplicate pushes %d, want >= %d; deliverer stats %+v", st.Duplicates, len(names), st)
+	})
 	st := p.Deliverer.Stats()
-	if st.Duplicates < int64(len(names)) {
-		t.Errorf("duplicate pushes = %d, want >= %d (every message twice); deliverer stats %+v", st.Duplicates, len(names), st)
-	}
 	// Out of order: sorted by finish time, nodes are not in name order.
 	byFinish := slices.Clone(docs)
 	sort.SliceStable(byFinish, func(i, j int) bool { return byFinish[i].FinishedAt.Before(byFinish[j].FinishedAt) })

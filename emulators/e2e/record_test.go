@@ -21,6 +21,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
 	"github.com/nodebatch/nodebatch/emulators/product"
+	"github.com/nodebatch/nodebatch/emulators/wait"
 	"github.com/nodebatch/nodebatch/functions/batch"
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
@@ -28,30 +29,23 @@ import (
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
-// waitFor polls cond (every 20 ms, up to batchTimeout) until it holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
+// waitCtx bounds a wait of the whole-product tests (batchTimeout).
+func waitCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), batchTimeout)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-tick.C:
-		}
-	}
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // waitFinal waits until batch id is final and returns it.
 func waitFinal(t *testing.T, p *product.Product, id string) *store.BatchDoc {
 	t.Helper()
 	var b *store.BatchDoc
-	waitFor(t, "batch "+id+" to end", func() bool {
+	wait.For(waitCtx(t), t, "batch "+id+" to end", func() error {
 		var err error
-		b, err = p.Store.Batch(t.Context(), id)
-		return err == nil && b.State.Final()
+		if b, err = p.Store.Batch(t.Context(), id); err != nil {
+			return err
+		}
+		return wait.True(b.State.Final(), "state %s", b.State)
 	})
 	return b
 }
@@ -142,9 +136,12 @@ func TestFaultRecordLostAfterPatch(t *testing.T) {
 		t.Fatalf("label of %s before its record = %q, want the landed write's value", x, n.Labels["record"])
 	}
 	answered := cancelAsync(t.Context(), p, alice, id, nil)
-	waitFor(t, "the cancel to be recorded", func() bool {
+	wait.For(waitCtx(t), t, "the cancel to be recorded", func() error {
 		b, err := p.Store.Batch(t.Context(), id)
-		return err == nil && b.Cancel != nil
+		if err != nil {
+			return err
+		}
+		return wait.True(b.Cancel != nil, "no cancel on batch %s (state %s)", id, b.State)
 	})
 	close(release)
 	a := <-answered
@@ -240,14 +237,20 @@ func TestCancelSettleDeadLetter(t *testing.T) {
 	waitHeld(t, gate, 1) // the dead node was given up; the next node's write is in flight
 
 	answered := cancelAsync(t.Context(), p, alice, id, gate)
-	waitFor(t, "the cancel to be recorded", func() bool {
+	wait.For(waitCtx(t), t, "the cancel to be recorded", func() error {
 		b, err := p.Store.Batch(t.Context(), id)
-		return err == nil && b.Cancel != nil
+		if err != nil {
+			return err
+		}
+		return wait.True(b.Cancel != nil, "no cancel on batch %s (state %s)", id, b.State)
 	})
 	close(hold)
-	waitFor(t, "the dead letter to be counted", func() bool {
+	wait.For(waitCtx(t), t, "the dead letter to be counted", func() error {
 		lanes, err := p.Store.Lanes(t.Context(), id, 1)
-		return err == nil && len(lanes) == 1 && lanes[0].Counts.Done() >= 1
+		if err != nil {
+			return err
+		}
+		return wait.True(len(lanes) == 1 && lanes[0].Counts.Done() >= 1, "lanes %+v", lanes)
 	})
 	a := <-answered
 	if a.err != nil {

@@ -23,6 +23,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
 	"github.com/nodebatch/nodebatch/emulators/product"
+	"github.com/nodebatch/nodebatch/emulators/wait"
 	"github.com/nodebatch/nodebatch/shared/telemetry"
 
 	dto "github.com/prometheus/client_model/go"
@@ -229,9 +230,9 @@ func TestTelemetry(t *testing.T) {
 	// The submit trace: the publish span, and one patch span per node
 	// (more for redelivered ones), each linked to the submit's trace.
 	var publish []*tracepb.Span
-	waitFor(t, "the submit's publish span", func() bool {
+	wait.For(waitCtx(t), t, "the submit's publish span", func() error {
 		publish = rcv.named("publish node events", "", "")
-		return len(publish) == 1
+		return wantCount("publish spans", len(publish), 1)
 	})
 	submitTrace := publish[0].GetTraceId()
 	linkedTo := func(s *tracepb.Span, traceID []byte) bool {
@@ -251,9 +252,9 @@ func TestTelemetry(t *testing.T) {
 		}
 		return seen, bad
 	}
-	waitFor(t, "a patch span of every node", func() bool {
+	wait.For(waitCtx(t), t, "a patch span of every node", func() error {
 		seen, _ := nodesLinked(1, submitTrace)
-		return len(seen) == len(names)
+		return wantCount("nodes with a linked patch span", len(seen), len(names))
 	})
 	if _, bad := nodesLinked(1, submitTrace); len(bad) > 0 {
 		t.Errorf("%d patch spans are not linked to the submit trace %s (or are in it): %v", len(bad), hex.EncodeToString(submitTrace), bad[:min(len(bad), 5)])
@@ -304,21 +305,26 @@ func TestTelemetry(t *testing.T) {
 	if code, out := call(t, http.MethodPost, p.APIURL+"/v1/batches/"+id+":retry", alice, "{}"); code != http.StatusAccepted {
 		t.Fatalf("POST :retry = %d %s, want 202", code, out)
 	}
-	waitFor(t, "the retry to end", func() bool {
-		b, err = p.Store.Batch(t.Context(), id)
-		return err == nil && b.Attempt == 2 && b.State.Final()
+	wait.For(waitCtx(t), t, "the retry to end", func() error {
+		if b, err = p.Store.Batch(t.Context(), id); err != nil {
+			return err
+		}
+		if b.Attempt != 2 || !b.State.Final() {
+			return fmt.Errorf("attempt %d, state %s", b.Attempt, b.State)
+		}
+		return nil
 	})
 	var retry []*tracepb.Span
-	waitFor(t, "the retry span", func() bool {
+	wait.For(waitCtx(t), t, "the retry span", func() error {
 		retry = rcv.named("retry", "nodebatch.batch.id", id)
-		return len(retry) == 1
+		return wantCount("retry spans", len(retry), 1)
 	})
 	if !linkedTo(retry[0], submitTrace) {
 		t.Errorf("the retry span is not linked to the batch's trace %s", hex.EncodeToString(submitTrace))
 	}
-	waitFor(t, "a patch span of every retried node", func() bool {
+	wait.For(waitCtx(t), t, "a patch span of every retried node", func() error {
 		seen, _ := nodesLinked(2, retry[0].GetTraceId())
-		return len(seen) == failed
+		return wantCount("retried nodes with a linked patch span", len(seen), failed)
 	})
 	if _, bad := nodesLinked(2, retry[0].GetTraceId()); len(bad) > 0 {
 		t.Errorf("retried nodes not linked to the retry: %v", bad)
@@ -330,4 +336,12 @@ func TestTelemetry(t *testing.T) {
 	if got, want := sum(fams, "nodebatch_node_patches_total", map[string]string{"nodebatch_outcome": "succeeded"})+sum(fams, "nodebatch_node_patches_total", map[string]string{"nodebatch_outcome": "unchanged"}), float64(len(names)); got != want {
 		t.Errorf("/metrics succeeded nodes = %v after the retry, want %v", got, want)
 	}
+}
+
+// wantCount is nil when got is want, else what was seen, for wait.For.
+func wantCount(what string, got, want int) error {
+	if got != want {
+		return fmt.Errorf("%s: %d, want %d", what, got, want)
+	}
+	return nil
 }

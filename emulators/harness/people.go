@@ -14,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/nodebatch/nodebatch/emulators/wait"
 	"github.com/nodebatch/nodebatch/shared/kubeclient"
 )
 
@@ -59,19 +60,10 @@ func (e *Env) WaitPolicy(t testing.TB, node string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	patch := []byte(`{"metadata":{"labels":{"nodebatch.dev/policy-probe":"x"}}}`)
-	for {
+	wait.For(ctx, t, "the team-labels policy to be enforced", func() error {
 		_, err := c.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, patch, metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
-		if apierrors.IsForbidden(err) || apierrors.IsInvalid(err) {
-			return
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("harness: the team-labels policy is not enforced after 1m (last answer: %v)", err)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+		return wait.True(apierrors.IsForbidden(err) || apierrors.IsInvalid(err), "carol's dry-run label patch answered %v", err)
+	})
 }
 
 // AuditEvent is the part of an API server audit event the tests read.
@@ -101,13 +93,16 @@ type AuditEvent struct {
 // API server writes an event after it answered).
 func (e *Env) Audit(t testing.TB, want int, keep func(AuditEvent) bool) []AuditEvent {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var got []AuditEvent
+	// Polling a file the API server appends to.
+	err := wait.Until(ctx, fmt.Sprintf("%d matching audit events", want), func() error {
 		b, err := os.ReadFile(e.AuditLog)
 		if err != nil {
 			t.Fatalf("harness: read audit log: %v", err)
 		}
-		var got []AuditEvent
+		got = got[:0]
 		for line := range strings.Lines(string(b)) {
 			var ev AuditEvent
 			if json.Unmarshal([]byte(line), &ev) != nil || ev.Stage != "ResponseComplete" {
@@ -117,14 +112,12 @@ func (e *Env) Audit(t testing.TB, want int, keep func(AuditEvent) bool) []AuditE
 				got = append(got, ev)
 			}
 		}
-		if len(got) >= want || time.Now().After(deadline) {
-			if len(got) < want {
-				t.Errorf("harness: %d matching audit events after 1m, want %d", len(got), want)
-			}
-			return got
-		}
-		time.Sleep(50 * time.Millisecond) // polling a file the API server appends to
+		return wait.True(len(got) >= want, "%d of them", len(got))
+	})
+	if err != nil {
+		t.Errorf("harness: %v", err)
 	}
+	return got
 }
 
 // String renders an event for failure messages.

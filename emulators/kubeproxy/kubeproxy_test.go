@@ -20,6 +20,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
+	"github.com/nodebatch/nodebatch/emulators/wait"
 )
 
 func TestMain(m *testing.M) { os.Exit(harness.Run(m)) }
@@ -379,12 +380,7 @@ func TestGate(t *testing.T) {
 
 // waitHeldZero waits until nothing is held (a dropped request has left).
 func waitHeldZero(ctx context.Context, g *kubeproxy.Gate) error {
-	for g.Held() != 0 {
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%d requests still held: %w", g.Held(), ctx.Err())
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	return nil
+	return wait.Until(ctx, "no request held", func() error {
+		return wait.True(g.Held() == 0, "%d requests still held", g.Held())
+	})
 }

@@ -3,7 +3,8 @@
 // API), the patch function, the push deliverer between Pub/Sub and the patch
 // function, and the relay with the web UI. Tests of the whole product (web UI,
 // security matrix, faults) and `make bench` use it; `make run` starts the same
-// parts as separate processes (emulators/cmd/stack).
+// parts as separate processes (emulators/cmd/stack). Each service is built by
+// its production constructor from the settings its loader reads (Start).
 package product
 
 import (
@@ -13,9 +14,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -25,23 +26,19 @@ import (
 	"google.golang.org/api/option"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
 	"github.com/nodebatch/nodebatch/emulators/oidcdev"
 	"github.com/nodebatch/nodebatch/emulators/pushdeliver"
 	"github.com/nodebatch/nodebatch/functions/batch"
-	"github.com/nodebatch/nodebatch/functions/config"
+	fconfig "github.com/nodebatch/nodebatch/functions/config"
+	"github.com/nodebatch/nodebatch/functions/deps"
 	"github.com/nodebatch/nodebatch/functions/patch"
-	"github.com/nodebatch/nodebatch/functions/runner"
 	"github.com/nodebatch/nodebatch/relay"
+	rconfig "github.com/nodebatch/nodebatch/relay/config"
+	"github.com/nodebatch/nodebatch/relay/service"
 	"github.com/nodebatch/nodebatch/relay/ui"
 	"github.com/nodebatch/nodebatch/shared/auth"
-	"github.com/nodebatch/nodebatch/shared/change"
-	"github.com/nodebatch/nodebatch/shared/fsclient"
-	"github.com/nodebatch/nodebatch/shared/kubeclient"
-	"github.com/nodebatch/nodebatch/shared/nodepatch"
-	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/store"
 	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
@@ -70,18 +67,18 @@ type Options struct {
 	APIAddr, PatchAddr, RelayAddr, IssuerAddr string
 
 	MaxInFlight int  // push deliverer's global cap (default 100)
-	MaxAttempts int  // pushes before dead-lettering (default 5)
-	InlineMax   int  // batches up to this size run inline; default 5, <0: never
+	MaxAttempts int  // pushes before dead-lettering (default pushdeliver's, 5)
 	Duplicate   bool // push every message twice
 
-	// RatePerMinute and RateBurst are the API's per-user batch rate limit
-	// (NODEBATCH_RATE_PER_MINUTE / NODEBATCH_RATE_BURST); 0 takes the
-	// defaults (30 per minute, bursts of 10), RatePerMinute < 0 means no
-	// limit.
+	// The settings below are the batch function's, passed to it as its
+	// environment (settings): 0 leaves the setting unset (its default in
+	// functions/config), < 0 sets it to "0" (off).
+	InlineMax int // NODEBATCH_INLINE_MAX: batches up to this size run inline
+	// RatePerMinute and RateBurst are the per-user batch rate limit
+	// (NODEBATCH_RATE_PER_MINUTE / NODEBATCH_RATE_BURST).
 	RatePerMinute, RateBurst int
-	// PreviewPerMinute and PreviewBurst are the API's per-user preview
-	// limit (NODEBATCH_PREVIEW_PER_MINUTE / NODEBATCH_PREVIEW_BURST), with
-	// the same conventions: 0 takes the defaults, < 0 means no limit.
+	// PreviewPerMinute and PreviewBurst are the per-user preview limit
+	// (NODEBATCH_PREVIEW_PER_MINUTE / NODEBATCH_PREVIEW_BURST).
 	PreviewPerMinute, PreviewBurst int
 
 	Logger *slog.Logger // default: discard
@@ -108,9 +105,9 @@ type Product struct {
 	Issuer    *oidcdev.Issuer // mints user tokens
 	Google    *oidcdev.Issuer // stands in for Google (scheduler tokens)
 	Deliverer *pushdeliver.Deliverer
-	Store     *store.Store
-	Firestore *firestore.Client
-	PubSub    *pubsub.Client
+	Store     *store.Store      // the batch function's store
+	Firestore *firestore.Client // the batch function's Firestore client
+	PubSub    *pubsub.Client    // the deliverers' Pub/Sub client
 	Topic     string
 
 	cancel  context.CancelFunc
@@ -130,7 +127,11 @@ type Product struct {
 	patchSrv     *http.Server
 }
 
-// Start starts the product. On error everything started is stopped.
+// Start starts the product. On error everything started is stopped. The
+// services are built by their production constructors (batch.New,
+// patch.New, relay/service.New) from settings that Load reads out of
+// Settings and the Options (settings); only clients are swapped in (the
+// harness' Kubernetes identities, a Firestore interceptor).
 func Start(ctx context.Context, o Options) (p *Product, err error) {
 	if o.Project == "" || o.APIKube == nil || o.PatchKube == nil {
 		return nil, errors.New("product: Project, APIKube and PatchKube are required")
@@ -141,24 +142,141 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 	if o.MaxInFlight == 0 {
 		o.MaxInFlight = 100
 	}
-	if o.MaxAttempts == 0 {
-		o.MaxAttempts = 5
-	}
-	if o.InlineMax == 0 {
-		o.InlineMax = 5
-	}
-	if o.InlineMax < 0 {
-		o.InlineMax = 0
-	}
 	runCtx, cancel := context.WithCancel(context.Background())
-	p = &Product{cancel: cancel, runErr: make(chan error, 4), Topic: "nodebatch-node-patch"}
+	p = &Product{cancel: cancel, runErr: make(chan error, 4), Topic: fconfig.DefaultTopic}
 	defer func() {
 		if err != nil {
 			p.Close()
 			p = nil
 		}
 	}()
+	lns, err := p.listen(o)
+	if err != nil {
+		return p, err
+	}
+	if err := p.startIssuer(lns["issuer"]); err != nil {
+		return p, err
+	}
+	getenv := o.settings(p.IssuerURL, p.APIURL)
+	fcfg, err := fconfig.Load(getenv)
+	if err != nil {
+		return p, err
+	}
+	acfg, err := auth.LoadConfig(getenv)
+	if err != nil {
+		return p, err
+	}
+	rcfg, err := rconfig.Load(getenv)
+	if err != nil {
+		return p, err
+	}
 
+	api, err := batch.New(ctx, fcfg, acfg, o.Logger, deps.WithKube(o.APIKube), deps.WithTelemetry(o.Telemetry))
+	if err != nil {
+		return p, fmt.Errorf("create the batch function: %w", err)
+	}
+	p.closers = append(p.closers, api.Close)
+	api.Handler.CancelWait = o.CancelWait
+	p.Store, p.Firestore = api.Deps.Store, api.Deps.Firestore
+	p.serve("api", lns["api"], api.HTTP)
+
+	patchOpts := []deps.Option{deps.WithKube(o.PatchKube), deps.WithTelemetry(o.Telemetry)}
+	if o.PatchFirestore != nil {
+		fc, err := interceptedFirestore(ctx, o.Project, o.PatchFirestore, o.Telemetry.GRPCDialOptions()...)
+		if err != nil {
+			return p, fmt.Errorf("create the patch function's Firestore client: %w", err)
+		}
+		p.closers = append(p.closers, func() { fc.Close() })
+		patchOpts = append(patchOpts, deps.WithFirestore(fc))
+	}
+	ph, closePatch, err := patch.New(ctx, fcfg, o.Logger, patchOpts...)
+	if err != nil {
+		return p, fmt.Errorf("create the patch function: %w", err)
+	}
+	p.closers = append(p.closers, closePatch)
+	if p.patchHandler, err = ph.Mux(runCtx); err != nil {
+		return p, fmt.Errorf("create patch mux: %w", err)
+	}
+	p.patchSrv = p.serve("patch", lns["patch"], p.patchHandler)
+
+	if err := p.startDeliverers(ctx, runCtx, o); err != nil {
+		return p, err
+	}
+
+	rs, err := service.New(ctx, rcfg, o.Logger, service.WithKube(o.APIKube), service.WithTelemetry(o.Telemetry))
+	if err != nil {
+		return p, fmt.Errorf("create the relay: %w", err)
+	}
+	p.closers = append(p.closers, rs.Close)
+	p.relay, p.relayCfg = rs.Server, rs.Relay
+	p.relaySrv = p.serve("relay", lns["relay"], p.relay.Handler())
+	return p, nil
+}
+
+// Settings is the environment every service of the local product reads:
+// the in-process product (Start) and make run's processes
+// (emulators/cmd/stack) both start from it, so they run the same settings.
+// issuerURL is the development issuer's, apiURL the batch function's.
+func Settings(project, issuerURL, apiURL string) map[string]string {
+	return map[string]string{
+		"GOOGLE_CLOUD_PROJECT":          project,
+		"NODEBATCH_PROJECT":             project,
+		"NODEBATCH_OIDC_ISSUER":         issuerURL,
+		"NODEBATCH_OIDC_AUDIENCE":       Audience,
+		"NODEBATCH_SCHEDULER_ISSUER":    issuerURL + "/google",
+		"NODEBATCH_SCHEDULER_AUDIENCE":  apiURL,
+		"NODEBATCH_SCHEDULER_ALLOWLIST": SchedulerAccount,
+		"NODEBATCH_API_URL":             apiURL,
+		"NODEBATCH_DEV_ISSUER":          "true",
+	}
+}
+
+// Topology is the local Pub/Sub topology of topic: its push subscription,
+// the dead-letter topic and the dead-letter subscription (Start and make
+// run name them alike).
+func Topology(topic string) pushdeliver.Topology {
+	return pushdeliver.Topology{
+		Topic:                  topic,
+		Subscription:           topic + "-push",
+		DeadLetterTopic:        topic + "-dead",
+		DeadLetterSubscription: topic + "-dead-push",
+	}
+}
+
+// settings is Settings with the Options' shape on top, as a getenv. Zero
+// Options take the services' defaults (the setting is left unset); a
+// negative one turns the feature off ("0").
+func (o Options) settings(issuerURL, apiURL string) func(string) string {
+	env := Settings(o.Project, issuerURL, apiURL)
+	// The bench pushes 100 patches at once: lift the API clients' rate
+	// limit above what 100 in flight can use.
+	env["NODEBATCH_KUBE_QPS"], env["NODEBATCH_KUBE_BURST"] = "1000", "2000"
+	// The bench follows one batch with up to 1,000 clients of one user;
+	// the browser tests sign in and list nodes as one user dozens of times
+	// a minute.
+	env["NODEBATCH_RELAY_MAX_CONNS_PER_USER"] = "2000"
+	env["NODEBATCH_NODES_PER_MINUTE"] = strconv.Itoa(localNodesPerMinute)
+	env["NODEBATCH_NODES_BURST"] = strconv.Itoa(localNodesPerMinute)
+	for name, v := range map[string]int{
+		"NODEBATCH_INLINE_MAX":         o.InlineMax,
+		"NODEBATCH_RATE_PER_MINUTE":    o.RatePerMinute,
+		"NODEBATCH_RATE_BURST":         o.RateBurst,
+		"NODEBATCH_PREVIEW_PER_MINUTE": o.PreviewPerMinute,
+		"NODEBATCH_PREVIEW_BURST":      o.PreviewBurst,
+	} {
+		switch {
+		case v > 0:
+			env[name] = strconv.Itoa(v)
+		case v < 0:
+			env[name] = "0"
+		}
+	}
+	return func(k string) string { return env[k] }
+}
+
+// listen opens the four listeners of Options' addresses and sets the
+// product's URLs.
+func (p *Product) listen(o Options) (map[string]net.Listener, error) {
 	lns := map[string]net.Listener{}
 	for name, addr := range map[string]string{"api": o.APIAddr, "patch": o.PatchAddr, "relay": o.RelayAddr, "issuer": o.IssuerAddr} {
 		if addr == "" {
@@ -169,125 +287,45 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 			for _, l := range lns {
 				l.Close()
 			}
-			return p, fmt.Errorf("listen for %s on %s: %w", name, addr, err)
+			return nil, fmt.Errorf("listen for %s on %s: %w", name, addr, err)
 		}
 		lns[name] = ln
 	}
 	url := func(name string) string { return "http://" + lns[name].Addr().String() }
 	p.APIURL, p.PatchURL, p.RelayURL, p.IssuerURL = url("api"), url("patch"), url("relay"), url("issuer")
+	return lns, nil
+}
 
-	// Development issuer: users at the root, a Google stand-in under /google.
+// startIssuer serves the development issuer: users at the root, a Google
+// stand-in under /google.
+func (p *Product) startIssuer(ln net.Listener) error {
+	var err error
 	if p.Issuer, err = oidcdev.New(p.IssuerURL); err != nil {
-		return p, fmt.Errorf("create issuer: %w", err)
+		return fmt.Errorf("create issuer: %w", err)
 	}
 	if p.Google, err = oidcdev.New(p.IssuerURL + "/google"); err != nil {
-		return p, fmt.Errorf("create Google issuer: %w", err)
+		return fmt.Errorf("create Google issuer: %w", err)
 	}
 	imux := http.NewServeMux()
 	imux.Handle("/google/", p.Google.Handler())
 	imux.Handle("/", p.Issuer.Handler())
-	p.serve("issuer", lns["issuer"], imux)
+	p.serve("issuer", ln, imux)
+	return nil
+}
 
-	verifier, err := auth.NewVerifier(ctx, auth.Config{
-		Issuers: []auth.IssuerConfig{{URL: p.IssuerURL, Audience: Audience}},
-		Scheduler: &auth.SchedulerConfig{
-			IssuerURL: p.IssuerURL + "/google",
-			Audience:  p.APIURL,
-			Allowlist: []string{SchedulerAccount},
-		},
-		Logger: o.Logger,
-	})
-	if err != nil {
-		return p, fmt.Errorf("create verifier: %w", err)
-	}
-
-	o.APIKube, o.PatchKube = o.Telemetry.RestConfig(o.APIKube), o.Telemetry.RestConfig(o.PatchKube)
-	var fsOpts []fsclient.Option
-	if d := o.Telemetry.GRPCDialOptions(); len(d) > 0 {
-		fsOpts = append(fsOpts, fsclient.WithDialOptions(d...))
-	}
-	if p.Firestore, err = fsclient.New(ctx, o.Project, fsOpts...); err != nil {
-		return p, fmt.Errorf("create Firestore client: %w", err)
-	}
-	p.closers = append(p.closers, func() { p.Firestore.Close() })
+// startDeliverers creates the topology and runs the push deliverer and the
+// dead-letter deliverer (what make run runs as emulators/cmd/pushdeliver)
+// until runCtx ends.
+func (p *Product) startDeliverers(ctx, runCtx context.Context, o Options) error {
+	var err error
 	if p.PubSub, err = pubsub.NewClient(ctx, o.Project); err != nil {
-		return p, fmt.Errorf("create Pub/Sub client: %w", err)
+		return fmt.Errorf("create Pub/Sub client: %w", err)
 	}
 	p.closers = append(p.closers, func() { p.PubSub.Close() })
-	topo := pushdeliver.Topology{
-		Topic:                  p.Topic,
-		Subscription:           p.Topic + "-push",
-		DeadLetterTopic:        p.Topic + "-dead",
-		DeadLetterSubscription: p.Topic + "-dead-push",
-	}
+	topo := Topology(p.Topic)
 	if err := pushdeliver.EnsureTopology(ctx, p.PubSub, topo); err != nil {
-		return p, fmt.Errorf("create topology: %w", err)
+		return fmt.Errorf("create topology: %w", err)
 	}
-
-	apiKube, err := kubernetes.NewForConfig(withRate(o.APIKube))
-	if err != nil {
-		return p, fmt.Errorf("create API kube client: %w", err)
-	}
-	apiUsers, err := kubeclient.New(withRate(o.APIKube))
-	if err != nil {
-		return p, fmt.Errorf("create API kube pool: %w", err)
-	}
-	patchUsers, err := kubeclient.New(withRate(o.PatchKube))
-	if err != nil {
-		return p, fmt.Errorf("create patch kube pool: %w", err)
-	}
-	p.Store = store.New(p.Firestore)
-	patchStore := p.Store
-	if o.PatchFirestore != nil {
-		fc, err := interceptedFirestore(ctx, o.Project, o.PatchFirestore)
-		if err != nil {
-			return p, fmt.Errorf("create the patch function's Firestore client: %w", err)
-		}
-		p.closers = append(p.closers, func() { fc.Close() })
-		patchStore = store.New(fc)
-	}
-	patcher := nodepatch.Patcher{FieldManager: "nodebatch"}
-	run := &runner.Runner{
-		Store:      patchStore,
-		PatcherFor: runner.Impersonating(patchUsers, patcher),
-		Logger:     o.Logger,
-		Telemetry:  o.Telemetry,
-	}
-	pub := batch.NewTopicPublisher(p.PubSub, p.Topic)
-	p.closers = append(p.closers, pub.Stop)
-	api := &batch.Handler{
-		Store:      p.Store,
-		Kube:       apiKube,
-		Users:      apiUsers,
-		Publisher:  pub,
-		Runner:     &runner.Runner{Store: p.Store, PatcherFor: runner.Impersonating(apiUsers, patcher), Logger: o.Logger, Telemetry: o.Telemetry},
-		Telemetry:  o.Telemetry,
-		Protection: change.DefaultProtection(),
-		InlineMax:  o.InlineMax,
-		RateLimit:  rateLimiter(o.RatePerMinute, o.RateBurst),
-		Logger:     o.Logger,
-		CancelWait: o.CancelWait,
-	}
-	if o.PreviewPerMinute >= 0 {
-		c := config.Config{PreviewPerMinute: config.DefaultPreviewPerMinute, PreviewBurst: config.DefaultPreviewBurst}
-		if o.PreviewPerMinute > 0 {
-			c.PreviewPerMinute = o.PreviewPerMinute
-		}
-		if o.PreviewBurst > 0 {
-			c.PreviewBurst = o.PreviewBurst
-		}
-		api.PreviewLimit = c.PreviewLimiter()
-	}
-	p.serve("api", lns["api"], o.Telemetry.Handler(auth.Middleware(verifier, api), "api"))
-
-	ph := &patch.Handler{Runner: run, Logger: o.Logger, Telemetry: o.Telemetry}
-	pmux, err := ph.Mux(runCtx)
-	if err != nil {
-		return p, fmt.Errorf("create patch mux: %w", err)
-	}
-	p.patchHandler = pmux
-	p.patchSrv = p.serve("patch", lns["patch"], pmux)
-
 	if p.Deliverer, err = pushdeliver.New(p.PubSub, pushdeliver.Config{
 		Subscription:    topo.Subscription,
 		Topic:           topo.Topic,
@@ -298,7 +336,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		Duplicate:       o.Duplicate,
 		Logger:          o.Logger,
 	}); err != nil {
-		return p, fmt.Errorf("create deliverer: %w", err)
+		return fmt.Errorf("create deliverer: %w", err)
 	}
 	dead, err := pushdeliver.New(p.PubSub, pushdeliver.Config{
 		Subscription: topo.DeadLetterSubscription,
@@ -314,7 +352,7 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 		},
 	})
 	if err != nil {
-		return p, fmt.Errorf("create dead-letter deliverer: %w", err)
+		return fmt.Errorf("create dead-letter deliverer: %w", err)
 	}
 	for _, d := range []*pushdeliver.Deliverer{p.Deliverer, dead} {
 		p.wg.Add(1)
@@ -326,45 +364,22 @@ func Start(ctx context.Context, o Options) (p *Product, err error) {
 			}
 		}()
 	}
-
-	apiURL, _ := neturl(p.APIURL)
-	p.relayCfg = relay.Config{
-		// The bench follows one batch with up to 1,000 clients of one user.
-		MaxConnsPerUser: 2000,
-		Firestore:       p.Firestore,
-		Verifier:        verifier,
-		Logger:          o.Logger,
-		Telemetry:       o.Telemetry,
-		APIURL:          apiURL,
-		UI:              ui.FS(),
-		Handlers: map[string]http.Handler{
-			"GET /config.json": ui.ConfigHandler(ui.Config{
-				Issuer: p.IssuerURL, ClientID: Audience, DevIssuer: true,
-				Features:    []string{"cancel", "retry", "revert", "history"},
-				DevTokenURL: p.IssuerURL + "/token",
-				DevUsers:    []ui.DevUser{{Name: "alice", Role: "user"}, {Name: "bob", Role: "user"}, {Name: "admin", Role: "admin"}},
-			}),
-			"GET /v1/nodes": auth.Middleware(verifier, ui.LimitNodes(ratelimit.New(ratelimit.Config{PerMinute: localNodesPerMinute, Burst: localNodesPerMinute}), apiUsers.Handler(caller, ui.NodesHandler))),
-		},
-	}
-	p.relay = relay.New(p.relayCfg)
-	p.relaySrv = p.serve("relay", lns["relay"], p.relay.Handler())
-	return p, nil
+	return nil
 }
 
 // interceptedFirestore is a Firestore client of the emulator whose unary
 // calls go through icpt. The client library dials the emulator itself and
 // ignores dial options then, so the connection is dialled here, as the
 // library does (plaintext, the emulator's "owner" bearer).
-func interceptedFirestore(ctx context.Context, project string, icpt grpc.UnaryClientInterceptor) (*firestore.Client, error) {
+func interceptedFirestore(ctx context.Context, project string, icpt grpc.UnaryClientInterceptor, dial ...grpc.DialOption) (*firestore.Client, error) {
 	addr := os.Getenv("FIRESTORE_EMULATOR_HOST")
 	if addr == "" {
 		return nil, errors.New("FIRESTORE_EMULATOR_HOST is not set: Firestore faults need the emulator")
 	}
-	conn, err := grpc.NewClient(addr,
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithPerRPCCredentials(emulatorOwner{}),
-		grpc.WithChainUnaryInterceptor(icpt))
+		grpc.WithChainUnaryInterceptor(icpt)}, dial...)...)
 	if err != nil {
 		return nil, fmt.Errorf("dial the Firestore emulator at %s: %w", addr, err)
 	}
@@ -386,9 +401,9 @@ func (emulatorOwner) GetRequestMetadata(context.Context, ...string) (map[string]
 
 func (emulatorOwner) RequireTransportSecurity() bool { return false }
 
-// localNodesPerMinute is the local product's per-user limit on node lists:
-// ten times the relay's default, because the browser tests sign in and
-// list nodes as one user dozens of times a minute.
+// localNodesPerMinute is the in-process product's per-user limit on node
+// lists (and its burst): ten times the relay's default, because the browser
+// tests sign in and list nodes as one user dozens of times a minute.
 const localNodesPerMinute = 10 * ui.DefaultNodesPerMinute
 
 // Token mints a user token (an admin when admin is true).
@@ -444,28 +459,6 @@ func (p *Product) serve(name string, ln net.Listener, h http.Handler) *http.Serv
 		}
 	}()
 	return s
-}
-
-// caller is the request's principal as Kubernetes sees them.
-func caller(r *http.Request) kubeclient.User {
-	p, _ := auth.FromContext(r.Context())
-	return kubeclient.User{Name: p.KubeUser, Groups: p.KubeGroups}
-}
-
-// withRate lifts client-go's default 5 QPS / 10 burst, which would cap a
-// batch at ~5 nodes/s; the deliverer's in-flight cap is the real limit.
-func withRate(c *rest.Config) *rest.Config {
-	c = rest.CopyConfig(c)
-	c.QPS, c.Burst = 1000, 2000
-	return c
-}
-
-func neturl(s string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimSuffix(s, "/"))
-	if err != nil {
-		return nil, fmt.Errorf("parse %q: %w", s, err)
-	}
-	return u, nil
 }
 
 // StopPatch kills the patch function's server the way a crash does: the
@@ -541,13 +534,4 @@ func listenAgain(rawURL string) (net.Listener, error) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil, fmt.Errorf("listen on %s: %w", addr, err)
-}
-
-// rateLimiter is the API's per-user rate limit for Options' RatePerMinute
-// and RateBurst: nil (no limit) when perMinute < 0, zero values default.
-func rateLimiter(perMinute, burst int) *ratelimit.Limiter {
-	if perMinute < 0 {
-		return nil
-	}
-	return ratelimit.New(ratelimit.Config{PerMinute: perMinute, Burst: burst})
 }

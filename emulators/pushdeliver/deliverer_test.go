@@ -22,6 +22,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/pushdeliver"
+	"github.com/nodebatch/nodebatch/emulators/wait"
 )
 
 func TestMain(m *testing.M) { os.Exit(harness.Run(m)) }
@@ -205,22 +206,20 @@ func (e *endpoint) fail(w http.ResponseWriter, why string) {
 // waitOK waits until the endpoint has answered 2xx n times and returns those.
 func (e *endpoint) waitOK(t testing.TB, n int) []received {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for {
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	var got []received
+	wait.For(ctx, t, fmt.Sprintf("the endpoint to answer 2xx %d times", n), func() error {
 		e.mu.Lock()
-		got, errs := slices.Clone(e.ok), slices.Clone(e.errs)
+		var errs []string
+		got, errs = slices.Clone(e.ok), slices.Clone(e.errs)
 		e.mu.Unlock()
 		if len(errs) > 0 {
 			t.Fatalf("endpoint rejected requests: %q", errs)
 		}
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("endpoint answered 2xx %d times within %v, want %d", len(got), waitLimit, n)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return wait.True(len(got) >= n, "answered %d times", len(got))
+	})
+	return got
 }
 
 // byKey groups the data of received messages by ordering key, in order.
@@ -552,13 +551,12 @@ func TestDeliverBeforePushHolds(t *testing.T) {
 			}
 		},
 	})
-	deadline := time.Now().Add(waitLimit)
-	for asked.Load() < 3 { // one refused, both keys' next pushes held
-		if time.Now().After(deadline) {
-			t.Fatalf("BeforePush asked %d times, want 3", asked.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wctx, wcancel := context.WithTimeout(context.Background(), waitLimit)
+	defer wcancel()
+	// One refused, both keys' next pushes held.
+	wait.For(wctx, t, "BeforePush to be asked 3 times", func() error {
+		return wait.True(asked.Load() >= 3, "asked %d times", asked.Load())
+	})
 	ep.mu.Lock()
 	early := len(ep.ok)
 	ep.mu.Unlock()

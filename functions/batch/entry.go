@@ -18,33 +18,70 @@ import (
 	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
-// FromDeps returns the API handler wired to d, publishing to d.Config.Topic.
-// stop flushes and stops the publisher.
-func FromDeps(d *deps.Deps, logger *slog.Logger) (h *Handler, stop func()) {
-	pub := NewTopicPublisher(d.PubSub, d.Config.Topic)
-	return &Handler{
+// Service is the batch function built from its settings: the API handler,
+// the authenticated handler that is served, and the clients they use.
+type Service struct {
+	// Handler is the API behind HTTP. Tests and the in-process product may
+	// set its fields that have no setting (CancelWait, Now, a Publisher
+	// wrapping the real one) before serving; settings come from config.
+	Handler *Handler
+	// HTTP is Handler behind auth.Middleware: what mains and entry points
+	// serve.
+	HTTP http.Handler
+	// Deps are the clients (Firestore, Pub/Sub, Kubernetes) Handler uses.
+	Deps *deps.Deps
+
+	stop func()
+}
+
+// New is the batch function's one constructor: the production main
+// (functions/cmd/serve), the Cloud Run entry point, the in-process product
+// (emulators/product, behind make run's bench and browser tests) and the
+// pipeline tests all build the API with it, from cfg (config.Load) and acfg
+// (auth.LoadConfig). opts replace clients, never settings (deps.Option).
+// Close releases what it built.
+func New(ctx context.Context, cfg config.Config, acfg auth.Config, logger *slog.Logger, opts ...deps.Option) (*Service, error) {
+	acfg.Logger = logger
+	v, err := auth.NewVerifier(ctx, acfg)
+	if err != nil {
+		return nil, err
+	}
+	d, err := deps.New(ctx, cfg, logger, opts...)
+	if err != nil {
+		return nil, err
+	}
+	pub := NewTopicPublisher(d.PubSub, cfg.Topic)
+	h := &Handler{
 		Store:        d.Store,
 		Kube:         d.Kube,
 		Users:        d.Users,
 		Publisher:    pub,
 		Runner:       d.Runner,
-		Limits:       d.Config.Limits(),
-		Protection:   d.Config.Protection(),
-		InlineMax:    d.Config.InlineMax,
-		BodyLimit:    d.Config.BodyLimit,
-		RateLimit:    d.Config.RateLimiter(),
-		PreviewLimit: d.Config.PreviewLimiter(),
-		Guard:        Guard{ConfirmOver: d.Config.Guard.ConfirmOver, SeedNoExecuteOff: !d.Config.Guard.SeedNoExecute},
-		WaitMax:      time.Duration(d.Config.SeedWaitSeconds) * time.Second,
-		WaitPerUser:  d.Config.SeedWaiters,
+		Limits:       cfg.Limits(),
+		Protection:   cfg.Protection(),
+		InlineMax:    cfg.InlineMax,
+		BodyLimit:    cfg.BodyLimit,
+		RateLimit:    cfg.RateLimiter(),
+		PreviewLimit: cfg.PreviewLimiter(),
+		Guard:        Guard{ConfirmOver: cfg.Guard.ConfirmOver, SeedNoExecuteOff: !cfg.Guard.SeedNoExecute},
+		WaitMax:      time.Duration(cfg.SeedWaitSeconds) * time.Second,
+		WaitPerUser:  cfg.SeedWaiters,
 		Logger:       logger,
 		Telemetry:    d.Telemetry,
-	}, pub.Stop
+	}
+	// Outermost: the request's span (and GET /metrics), so auth's answers
+	// are traced too. A nil Telemetry serves the handler as it is.
+	return &Service{Handler: h, HTTP: d.Telemetry.Handler(auth.Middleware(v, h), "api"), Deps: d, stop: pub.Stop}, nil
 }
 
-// Serve builds the authenticated API from the environment read through
-// getenv: the handler behind auth.Middleware. The caller owns the returned
-// close function.
+// Close flushes and stops the publisher and closes the clients.
+func (s *Service) Close() {
+	s.stop()
+	_ = s.Deps.Close()
+}
+
+// Serve loads the settings through getenv (config.Load, auth.LoadConfig)
+// and builds the API with New. The caller owns the returned close function.
 func Serve(ctx context.Context, getenv func(string) string, logger *slog.Logger) (http.Handler, func(), error) {
 	cfg, err := config.Load(getenv)
 	if err != nil {
@@ -54,24 +91,17 @@ func Serve(ctx context.Context, getenv func(string) string, logger *slog.Logger)
 	if err != nil {
 		return nil, nil, err
 	}
-	acfg.Logger = logger
-	v, err := auth.NewVerifier(ctx, acfg)
-	if err != nil {
-		return nil, nil, err
-	}
 	tel, err := telemetry.Setup(ctx, getenv, telemetry.WithService("nodebatch-api"))
 	if err != nil {
 		return nil, nil, err
 	}
 	logger = logging.Traced(logger, tel.Project())
-	d, err := deps.New(ctx, cfg, logger, deps.WithTelemetry(tel))
+	s, err := New(ctx, cfg, acfg, logger, deps.WithTelemetry(tel))
 	if err != nil {
+		_ = tel.Shutdown(context.Background())
 		return nil, nil, err
 	}
-	h, stop := FromDeps(d, logger)
-	// Outermost: the request's span (and GET /metrics), so auth's answers
-	// are traced too.
-	return tel.Handler(auth.Middleware(v, h), "api"), func() { stop(); _ = d.Close(); _ = tel.Shutdown(context.Background()) }, nil
+	return s.HTTP, func() { s.Close(); _ = tel.Shutdown(context.Background()) }, nil
 }
 
 // entry is the Cloud Run entry point's handler, built once, on first use,

@@ -7,6 +7,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/nodebatch/nodebatch/functions/config"
 	"github.com/nodebatch/nodebatch/shared/apierror"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/impact"
@@ -17,7 +18,7 @@ import (
 const (
 	// DefaultConfirmOver is how many nodes a selector may match before its
 	// batch needs confirm or max_nodes.
-	DefaultConfirmOver = 50
+	DefaultConfirmOver = config.DefaultConfirmOver
 	// ImpactPods is how many evicted pods a preview or a refusal lists
 	// (the counts count them all).
 	ImpactPods = 1000

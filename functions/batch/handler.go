@@ -26,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/nodebatch/nodebatch/functions/config"
 	"github.com/nodebatch/nodebatch/functions/runner"
 	"github.com/nodebatch/nodebatch/shared/apierror"
 	"github.com/nodebatch/nodebatch/shared/auth"
@@ -169,7 +170,7 @@ func (h *Handler) create(w http.ResponseWriter, r *http.Request) error {
 func (h *Handler) decode(w http.ResponseWriter, r *http.Request, v any) error {
 	limit := h.BodyLimit
 	if limit <= 0 {
-		limit = 1 << 20
+		limit = config.DefaultBodyLimit
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, limit)
 	if e := request.Decode(r.Body, v); e != nil {

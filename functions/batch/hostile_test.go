@@ -220,8 +220,9 @@ func TestPreviewLimit(t *testing.T) {
 	const burst = 2
 	// One preview per minute sustained: the test's few seconds cannot
 	// refill a token, whatever the pace.
-	lim := ratelimit.New(ratelimit.Config{PerMinute: 1, Burst: burst, Name: ratelimit.PreviewName, What: "previews"})
-	p := newPipeline(t, options{noDeliverer: true, preview: lim})
+	p := newPipeline(t, options{noDeliverer: true, settings: map[string]string{
+		"NODEBATCH_PREVIEW_PER_MINUTE": "1", "NODEBATCH_PREVIEW_BURST": strconv.Itoa(burst),
+	}})
 	prefix, _ := p.env.SeedNodes(t, 3)
 	alice := p.token(t, "alice")
 	body := map[string]any{"labels": []string{"pl=1"}, "selector": selector(prefix)}

@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -19,20 +21,17 @@ import (
 	"cloud.google.com/go/firestore"
 	"cloud.google.com/go/pubsub/v2"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
 	"github.com/nodebatch/nodebatch/emulators/oidcdev"
 	"github.com/nodebatch/nodebatch/emulators/pushdeliver"
+	"github.com/nodebatch/nodebatch/emulators/wait"
 	"github.com/nodebatch/nodebatch/functions/batch"
+	"github.com/nodebatch/nodebatch/functions/config"
+	"github.com/nodebatch/nodebatch/functions/deps"
 	"github.com/nodebatch/nodebatch/functions/patch"
-	"github.com/nodebatch/nodebatch/functions/runner"
 	"github.com/nodebatch/nodebatch/shared/auth"
-	"github.com/nodebatch/nodebatch/shared/change"
-	"github.com/nodebatch/nodebatch/shared/kubeclient"
-	"github.com/nodebatch/nodebatch/shared/nodepatch"
-	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -44,14 +43,15 @@ const audience = "nodebatch"
 type options struct {
 	proxy       kubeproxy.Options // the patch function reaches the API server through a counting proxy
 	duplicate   bool              // the deliverer pushes every message twice
-	inlineMax   int
-	noDeliverer bool // publish only: nothing consumes the subscription
+	inlineMax   int               // NODEBATCH_INLINE_MAX (0: never inline)
+	noDeliverer bool              // publish only: nothing consumes the subscription
 	maxAttempts int
 	maxInFlight int
-	waitMax     time.Duration
 	publisher   func(batch.Publisher) batch.Publisher // wraps the real publisher
 	cancelWait  time.Duration
-	preview     *ratelimit.Limiter // the API's per-user preview limit (nil: none)
+	// settings are more of the functions' settings (the environment
+	// config.Load reads), over the pipeline's own.
+	settings map[string]string
 }
 
 // pipeline is the whole product on the real local stack: the API (batch
@@ -95,25 +95,49 @@ func newPipeline(t *testing.T, o options) *pipeline {
 		t.Fatalf("EnsureTopology: %v", err)
 	}
 
-	// The patch function, through the proxy, as the narrowly scoped identity.
+	// The counting proxy in front of the API server.
 	proxy, err := kubeproxy.New(env.APIServerURL, o.proxy)
 	if err != nil {
 		t.Fatalf("kubeproxy.New: %v", err)
 	}
 	t.Cleanup(proxy.Close)
 	p.proxy = proxy
-	rc := rest.CopyConfig(proxy.RestConfig(env.PatcherConfig))
-	rc.QPS, rc.Burst = 500, 1000
-	patchUsers, err := kubeclient.New(rc)
+	// The identity provider, then the settings both functions load, as
+	// the mains do (config.Load, auth.LoadConfig).
+	var issuer *oidcdev.Issuer
+	issSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { issuer.Handler().ServeHTTP(w, r) }))
+	t.Cleanup(issSrv.Close)
+	if issuer, err = oidcdev.New(issSrv.URL); err != nil {
+		t.Fatalf("oidcdev.New: %v", err)
+	}
+	p.issuer = issuer
+	settings := map[string]string{
+		"NODEBATCH_PROJECT":            p.project,
+		"NODEBATCH_TOPIC":              p.topic,
+		"NODEBATCH_OIDC_ISSUER":        issSrv.URL,
+		"NODEBATCH_OIDC_AUDIENCE":      audience,
+		"NODEBATCH_INLINE_MAX":         strconv.Itoa(o.inlineMax),
+		"NODEBATCH_RATE_PER_MINUTE":    "0",
+		"NODEBATCH_PREVIEW_PER_MINUTE": "0",
+	}
+	maps.Copy(settings, o.settings)
+	getenv := func(k string) string { return settings[k] }
+	cfg, err := config.Load(getenv)
 	if err != nil {
-		t.Fatalf("kubeclient pool: %v", err)
+		t.Fatalf("config.Load: %v", err)
 	}
-	run := &runner.Runner{
-		Store:      p.store,
-		PatcherFor: runner.Impersonating(patchUsers, nodepatch.Patcher{FieldManager: nodepatch.DefaultFieldManager, MaxConflictRetries: 10}),
-		Logger:     logger,
+	acfg, err := auth.LoadConfig(getenv)
+	if err != nil {
+		t.Fatalf("auth.LoadConfig: %v", err)
 	}
-	ph := &patch.Handler{Runner: run, Logger: logger}
+
+	// The patch function, through the proxy, as the narrowly scoped
+	// identity, built by its constructor.
+	ph, closePatch, err := patch.New(ctx, cfg, logger, deps.WithKube(proxy.RestConfig(env.PatcherConfig)), deps.WithFirestore(p.fs))
+	if err != nil {
+		t.Fatalf("patch.New: %v", err)
+	}
+	t.Cleanup(closePatch)
 	mux, err := ph.Mux(ctx)
 	if err != nil {
 		t.Fatalf("patch mux: %v", err)
@@ -154,38 +178,20 @@ func newPipeline(t *testing.T, o options) *pipeline {
 		}
 	}
 
-	// The identity provider and the API.
-	var issuer *oidcdev.Issuer
-	issSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { issuer.Handler().ServeHTTP(w, r) }))
-	t.Cleanup(issSrv.Close)
-	if issuer, err = oidcdev.New(issSrv.URL); err != nil {
-		t.Fatalf("oidcdev.New: %v", err)
-	}
-	p.issuer = issuer
-	verifier, err := auth.NewVerifier(ctx, auth.Config{Issuers: []auth.IssuerConfig{{URL: issSrv.URL, Audience: audience}}, Logger: logger})
+	// The API, built by its constructor. Its inline batches run through
+	// the patch function's runner, so the proxy sees every patch.
+	api, err := batch.New(ctx, cfg, acfg, logger, deps.WithKube(env.PatcherConfig), deps.WithFirestore(p.fs))
 	if err != nil {
-		t.Fatalf("auth.NewVerifier: %v", err)
+		t.Fatalf("batch.New: %v", err)
 	}
-	pub := batch.NewTopicPublisher(p.ps, p.topic)
-	t.Cleanup(pub.Stop)
-	var publisher batch.Publisher = pub
+	t.Cleanup(api.Close)
+	h := api.Handler
+	h.Runner = ph.Runner
+	h.CancelWait = o.cancelWait
 	if o.publisher != nil {
-		publisher = o.publisher(pub)
+		h.Publisher = o.publisher(h.Publisher)
 	}
-	h := &batch.Handler{
-		Store:        p.store,
-		Kube:         p.kube,
-		Users:        env.Pool(t),
-		Publisher:    publisher,
-		Runner:       run,
-		Protection:   change.DefaultProtection(),
-		InlineMax:    o.inlineMax,
-		WaitMax:      o.waitMax,
-		CancelWait:   o.cancelWait,
-		PreviewLimit: o.preview,
-		Logger:       logger,
-	}
-	p.api = httptest.NewServer(auth.Middleware(verifier, h))
+	p.api = httptest.NewServer(api.HTTP)
 	t.Cleanup(p.api.Close)
 	return p
 }
@@ -274,25 +280,22 @@ func (p *pipeline) submit(t *testing.T, token string, body map[string]any) batch
 	return c
 }
 
-// wait polls the batch until it is final and returns its status with every
-// node result (all pages).
+// wait polls the batch until it is final (for up to 4 minutes) and returns
+// its status with every node result (all pages).
 func (p *pipeline) wait(t *testing.T, token, id string) status {
 	t.Helper()
-	deadline := time.Now().Add(4 * time.Minute)
-	for {
-		var st status
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	var st status
+	wait.For(ctx, t, "batch "+id+" to end", func() error {
+		st = status{}
 		code, raw := p.do(t, http.MethodGet, "/v1/batches/"+id, token, nil, &st)
 		if code != http.StatusOK {
 			t.Fatalf("GET batch %s = %d %s", id, code, raw)
 		}
-		if st.State != "running" && st.State != "pending" {
-			return p.allResults(t, token, st)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("batch %s still %s after 4 minutes: done %d of %d, counts %v", id, st.State, st.Done, st.Total, st.Counts)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return wait.True(st.State != "running" && st.State != "pending", "state %s: done %d of %d, counts %v", st.State, st.Done, st.Total, st.Counts)
+	})
+	return p.allResults(t, token, st)
 }
 
 func (p *pipeline) allResults(t *testing.T, token string, st status) status {

@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodebatch/nodebatch/functions/config"
 	"github.com/nodebatch/nodebatch/shared/apierror"
 	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/request"
@@ -14,8 +15,8 @@ import (
 // Handler.WaitPerUser). DefaultWaitMax is below the 300 s function timeout
 // of infra/ (NODEBATCH_SEED_WAIT_SECONDS, docs/config.md).
 const (
-	DefaultWaitMax     = 240 * time.Second
-	DefaultWaitPerUser = 2
+	DefaultWaitMax     = config.DefaultSeedWaitSeconds * time.Second
+	DefaultWaitPerUser = config.DefaultSeedWaiters
 )
 
 // seedLabels serves the seed's /api/v1/nodes/labels/batch-add(-progress):

@@ -6,28 +6,31 @@ package config
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 
 	"k8s.io/client-go/rest"
 
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
 	"github.com/nodebatch/nodebatch/shared/request"
+	"github.com/nodebatch/nodebatch/shared/setting"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
-// Defaults.
+// Defaults: each is defined here, or in the package that applies it and
+// referenced here, once. A setting left unset takes its default; "0" means
+// off only where the table in docs/config.md says so (INLINE_MAX and the
+// per-minute rates); elsewhere a value below the minimum is refused.
 const (
 	DefaultTopic          = "nodebatch-node-patch"
 	DefaultInlineMax      = 5
-	DefaultMaxNodes       = 10000
-	DefaultMaxConcurrency = 50
-	DefaultMaxChanges     = 100
+	DefaultMaxNodes       = request.DefaultMaxNodes
+	DefaultMaxConcurrency = request.DefaultMaxConcurrency
+	DefaultMaxChanges     = request.DefaultMaxChanges
 	DefaultBodyLimit      = 1 << 20
 	DefaultKubeQPS        = 500
 	DefaultKubeBurst      = 1000
-	DefaultConflictTries  = 10
+	DefaultConflictTries  = nodepatch.DefaultMaxConflictRetries
 	DefaultRatePerMinute  = ratelimit.DefaultPerMinute
 	DefaultRateBurst      = ratelimit.DefaultBurst
 	// DefaultPreviewPerMinute and DefaultPreviewBurst bound previews
@@ -70,7 +73,7 @@ func Load(getenv func(string) string) (Config, error) {
 	c := Config{
 		Project:    getenv("NODEBATCH_PROJECT"),
 		Kubeconfig: getenv("KUBECONFIG"),
-		Topic:      or(getenv("NODEBATCH_TOPIC"), DefaultTopic),
+		Topic:      setting.String(getenv, "NODEBATCH_TOPIC", DefaultTopic),
 	}
 	if c.Project == "" {
 		c.Project = getenv("GOOGLE_CLOUD_PROJECT")
@@ -89,7 +92,8 @@ func Load(getenv func(string) string) (Config, error) {
 		{"NODEBATCH_MAX_CONCURRENCY", &c.MaxConcurrency, DefaultMaxConcurrency, 1},
 		{"NODEBATCH_MAX_CHANGES", &c.MaxChanges, DefaultMaxChanges, 1},
 		{"NODEBATCH_KUBE_BURST", &c.KubeBurst, DefaultKubeBurst, 1},
-		{"NODEBATCH_CONFLICT_RETRIES", &c.ConflictRetries, DefaultConflictTries, 0},
+		// 0 would be read as nodepatch's default: refused rather than misread.
+		{"NODEBATCH_CONFLICT_RETRIES", &c.ConflictRetries, DefaultConflictTries, 1},
 		{"NODEBATCH_RATE_PER_MINUTE", &c.RatePerMinute, DefaultRatePerMinute, 0},
 		{"NODEBATCH_RATE_BURST", &c.RateBurst, DefaultRateBurst, 1},
 		{"NODEBATCH_PREVIEW_PER_MINUTE", &c.PreviewPerMinute, DefaultPreviewPerMinute, 0},
@@ -98,7 +102,7 @@ func Load(getenv func(string) string) (Config, error) {
 		{"NODEBATCH_SEED_WAITERS", &c.SeedWaiters, DefaultSeedWaiters, 1},
 	}
 	for _, i := range ints {
-		v, err := intVar(getenv, i.name, i.def, i.min)
+		v, err := setting.Int(getenv, i.name, i.def, i.min)
 		if err != nil {
 			return c, err
 		}
@@ -112,23 +116,18 @@ func Load(getenv func(string) string) (Config, error) {
 	if c.MaxConcurrency > 400 {
 		return c, fmt.Errorf("load config: NODEBATCH_MAX_CONCURRENCY=%d exceeds 400 (lanes are created in one commit)", c.MaxConcurrency)
 	}
-	bl, err := intVar(getenv, "NODEBATCH_BODY_LIMIT", DefaultBodyLimit, 1024)
+	bl, err := setting.Int(getenv, "NODEBATCH_BODY_LIMIT", DefaultBodyLimit, 1024)
 	if err != nil {
 		return c, err
 	}
 	c.BodyLimit = int64(bl)
-	qps, err := intVar(getenv, "NODEBATCH_KUBE_QPS", DefaultKubeQPS, 1)
+	qps, err := setting.Int(getenv, "NODEBATCH_KUBE_QPS", DefaultKubeQPS, 1)
 	if err != nil {
 		return c, err
 	}
 	c.KubeQPS = float32(qps)
-	if v, ok := lookup(getenv, "NODEBATCH_PROTECTED_PREFIXES"); ok {
-		c.ProtectedPrefixes = []string{}
-		for p := range strings.SplitSeq(v, ",") {
-			if p = strings.TrimSpace(p); p != "" {
-				c.ProtectedPrefixes = append(c.ProtectedPrefixes, p)
-			}
-		}
+	if getenv("NODEBATCH_PROTECTED_PREFIXES") != "" {
+		c.ProtectedPrefixes = append([]string{}, setting.List(getenv, "NODEBATCH_PROTECTED_PREFIXES")...)
 	}
 	return c, nil
 }
@@ -147,33 +146,22 @@ func (c Config) RestConfig() (*rest.Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client config: %w", err)
 	}
+	return c.WithRate(rc), nil
+}
+
+// WithRate is a copy of rc with the settings' QPS and burst and nodebatch's
+// user agent: what RestConfig applies to the credentials it loads.
+func (c Config) WithRate(rc *rest.Config) *rest.Config {
+	rc = rest.CopyConfig(rc)
 	rc.QPS, rc.Burst = c.KubeQPS, c.KubeBurst
 	rc.UserAgent = "nodebatch"
-	return rc, nil
+	return rc
 }
 
-func or(v, def string) string {
-	if v == "" {
-		return def
-	}
-	return v
-}
-
-func lookup(getenv func(string) string, name string) (string, bool) {
-	v := getenv(name)
-	return v, v != ""
-}
-
-func intVar(getenv func(string) string, name string, def, min int) (int, error) {
-	v := getenv(name)
-	if v == "" {
-		return def, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < min {
-		return 0, fmt.Errorf("load config: %s=%q: want an integer >= %d", name, v, min)
-	}
-	return n, nil
+// Patcher is the per-node patcher: nodebatch's field manager and the
+// settings' conflict retries.
+func (c Config) Patcher() nodepatch.Patcher {
+	return nodepatch.Patcher{FieldManager: nodepatch.DefaultFieldManager, MaxConflictRetries: c.ConflictRetries}
 }
 
 // Protection is the key protection for batches: change.DefaultProtection

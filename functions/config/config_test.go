@@ -4,8 +4,10 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/client-go/rest"
 
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/nodepatch"
 )
 
 func TestLoad(t *testing.T) {
@@ -50,6 +52,8 @@ func TestLoad(t *testing.T) {
 		{name: "zero burst", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_RATE_BURST": "0"}, wantErr: true},
 		{name: "zero seed wait", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_SEED_WAIT_SECONDS": "0"}, wantErr: true},
 		{name: "zero seed waiters", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_SEED_WAITERS": "0"}, wantErr: true},
+		// 0 would be nodepatch's default (10), not "no retries": refused.
+		{name: "zero conflict retries", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_CONFLICT_RETRIES": "0"}, wantErr: true},
 		{name: "no project", env: map[string]string{}, wantErr: true},
 		{name: "bad int", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_MAX_NODES": "many"}, wantErr: true},
 		{name: "below min", env: map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_MAX_CONCURRENCY": "0"}, wantErr: true},
@@ -139,5 +143,38 @@ func TestPreviewLimiter(t *testing.T) {
 	}
 	if l.PerMinute() != 4 || l.Burst() != 3 || l.Name() != "previews_per_user_per_minute" {
 		t.Errorf("PreviewLimiter = %s %d/min burst %d, want previews_per_user_per_minute 4/min burst 3", l.Name(), l.PerMinute(), l.Burst())
+	}
+}
+
+// TestPatcher: the patcher carries nodebatch's field manager and the
+// settings' conflict retries.
+func TestPatcher(t *testing.T) {
+	c, err := Load(func(k string) string {
+		return map[string]string{"NODEBATCH_PROJECT": "p", "NODEBATCH_CONFLICT_RETRIES": "3"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := nodepatch.Patcher{FieldManager: nodepatch.DefaultFieldManager, MaxConflictRetries: 3}
+	if got := c.Patcher(); got != want {
+		t.Errorf("Patcher() = %+v, want %+v", got, want)
+	}
+}
+
+// TestWithRate: a client configuration handed in (the in-process product's)
+// gets the settings' rate limits, as one loaded from KUBECONFIG does, and
+// the original is left alone.
+func TestWithRate(t *testing.T) {
+	c, err := Load(func(k string) string { return map[string]string{"NODEBATCH_PROJECT": "p"}[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &rest.Config{Host: "https://k"}
+	got := c.WithRate(in)
+	if got.QPS != DefaultKubeQPS || got.Burst != DefaultKubeBurst || got.UserAgent != "nodebatch" || got.Host != in.Host {
+		t.Errorf("WithRate() = QPS %v burst %d agent %q host %q, want %d %d nodebatch %s", got.QPS, got.Burst, got.UserAgent, got.Host, DefaultKubeQPS, DefaultKubeBurst, in.Host)
+	}
+	if in.QPS != 0 {
+		t.Errorf("WithRate changed its argument: QPS %v", in.QPS)
 	}
 }

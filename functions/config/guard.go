@@ -1,9 +1,6 @@
 package config
 
-import (
-	"fmt"
-	"strconv"
-)
+import "github.com/nodebatch/nodebatch/shared/setting"
 
 // DefaultConfirmOver is how many nodes a selector may match before its batch
 // needs "confirm" or "max_nodes".
@@ -21,18 +18,11 @@ type Guard struct {
 }
 
 func loadGuard(getenv func(string) string) (Guard, error) {
-	g := Guard{SeedNoExecute: true}
-	n, err := intVar(getenv, "NODEBATCH_CONFIRM_OVER", DefaultConfirmOver, 1)
-	if err != nil {
+	var g Guard
+	var err error
+	if g.ConfirmOver, err = setting.Int(getenv, "NODEBATCH_CONFIRM_OVER", DefaultConfirmOver, 1); err != nil {
 		return g, err
 	}
-	g.ConfirmOver = n
-	if v := getenv("NODEBATCH_GUARD_SEED"); v != "" {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return g, fmt.Errorf("load config: NODEBATCH_GUARD_SEED=%q: want true or false", v)
-		}
-		g.SeedNoExecute = b
-	}
-	return g, nil
+	g.SeedNoExecute, err = setting.Bool(getenv, "NODEBATCH_GUARD_SEED", true)
+	return g, err
 }

@@ -17,8 +17,21 @@ import (
 	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
-// FromEnv builds the patch handler from the environment read through getenv.
-// The caller owns the returned close function.
+// New is the patch function's one constructor (the dead-letter entry point
+// is the same handler): the production main (functions/cmd/serve), the
+// Cloud Run entry points, the in-process product and the pipeline tests
+// build it from cfg (config.Load). opts replace clients, never settings
+// (deps.Option). The caller owns the returned close function.
+func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...deps.Option) (*Handler, func(), error) {
+	d, err := deps.New(ctx, cfg, logger, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	return &Handler{Runner: d.Runner, Logger: logger, Telemetry: d.Telemetry}, func() { _ = d.Close() }, nil
+}
+
+// FromEnv loads the settings through getenv (config.Load) and builds the
+// handler with New.
 func FromEnv(ctx context.Context, getenv func(string) string, logger *slog.Logger) (*Handler, func(), error) {
 	cfg, err := config.Load(getenv)
 	if err != nil {
@@ -29,11 +42,12 @@ func FromEnv(ctx context.Context, getenv func(string) string, logger *slog.Logge
 		return nil, nil, err
 	}
 	logger = logging.Traced(logger, tel.Project())
-	d, err := deps.New(ctx, cfg, logger, deps.WithTelemetry(tel))
+	h, closeFn, err := New(ctx, cfg, logger, deps.WithTelemetry(tel))
 	if err != nil {
+		_ = tel.Shutdown(context.Background())
 		return nil, nil, err
 	}
-	return &Handler{Runner: d.Runner, Logger: logger, Telemetry: tel}, func() { _ = d.Close(); _ = tel.Shutdown(context.Background()) }, nil
+	return h, func() { closeFn(); _ = tel.Shutdown(context.Background()) }, nil
 }
 
 // entry is the Cloud Run entry points' handler, built once, on first use,

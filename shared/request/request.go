@@ -67,9 +67,17 @@ type Limits struct {
 	MaxIdempotencyKey int // bytes
 }
 
+// Defaults of Limits (functions/config takes its defaults from them).
+const (
+	DefaultMaxNodes          = 10000
+	DefaultMaxChanges        = 100
+	DefaultMaxConcurrency    = 50
+	DefaultMaxIdempotencyKey = 256
+)
+
 // DefaultLimits are the limits when none are configured.
 func DefaultLimits() Limits {
-	return Limits{MaxNodes: 10000, MaxChanges: 100, MaxConcurrency: 50, MaxIdempotencyKey: 256}
+	return Limits{MaxNodes: DefaultMaxNodes, MaxChanges: DefaultMaxChanges, MaxConcurrency: DefaultMaxConcurrency, MaxIdempotencyKey: DefaultMaxIdempotencyKey}
 }
 
 // Spec is a validated request: the change, the target, the options.

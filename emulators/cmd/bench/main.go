@@ -39,6 +39,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/seed"
 	"github.com/nodebatch/nodebatch/emulators/stack"
 	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/setting"
 )
 
 // benchLabel marks the bench's own nodes; its value is the run's prefix.
@@ -63,8 +64,8 @@ func main() {
 	flag.IntVar(&c.smallNodes, "small-nodes", 100, "nodes of the seed scenario's small case (row 5, c=5)")
 	flag.StringVar(&c.out, "out", ".nodebatch/bench.json", "JSON report path; the table also goes next to it as .md")
 	flag.StringVar(&c.stackFile, "stack-file", os.Getenv("NODEBATCH_STACK_FILE"), "use the running stack of this state file (env NODEBATCH_STACK_FILE); empty starts a private one")
-	flag.StringVar(&c.binDir, "bin-dir", envOr("NODEBATCH_BIN_DIR", ".nodebatch/bin"), "folder with etcd, kube-apiserver, kubectl (env NODEBATCH_BIN_DIR)")
-	flag.StringVar(&c.cloudSDK, "cloud-sdk", envOr("NODEBATCH_CLOUD_SDK", "/usr/lib/google-cloud-sdk"), "Cloud SDK root holding the emulators (env NODEBATCH_CLOUD_SDK)")
+	flag.StringVar(&c.binDir, "bin-dir", setting.String(os.Getenv, "NODEBATCH_BIN_DIR", ".nodebatch/bin"), "folder with etcd, kube-apiserver, kubectl (env NODEBATCH_BIN_DIR)")
+	flag.StringVar(&c.cloudSDK, "cloud-sdk", setting.String(os.Getenv, "NODEBATCH_CLOUD_SDK", "/usr/lib/google-cloud-sdk"), "Cloud SDK root holding the emulators (env NODEBATCH_CLOUD_SDK)")
 	flag.StringVar(&c.stateDir, "state-dir", ".nodebatch/bench/stack", "state folder of a private stack")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured part (bench clients + in-process product) here")
 	flag.StringVar(&conc, "concurrency", "5,20,50", "concurrencies of rows 3 and 4")
@@ -565,21 +566,12 @@ func ints(s string) ([]int, error) {
 	return out, nil
 }
 
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
+// envInt is the flag default of the integer setting key (def when
+// unset); a bad value stops the command.
 func envInt(key string, def int) int {
-	v := os.Getenv(key)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
+	n, err := setting.Int(os.Getenv, key, def, 0)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "bench: %s=%q is not a number\n", key, v)
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 		os.Exit(2)
 	}
 	return n

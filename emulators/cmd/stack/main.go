@@ -16,7 +16,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -24,6 +23,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/seed"
 	"github.com/nodebatch/nodebatch/emulators/stack"
+	"github.com/nodebatch/nodebatch/shared/setting"
 )
 
 type options struct {
@@ -36,11 +36,11 @@ type options struct {
 func main() {
 	def := stack.DefaultPorts()
 	var o options
-	flag.StringVar(&o.binDir, "bin-dir", envOr("NODEBATCH_BIN_DIR", ".nodebatch/bin"), "folder with etcd, kube-apiserver, kubectl (env NODEBATCH_BIN_DIR)")
+	flag.StringVar(&o.binDir, "bin-dir", setting.String(os.Getenv, "NODEBATCH_BIN_DIR", ".nodebatch/bin"), "folder with etcd, kube-apiserver, kubectl (env NODEBATCH_BIN_DIR)")
 	flag.StringVar(&o.stateDir, "state-dir", ".nodebatch/stack", "folder for etcd data, certificates, tokens, kubeconfigs, logs")
-	flag.StringVar(&o.stateFile, "state-file", envOr("NODEBATCH_STACK_FILE", ".nodebatch/stack.json"), "where to write endpoints and credentials once ready (env NODEBATCH_STACK_FILE)")
+	flag.StringVar(&o.stateFile, "state-file", setting.String(os.Getenv, "NODEBATCH_STACK_FILE", ".nodebatch/stack.json"), "where to write endpoints and credentials once ready (env NODEBATCH_STACK_FILE)")
 	flag.StringVar(&o.kubeconfig, "kubeconfig", ".nodebatch/kubeconfig", "where to write the admin kubeconfig; empty to skip")
-	flag.StringVar(&o.cloudSDK, "cloud-sdk", envOr("NODEBATCH_CLOUD_SDK", "/usr/lib/google-cloud-sdk"), "Cloud SDK root holding the emulators (env NODEBATCH_CLOUD_SDK)")
+	flag.StringVar(&o.cloudSDK, "cloud-sdk", setting.String(os.Getenv, "NODEBATCH_CLOUD_SDK", "/usr/lib/google-cloud-sdk"), "Cloud SDK root holding the emulators (env NODEBATCH_CLOUD_SDK)")
 	flag.IntVar(&o.nodes, "nodes", envInt("NODEBATCH_NODES", seed.DefaultCount), "Nodes to seed; 0 for none (env NODEBATCH_NODES)")
 	flag.IntVar(&o.podsPerNode, "pods-per-node", envInt("NODEBATCH_PODS_PER_NODE", 8), "Pods to seed on each node, in namespace "+seed.DefaultNamespace+"; 0 for none (env NODEBATCH_PODS_PER_NODE)")
 	flag.IntVar(&o.ports.APIServer, "apiserver-port", def.APIServer, "kube-apiserver HTTPS port")
@@ -158,21 +158,12 @@ func build(ctx context.Context, binDir string) error {
 	return nil
 }
 
-func envOr(key, def string) string {
-	if v := os.Getenv(key); v != "" {
-		return v
-	}
-	return def
-}
-
+// envInt is the flag default of the integer setting key (def when
+// unset); a bad value stops the command.
 func envInt(key string, def int) int {
-	v := os.Getenv(key)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
+	n, err := setting.Int(os.Getenv, key, def, 0)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "stack: %s=%q is not a number\n", key, v)
+		fmt.Fprintf(os.Stderr, "stack: %v\n", err)
 		os.Exit(2)
 	}
 	return n

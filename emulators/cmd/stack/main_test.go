@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nodebatch/nodebatch/emulators/stack"
+	"github.com/nodebatch/nodebatch/emulators/wait"
 )
 
 // The test binary doubles as the command: with this variable set it runs
@@ -65,15 +68,14 @@ func startCommand(t *testing.T) (*exec.Cmd, <-chan error, stack.Info, string) {
 // generous bound; it is a liveness check, not a timing assertion.
 func waitGone(t *testing.T, pids map[string]int) {
 	t.Helper()
-	deadline := time.Now().Add(time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	for name, pid := range pids {
-		for alive(pid) {
-			if time.Now().After(deadline) {
-				t.Errorf("%s (pid %d) still running after its parent stopped", name, pid)
-				syscall.Kill(pid, syscall.SIGKILL)
-				break
-			}
-			time.Sleep(50 * time.Millisecond)
+		if err := wait.Until(ctx, fmt.Sprintf("%s (pid %d) to stop after its parent stopped", name, pid), func() error {
+			return wait.True(!alive(pid), "still running")
+		}); err != nil {
+			t.Error(err)
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
 }

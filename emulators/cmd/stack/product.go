@@ -7,10 +7,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"sort"
 	"strings"
 	"time"
 
+	"github.com/nodebatch/nodebatch/emulators/product"
 	"github.com/nodebatch/nodebatch/emulators/stack"
+	"github.com/nodebatch/nodebatch/functions/config"
 )
 
 // Product addresses for `make run` (docs/design.md §2).
@@ -19,30 +23,26 @@ const (
 	patchAddr  = "127.0.0.1:8082"
 	relayAddr  = "127.0.0.1:8090"
 	issuerAddr = "127.0.0.1:8093"
-
-	topic            = "nodebatch-node-patch"
-	schedulerAccount = "scheduler@nodebatch-local.iam.gserviceaccount.com"
 )
 
 // productProcesses are the product's processes `make run` starts on top of
 // a ready stack, in order, each ready when its real endpoint answers. The
 // binaries are built by `make run` into binDir. The stack stops them first.
+// Their settings are product.Settings, the ones the in-process product
+// (emulators/product) starts from, plus each process' own.
 func productProcesses(info stack.Info, binDir, stateDir string) []stack.ProcessSpec {
 	bin := func(name string) string { return filepath.Join(binDir, name) }
 	issuer := "http://" + issuerAddr
-	common := []string{
-		"GOOGLE_CLOUD_PROJECT=" + info.Project,
-		"NODEBATCH_PROJECT=" + info.Project,
-		"FIRESTORE_EMULATOR_HOST=" + info.FirestoreHost,
-		"PUBSUB_EMULATOR_HOST=" + info.PubSubHost,
-		"NODEBATCH_TOPIC=" + topic,
-		"NODEBATCH_OIDC_ISSUER=" + issuer,
-		"NODEBATCH_OIDC_AUDIENCE=nodebatch",
-		"NODEBATCH_SCHEDULER_ISSUER=" + issuer + "/google",
-		"NODEBATCH_SCHEDULER_AUDIENCE=http://" + apiAddr,
-		"NODEBATCH_SCHEDULER_ALLOWLIST=" + schedulerAccount,
+	settings := product.Settings(info.Project, issuer, "http://"+apiAddr)
+	settings["FIRESTORE_EMULATOR_HOST"] = info.FirestoreHost
+	settings["PUBSUB_EMULATOR_HOST"] = info.PubSubHost
+	common := make([]string, 0, len(settings))
+	for k, v := range settings {
+		common = append(common, k+"="+v)
 	}
-	env := func(extra ...string) []string { return append(append([]string{}, common...), extra...) }
+	sort.Strings(common)
+	env := func(extra ...string) []string { return append(slices.Clone(common), extra...) }
+	topo := product.Topology(config.DefaultTopic)
 	specs := []stack.ProcessSpec{
 		{
 			Name:  "oidcdev",
@@ -69,8 +69,8 @@ func productProcesses(info stack.Info, binDir, stateDir string) []stack.ProcessS
 			Path: bin("pushdeliver"),
 			Args: []string{
 				"-project", info.Project, "-pubsub-host", info.PubSubHost, "-ensure",
-				"-topic", topic, "-subscription", topic + "-push",
-				"-dead-letter-topic", topic + "-dead", "-dead-letter-subscription", topic + "-dead-push",
+				"-topic", topo.Topic, "-subscription", topo.Subscription,
+				"-dead-letter-topic", topo.DeadLetterTopic, "-dead-letter-subscription", topo.DeadLetterSubscription,
 				"-endpoint", "http://" + patchAddr + "/",
 			},
 			Env: env(),
@@ -80,15 +80,17 @@ func productProcesses(info stack.Info, binDir, stateDir string) []stack.ProcessS
 			Path: bin("pushdeliver"),
 			Args: []string{
 				"-project", info.Project, "-pubsub-host", info.PubSubHost, "-ensure",
-				"-topic", topic + "-dead", "-subscription", topic + "-dead-push",
+				"-topic", topo.DeadLetterTopic, "-subscription", topo.DeadLetterSubscription,
 				"-endpoint", "http://" + patchAddr + "/deadletter",
 			},
 			Env: env(),
 		},
 		{
+			// The UI's core controls need no setting: the relay always
+			// serves them (relay/config.CoreFeatures), as in Google Cloud.
 			Name:  "relay",
 			Path:  bin("relay"),
-			Env:   env("KUBECONFIG="+info.AdminKubeconfig, "NODEBATCH_RELAY_ADDR="+relayAddr, "NODEBATCH_API_URL=http://"+apiAddr, "NODEBATCH_DEV_ISSUER=true", "NODEBATCH_UI_FEATURES=cancel,retry,revert,history"),
+			Env:   env("KUBECONFIG="+info.AdminKubeconfig, "NODEBATCH_RELAY_ADDR="+relayAddr),
 			Ready: stack.HTTPReady("http://" + relayAddr + "/healthz"),
 		},
 	}

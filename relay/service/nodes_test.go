@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"net/http"
@@ -32,7 +32,7 @@ func TestNodesListAsTheCaller(t *testing.T) {
 		_, _ = w.Write([]byte(`{"kind":"NodeList","apiVersion":"v1","metadata":{},"items":[]}`))
 	}))
 	defer api.Close()
-	h, err := nodesHandler(&rest.Config{Host: api.URL}, ratelimit.New(ratelimit.Config{PerMinute: 100, Burst: 100}))
+	h, err := NodesHandler(&rest.Config{Host: api.URL}, ratelimit.New(ratelimit.Config{PerMinute: 100, Burst: 100}))
 	if err != nil {
 		t.Fatal(err)
 	}
