@@ -49,6 +49,7 @@ func TestCompute(t *testing.T) {
 			Counts:      batch.Counts{Succeeded: 48, Failed: 2, Unchanged: 3},
 			FailedNodes: []batch.Failure{{Node: "node-003", Reason: "gone"}, {Node: "node-009", Reason: "forbidden"}},
 			Rate:        5, ETASeconds: 10, InFlight: map[int]string{0: "node-040", 1: "node-061"},
+			Written: start.Add(3 * time.Second),
 		},
 	}, {
 		name:  "complete lane is not in flight",
@@ -58,6 +59,7 @@ func TestCompute(t *testing.T) {
 			TaskID: "b1", Type: TypeProgress, Action: batch.ActionLabel, Current: 2, Total: 100, Progress: 2,
 			CurrentNode: "node-002", Message: "2 of 100 nodes done", Timestamp: now, State: batch.StateRunning, Attempt: 1,
 			Counts: batch.Counts{Succeeded: 2}, Rate: 0.2, ETASeconds: 490,
+			Written: start.Add(time.Second),
 		},
 	}, {
 		name:  "succeeded: batch counts win over lagging lanes",
@@ -67,6 +69,7 @@ func TestCompute(t *testing.T) {
 			TaskID: "b1", Type: TypeComplete, Action: batch.ActionLabel, Current: 100, Total: 100, Progress: 100,
 			CurrentNode: "node-098", Message: "succeeded: 100 nodes done (4 unchanged)", Timestamp: now, State: batch.StateSucceeded, Attempt: 1,
 			Counts: batch.Counts{Succeeded: 100, Unchanged: 4}, Rate: 5, Timing: &batch.Timing{NodesPerSecond: 5},
+			Written: start.Add(time.Second),
 		},
 	}, {
 		name: "partially failed is complete",
@@ -106,6 +109,7 @@ func TestCompute(t *testing.T) {
 			Counts:      batch.Counts{Succeeded: 98, Failed: 1},
 			FailedNodes: []batch.Failure{{Node: "node-001", Reason: "still conflict"}},
 			Rate:        9.9, ETASeconds: 1.0 / 9.9,
+			Written: start.Add(5 * time.Second), // the current attempt's newest lane
 		},
 	}}
 	for _, tt := range tests {
