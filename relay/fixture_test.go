@@ -20,7 +20,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/oidcdev"
 	"github.com/nodebatch/nodebatch/relay"
 	"github.com/nodebatch/nodebatch/shared/auth"
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/progress"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
@@ -237,9 +237,9 @@ func newSim(fs *firestore.Client, id, ownerID string, lanes, perLane int) *sim {
 	s := &sim{
 		fs: fs, perLane: perLane, writes: map[string]time.Time{},
 		doc: store.BatchDoc{
-			ID: id, Owner: ownerID, Action: batch.ActionLabel, Changes: store.Changes{Labels: []string{"team=ml"}},
+			ID: id, Owner: ownerID, Action: model.ActionLabel, Changes: store.Changes{Labels: []string{"team=ml"}},
 			All: true, Total: lanes * perLane, Concurrency: lanes, Lanes: lanes, AttemptTotal: lanes * perLane,
-			Attempt: 1, State: batch.StateRunning, CreatedAt: now, StartedAt: now,
+			Attempt: 1, State: model.StateRunning, CreatedAt: now, StartedAt: now,
 		},
 		failIf: func(int, int) bool { return false },
 	}
@@ -264,7 +264,7 @@ func (s *sim) step(ctx context.Context, lane, i int) error {
 	l.Mark(i)
 	if s.failIf(lane, i) {
 		l.Counts.Failed++
-		l.Failures = append(l.Failures, batch.Failure{Node: node, Reason: "simulated: forbidden"})
+		l.Failures = append(l.Failures, model.Failure{Node: node, Reason: "simulated: forbidden"})
 	} else {
 		l.Counts.Succeeded++
 	}
@@ -300,10 +300,10 @@ func (s *sim) runLanes(ctx context.Context, from, to int) error {
 }
 
 // counts is the sum of the lanes.
-func (s *sim) counts() batch.Counts {
+func (s *sim) counts() model.Counts {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var c batch.Counts
+	var c model.Counts
 	for _, l := range s.lanes {
 		c = c.Add(l.Counts)
 	}
@@ -311,15 +311,15 @@ func (s *sim) counts() batch.Counts {
 }
 
 // finish writes the final batch doc, as the last patch call does.
-func (s *sim) finish(ctx context.Context) (batch.Counts, error) {
+func (s *sim) finish(ctx context.Context) (model.Counts, error) {
 	c := s.counts()
-	s.doc.State = batch.StateSucceeded
+	s.doc.State = model.StateSucceeded
 	if c.Failed > 0 {
-		s.doc.State = batch.StatePartiallyFailed
+		s.doc.State = model.StatePartiallyFailed
 	}
 	s.doc.Counts = c
 	s.doc.FinishedAt = time.Now().UTC()
-	s.doc.Timing = &batch.Timing{NodesPerSecond: 1}
+	s.doc.Timing = &model.Timing{NodesPerSecond: 1}
 	_, err := s.fs.Doc(store.BatchPath(s.doc.ID)).Set(ctx, s.doc)
 	return c, err
 }

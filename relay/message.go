@@ -7,8 +7,8 @@ import (
 	"io"
 	"strings"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/jsonstrict"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 // Client message types.
@@ -55,7 +55,7 @@ func decodeClientMessage(data []byte) (clientMessage, error) {
 }
 
 // checkTaskID is the relay's one check of a batch id from outside (a
-// message's task_id, the upgrade's ?task_id=): batch.ValidateID, worded for
+// message's task_id, the upgrade's ?task_id=): model.ValidateID, worded for
 // the client. Every id that reaches a Firestore path passes it first.
 func checkTaskID(id string) error {
 	if r := taskIDReason(id); r != "" {
@@ -70,8 +70,8 @@ func taskIDReason(id string) string {
 	if id == "" {
 		return "is required"
 	}
-	if err := batch.ValidateID(id); err != nil {
-		return strings.TrimPrefix(err.Error(), batch.ErrInvalidID.Error()+": ")
+	if err := model.ValidateID(id); err != nil {
+		return strings.TrimPrefix(err.Error(), model.ErrInvalidID.Error()+": ")
 	}
 	return ""
 }

@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 func TestDecodeClientMessage(t *testing.T) {
@@ -81,7 +81,7 @@ func FuzzDecodeClientMessage(f *testing.F) {
 		}
 		switch m.Type {
 		case msgSubscribe, msgUnsubscribe:
-			if batch.ValidateID(m.TaskID) != nil {
+			if model.ValidateID(m.TaskID) != nil {
 				t.Errorf("accepted bad task id %q", m.TaskID)
 			}
 		case msgSubscribeAll:

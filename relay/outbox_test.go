@@ -7,16 +7,16 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/nodebatch/nodebatch/relay/watch"
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/progress"
 )
 
-func msg(task string, typ progress.Type, state batch.State, attempt, current int) progress.Message {
+func msg(task string, typ progress.Type, state model.State, attempt, current int) progress.Message {
 	return progress.Message{TaskID: task, Type: typ, State: state, Attempt: attempt, Current: current, Total: 100, Progress: float64(current)}
 }
 
 func running(task string, current int) progress.Message {
-	return msg(task, progress.TypeProgress, batch.StateRunning, 1, current)
+	return msg(task, progress.TypeProgress, model.StateRunning, 1, current)
 }
 
 func TestOutbox(t *testing.T) {
@@ -29,7 +29,7 @@ func TestOutbox(t *testing.T) {
 	}
 	framed := func(m progress.Message) watch.Update { return watch.Update{Message: m, Frame: shared} }
 	bare := func(m progress.Message) watch.Update { return watch.Update{Message: m} }
-	done := msg("a", progress.TypeComplete, batch.StateSucceeded, 1, 100)
+	done := msg("a", progress.TypeComplete, model.StateSucceeded, 1, 100)
 	refusal := func(task string) watch.Update { return bare(progress.Refusal(task, "not found", done.Timestamp)) }
 	tests := []struct {
 		name         string
@@ -53,18 +53,18 @@ func TestOutbox(t *testing.T) {
 		want: []watch.Update{framed(running("a", 10))},
 	}, {
 		name: "a new attempt may start lower",
-		in:   []watch.Update{framed(running("a", 90)), framed(msg("a", progress.TypeProgress, batch.StateRunning, 2, 80))},
-		want: []watch.Update{framed(msg("a", progress.TypeProgress, batch.StateRunning, 2, 80))},
+		in:   []watch.Update{framed(running("a", 90)), framed(msg("a", progress.TypeProgress, model.StateRunning, 2, 80))},
+		want: []watch.Update{framed(msg("a", progress.TypeProgress, model.StateRunning, 2, 80))},
 	}, {
 		name:  "a final message is raised, not dropped, and loses the shared frame",
-		in:    []watch.Update{framed(running("a", 60)), framed(msg("a", progress.TypeComplete, batch.StateCancelled, 1, 50))},
+		in:    []watch.Update{framed(running("a", 60)), framed(msg("a", progress.TypeComplete, model.StateCancelled, 1, 50))},
 		final: map[int]bool{1: true},
-		want:  []watch.Update{bare(msg("a", progress.TypeComplete, batch.StateCancelled, 1, 60))},
+		want:  []watch.Update{bare(msg("a", progress.TypeComplete, model.StateCancelled, 1, 60))},
 	}, {
 		name:  "a final message already at the client's count keeps the shared frame",
-		in:    []watch.Update{framed(running("a", 60)), framed(msg("a", progress.TypeComplete, batch.StateCancelled, 1, 60))},
+		in:    []watch.Update{framed(running("a", 60)), framed(msg("a", progress.TypeComplete, model.StateCancelled, 1, 60))},
 		final: map[int]bool{1: true},
-		want:  []watch.Update{framed(msg("a", progress.TypeComplete, batch.StateCancelled, 1, 60))},
+		want:  []watch.Update{framed(msg("a", progress.TypeComplete, model.StateCancelled, 1, 60))},
 	}, {
 		name:         "final queue overflow is reported, never silently dropped",
 		in:           []watch.Update{refusal("x"), refusal("y"), refusal("z")},

@@ -7,7 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 func TestParseUpgradeQuery(t *testing.T) {
@@ -66,7 +66,7 @@ func FuzzParseUpgradeQuery(f *testing.F) {
 			}
 			return
 		}
-		if q.TaskID != "" && batch.ValidateID(q.TaskID) != nil {
+		if q.TaskID != "" && model.ValidateID(q.TaskID) != nil {
 			t.Errorf("accepted bad task id %q", q.TaskID)
 		}
 	})

@@ -15,7 +15,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/oidcdev"
 	"github.com/nodebatch/nodebatch/relay"
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/progress"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
@@ -173,7 +173,7 @@ func TestIsolation(t *testing.T) {
 		c := f.mustDial(t, who.user, who.admin)
 		send(t, c, map[string]string{"type": "subscribe", "task_id": a.doc.ID})
 		m := read(t, c)
-		if m.TaskID != a.doc.ID || m.Type != progress.TypeProgress || m.Total != 6 || m.State != batch.StateRunning {
+		if m.TaskID != a.doc.ID || m.Type != progress.TypeProgress || m.Total != 6 || m.State != model.StateRunning {
 			t.Errorf("%s subscribing: first message = %+v, want running progress of %s", who.user, m, a.doc.ID)
 		}
 	}
@@ -272,11 +272,11 @@ func TestReconnectMidBatch(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	want := batch.Counts{Succeeded: 92, Failed: 8}
+	want := model.Counts{Succeeded: 92, Failed: 8}
 	if diff := cmp.Diff(want, final.Counts); diff != "" {
 		t.Errorf("final counts (-want +got):\n%s", diff)
 	}
-	if final.Type != progress.TypeComplete || final.State != batch.StatePartiallyFailed || final.Current != 100 || final.Progress != 100 {
+	if final.Type != progress.TypeComplete || final.State != model.StatePartiallyFailed || final.Current != 100 || final.Progress != 100 {
 		t.Errorf("final message = %+v, want complete, partially_failed, 100/100", final)
 	}
 	if len(final.FailedNodes) != 8 {
@@ -382,16 +382,16 @@ func TestRetryStreamsTheNewAttempt(t *testing.T) {
 	c := f.mustDial(t, "alice", false)
 	send(t, c, map[string]string{"type": "subscribe", "task_id": s.doc.ID})
 	first := read(t, c)
-	if first.State != batch.StatePartiallyFailed || first.Counts.Failed != 2 || len(first.FailedNodes) != 2 {
+	if first.State != model.StatePartiallyFailed || first.Counts.Failed != 2 || len(first.FailedNodes) != 2 {
 		t.Fatalf("first message = %+v, want the partially failed end of attempt 1", first)
 	}
 
 	// The retry, as the control API writes it: attempt 2, one lane, the two
 	// failures taken back.
 	b := s.doc
-	b.Attempt, b.Lanes, b.AttemptTotal, b.State = 2, 1, 2, batch.StateRunning
-	b.Adjust = batch.Counts{Failed: 2}
-	b.Counts, b.FinishedAt, b.Timing = batch.Counts{}, time.Time{}, nil
+	b.Attempt, b.Lanes, b.AttemptTotal, b.State = 2, 1, 2, model.StateRunning
+	b.Adjust = model.Counts{Failed: 2}
+	b.Counts, b.FinishedAt, b.Timing = model.Counts{}, time.Time{}, nil
 	if _, err := f.fs.Doc(store.BatchPath(b.ID)).Set(ctx, b); err != nil {
 		t.Fatal(err)
 	}
@@ -404,15 +404,15 @@ func TestRetryStreamsTheNewAttempt(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b.State, b.Counts, b.FinishedAt = batch.StateSucceeded, batch.Counts{Succeeded: 10}, time.Now().UTC()
+	b.State, b.Counts, b.FinishedAt = model.StateSucceeded, model.Counts{Succeeded: 10}, time.Now().UTC()
 	if _, err := f.fs.Doc(store.BatchPath(b.ID)).Set(ctx, b); err != nil {
 		t.Fatal(err)
 	}
 	var last progress.Message
 	for {
 		m := read(t, c)
-		if m.Attempt == 2 && m.State == batch.StateRunning && m.Counts.Failed+m.Counts.Succeeded > 0 && m.Counts != (batch.Counts{Succeeded: 8}) &&
-			m.Counts != (batch.Counts{Succeeded: 9}) && m.Counts != (batch.Counts{Succeeded: 10}) {
+		if m.Attempt == 2 && m.State == model.StateRunning && m.Counts.Failed+m.Counts.Succeeded > 0 && m.Counts != (model.Counts{Succeeded: 8}) &&
+			m.Counts != (model.Counts{Succeeded: 9}) && m.Counts != (model.Counts{Succeeded: 10}) {
 			t.Errorf("attempt 2 progress counts = %+v, want the 8 kept successes plus the re-run ones", m.Counts)
 		}
 		if m.Attempt == 2 && m.Final() {
@@ -420,7 +420,7 @@ func TestRetryStreamsTheNewAttempt(t *testing.T) {
 			break
 		}
 	}
-	if last.Type != progress.TypeComplete || last.Current != 10 || last.Counts != (batch.Counts{Succeeded: 10}) || len(last.FailedNodes) != 0 {
+	if last.Type != progress.TypeComplete || last.Current != 10 || last.Counts != (model.Counts{Succeeded: 10}) || len(last.FailedNodes) != 0 {
 		t.Errorf("final after retry = %+v, want complete 10/10, no failures", last)
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 // Tool is what changed the nodes in a row.
@@ -48,7 +48,7 @@ type Row struct {
 	Err         string          `json:"error,omitempty"` // why the row has fewer runs than asked
 	// Timings are nodebatch's own per-batch figures (final message), one
 	// per run: where a nodebatch row's time goes, seen from inside.
-	Timings []batch.Timing `json:"batch_timing,omitempty"`
+	Timings []model.Timing `json:"batch_timing,omitempty"`
 	// Breakdowns split each nodebatch run's wall time into stages.
 	Breakdowns []Breakdown `json:"breakdown,omitempty"`
 	// CPU is where the machine's CPU went during each run; CPUMedian is

@@ -21,7 +21,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
 	"github.com/nodebatch/nodebatch/emulators/product"
 	"github.com/nodebatch/nodebatch/emulators/wait"
-	model "github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 // Batch sizes. The issue asks for 1,000 nodes; on this 2-core machine the

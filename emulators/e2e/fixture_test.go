@@ -24,7 +24,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
 	"github.com/nodebatch/nodebatch/emulators/product"
-	model "github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/progress"
 	"github.com/nodebatch/nodebatch/shared/store"
 )

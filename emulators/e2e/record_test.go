@@ -23,9 +23,9 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/product"
 	"github.com/nodebatch/nodebatch/emulators/wait"
 	"github.com/nodebatch/nodebatch/functions/batch"
-	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/events"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 

@@ -16,9 +16,9 @@ import (
 
 	"github.com/nodebatch/nodebatch/shared/apierror"
 	"github.com/nodebatch/nodebatch/shared/auth"
-	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/events"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
 	"github.com/nodebatch/nodebatch/shared/telemetry"

@@ -17,7 +17,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
 	"github.com/nodebatch/nodebatch/functions/batch"
-	model "github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 func selector(prefix string) string { return harness.TestLabel + "=" + prefix }

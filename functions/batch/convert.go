@@ -2,7 +2,7 @@ package batch
 
 import (
 	"github.com/nodebatch/nodebatch/shared/api"
-	model "github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strconv"
 
 	"github.com/nodebatch/nodebatch/shared/apierror"
-	model "github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
 )

@@ -16,7 +16,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
 	"github.com/nodebatch/nodebatch/emulators/product"
 	"github.com/nodebatch/nodebatch/functions/batch"
-	model "github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/progress"
 )
 

@@ -7,7 +7,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/functions/config"
 	"github.com/nodebatch/nodebatch/shared/apierror"
-	model "github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/request"
 )
 

@@ -10,7 +10,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/shared/auth"
-	model "github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 

@@ -10,7 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 
 	"github.com/nodebatch/nodebatch/functions/runner"
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -37,7 +37,7 @@ func TestCancelReadFreshPerNode(t *testing.T) {
 		t.Errorf("patch calls = %d, want 1 (only the node before the cancel)", got)
 	}
 	b, _ := st.Batch(ctx, "b1")
-	if diff := cmp.Diff(batch.Counts{Succeeded: 1, Cancelled: 2}, b.Counts); diff != "" || b.State != batch.StateCancelled || b.Reason != "stop" {
+	if diff := cmp.Diff(model.Counts{Succeeded: 1, Cancelled: 2}, b.Counts); diff != "" || b.State != model.StateCancelled || b.Reason != "stop" {
 		t.Errorf("batch %s %q counts (-want +got):\n%s", b.State, b.Reason, diff)
 	}
 	if _, did, _ := st.RecordCancel(ctx, "b1", store.Cancel{By: "o", Reason: "again"}); did {
@@ -65,7 +65,7 @@ func TestFailureThreshold(t *testing.T) {
 				t.Errorf("patch calls = %d, want 3", got)
 			}
 			b, _ := st.Batch(ctx, "b1")
-			if diff := cmp.Diff(batch.Counts{Failed: 3, Cancelled: 7}, b.Counts); diff != "" || b.State != batch.StateFailed || !strings.Contains(b.Reason, "failure threshold reached: 3 of 10") {
+			if diff := cmp.Diff(model.Counts{Failed: 3, Cancelled: 7}, b.Counts); diff != "" || b.State != model.StateFailed || !strings.Contains(b.Reason, "failure threshold reached: 3 of 10") {
 				t.Errorf("batch %s %q counts (-want +got):\n%s", b.State, b.Reason, diff)
 			}
 		})

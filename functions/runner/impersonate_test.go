@@ -9,7 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/nodebatch/nodebatch/functions/runner"
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -61,7 +61,7 @@ func TestNoRequesterNoPatch(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Run = %v, want a recorded failure", err)
 	}
-	if res.Node.State != batch.NodeFailed || !strings.Contains(res.Node.Reason, "records no Kubernetes user for attempt 1") {
+	if res.Node.State != model.NodeFailed || !strings.Contains(res.Node.Reason, "records no Kubernetes user for attempt 1") {
 		t.Errorf("node = %s %q, want failed naming the missing user", res.Node.State, res.Node.Reason)
 	}
 	if p.calls.Load() != 0 || len(a.calls) != 0 {

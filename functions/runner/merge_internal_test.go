@@ -5,8 +5,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -33,7 +33,7 @@ func TestMerge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			doc := store.NodeDoc{State: batch.NodeSucceeded, Changed: tt.changed, Before: tt.before, After: tt.after}
+			doc := store.NodeDoc{State: model.NodeSucceeded, Changed: tt.changed, Before: tt.before, After: tt.after}
 			merge(&doc, prior)
 			if diff := cmp.Diff(tt.wantUnknown, doc.Unknown); diff != "" {
 				t.Errorf("unknown (-want +got):\n%s", diff)
@@ -46,7 +46,7 @@ func TestMerge(t *testing.T) {
 			}
 		})
 	}
-	doc := store.NodeDoc{State: batch.NodeSucceeded, Before: map[string]*string{"label:a": sp("0")}}
+	doc := store.NodeDoc{State: model.NodeSucceeded, Before: map[string]*string{"label:a": sp("0")}}
 	merge(&doc, nil)
 	if doc.Unknown != nil || doc.Changed {
 		t.Errorf("merge without a prior intent changed the result: %+v", doc)

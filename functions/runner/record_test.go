@@ -14,9 +14,9 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/functions/runner"
-	"github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/events"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
@@ -61,7 +61,7 @@ func realSetup(t *testing.T, set change.Set) (*store.Store, kubernetes.Interface
 	}
 	now := time.Now()
 	b := &store.BatchDoc{ID: "b1", Owner: "o", Action: set.Action(), Total: 1, Concurrency: 1, Lanes: 1,
-		AttemptTotal: 1, Attempt: 1, State: batch.StateRunning, CreatedAt: now, StartedAt: now,
+		AttemptTotal: 1, Attempt: 1, State: model.StateRunning, CreatedAt: now, StartedAt: now,
 		ChangeSet: string(js), Nodes: names, Names: names}
 	if err := st.Create(context.Background(), b, []store.LaneDoc{{Attempt: 1, Lane: 0, Size: 1}}); err != nil {
 		t.Fatalf("Create: %v", err)
@@ -84,20 +84,20 @@ func TestRecordLostAfterLandedWrite(t *testing.T) {
 	tests := []struct {
 		name  string
 		then  func(ctx context.Context, t *testing.T, st *store.Store, r *runner.Runner, ev events.Node) (runner.Result, error)
-		state batch.NodeState
+		state model.NodeState
 	}{
 		{"redelivered", func(ctx context.Context, _ *testing.T, _ *store.Store, r *runner.Runner, ev events.Node) (runner.Result, error) {
 			return r.Run(ctx, ev)
-		}, batch.NodeSucceeded},
+		}, model.NodeSucceeded},
 		{"cancelled, then redelivered", func(ctx context.Context, t *testing.T, st *store.Store, r *runner.Runner, ev events.Node) (runner.Result, error) {
 			if _, _, err := st.RecordCancel(ctx, "b1", store.Cancel{RequestedAt: time.Now(), By: "o", Reason: "stop"}); err != nil {
 				t.Fatal(err)
 			}
 			return r.Run(ctx, ev)
-		}, batch.NodeFailed},
+		}, model.NodeFailed},
 		{"dead-lettered", func(ctx context.Context, _ *testing.T, _ *store.Store, r *runner.Runner, ev events.Node) (runner.Result, error) {
 			return r.Fail(ctx, ev, "delivery attempts exhausted")
-		}, batch.NodeFailed},
+		}, model.NodeFailed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,7 +172,7 @@ func TestRecordWriteNotLanded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if doc.State != batch.NodeCancelled || doc.Changed || len(doc.Unknown) != 0 {
+	if doc.State != model.NodeCancelled || doc.Changed || len(doc.Unknown) != 0 {
 		t.Errorf("node result = %s changed %v unknown %v (%s), want cancelled, unchanged", doc.State, doc.Changed, doc.Unknown, doc.Reason)
 	}
 	n, err := admin.CoreV1().Nodes().Get(ctx, ev.Node, metav1.GetOptions{})
@@ -240,7 +240,7 @@ func TestForgedEventsChangeNothing(t *testing.T) {
 	if _, err := r.Run(ctx, ev); err != nil {
 		t.Fatalf("genuine event: %v", err)
 	}
-	if doc, err := st.Node(ctx, "b1", ev.Node); err != nil || doc.State != batch.NodeSucceeded || !doc.Changed {
+	if doc, err := st.Node(ctx, "b1", ev.Node); err != nil || doc.State != model.NodeSucceeded || !doc.Changed {
 		t.Errorf("genuine event's result = %+v, %v, want succeeded, changed", doc, err)
 	}
 }
@@ -300,7 +300,7 @@ func TestUnknownSurvivesRetry(t *testing.T) {
 	if err != nil || !b.State.Final() {
 		t.Fatalf("batch = %+v, %v; want final", b, err)
 	}
-	if _, err := st.StartAttempt(ctx, "b1", store.Attempt{Number: 2, Lanes: 1, Total: 1, StartedAt: time.Now(), Adjust: batch.Counts{Failed: 1}, Names: []string{ev.Node}},
+	if _, err := st.StartAttempt(ctx, "b1", store.Attempt{Number: 2, Lanes: 1, Total: 1, StartedAt: time.Now(), Adjust: model.Counts{Failed: 1}, Names: []string{ev.Node}},
 		[]store.LaneDoc{{Attempt: 2, Lane: 0, Size: 1}}); err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +312,7 @@ func TestUnknownSurvivesRetry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if doc.Attempt != 2 || doc.State != batch.NodeSucceeded || !doc.Changed {
+	if doc.Attempt != 2 || doc.State != model.NodeSucceeded || !doc.Changed {
 		t.Errorf("retried result = attempt %d %s changed %v, want attempt 2 succeeded changed", doc.Attempt, doc.State, doc.Changed)
 	}
 	if diff := cmp.Diff([]string{"label:" + key}, doc.Unknown); diff != "" {

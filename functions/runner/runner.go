@@ -16,9 +16,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/events"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/store"
 	"github.com/nodebatch/nodebatch/shared/telemetry"
@@ -139,17 +139,17 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 	}
 	switch {
 	case prior != nil && (b.Cancel != nil || b.State.Final()):
-		unknown(&doc, batch.NodeFailed, prior, "not written after the batch stopped")
+		unknown(&doc, model.NodeFailed, prior, "not written after the batch stopped")
 	case b.Cancel != nil:
-		doc.State, doc.Reason = batch.NodeCancelled, "cancelled before this node was reached: "+b.Cancel.Reason
+		doc.State, doc.Reason = model.NodeCancelled, "cancelled before this node was reached: "+b.Cancel.Reason
 	case b.State.Final():
-		doc.State, doc.Reason = batch.NodeCancelled, fmt.Sprintf("batch already %s before this node was reached", b.State)
+		doc.State, doc.Reason = model.NodeCancelled, fmt.Sprintf("batch already %s before this node was reached", b.State)
 	case skip != "":
-		doc.State, doc.Reason = batch.NodeSkipped, skip
+		doc.State, doc.Reason = model.NodeSkipped, skip
 	default:
 		pt, perr := r.patcher(b, ev.Attempt)
 		if perr != nil {
-			doc.State, doc.Reason = batch.NodeFailed, perr.Error()
+			doc.State, doc.Reason = model.NodeFailed, perr.Error()
 			break
 		}
 		out, err := pt.Write(ctx, ev.Node, set, ev.Observed, ev.DryRun, r.intent(ev, &b, &lane))
@@ -157,11 +157,11 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 		case errors.Is(err, errCounted):
 			return Result{Already: true}, nil
 		case errors.Is(err, errStopped) && prior != nil:
-			unknown(&doc, batch.NodeFailed, prior, "not written after the batch stopped")
+			unknown(&doc, model.NodeFailed, prior, "not written after the batch stopped")
 		case errors.Is(err, errStopped) && b.Cancel != nil:
-			doc.State, doc.Reason = batch.NodeCancelled, "cancelled before this node was reached: "+b.Cancel.Reason
+			doc.State, doc.Reason = model.NodeCancelled, "cancelled before this node was reached: "+b.Cancel.Reason
 		case errors.Is(err, errStopped):
-			doc.State, doc.Reason = batch.NodeCancelled, fmt.Sprintf("batch already %s before this node was reached", b.State)
+			doc.State, doc.Reason = model.NodeCancelled, fmt.Sprintf("batch already %s before this node was reached", b.State)
 		case err != nil && nodepatch.Classify(err) == nodepatch.Transient:
 			log.Warn("transient patch error, redelivery wanted", "error", err)
 			// For the timing figures; this call holds the lane's key.
@@ -170,7 +170,7 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 			}
 			return Result{}, fmt.Errorf("run %s: %w: %w", ev.ID(), ErrTransient, err)
 		case err != nil:
-			doc.State, doc.Reason = batch.NodeFailed, err.Error()
+			doc.State, doc.Reason = model.NodeFailed, err.Error()
 			merge(&doc, prior)
 		default:
 			fill(&doc, out)
@@ -360,7 +360,7 @@ func (r *Runner) resolve(ctx context.Context, ev events.Node, b *store.BatchDoc,
 // unknown records doc as state with every key of prior unknown: an earlier
 // delivery sent prior's write, its result was lost, and the node moved
 // since, so the batch may have changed it.
-func unknown(doc *store.NodeDoc, state batch.NodeState, prior *store.Intent, what string) {
+func unknown(doc *store.NodeDoc, state model.NodeState, prior *store.Intent, what string) {
 	doc.State = state
 	doc.Changed = true
 	doc.After = maps.Clone(prior.After)
@@ -459,9 +459,9 @@ func (r *Runner) already(ctx context.Context, ev events.Node, lane *store.Lane, 
 
 // fill copies a patch outcome into a node result.
 func fill(doc *store.NodeDoc, out nodepatch.Outcome) {
-	doc.State = batch.NodeSucceeded
+	doc.State = model.NodeSucceeded
 	if out.Skipped {
-		doc.State, doc.Reason = batch.NodeSkipped, out.SkipReason
+		doc.State, doc.Reason = model.NodeSkipped, out.SkipReason
 	}
 	doc.Changed = out.Changed
 	doc.ResourceVersion = out.ResourceVersion
@@ -501,10 +501,10 @@ func (r *Runner) Fail(ctx context.Context, ev events.Node, reason string) (Resul
 	now := r.now()
 	doc := store.NodeDoc{
 		Node: ev.Node, Lane: ev.Lane, Position: ev.Position, Attempt: ev.Attempt, DryRun: ev.DryRun,
-		State: batch.NodeFailed, Reason: reason, StartedAt: now, FinishedAt: now,
+		State: model.NodeFailed, Reason: reason, StartedAt: now, FinishedAt: now,
 	}
 	if prior != nil {
-		unknown(&doc, batch.NodeFailed, prior, reason)
+		unknown(&doc, model.NodeFailed, prior, reason)
 	}
 	return r.record(ctx, log, ev, lane, doc, b)
 }
@@ -578,7 +578,7 @@ func (r *Runner) counted(ctx context.Context, log *slog.Logger, ev events.Node, 
 	log.InfoContext(ctx, "node recorded", "state", doc.State, "changed", doc.Changed, "latency_ms", doc.LatencyMS)
 	r.observeNode(ctx, doc)
 	res := Result{Node: doc}
-	if doc.State == batch.NodeFailed && b.MaxFailures != "" && b.Cancel == nil {
+	if doc.State == model.NodeFailed && b.MaxFailures != "" && b.Cancel == nil {
 		// Before finishing: a threshold crossed by the last node still
 		// makes the batch fail.
 		if err := r.threshold(ctx, log, ev.BatchID); err != nil {
@@ -610,23 +610,23 @@ func (r *Runner) counted(ctx context.Context, log *slog.Logger, ev events.Node, 
 func count(l *store.LaneDoc, pos int, doc *store.NodeDoc, now time.Time) {
 	l.Mark(pos)
 	switch doc.State {
-	case batch.NodeSucceeded:
+	case model.NodeSucceeded:
 		l.Counts.Succeeded++
 		if !doc.Changed {
 			l.Counts.Unchanged++
 		}
-	case batch.NodeFailed:
+	case model.NodeFailed:
 		l.Counts.Failed++
-		l.AddFailure(batch.Failure{Node: doc.Node, Reason: doc.Reason})
-	case batch.NodeSkipped:
+		l.AddFailure(model.Failure{Node: doc.Node, Reason: doc.Reason})
+	case model.NodeSkipped:
 		l.Counts.Skipped++
-	case batch.NodeCancelled:
+	case model.NodeCancelled:
 		l.Counts.Cancelled++
 	}
 	l.Conflicts += doc.Conflicts
 	l.CurrentNode = doc.Node
 	l.UpdatedAt = now
-	if doc.State == batch.NodeSucceeded || doc.State == batch.NodeFailed {
+	if doc.State == model.NodeSucceeded || doc.State == model.NodeFailed {
 		l.AddLatency(doc.LatencyMS)
 	}
 }
@@ -674,7 +674,7 @@ func (r *Runner) threshold(ctx context.Context, log *slog.Logger, batchID string
 	if b.MaxFailures == "" || b.Cancel != nil || b.State.Final() {
 		return nil
 	}
-	limit, err := batch.Threshold(b.MaxFailures).Limit(b.AttemptTotal)
+	limit, err := model.Threshold(b.MaxFailures).Limit(b.AttemptTotal)
 	if err != nil || limit == 0 {
 		return nil // validated at submit; an unreadable threshold stops nothing
 	}

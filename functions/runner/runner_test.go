@@ -16,9 +16,9 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/functions/runner"
-	"github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/events"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
@@ -65,8 +65,8 @@ func setup(t *testing.T, nodes []string, c int, mutate func(*store.BatchDoc)) (*
 	st := store.New(env.Firestore(t, env.ProjectID(t)))
 	set := change.Set{Labels: []change.Label{{Key: "team", Value: "ml"}}}
 	now := time.Now()
-	b := &store.BatchDoc{ID: "b1", Owner: "o", Action: batch.ActionLabel, Total: len(nodes), Concurrency: c, Lanes: c,
-		AttemptTotal: len(nodes), Attempt: 1, State: batch.StateRunning, CreatedAt: now, StartedAt: now}
+	b := &store.BatchDoc{ID: "b1", Owner: "o", Action: model.ActionLabel, Total: len(nodes), Concurrency: c, Lanes: c,
+		AttemptTotal: len(nodes), Attempt: 1, State: model.StateRunning, CreatedAt: now, StartedAt: now}
 	if mutate != nil {
 		mutate(b)
 	}
@@ -150,14 +150,14 @@ func TestAlreadyCountedSkipsPatch(t *testing.T) {
 		t.Fatalf("last node Run = %+v, %v, want it to finish the batch", res, err)
 	}
 	b, _ := st.Batch(ctx, "b1")
-	if b.State != batch.StateSucceeded || b.Timing == nil {
+	if b.State != model.StateSucceeded || b.Timing == nil {
 		t.Errorf("batch = %s timing %v, want succeeded with timing", b.State, b.Timing)
 	}
 	n, err := st.Node(ctx, "b1", "n0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.State != batch.NodeSucceeded || n.After["label:team"] == nil || *n.After["label:team"] != "ml" || n.ResourceVersion != "7" {
+	if n.State != model.NodeSucceeded || n.After["label:team"] == nil || *n.After["label:team"] != "ml" || n.ResourceVersion != "7" {
 		t.Errorf("node result = %+v", n)
 	}
 }
@@ -177,7 +177,7 @@ func TestCancelledBatchDoesNotPatch(t *testing.T) {
 		t.Errorf("patch calls = %d, want 0 after cancel", got)
 	}
 	b, _ := st.Batch(context.Background(), "b1")
-	if diff := cmp.Diff(batch.Counts{Cancelled: 4}, b.Counts); diff != "" || b.State != batch.StateCancelled {
+	if diff := cmp.Diff(model.Counts{Cancelled: 4}, b.Counts); diff != "" || b.State != model.StateCancelled {
 		t.Errorf("batch %s counts (-want +got):\n%s", b.State, diff)
 	}
 }
@@ -213,11 +213,11 @@ func TestErrorClasses(t *testing.T) {
 		t.Fatalf("Run with 404 = %v, want nil (recorded, acked)", err)
 	}
 	b, _ := st.Batch(ctx, "b1")
-	if diff := cmp.Diff(batch.Counts{Succeeded: 1, Failed: 1}, b.Counts); diff != "" || b.State != batch.StatePartiallyFailed {
+	if diff := cmp.Diff(model.Counts{Succeeded: 1, Failed: 1}, b.Counts); diff != "" || b.State != model.StatePartiallyFailed {
 		t.Errorf("batch %s counts (-want +got):\n%s", b.State, diff)
 	}
 	n, _ := st.Node(ctx, "b1", "n1")
-	if n.State != batch.NodeFailed || n.Reason == "" {
+	if n.State != model.NodeFailed || n.Reason == "" {
 		t.Errorf("gone node = %s %q, want failed with reason", n.State, n.Reason)
 	}
 }
@@ -247,16 +247,16 @@ func TestResultAndCountAgree(t *testing.T) {
 		})
 		wg.Wait()
 	}
-	var fromDocs batch.Counts
+	var fromDocs model.Counts
 	for _, n := range nodes {
 		doc, err := st.Node(ctx, "b1", n)
 		if err != nil {
 			t.Fatal(err)
 		}
 		switch doc.State {
-		case batch.NodeSucceeded:
+		case model.NodeSucceeded:
 			fromDocs.Succeeded++
-		case batch.NodeFailed:
+		case model.NodeFailed:
 			fromDocs.Failed++
 		}
 	}
@@ -264,7 +264,7 @@ func TestResultAndCountAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var fromLanes batch.Counts
+	var fromLanes model.Counts
 	for _, l := range lanes {
 		fromLanes = fromLanes.Add(l.Counts)
 	}
@@ -305,7 +305,7 @@ func TestLanesFinishingTogetherFinishOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b.State != batch.StateSucceeded || b.Counts.Succeeded != len(nodes) {
+	if b.State != model.StateSucceeded || b.Counts.Succeeded != len(nodes) {
 		t.Errorf("batch = %s counts %+v, want succeeded with %d", b.State, b.Counts, len(nodes))
 	}
 }
@@ -324,7 +324,7 @@ func TestCountNodePreconditions(t *testing.T) {
 		return l
 	}
 	node := func(name string) *store.NodeDoc {
-		return &store.NodeDoc{Node: name, Attempt: 1, State: batch.NodeSucceeded}
+		return &store.NodeDoc{Node: name, Attempt: 1, State: model.NodeSucceeded}
 	}
 
 	stale := read()

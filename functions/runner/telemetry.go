@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
@@ -37,16 +37,16 @@ func (r *Runner) observeFinish(ctx context.Context, b *store.BatchDoc) {
 // Outcome is the nodebatch.outcome of a node result.
 func Outcome(doc store.NodeDoc) string {
 	switch doc.State {
-	case batch.NodeSucceeded:
+	case model.NodeSucceeded:
 		if !doc.Changed {
 			return telemetry.OutcomeUnchanged
 		}
 		return telemetry.OutcomeSucceeded
-	case batch.NodeFailed:
+	case model.NodeFailed:
 		return telemetry.OutcomeFailed
-	case batch.NodeCancelled:
+	case model.NodeCancelled:
 		return telemetry.OutcomeCancelled
-	case batch.NodeSkipped:
+	case model.NodeSkipped:
 		return telemetry.OutcomeSkipped
 	}
 	return string(doc.State)

@@ -8,7 +8,7 @@ import (
 
 	"cloud.google.com/go/firestore"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -106,7 +106,7 @@ func (ow *ownerWatcher) start(fs *firestore.Client, log *slog.Logger, since time
 	// The queries are declared in shared/store/queries.go (their indexes
 	// are checked against infra/firestore.tf).
 	batches := fs.Collection(store.BatchesCollection).Query
-	states := []string{string(batch.StatePending), string(batch.StateRunning)}
+	states := []string{string(model.StatePending), string(model.StateRunning)}
 	active := store.QueryActive.Apply(batches, states)
 	finished := store.QueryFinishedSince.Apply(batches, since)
 	if ow.owner != AllOwners {

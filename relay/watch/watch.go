@@ -31,7 +31,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/progress"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
@@ -120,11 +120,11 @@ func (r *Registry) Stats() Stats {
 // progress.Refusal(id, "not found") and the subscription ends by itself.
 // Otherwise the sink gets the current state, then every change, until cancel
 // is called. cancel is idempotent. An id that is not a batch id
-// (batch.ValidateID) is refused with an error before any listener opens:
+// (model.ValidateID) is refused with an error before any listener opens:
 // it would name no document (a '/' makes an odd path the client answers
 // with a nil ref).
 func (r *Registry) Subscribe(id string, allow Allow, sink Sink) (cancel func(), err error) {
-	if err := batch.ValidateID(id); err != nil {
+	if err := model.ValidateID(id); err != nil {
 		return nil, fmt.Errorf("subscribe to batch: %w", err)
 	}
 	s := &subscriber{allow: allow, sink: sink}

@@ -17,7 +17,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/progress"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
@@ -108,8 +108,8 @@ func TestSubscribeRefusesBadIDs(t *testing.T) {
 	for _, id := range []string{"", "a/b", "a/lanes/x", "../x", strings.Repeat("a", 129), "a b", "é"} {
 		s := make(sink, 1)
 		cancel, err := r.Subscribe(id, func(string) bool { return true }, s)
-		if !errors.Is(err, batch.ErrInvalidID) || cancel != nil {
-			t.Errorf("Subscribe(%q) = cancel %v, error %v; want nil and batch.ErrInvalidID", id, cancel != nil, err)
+		if !errors.Is(err, model.ErrInvalidID) || cancel != nil {
+			t.Errorf("Subscribe(%q) = cancel %v, error %v; want nil and model.ErrInvalidID", id, cancel != nil, err)
 		}
 		if diff := cmp.Diff(Stats{}, r.Stats()); diff != "" {
 			t.Errorf("Stats() after Subscribe(%q) (-want +got):\n%s", id, diff)
@@ -124,11 +124,11 @@ func TestSharedWatcher(t *testing.T) {
 	env := harness.Start(t)
 	fs := env.Firestore(t, env.ProjectID(t))
 	ctx := context.Background()
-	b := store.BatchDoc{ID: "w1", Owner: "alice", Action: batch.ActionLabel, Total: 4, Lanes: 2, Attempt: 1, State: batch.StateRunning}
+	b := store.BatchDoc{ID: "w1", Owner: "alice", Action: model.ActionLabel, Total: 4, Lanes: 2, Attempt: 1, State: model.StateRunning}
 	if _, err := fs.Doc(store.BatchPath(b.ID)).Set(ctx, b); err != nil {
 		t.Fatal(err)
 	}
-	lane := store.LaneDoc{Attempt: 1, Lane: 1, Size: 2, Counts: batch.Counts{Succeeded: 1}, CurrentNode: "n1"}
+	lane := store.LaneDoc{Attempt: 1, Lane: 1, Size: 2, Counts: model.Counts{Succeeded: 1}, CurrentNode: "n1"}
 	if _, err := fs.Doc(store.LanePath(b.ID, 1, 1)).Set(ctx, lane); err != nil {
 		t.Fatal(err)
 	}
@@ -209,7 +209,7 @@ func TestPacing(t *testing.T) {
 	}
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := store.BatchDoc{ID: fmt.Sprintf("pace%d", i), Owner: "alice", Action: batch.ActionLabel, Total: 3, Lanes: 1, Attempt: 1, State: batch.StateRunning}
+			b := store.BatchDoc{ID: fmt.Sprintf("pace%d", i), Owner: "alice", Action: model.ActionLabel, Total: 3, Lanes: 1, Attempt: 1, State: model.StateRunning}
 			if _, err := fs.Doc(store.BatchPath(b.ID)).Set(ctx, b); err != nil {
 				t.Fatal(err)
 			}
@@ -230,7 +230,7 @@ func TestPacing(t *testing.T) {
 				}
 			}
 			if tt.final {
-				b.State, b.Counts = batch.StateSucceeded, batch.Counts{Succeeded: 3}
+				b.State, b.Counts = model.StateSucceeded, model.Counts{Succeeded: 3}
 				if _, err := fs.Doc(store.BatchPath(b.ID)).Set(ctx, b); err != nil {
 					t.Fatal(err)
 				}
@@ -273,7 +273,7 @@ func TestOwnerFeedSeesABatchThatEndsAsItStarts(t *testing.T) {
 		fs := env.Firestore(t, env.ProjectID(t)) // a project each: the all-owners feed sees every batch
 		id := "ended-as-it-started"
 		b := store.BatchDoc{
-			ID: id, Owner: "alice", Action: batch.ActionLabel, Total: 1, Lanes: 1, Attempt: 1, State: batch.StateSucceeded,
+			ID: id, Owner: "alice", Action: model.ActionLabel, Total: 1, Lanes: 1, Attempt: 1, State: model.StateSucceeded,
 			CreatedAt: joined.Add(-time.Hour), StartedAt: joined.Add(-time.Hour), FinishedAt: joined.Add(time.Second),
 		}
 		if _, err := fs.Doc(store.BatchPath(b.ID)).Set(ctx, b); err != nil {

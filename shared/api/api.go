@@ -9,9 +9,9 @@ package api
 import (
 	"time"
 
-	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/impact"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 // Changes is a batch's change as the API shows it: kubectl syntax, one

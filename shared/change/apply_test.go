@@ -8,7 +8,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 func ptr(s string) *string { return &s }
@@ -202,11 +202,11 @@ func TestAction(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		set  Set
-		want batch.Action
+		want model.Action
 	}{
-		{Set{Labels: []Label{{Key: "a"}}}, batch.ActionLabel},
-		{Set{Taints: []Taint{{Key: "a", Remove: true}}}, batch.ActionTaint},
-		{Set{Labels: []Label{{Key: "a"}}, Taints: []Taint{{Key: "a", Remove: true}}}, batch.ActionTaint},
+		{Set{Labels: []Label{{Key: "a"}}}, model.ActionLabel},
+		{Set{Taints: []Taint{{Key: "a", Remove: true}}}, model.ActionTaint},
+		{Set{Labels: []Label{{Key: "a"}}, Taints: []Taint{{Key: "a", Remove: true}}}, model.ActionTaint},
 	}
 	for _, tt := range tests {
 		if got := tt.set.Action(); got != tt.want {

@@ -10,7 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 // Expect is a precondition on a key's current value. Revert uses it to touch
@@ -47,11 +47,11 @@ type Set struct {
 
 // Action is the seed's name for the kind of change: batch_taint when the set
 // touches any taint, batch_label otherwise.
-func (s Set) Action() batch.Action {
+func (s Set) Action() model.Action {
 	if len(s.Taints) > 0 {
-		return batch.ActionTaint
+		return model.ActionTaint
 	}
-	return batch.ActionLabel
+	return model.ActionLabel
 }
 
 // String renders l in `kubectl label` syntax: "key=value" or "key-".

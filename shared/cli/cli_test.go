@@ -13,7 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/progress"
 )
 
@@ -71,7 +71,7 @@ func TestExitForAPI(t *testing.T) {
 			t.Errorf("exitForAPI(%d %s) = %d, want %d", tt.status, tt.code, got, tt.want)
 		}
 	}
-	for s, want := range map[batch.State]int{batch.StateSucceeded: 0, batch.StatePartiallyFailed: 1, batch.StateFailed: 1, batch.StateCancelled: 3} {
+	for s, want := range map[model.State]int{model.StateSucceeded: 0, model.StatePartiallyFailed: 1, model.StateFailed: 1, model.StateCancelled: 3} {
 		if got := exitFor(s); got != want {
 			t.Errorf("exitFor(%s) = %d, want %d", s, got, want)
 		}
@@ -135,7 +135,7 @@ func TestProgressLineThrottle(t *testing.T) {
 	now := time.Unix(0, 0)
 	var out bytes.Buffer
 	w := &plainReporter{every: 3 * time.Second, w: &out, now: func() time.Time { return now }}
-	m := progress.Message{TaskID: "b1", State: batch.StateRunning, Current: 3, Total: 10, Rate: 2, ETASeconds: 3.5, InFlight: map[int]string{0: "n"}}
+	m := progress.Message{TaskID: "b1", State: model.StateRunning, Current: 3, Total: 10, Rate: 2, ETASeconds: 3.5, InFlight: map[int]string{0: "n"}}
 	w.update(m) // printed
 	now = now.Add(time.Second)
 	w.update(m) // too soon
@@ -201,15 +201,15 @@ func TestBarReporter(t *testing.T) {
 	if _, ok := r.(*barReporter); !ok {
 		t.Fatalf("newReporter(auto, terminal) = %T, want *barReporter", r)
 	}
-	running := progress.Message{TaskID: "b1", State: batch.StateRunning, Current: 3, Total: 10, Rate: 2.5, ETASeconds: 2.8,
-		Counts: batch.Counts{Succeeded: 2, Failed: 1}, InFlight: map[int]string{0: "n3", 1: "n4"}}
-	r.update(progress.Message{TaskID: "b1", State: batch.StatePending}) // no total yet: nothing drawn
+	running := progress.Message{TaskID: "b1", State: model.StateRunning, Current: 3, Total: 10, Rate: 2.5, ETASeconds: 2.8,
+		Counts: model.Counts{Succeeded: 2, Failed: 1}, InFlight: map[int]string{0: "n3", 1: "n4"}}
+	r.update(progress.Message{TaskID: "b1", State: model.StatePending}) // no total yet: nothing drawn
 	if out.Len() != 0 {
 		t.Errorf("a message without a total drew %q", out.String())
 	}
 	r.update(running)
 	r.println("interrupted: cancelling batch/b1")
-	r.final(progress.Message{TaskID: "b1", State: batch.StateSucceeded, Current: 10, Total: 10, Counts: batch.Counts{Succeeded: 9, Failed: 1}})
+	r.final(progress.Message{TaskID: "b1", State: model.StateSucceeded, Current: 10, Total: 10, Counts: model.Counts{Succeeded: 9, Failed: 1}})
 	r.final(progress.Message{}) // a second end prints nothing
 	got := out.String()
 	for _, want := range []string{

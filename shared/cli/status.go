@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 // status is the part of a batch answer (POST /v1/batches, GET
@@ -18,12 +18,12 @@ type status struct {
 	Total       int             `json:"total"`
 	Concurrency int             `json:"concurrency"`
 	Attempt     int             `json:"attempt"`
-	State       batch.State     `json:"state"`
+	State       model.State     `json:"state"`
 	Reason      string          `json:"reason"`
 	DryRun      bool            `json:"dry_run"`
 	Done        int             `json:"done"`
-	Counts      batch.Counts    `json:"counts"`
-	Failures    []batch.Failure `json:"failures"`
+	Counts      model.Counts    `json:"counts"`
+	Failures    []model.Failure `json:"failures"`
 	CreatedAt   time.Time       `json:"created_at"`
 	Reverts     string          `json:"reverts"`
 	Existing    bool            `json:"existing"`
@@ -41,11 +41,11 @@ func decodeStatus(raw []byte) (status, error) {
 }
 
 // exitFor maps a final state to the exit code.
-func exitFor(s batch.State) int {
+func exitFor(s model.State) int {
 	switch s {
-	case batch.StateSucceeded:
+	case model.StateSucceeded:
 		return ExitOK
-	case batch.StateCancelled:
+	case model.StateCancelled:
 		return ExitCancelled
 	default:
 		return ExitFailed

@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
-	"github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/fsclient"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -64,8 +64,8 @@ func client(t *testing.T, project string, o ...fsclient.Option) *firestore.Clien
 
 func newBatch(id string) *store.BatchDoc {
 	return &store.BatchDoc{
-		ID: id, Owner: "alice@example.com", Action: batch.ActionLabel, Changes: store.Changes{Labels: []string{"team=ml"}},
-		All: true, Total: 2, Concurrency: 1, Lanes: 1, AttemptTotal: 2, Attempt: 1, State: batch.StateRunning,
+		ID: id, Owner: "alice@example.com", Action: model.ActionLabel, Changes: store.Changes{Labels: []string{"team=ml"}},
+		All: true, Total: 2, Concurrency: 1, Lanes: 1, AttemptTotal: 2, Attempt: 1, State: model.StateRunning,
 		CreatedAt: now, StartedAt: now, IdempotencyKey: "k-" + id,
 	}
 }
@@ -99,7 +99,7 @@ var ops = []op{
 		},
 		check: func(ctx context.Context, st *store.Store, id string) error {
 			b, err := st.Batch(ctx, id)
-			if err == nil && b.State != batch.StateRunning {
+			if err == nil && b.State != model.StateRunning {
 				err = fmt.Errorf("state %s, want running", b.State)
 			}
 			return err
@@ -116,7 +116,7 @@ var ops = []op{
 			l.Doc.Mark(0)
 			l.Doc.Counts.Succeeded++
 			l.Doc.UpdatedAt = now
-			return st.CountNode(ctx, id, &store.NodeDoc{Node: "n0", State: batch.NodeSucceeded, Attempt: 1, FinishedAt: now}, l)
+			return st.CountNode(ctx, id, &store.NodeDoc{Node: "n0", State: model.NodeSucceeded, Attempt: 1, FinishedAt: now}, l)
 		},
 		check: func(ctx context.Context, st *store.Store, id string) error {
 			l, err := st.Lane(ctx, id, 1, 0)
@@ -154,7 +154,7 @@ var ops = []op{
 		name: "start attempt",
 		setup: func(ctx context.Context, st *store.Store, id string) error {
 			b := newBatch(id)
-			b.State, b.FinishedAt = batch.StatePartiallyFailed, now
+			b.State, b.FinishedAt = model.StatePartiallyFailed, now
 			return st.Create(ctx, b, []store.LaneDoc{{Attempt: 1, Lane: 0, Size: 2}})
 		},
 		write: func(ctx context.Context, st *store.Store, id string) error {
@@ -164,7 +164,7 @@ var ops = []op{
 		},
 		check: func(ctx context.Context, st *store.Store, id string) error {
 			b, err := st.Batch(ctx, id)
-			if err == nil && (b.Attempt != 2 || b.State != batch.StateRunning) {
+			if err == nil && (b.Attempt != 2 || b.State != model.StateRunning) {
 				err = fmt.Errorf("batch at attempt %d %s, want 2 running", b.Attempt, b.State)
 			}
 			return err
@@ -174,7 +174,7 @@ var ops = []op{
 		name: "create revert",
 		setup: func(ctx context.Context, st *store.Store, id string) error {
 			b := newBatch(id)
-			b.State, b.FinishedAt = batch.StateSucceeded, now
+			b.State, b.FinishedAt = model.StateSucceeded, now
 			return st.Create(ctx, b, nil)
 		},
 		write: func(ctx context.Context, st *store.Store, id string) error {

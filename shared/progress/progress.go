@@ -12,7 +12,7 @@ import (
 	"sort"
 	"time"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -38,7 +38,7 @@ const MaxFailedNodes = 50
 type Message struct {
 	TaskID      string       `json:"task_id"`
 	Type        Type         `json:"type"`
-	Action      batch.Action `json:"action,omitempty"`
+	Action      model.Action `json:"action,omitempty"`
 	Current     int          `json:"current"`
 	Total       int          `json:"total"`
 	Progress    float64      `json:"progress"`
@@ -46,14 +46,14 @@ type Message struct {
 	Message     string       `json:"message"`
 	Timestamp   time.Time    `json:"timestamp"`
 
-	State       batch.State     `json:"state,omitempty"`
+	State       model.State     `json:"state,omitempty"`
 	Attempt     int             `json:"attempt,omitempty"`
-	Counts      batch.Counts    `json:"counts"`
-	FailedNodes []batch.Failure `json:"failed_nodes,omitempty"`
+	Counts      model.Counts    `json:"counts"`
+	FailedNodes []model.Failure `json:"failed_nodes,omitempty"`
 	Rate        float64         `json:"rate"`                  // nodes finished per second since the start
 	ETASeconds  float64         `json:"eta_seconds,omitempty"` // 0 when unknown or final
 	InFlight    map[int]string  `json:"in_flight,omitempty"`   // lane → node being patched
-	Timing      *batch.Timing   `json:"timing,omitempty"`      // once final
+	Timing      *model.Timing   `json:"timing,omitempty"`      // once final
 	Owner       string          `json:"owner,omitempty"`       // the batch's owner (only the owner and admins see it)
 	// Written is when the newest node result counted here was written
 	// (its lane's update); the relay measures its progress delay from it.
@@ -89,7 +89,7 @@ func Compute(b store.BatchDoc, lanes []store.LaneDoc, now time.Time) Message {
 		Timestamp: now.UTC(),
 		Type:      TypeProgress,
 	}
-	var sum batch.Counts
+	var sum model.Counts
 	var latest time.Time
 	for _, l := range lanes {
 		sum = sum.Add(l.Counts)
@@ -123,8 +123,8 @@ func Compute(b store.BatchDoc, lanes []store.LaneDoc, now time.Time) Message {
 }
 
 // subtract returns c - a, never below zero.
-func subtract(c, a batch.Counts) batch.Counts {
-	return batch.Counts{
+func subtract(c, a model.Counts) model.Counts {
+	return model.Counts{
 		Succeeded: max(0, c.Succeeded-a.Succeeded),
 		Failed:    max(0, c.Failed-a.Failed),
 		Skipped:   max(0, c.Skipped-a.Skipped),
@@ -136,8 +136,8 @@ func subtract(c, a batch.Counts) batch.Counts {
 // failures lists failed nodes, sorted by node, at most MaxFailedNodes. When
 // a retry took failures back (b.Adjust.Failed > 0), earlier attempts'
 // failures were all re-run, so only the current attempt's count.
-func failures(b store.BatchDoc, lanes []store.LaneDoc) []batch.Failure {
-	var out []batch.Failure
+func failures(b store.BatchDoc, lanes []store.LaneDoc) []model.Failure {
+	var out []model.Failure
 	seen := map[string]bool{}
 	for _, l := range lanes {
 		if b.Adjust.Failed > 0 && l.Attempt != b.Attempt {
@@ -178,15 +178,15 @@ func rate(b store.BatchDoc, current int, now time.Time) (perSecond, eta float64)
 func describe(b store.BatchDoc, m Message) (Type, string) {
 	c := m.Counts
 	switch b.State {
-	case batch.StateSucceeded:
+	case model.StateSucceeded:
 		return TypeComplete, fmt.Sprintf("succeeded: %d nodes done (%d unchanged)", c.Done(), c.Unchanged)
-	case batch.StatePartiallyFailed:
+	case model.StatePartiallyFailed:
 		return TypeComplete, fmt.Sprintf("partially failed: %d of %d nodes failed", c.Failed, m.Total)
-	case batch.StateCancelled:
+	case model.StateCancelled:
 		return TypeComplete, withReason(fmt.Sprintf("cancelled: %d done, %d cancelled", c.Done()-c.Cancelled, c.Cancelled), b.Reason)
-	case batch.StateFailed:
+	case model.StateFailed:
 		return TypeError, withReason(fmt.Sprintf("failed: %d of %d nodes failed", c.Failed, m.Total), b.Reason)
-	case batch.StatePending:
+	case model.StatePending:
 		return TypeProgress, "pending"
 	}
 	return TypeProgress, fmt.Sprintf("%d of %d nodes done", m.Current, m.Total)

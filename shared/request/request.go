@@ -25,8 +25,8 @@ import (
 	kjson "sigs.k8s.io/json"
 
 	"github.com/nodebatch/nodebatch/shared/apierror"
-	model "github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 // Batch is the body of POST /v1/batches. Changes come in kubectl syntax
@@ -56,7 +56,7 @@ type Batch struct {
 }
 
 // Threshold is the failure threshold (max_failures) of a batch; the type
-// lives in the batch model (shared/batch), which the patch path reads.
+// lives in the batch model (shared/model), which the patch path reads.
 type Threshold = model.Threshold
 
 // Limits bound a request.

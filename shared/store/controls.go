@@ -11,7 +11,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 // ErrFinal is returned when a control needs a running batch and the batch
@@ -67,7 +67,7 @@ type Attempt struct {
 	Number    int          // the new attempt number: previous + 1
 	Lanes     int          // lanes of the new attempt
 	Total     int          // nodes in the new attempt
-	Adjust    batch.Counts // the earlier results the new attempt re-runs
+	Adjust    model.Counts // the earlier results the new attempt re-runs
 	StartedAt time.Time
 	Names     []string // the new attempt's nodes in event order (stored as names documents)
 	// RequestedBy is who asked for the retry (appended to the batch's
@@ -108,7 +108,7 @@ func (s *Store) StartAttempt(ctx context.Context, id string, a Attempt, lanes []
 				return err
 			}
 		}
-		b.Attempt, b.Lanes, b.AttemptTotal, b.State = a.Number, a.Lanes, a.Total, batch.StateRunning
+		b.Attempt, b.Lanes, b.AttemptTotal, b.State = a.Number, a.Lanes, a.Total, model.StateRunning
 		b.Adjust = b.Adjust.Add(a.Adjust)
 		b.Cancel, b.Reason, b.AttemptStartedAt = nil, "", a.StartedAt
 		req := a.RequestedBy
@@ -252,7 +252,7 @@ func (s *Store) AddRedelivery(ctx context.Context, batchID string, attempt, lane
 // HistoryQuery selects batches for the history list.
 type HistoryQuery struct {
 	Owner string      // "" for every owner (admins)
-	State batch.State // "" for every state
+	State model.State // "" for every state
 	Limit int
 	After *Cursor // the page starts after this batch
 }

@@ -13,7 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 // Collection names, as in docs/design.md §3.
@@ -127,7 +127,7 @@ type Cancel struct {
 type BatchDoc struct {
 	ID             string       `firestore:"id" json:"batch_id"`
 	Owner          string       `firestore:"owner" json:"owner"`
-	Action         batch.Action `firestore:"action" json:"action"`
+	Action         model.Action `firestore:"action" json:"action"`
 	Changes        Changes      `firestore:"changes" json:"changes"`
 	ChangeSet      string       `firestore:"change_set" json:"-"` // the exact change.Set as JSON (expectations included), for retry/revert
 	Selector       string       `firestore:"selector" json:"selector,omitempty"`
@@ -138,7 +138,7 @@ type BatchDoc struct {
 	Lanes          int          `firestore:"lanes" json:"lanes"`                 // lanes of the current attempt
 	AttemptTotal   int          `firestore:"attempt_total" json:"attempt_total"` // nodes in the current attempt
 	Attempt        int          `firestore:"attempt" json:"attempt"`             // current attempt, from 1
-	State          batch.State  `firestore:"state" json:"state"`
+	State          model.State  `firestore:"state" json:"state"`
 	Reason         string       `firestore:"reason" json:"reason,omitempty"` // why failed/cancelled, batch-level
 	Inline         bool         `firestore:"inline" json:"inline,omitempty"` // applied in-process by the batch function
 	CreatedAt      time.Time    `firestore:"created_at" json:"created_at"`
@@ -152,9 +152,9 @@ type BatchDoc struct {
 	IdempotencyFingerprint string        `firestore:"-" json:"-"`
 	MaxFailures            string        `firestore:"max_failures" json:"max_failures,omitempty"` // "10" or "5%"
 	Cancel                 *Cancel       `firestore:"cancel" json:"cancel,omitempty"`
-	Adjust                 batch.Counts  `firestore:"adjust" json:"-"`      // subtracted from the lane sum (retries)
-	Counts                 batch.Counts  `firestore:"counts" json:"counts"` // set when final; live counts come from lanes
-	Timing                 *batch.Timing `firestore:"timing" json:"timing,omitempty"`
+	Adjust                 model.Counts  `firestore:"adjust" json:"-"`      // subtracted from the lane sum (retries)
+	Counts                 model.Counts  `firestore:"counts" json:"counts"` // set when final; live counts come from lanes
+	Timing                 *model.Timing `firestore:"timing" json:"timing,omitempty"`
 	// AttemptStartedAt is when the current attempt started (StartedAt for
 	// attempt 1); the attempt's throughput is measured from it.
 	AttemptStartedAt time.Time `firestore:"attempt_started_at" json:"attempt_started_at,omitzero"`
@@ -190,10 +190,10 @@ type LaneDoc struct {
 	Lane        int             `firestore:"lane" json:"lane"`
 	Size        int             `firestore:"size" json:"size"`
 	DoneBits    []byte          `firestore:"done_bits" json:"-"`
-	Counts      batch.Counts    `firestore:"counts" json:"counts"`
+	Counts      model.Counts    `firestore:"counts" json:"counts"`
 	CurrentNode string          `firestore:"current_node" json:"current_node"`
 	UpdatedAt   time.Time       `firestore:"updated_at" json:"updated_at"`
-	Failures    []batch.Failure `firestore:"failures" json:"failures"`
+	Failures    []model.Failure `firestore:"failures" json:"failures"`
 	// LatencyHist counts the lane's per-node latencies (succeeded and
 	// failed nodes) by LatencyBucket, keyed by the bucket in ms as a decimal
 	// string; LatencyMaxMS is the exact maximum. A histogram, not a list:
@@ -249,7 +249,7 @@ func (l *LaneDoc) PendingAt(pos int, node string) *Intent {
 
 // AddFailure remembers f among the lane's failures (at most
 // MaxLaneFailures, reasons clipped).
-func (l *LaneDoc) AddFailure(f batch.Failure) {
+func (l *LaneDoc) AddFailure(f model.Failure) {
 	if len(l.Failures) < MaxLaneFailures {
 		f.Reason = Clip(f.Reason)
 		l.Failures = append(l.Failures, f)
@@ -303,7 +303,7 @@ func (l *LaneDoc) Complete() bool { return l.Counts.Done() >= l.Size }
 // Keys are change.KeyChange keys (label key, or taint "key:effect").
 type NodeDoc struct {
 	Node            string             `firestore:"node" json:"node"`
-	State           batch.NodeState    `firestore:"state" json:"state"`
+	State           model.NodeState    `firestore:"state" json:"state"`
 	Reason          string             `firestore:"reason" json:"reason,omitempty"`
 	Changed         bool               `firestore:"changed" json:"changed"`
 	Before          map[string]*string `firestore:"before" json:"before,omitempty"`
@@ -333,7 +333,7 @@ type NodeDoc struct {
 // PriorResult is a node's result in an earlier attempt.
 type PriorResult struct {
 	Attempt    int                `firestore:"attempt" json:"attempt"`
-	State      batch.NodeState    `firestore:"state" json:"state"`
+	State      model.NodeState    `firestore:"state" json:"state"`
 	Reason     string             `firestore:"reason" json:"reason,omitempty"`
 	Changed    bool               `firestore:"changed" json:"changed"`
 	Before     map[string]*string `firestore:"before" json:"before,omitempty"`

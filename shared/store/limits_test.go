@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
-	"github.com/nodebatch/nodebatch/shared/batch"
 	"github.com/nodebatch/nodebatch/shared/change"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -68,9 +68,9 @@ func TestBatchAtTheMaximumFits(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Now()
-	b := &store.BatchDoc{ID: "max", Owner: strings.Repeat("o", 320), Action: batch.ActionLabel, Changes: changes, ChangeSet: string(js),
+	b := &store.BatchDoc{ID: "max", Owner: strings.Repeat("o", 320), Action: model.ActionLabel, Changes: changes, ChangeSet: string(js),
 		Nodes: names, Names: names, Total: maxNodes, Concurrency: maxLanes, Lanes: maxLanes, AttemptTotal: maxNodes, Attempt: 1,
-		State: batch.StateRunning, CreatedAt: now, StartedAt: now, IdempotencyKey: strings.Repeat("i", 200)}
+		State: model.StateRunning, CreatedAt: now, StartedAt: now, IdempotencyKey: strings.Repeat("i", 200)}
 	lanes := make([]store.LaneDoc, maxLanes)
 	for l := range lanes {
 		lanes[l] = store.LaneDoc{Attempt: 1, Lane: l, Size: maxNodes / maxLanes}
@@ -98,7 +98,7 @@ func TestBatchAtTheMaximumFits(t *testing.T) {
 	// reasons, every latency bucket, writes pending with the most keys.
 	one := store.LaneDoc{Attempt: 1, Lane: 0, Size: maxNodes}
 	if err := st.Create(ctx, &store.BatchDoc{ID: "onelane", Owner: "o", Total: maxNodes, Lanes: 1, Attempt: 1, AttemptTotal: maxNodes,
-		State: batch.StateRunning, CreatedAt: now, StartedAt: now, Names: names}, []store.LaneDoc{one}); err != nil {
+		State: model.StateRunning, CreatedAt: now, StartedAt: now, Names: names}, []store.LaneDoc{one}); err != nil {
 		t.Fatalf("Create of a one-lane batch at the maximum = %v", err)
 	}
 	lane, err := st.Lane(ctx, "onelane", 1, 0)
@@ -107,7 +107,7 @@ func TestBatchAtTheMaximumFits(t *testing.T) {
 	}
 	for pos := range maxNodes {
 		lane.Doc.Mark(pos)
-		lane.Doc.AddFailure(batch.Failure{Node: names[pos], Reason: strings.Repeat("r", 10000)})
+		lane.Doc.AddFailure(model.Failure{Node: names[pos], Reason: strings.Repeat("r", 10000)})
 	}
 	for ms := int64(0); ms < 10_000_000; ms = ms*11/10 + 1 {
 		lane.Doc.AddLatency(ms)
@@ -135,7 +135,7 @@ func TestBatchAtTheMaximumFits(t *testing.T) {
 		keys = append(keys, k)
 	}
 	for attempt := 1; attempt <= 12; attempt++ {
-		n := &store.NodeDoc{Node: names[0], State: batch.NodeFailed, Reason: strings.Repeat("x", 100000), Changed: true,
+		n := &store.NodeDoc{Node: names[0], State: model.NodeFailed, Reason: strings.Repeat("x", 100000), Changed: true,
 			Before: before, After: after, Unknown: keys, Attempt: attempt, StartedAt: now, FinishedAt: now}
 		stand, err := st.RecordNode(ctx, "max", n)
 		if err != nil {
@@ -149,7 +149,7 @@ func TestBatchAtTheMaximumFits(t *testing.T) {
 	// A retry of every node at one lane: the attempt's names documents.
 	if _, err := st.Finish(ctx, "max", func(cur *store.BatchDoc) *store.BatchDoc {
 		nb := *cur
-		nb.State, nb.FinishedAt = batch.StateFailed, now
+		nb.State, nb.FinishedAt = model.StateFailed, now
 		return &nb
 	}); err != nil {
 		t.Fatal(err)

@@ -18,7 +18,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 // ErrNotFound is returned when a batch (or lane) does not exist.
@@ -240,7 +240,7 @@ func (s *Store) Fail(ctx context.Context, id, reason string, now time.Time) erro
 			return nil
 		}
 		return tx.Update(ref, []firestore.Update{
-			{Path: "state", Value: batch.StateFailed},
+			{Path: "state", Value: model.StateFailed},
 			{Path: "reason", Value: reason},
 			{Path: "finished_at", Value: now},
 			{Path: "cancel", Value: Cancel{RequestedAt: now, By: "nodebatch", Reason: reason}},

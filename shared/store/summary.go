@@ -7,17 +7,17 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 // Counts sums the lanes of every attempt and subtracts b.Adjust (what retries
 // re-run), giving the batch's counts by node state.
-func Counts(b *BatchDoc, lanes []LaneDoc) batch.Counts {
-	var c batch.Counts
+func Counts(b *BatchDoc, lanes []LaneDoc) model.Counts {
+	var c model.Counts
 	for _, l := range lanes {
 		c = c.Add(l.Counts)
 	}
-	return batch.Counts{
+	return model.Counts{
 		Succeeded: c.Succeeded - b.Adjust.Succeeded,
 		Failed:    c.Failed - b.Adjust.Failed,
 		Skipped:   c.Skipped - b.Adjust.Skipped,
@@ -43,18 +43,18 @@ func AttemptDone(b *BatchDoc, lanes []LaneDoc) bool {
 // unreached (in any attempt: a retry of only the failed nodes of a cancelled
 // batch stays cancelled); succeeded when nothing failed; failed when nothing
 // succeeded; partially_failed otherwise.
-func FinalState(b *BatchDoc, c batch.Counts) batch.State {
+func FinalState(b *BatchDoc, c model.Counts) model.State {
 	switch {
 	case b.Cancel != nil && b.Cancel.Threshold:
-		return batch.StateFailed
+		return model.StateFailed
 	case c.Cancelled > 0:
-		return batch.StateCancelled
+		return model.StateCancelled
 	case c.Failed == 0:
-		return batch.StateSucceeded
+		return model.StateSucceeded
 	case c.Succeeded+c.Skipped == 0:
-		return batch.StateFailed
+		return model.StateFailed
 	default:
-		return batch.StatePartiallyFailed
+		return model.StatePartiallyFailed
 	}
 }
 
@@ -64,7 +64,7 @@ func Finalize(b *BatchDoc, lanes []LaneDoc, now time.Time) *BatchDoc {
 	nb := *b
 	nb.Counts = Counts(b, lanes)
 	nb.State = FinalState(b, nb.Counts)
-	if (nb.State == batch.StateCancelled || nb.State == batch.StateFailed) && nb.Reason == "" && b.Cancel != nil {
+	if (nb.State == model.StateCancelled || nb.State == model.StateFailed) && nb.Reason == "" && b.Cancel != nil {
 		nb.Reason = b.Cancel.Reason
 	}
 	nb.FinishedAt = now
@@ -78,10 +78,10 @@ func Finalize(b *BatchDoc, lanes []LaneDoc, now time.Time) *BatchDoc {
 // the lanes' latency buckets, so exact below 100 ms and within 5 % above;
 // the maximum is exact) of the current attempt's lanes; redeliveries and conflict retries of every
 // attempt.
-func Timing(b *BatchDoc, lanes []LaneDoc, now time.Time) batch.Timing {
+func Timing(b *BatchDoc, lanes []LaneDoc, now time.Time) model.Timing {
 	hist := map[int64]int64{}
 	var n, maxMS int64
-	t := batch.Timing{Start: b.StartedAt, End: now, Attempts: max(b.Attempt, 1)}
+	t := model.Timing{Start: b.StartedAt, End: now, Attempts: max(b.Attempt, 1)}
 	for _, l := range lanes {
 		if l.Attempt == b.Attempt {
 			for k, c := range l.LatencyHist {

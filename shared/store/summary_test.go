@@ -6,7 +6,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 )
 
 func TestBits(t *testing.T) {
@@ -36,80 +36,80 @@ func TestFinalize(t *testing.T) {
 		b      BatchDoc
 		lanes  []LaneDoc
 		done   bool
-		state  batch.State
+		state  model.State
 		reason string
-		counts batch.Counts
-		timing batch.Timing
+		counts model.Counts
+		timing model.Timing
 	}{
 		{
 			name:  "all succeeded",
 			b:     BatchDoc{Attempt: 1, AttemptTotal: 4, StartedAt: start},
-			lanes: []LaneDoc{lat(LaneDoc{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 2, Unchanged: 1}}, 10, 40), lat(LaneDoc{Attempt: 1, Lane: 1, Size: 2, Counts: batch.Counts{Succeeded: 2}}, 20, 30)},
-			done:  true, state: batch.StateSucceeded,
-			counts: batch.Counts{Succeeded: 4, Unchanged: 1},
-			timing: batch.Timing{NodesPerSecond: 2, P50Millis: 20, P95Millis: 40, MaxMillis: 40},
+			lanes: []LaneDoc{lat(LaneDoc{Attempt: 1, Size: 2, Counts: model.Counts{Succeeded: 2, Unchanged: 1}}, 10, 40), lat(LaneDoc{Attempt: 1, Lane: 1, Size: 2, Counts: model.Counts{Succeeded: 2}}, 20, 30)},
+			done:  true, state: model.StateSucceeded,
+			counts: model.Counts{Succeeded: 4, Unchanged: 1},
+			timing: model.Timing{NodesPerSecond: 2, P50Millis: 20, P95Millis: 40, MaxMillis: 40},
 		},
 		{
 			name:  "some failed",
 			b:     BatchDoc{Attempt: 1, AttemptTotal: 3, StartedAt: start},
-			lanes: []LaneDoc{lat(LaneDoc{Attempt: 1, Size: 3, Counts: batch.Counts{Succeeded: 2, Failed: 1}}, 5, 5, 5)},
-			done:  true, state: batch.StatePartiallyFailed,
-			counts: batch.Counts{Succeeded: 2, Failed: 1},
-			timing: batch.Timing{NodesPerSecond: 1.5, P50Millis: 5, P95Millis: 5, MaxMillis: 5},
+			lanes: []LaneDoc{lat(LaneDoc{Attempt: 1, Size: 3, Counts: model.Counts{Succeeded: 2, Failed: 1}}, 5, 5, 5)},
+			done:  true, state: model.StatePartiallyFailed,
+			counts: model.Counts{Succeeded: 2, Failed: 1},
+			timing: model.Timing{NodesPerSecond: 1.5, P50Millis: 5, P95Millis: 5, MaxMillis: 5},
 		},
 		{
 			name:  "all failed",
 			b:     BatchDoc{Attempt: 1, AttemptTotal: 2, StartedAt: start},
-			lanes: []LaneDoc{{Attempt: 1, Size: 2, Counts: batch.Counts{Failed: 2}}},
-			done:  true, state: batch.StateFailed,
-			counts: batch.Counts{Failed: 2},
-			timing: batch.Timing{NodesPerSecond: 1},
+			lanes: []LaneDoc{{Attempt: 1, Size: 2, Counts: model.Counts{Failed: 2}}},
+			done:  true, state: model.StateFailed,
+			counts: model.Counts{Failed: 2},
+			timing: model.Timing{NodesPerSecond: 1},
 		},
 		{
 			name:  "cancelled",
 			b:     BatchDoc{Attempt: 1, AttemptTotal: 2, StartedAt: start, Cancel: &Cancel{Reason: "stop"}},
-			lanes: []LaneDoc{{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 1, Cancelled: 1}}},
-			done:  true, state: batch.StateCancelled, reason: "stop",
-			counts: batch.Counts{Succeeded: 1, Cancelled: 1},
-			timing: batch.Timing{NodesPerSecond: 1},
+			lanes: []LaneDoc{{Attempt: 1, Size: 2, Counts: model.Counts{Succeeded: 1, Cancelled: 1}}},
+			done:  true, state: model.StateCancelled, reason: "stop",
+			counts: model.Counts{Succeeded: 1, Cancelled: 1},
+			timing: model.Timing{NodesPerSecond: 1},
 		},
 		{
 			name: "retry attempt replaces failures",
-			b:    BatchDoc{Attempt: 2, AttemptTotal: 1, StartedAt: start, AttemptStartedAt: start.Add(time.Second), Adjust: batch.Counts{Failed: 1}},
+			b:    BatchDoc{Attempt: 2, AttemptTotal: 1, StartedAt: start, AttemptStartedAt: start.Add(time.Second), Adjust: model.Counts{Failed: 1}},
 			lanes: []LaneDoc{
-				{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 1, Failed: 1}, Redeliveries: 2, Conflicts: 1},
-				lat(LaneDoc{Attempt: 2, Size: 1, Counts: batch.Counts{Succeeded: 1}, Conflicts: 3}, 7),
+				{Attempt: 1, Size: 2, Counts: model.Counts{Succeeded: 1, Failed: 1}, Redeliveries: 2, Conflicts: 1},
+				lat(LaneDoc{Attempt: 2, Size: 1, Counts: model.Counts{Succeeded: 1}, Conflicts: 3}, 7),
 			},
-			done: true, state: batch.StateSucceeded,
-			counts: batch.Counts{Succeeded: 2},
-			timing: batch.Timing{NodesPerSecond: 1, P50Millis: 7, P95Millis: 7, MaxMillis: 7, Retries: 6, Redeliveries: 2, ConflictRetries: 4, Attempts: 2},
+			done: true, state: model.StateSucceeded,
+			counts: model.Counts{Succeeded: 2},
+			timing: model.Timing{NodesPerSecond: 1, P50Millis: 7, P95Millis: 7, MaxMillis: 7, Retries: 6, Redeliveries: 2, ConflictRetries: 4, Attempts: 2},
 		},
 		{
 			name:  "failure threshold",
 			b:     BatchDoc{Attempt: 1, AttemptTotal: 4, StartedAt: start, Cancel: &Cancel{Reason: "max_failures 2 reached", Threshold: true}},
-			lanes: []LaneDoc{{Attempt: 1, Size: 4, Counts: batch.Counts{Succeeded: 1, Failed: 2, Cancelled: 1}}},
-			done:  true, state: batch.StateFailed, reason: "max_failures 2 reached",
-			counts: batch.Counts{Succeeded: 1, Failed: 2, Cancelled: 1},
-			timing: batch.Timing{NodesPerSecond: 2},
+			lanes: []LaneDoc{{Attempt: 1, Size: 4, Counts: model.Counts{Succeeded: 1, Failed: 2, Cancelled: 1}}},
+			done:  true, state: model.StateFailed, reason: "max_failures 2 reached",
+			counts: model.Counts{Succeeded: 1, Failed: 2, Cancelled: 1},
+			timing: model.Timing{NodesPerSecond: 2},
 		},
 		{
 			name: "retry of failed nodes of a cancelled batch stays cancelled",
-			b:    BatchDoc{Attempt: 2, AttemptTotal: 1, StartedAt: start, Adjust: batch.Counts{Failed: 1}, Reason: "stop"},
+			b:    BatchDoc{Attempt: 2, AttemptTotal: 1, StartedAt: start, Adjust: model.Counts{Failed: 1}, Reason: "stop"},
 			lanes: []LaneDoc{
-				{Attempt: 1, Size: 3, Counts: batch.Counts{Succeeded: 1, Failed: 1, Cancelled: 1}},
-				{Attempt: 2, Size: 1, Counts: batch.Counts{Succeeded: 1}},
+				{Attempt: 1, Size: 3, Counts: model.Counts{Succeeded: 1, Failed: 1, Cancelled: 1}},
+				{Attempt: 2, Size: 1, Counts: model.Counts{Succeeded: 1}},
 			},
-			done: true, state: batch.StateCancelled, reason: "stop",
-			counts: batch.Counts{Succeeded: 2, Cancelled: 1},
-			timing: batch.Timing{NodesPerSecond: 0.5, Attempts: 2},
+			done: true, state: model.StateCancelled, reason: "stop",
+			counts: model.Counts{Succeeded: 2, Cancelled: 1},
+			timing: model.Timing{NodesPerSecond: 0.5, Attempts: 2},
 		},
 		{
 			name:  "not done",
 			b:     BatchDoc{Attempt: 1, AttemptTotal: 4, StartedAt: start},
-			lanes: []LaneDoc{{Attempt: 1, Size: 2, Counts: batch.Counts{Succeeded: 2}}, {Attempt: 1, Lane: 1, Size: 2, Counts: batch.Counts{Succeeded: 1}}},
-			done:  false, state: batch.StatePartiallyFailed, // not final; computed only for the record
-			counts: batch.Counts{Succeeded: 3},
-			timing: batch.Timing{NodesPerSecond: 2},
+			lanes: []LaneDoc{{Attempt: 1, Size: 2, Counts: model.Counts{Succeeded: 2}}, {Attempt: 1, Lane: 1, Size: 2, Counts: model.Counts{Succeeded: 1}}},
+			done:  false, state: model.StatePartiallyFailed, // not final; computed only for the record
+			counts: model.Counts{Succeeded: 3},
+			timing: model.Timing{NodesPerSecond: 2},
 		},
 	}
 	for _, tt := range tests {
@@ -175,7 +175,7 @@ func TestTimingFromBuckets(t *testing.T) {
 	}
 	lanes := []LaneDoc{lat(LaneDoc{Attempt: 1}, ms[:10]...), lat(LaneDoc{Attempt: 1, Lane: 1}, append(ms[10:], 1234)...)}
 	got := Timing(b, lanes, start.Add(10*time.Second))
-	want := batch.Timing{Start: start, End: start.Add(10 * time.Second), Attempts: 1, NodesPerSecond: 2,
+	want := model.Timing{Start: start, End: start.Add(10 * time.Second), Attempts: 1, NodesPerSecond: 2,
 		P50Millis: 19, P95Millis: 28, MaxMillis: 1234}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Timing (-want +got):\n%s", diff)

@@ -38,7 +38,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/product"
 	"github.com/nodebatch/nodebatch/emulators/seed"
 	"github.com/nodebatch/nodebatch/emulators/stack"
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/setting"
 )
 
@@ -371,7 +371,7 @@ type sample struct {
 	wall      time.Duration
 	childCPU  map[string]time.Duration // CPU of child processes run and waited for (row 1: kubectl)
 	trace     *bench.Trace             // nodebatch's run, for explain
-	timing    *batch.Timing            // nodebatch's own figures
+	timing    *model.Timing            // nodebatch's own figures
 	breakdown *bench.Breakdown         // nodebatch's stages, read after the run
 	cpu       *bench.CPURun
 }

@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -194,7 +194,7 @@ func (s *Store) Fail(ctx context.Context, id, reason string, now time.Time) erro
 	if e.doc.State.Final() {
 		return nil
 	}
-	e.doc.State, e.doc.Reason, e.doc.FinishedAt = batch.StateFailed, reason, now
+	e.doc.State, e.doc.Reason, e.doc.FinishedAt = model.StateFailed, reason, now
 	e.doc.Cancel = &store.Cancel{RequestedAt: now, By: "nodebatch", Reason: reason}
 	e.updated = s.tick()
 	return nil
@@ -566,7 +566,7 @@ func (s *Store) startAttempt(id string, a store.Attempt, lanes []store.LaneDoc) 
 		e.lanes[store.LaneID(lanes[i].Attempt, lanes[i].Lane)] = &laneEntry{doc: cloneLane(&lanes[i]), updated: now}
 	}
 	b := &e.doc
-	b.Attempt, b.Lanes, b.AttemptTotal, b.State = a.Number, a.Lanes, a.Total, batch.StateRunning
+	b.Attempt, b.Lanes, b.AttemptTotal, b.State = a.Number, a.Lanes, a.Total, model.StateRunning
 	b.Adjust = b.Adjust.Add(a.Adjust)
 	b.Cancel, b.Reason, b.AttemptStartedAt = nil, "", a.StartedAt
 	req := a.RequestedBy
@@ -635,10 +635,10 @@ func (s *Store) NodesWhere(ctx context.Context, batchID, field string, value any
 }
 
 // isString reports whether v is a string or of a string type (as
-// batch.NodeState), which Firestore compares as strings.
+// model.NodeState), which Firestore compares as strings.
 func isString(v any) bool {
 	switch v.(type) {
-	case string, batch.NodeState:
+	case string, model.NodeState:
 		return true
 	}
 	return false

@@ -23,7 +23,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/nodebatch/nodebatch/shared/batch"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -105,11 +105,11 @@ var opts = cmp.Options{cmpopts.EquateEmpty()}
 // attempt 1, asked for by owner.
 func newBatch(id, owner string, lanes, size int) (*store.BatchDoc, []store.LaneDoc) {
 	b := &store.BatchDoc{
-		ID: id, Owner: owner, Action: batch.ActionLabel,
+		ID: id, Owner: owner, Action: model.ActionLabel,
 		Changes:   store.Changes{Labels: []string{"team=ml"}},
 		ChangeSet: `{"labels":[{"key":"team","value":"ml"}]}`,
 		Total:     lanes * size, Concurrency: lanes, Lanes: lanes, AttemptTotal: lanes * size, Attempt: 1,
-		State: batch.StateRunning, CreatedAt: at, StartedAt: at, AttemptStartedAt: at,
+		State: model.StateRunning, CreatedAt: at, StartedAt: at, AttemptStartedAt: at,
 		Requesters: []store.Requester{{Attempt: 1, Subject: owner, User: owner, Groups: []string{"team-a"}, At: at}},
 	}
 	ls := make([]store.LaneDoc, lanes)
@@ -154,7 +154,7 @@ func counted(l *store.LaneDoc, pos int, node string) *store.NodeDoc {
 	l.Counts.Succeeded++
 	l.CurrentNode = node
 	l.UpdatedAt = at.Add(time.Duration(pos+1) * time.Second)
-	return &store.NodeDoc{Node: node, State: batch.NodeSucceeded, Changed: true, Lane: l.Lane, Position: pos, Attempt: l.Attempt, StartedAt: at, FinishedAt: at}
+	return &store.NodeDoc{Node: node, State: model.NodeSucceeded, Changed: true, Lane: l.Lane, Position: pos, Attempt: l.Attempt, StartedAt: at, FinishedAt: at}
 }
 
 func testCreateThenRead(ctx context.Context, t *testing.T, st Store) {
@@ -436,12 +436,12 @@ func testRedeliveryMovesLane(ctx context.Context, t *testing.T, st Store) {
 func testRecordNode(ctx context.Context, t *testing.T, st Store) {
 	create(ctx, t, st, "b1", 1, 1)
 	v1, v2 := "a", "b"
-	first := &store.NodeDoc{Node: "n-a", State: batch.NodeSucceeded, Changed: true, Attempt: 1, Reason: "first",
+	first := &store.NodeDoc{Node: "n-a", State: model.NodeSucceeded, Changed: true, Attempt: 1, Reason: "first",
 		Before: map[string]*string{"label:x": nil}, After: map[string]*string{"label:x": &v1}, Unknown: []string{"label:u"}, FinishedAt: at}
 	if stand, err := st.RecordNode(ctx, "b1", first); err != nil || stand.Reason != "first" {
 		t.Fatalf("RecordNode(first) = %+v, %v; want first", stand, err)
 	}
-	dup := &store.NodeDoc{Node: "n-a", State: batch.NodeFailed, Attempt: 1, Reason: "dead letter"}
+	dup := &store.NodeDoc{Node: "n-a", State: model.NodeFailed, Attempt: 1, Reason: "dead letter"}
 	stand, err := st.RecordNode(ctx, "b1", dup)
 	if err != nil {
 		t.Fatalf("RecordNode(dup) error = %v", err)
@@ -450,14 +450,14 @@ func testRecordNode(ctx context.Context, t *testing.T, st Store) {
 		t.Errorf("RecordNode of the same attempt again: the result that stands (-want +got):\n%s", diff)
 	}
 	// A later attempt replaces it, keeping the history and the unknown key.
-	retry := &store.NodeDoc{Node: "n-a", State: batch.NodeSucceeded, Changed: true, Attempt: 2, Reason: "retry",
+	retry := &store.NodeDoc{Node: "n-a", State: model.NodeSucceeded, Changed: true, Attempt: 2, Reason: "retry",
 		Before: map[string]*string{"label:y": nil}, After: map[string]*string{"label:y": &v2}, FinishedAt: at}
 	if stand, err = st.RecordNode(ctx, "b1", retry); err != nil {
 		t.Fatalf("RecordNode(retry) error = %v", err)
 	}
-	want := &store.NodeDoc{Node: "n-a", State: batch.NodeSucceeded, Changed: true, Attempt: 2, Reason: "retry",
+	want := &store.NodeDoc{Node: "n-a", State: model.NodeSucceeded, Changed: true, Attempt: 2, Reason: "retry",
 		Before: map[string]*string{"label:y": nil}, After: map[string]*string{"label:y": &v2, "label:u": nil}, Unknown: []string{"label:u"}, FinishedAt: at,
-		History: []store.PriorResult{{Attempt: 1, State: batch.NodeSucceeded, Reason: "first", Changed: true,
+		History: []store.PriorResult{{Attempt: 1, State: model.NodeSucceeded, Reason: "first", Changed: true,
 			Before: map[string]*string{"label:x": nil}, After: map[string]*string{"label:x": &v1}, Unknown: []string{"label:u"}, FinishedAt: at}}}
 	if diff := cmp.Diff(want, stand, opts); diff != "" {
 		t.Errorf("RecordNode(attempt 2) stands (-want +got):\n%s", diff)
@@ -470,7 +470,7 @@ func testRecordNode(ctx context.Context, t *testing.T, st Store) {
 		t.Errorf("Node(n-a) after attempt 2 (-want +got):\n%s", diff)
 	}
 	for a := 3; a <= 3+store.MaxHistory; a++ {
-		if _, err := st.RecordNode(ctx, "b1", &store.NodeDoc{Node: "n-a", State: batch.NodeFailed, Attempt: a}); err != nil {
+		if _, err := st.RecordNode(ctx, "b1", &store.NodeDoc{Node: "n-a", State: model.NodeFailed, Attempt: a}); err != nil {
 			t.Fatalf("RecordNode(attempt %d) error = %v", a, err)
 		}
 	}
@@ -492,7 +492,7 @@ func testFinishOnce(ctx context.Context, t *testing.T, st Store) {
 	if did, err := st.Finish(ctx, "b1", func(*store.BatchDoc) *store.BatchDoc { return nil }); did || err != nil {
 		t.Errorf("Finish with nothing to write = %v, %v; want false, nil", did, err)
 	}
-	if got := readBatch(ctx, t, st, "b1").State; got != batch.StateRunning {
+	if got := readBatch(ctx, t, st, "b1").State; got != model.StateRunning {
 		t.Errorf("state after a Finish that wrote nothing = %s, want running", got)
 	}
 	const callers = 4
@@ -503,9 +503,9 @@ func testFinishOnce(ctx context.Context, t *testing.T, st Store) {
 		wg.Go(func() {
 			dids[i], errs[i] = st.Finish(ctx, "b1", func(cur *store.BatchDoc) *store.BatchDoc {
 				nb := *cur
-				nb.State, nb.Reason, nb.FinishedAt = batch.StateSucceeded, fmt.Sprint("by ", i), at.Add(time.Minute)
-				nb.Counts = batch.Counts{Succeeded: 1}
-				nb.Timing = &batch.Timing{Attempts: 1, NodesPerSecond: 2}
+				nb.State, nb.Reason, nb.FinishedAt = model.StateSucceeded, fmt.Sprint("by ", i), at.Add(time.Minute)
+				nb.Counts = model.Counts{Succeeded: 1}
+				nb.Timing = &model.Timing{Attempts: 1, NodesPerSecond: 2}
 				nb.Owner = "mallory" // not one of the fields Finish writes
 				return &nb
 			})
@@ -525,7 +525,7 @@ func testFinishOnce(ctx context.Context, t *testing.T, st Store) {
 		t.Errorf("%d of %d concurrent Finish calls made the batch final, want exactly 1", n, callers)
 	}
 	got := readBatch(ctx, t, st, "b1")
-	if got.State != batch.StateSucceeded || !strings.HasPrefix(got.Reason, "by ") || got.Counts.Succeeded != 1 ||
+	if got.State != model.StateSucceeded || !strings.HasPrefix(got.Reason, "by ") || got.Counts.Succeeded != 1 ||
 		got.Timing == nil || got.Timing.NodesPerSecond != 2 || !got.FinishedAt.Equal(at.Add(time.Minute)) {
 		t.Errorf("final batch = %+v, want state, reason, finished_at, counts and timing written", got)
 	}
@@ -548,7 +548,7 @@ func testFinishRereadsMovedBatch(ctx context.Context, t *testing.T, st Store) {
 			}
 		}
 		nb := *cur
-		nb.State = batch.StateSucceeded
+		nb.State = model.StateSucceeded
 		return &nb
 	})
 	if !did || err != nil {
@@ -557,7 +557,7 @@ func testFinishRereadsMovedBatch(ctx context.Context, t *testing.T, st Store) {
 	if calls != 2 {
 		t.Errorf("final called %d times, want 2 (a batch that moved is read again)", calls)
 	}
-	if got := readBatch(ctx, t, st, "b1"); got.State != batch.StateSucceeded || got.Refused != 1 {
+	if got := readBatch(ctx, t, st, "b1"); got.State != model.StateSucceeded || got.Refused != 1 {
 		t.Errorf("batch = state %s, refused %d; want succeeded with the refusal kept", got.State, got.Refused)
 	}
 }
@@ -588,7 +588,7 @@ func finish(ctx context.Context, t *testing.T, st Store, id string) {
 	t.Helper()
 	did, err := st.Finish(ctx, id, func(cur *store.BatchDoc) *store.BatchDoc {
 		nb := *cur
-		nb.State, nb.FinishedAt = batch.StateSucceeded, at
+		nb.State, nb.FinishedAt = model.StateSucceeded, at
 		return &nb
 	})
 	if err != nil || !did {
@@ -603,7 +603,7 @@ func testFail(ctx context.Context, t *testing.T, st Store) {
 	}
 	want := &store.Cancel{RequestedAt: at, By: "nodebatch", Reason: "publish failed"}
 	b := readBatch(ctx, t, st, "b1")
-	if b.State != batch.StateFailed || b.Reason != "publish failed" || !b.FinishedAt.Equal(at) || !cmp.Equal(want, b.Cancel) {
+	if b.State != model.StateFailed || b.Reason != "publish failed" || !b.FinishedAt.Equal(at) || !cmp.Equal(want, b.Cancel) {
 		t.Errorf("after Fail: state %s, reason %q, finished %v, cancel %+v; want failed with a cancel", b.State, b.Reason, b.FinishedAt, b.Cancel)
 	}
 	if err := st.Fail(ctx, "b1", "again", at.Add(time.Hour)); err != nil {
@@ -617,7 +617,7 @@ func testFail(ctx context.Context, t *testing.T, st Store) {
 func testStartAttempt(ctx context.Context, t *testing.T, st Store) {
 	create(ctx, t, st, "b1", 2, 1)
 	bob := store.Requester{Subject: "bob", User: "bob", Groups: []string{"ops"}, At: at}
-	next := store.Attempt{Number: 2, Lanes: 1, Total: 1, Adjust: batch.Counts{Failed: 1}, StartedAt: at.Add(time.Hour), Names: []string{"n-b"}, RequestedBy: bob}
+	next := store.Attempt{Number: 2, Lanes: 1, Total: 1, Adjust: model.Counts{Failed: 1}, StartedAt: at.Add(time.Hour), Names: []string{"n-b"}, RequestedBy: bob}
 	lanes := []store.LaneDoc{{Attempt: 2, Lane: 0, Size: 1}}
 	if _, err := st.StartAttempt(ctx, "b1", next, lanes); !errors.Is(err, store.ErrNotFinal) {
 		t.Errorf("StartAttempt of a running batch = %v, want ErrNotFinal", err)
@@ -635,7 +635,7 @@ func testStartAttempt(ctx context.Context, t *testing.T, st Store) {
 	if err != nil {
 		t.Fatalf("StartAttempt(2) error = %v", err)
 	}
-	if got.Attempt != 2 || got.Lanes != 1 || got.AttemptTotal != 1 || got.State != batch.StateRunning || got.Adjust.Failed != 1 ||
+	if got.Attempt != 2 || got.Lanes != 1 || got.AttemptTotal != 1 || got.State != model.StateRunning || got.Adjust.Failed != 1 ||
 		got.Cancel != nil || got.Reason != "" || !got.AttemptStartedAt.Equal(next.StartedAt) {
 		t.Errorf("StartAttempt(2) = %+v, want attempt 2 running, adjusted, cancel cleared", got)
 	}
@@ -658,7 +658,7 @@ func testStartAttempt(ctx context.Context, t *testing.T, st Store) {
 	finish(ctx, t, st, "b1")
 	// The same attempt again (same number, same start): taken for a
 	// commit of its own whose answer was lost, the batch as it is.
-	if b, err := st.StartAttempt(ctx, "b1", next, lanes); err != nil || b.Attempt != 2 || b.State != batch.StateSucceeded {
+	if b, err := st.StartAttempt(ctx, "b1", next, lanes); err != nil || b.Attempt != 2 || b.State != model.StateSucceeded {
 		t.Errorf("StartAttempt(2) repeated = %+v, %v; want the batch at attempt 2, nil", b, err)
 	}
 	other := next
@@ -700,7 +700,7 @@ func testRevert(ctx context.Context, t *testing.T, st Store) {
 func testNodePages(ctx context.Context, t *testing.T, st Store) {
 	create(ctx, t, st, "b1", 1, 5)
 	for _, n := range []string{"n-d", "n-b", "n-e", "n-a", "n-c"} {
-		if err := st.SetNode(ctx, "b1", &store.NodeDoc{Node: n, State: batch.NodeSucceeded, Attempt: 1}); err != nil {
+		if err := st.SetNode(ctx, "b1", &store.NodeDoc{Node: n, State: model.NodeSucceeded, Attempt: 1}); err != nil {
 			t.Fatalf("SetNode(%s) error = %v", n, err)
 		}
 	}
@@ -735,10 +735,10 @@ func testNodePages(ctx context.Context, t *testing.T, st Store) {
 func testNodesWhere(ctx context.Context, t *testing.T, st Store) {
 	create(ctx, t, st, "b1", 1, 4)
 	for _, n := range []store.NodeDoc{
-		{Node: "n-a", State: batch.NodeSucceeded, Changed: true},
-		{Node: "n-b", State: batch.NodeFailed},
-		{Node: "n-c", State: batch.NodeFailed, Changed: true},
-		{Node: "n-d", State: batch.NodeSkipped},
+		{Node: "n-a", State: model.NodeSucceeded, Changed: true},
+		{Node: "n-b", State: model.NodeFailed},
+		{Node: "n-c", State: model.NodeFailed, Changed: true},
+		{Node: "n-d", State: model.NodeSkipped},
 	} {
 		if err := st.SetNode(ctx, "b1", &n); err != nil {
 			t.Fatalf("SetNode(%s) error = %v", n.Node, err)
@@ -749,8 +749,8 @@ func testNodesWhere(ctx context.Context, t *testing.T, st Store) {
 		value any
 		want  []string
 	}{
-		{"state", string(batch.NodeFailed), []string{"n-b", "n-c"}},
-		{"state", string(batch.NodeCancelled), nil},
+		{"state", string(model.NodeFailed), []string{"n-b", "n-c"}},
+		{"state", string(model.NodeCancelled), nil},
 		{"changed", true, []string{"n-a", "n-c"}},
 		{"changed", false, []string{"n-b", "n-d"}},
 	}
@@ -777,13 +777,13 @@ func testHistoryPages(ctx context.Context, t *testing.T, st Store) {
 	for i, spec := range []struct {
 		id, owner string
 		minute    int
-		state     batch.State
+		state     model.State
 	}{
-		{"b1", "alice", 1, batch.StateSucceeded},
-		{"b2", "bob", 2, batch.StateRunning},
-		{"b3", "alice", 3, batch.StateRunning},
-		{"b4", "alice", 3, batch.StateSucceeded}, // same instant as b3: the id orders them
-		{"b5", "alice", 5, batch.StateRunning},
+		{"b1", "alice", 1, model.StateSucceeded},
+		{"b2", "bob", 2, model.StateRunning},
+		{"b3", "alice", 3, model.StateRunning},
+		{"b4", "alice", 3, model.StateSucceeded}, // same instant as b3: the id orders them
+		{"b5", "alice", 5, model.StateRunning},
 	} {
 		b, lanes := newBatch(spec.id, spec.owner, 1, 1)
 		b.CreatedAt, b.State = at.Add(time.Duration(spec.minute)*time.Minute), spec.state
@@ -817,8 +817,8 @@ func testHistoryPages(ctx context.Context, t *testing.T, st Store) {
 		{store.HistoryQuery{Limit: 2}, [][]string{{"b5", "b4"}, {"b3", "b2"}, {"b1"}}},
 		{store.HistoryQuery{Limit: 5}, [][]string{{"b5", "b4", "b3", "b2", "b1"}}},
 		{store.HistoryQuery{Owner: "alice", Limit: 3}, [][]string{{"b5", "b4", "b3"}, {"b1"}}},
-		{store.HistoryQuery{State: batch.StateRunning, Limit: 2}, [][]string{{"b5", "b3"}, {"b2"}}},
-		{store.HistoryQuery{Owner: "alice", State: batch.StateSucceeded, Limit: 1}, [][]string{{"b4"}, {"b1"}}},
+		{store.HistoryQuery{State: model.StateRunning, Limit: 2}, [][]string{{"b5", "b3"}, {"b2"}}},
+		{store.HistoryQuery{Owner: "alice", State: model.StateSucceeded, Limit: 1}, [][]string{{"b4"}, {"b1"}}},
 		{store.HistoryQuery{Owner: "carol", Limit: 2}, [][]string{nil}},
 	}
 	for _, tc := range tests {

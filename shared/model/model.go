@@ -1,7 +1,7 @@
-// Package batch is the domain model of a nodebatch batch: what is stored in
+// Package model is the domain model of a nodebatch batch: what is stored in
 // Firestore for a batch, for each of its lanes and for each of its nodes, and
 // the states they move through. It holds no I/O; shared/store persists it.
-package batch
+package model
 
 import "time"
 
