@@ -238,7 +238,7 @@ func (h *Handler) retry(w http.ResponseWriter, r *http.Request, id string) error
 	attempt := b.Attempt + 1
 	c := min(max(b.Concurrency, 1), len(names))
 	now := h.now()
-	lanes, evs := lay(b.ID, attempt, names, c, setOf(sets), nil, b.DryRun, now)
+	lanes, evs := assignLanes(b.ID, attempt, names, c, lookupSet(sets), nil, b.DryRun, now)
 	nb, err := h.Store.StartAttempt(ctx, id, store.Attempt{Number: attempt, Lanes: c, Total: len(names), Adjust: adj, StartedAt: now, Names: names, RequestedBy: requester(p, attempt, now)}, lanes)
 	switch {
 	case errors.Is(err, store.ErrNotFinal) || errors.Is(err, store.ErrMoved):
@@ -279,10 +279,10 @@ func (h *Handler) fanOut(ctx context.Context, log *slog.Logger, id string, evs [
 	return nil
 }
 
-// lay spreads names over c lanes of attempt (node i: lane i mod c, position
+// assignLanes spreads names over c lanes of attempt (node i: lane i mod c, position
 // i div c) and builds each node's event with its change set and, when
 // observed has it, the node as listed (nil: the patch path reads it).
-func lay(id string, attempt int, names []string, c int, set func(node string) change.Set, observed map[string]*change.Observed, dryRun bool, now time.Time) ([]store.LaneDoc, []events.Node) {
+func assignLanes(id string, attempt int, names []string, c int, set func(node string) change.Set, observed map[string]*change.Observed, dryRun bool, now time.Time) ([]store.LaneDoc, []events.Node) {
 	total := len(names)
 	lanes := make([]store.LaneDoc, c)
 	for l := range lanes {
@@ -300,8 +300,8 @@ func lay(id string, attempt int, names []string, c int, set func(node string) ch
 	return lanes, evs
 }
 
-// setOf returns the change set of each node from sets.
-func setOf(sets map[string]change.Set) func(string) change.Set {
+// lookupSet returns the change set of each node from sets.
+func lookupSet(sets map[string]change.Set) func(string) change.Set {
 	return func(n string) change.Set { return sets[n] }
 }
 
@@ -404,7 +404,7 @@ func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) erro
 	}
 	b.Action, b.Changes = summarize(sets)
 	b.ChangeSet = "" // per node: derived from the reverted batch (nodeSets)
-	lanes, evs := lay(b.ID, 1, names, c, setOf(sets), nil, false, now)
+	lanes, evs := assignLanes(b.ID, 1, names, c, lookupSet(sets), nil, false, now)
 	if existing, err := h.Store.CreateRevert(ctx, b, lanes); errors.Is(err, store.ErrExists) {
 		return h.existing(w, r, existing, submitAsync)
 	} else if err != nil {

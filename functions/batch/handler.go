@@ -208,7 +208,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	}
 	fingerprint := spec.Fingerprint()
 	if spec.IdempotencyKey != "" {
-		id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey, fingerprint)
+		id, err := h.Store.BatchForKey(ctx, p.Subject, spec.IdempotencyKey, fingerprint)
 		switch {
 		case err == nil:
 			return h.existing(w, r, id, mode)
@@ -232,9 +232,9 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	var states map[string]nodeState
 	var seen func(*corev1.Node)
 	if spec.DryRun || setsNoExecute(spec.Set) {
-		states, seen = collect()
+		states, seen = keepStates()
 	}
-	observed, seen := observe(spec, seen)
+	observed, seen := keepObserved(spec, seen)
 	kube, e := h.authorizeList(ctx, p)
 	if e != nil {
 		return e
@@ -261,7 +261,7 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	b.TraceParent = telemetry.TraceParent(ctx)
 	if err := h.Store.Create(ctx, b, lanes); errors.Is(err, store.ErrExists) && spec.IdempotencyKey != "" {
 		// Another request with the key won the race to record it.
-		id, err := h.Store.Idempotent(ctx, p.Subject, spec.IdempotencyKey, fingerprint)
+		id, err := h.Store.BatchForKey(ctx, p.Subject, spec.IdempotencyKey, fingerprint)
 		switch {
 		case errors.Is(err, store.ErrIdempotencyMismatch):
 			return idempotencyMismatch(spec.IdempotencyKey, id)
@@ -404,11 +404,11 @@ func (h *Handler) resolve(ctx context.Context, kube kubernetes.Interface, spec *
 	return names, nil
 }
 
-// observe returns a resolve callback that keeps, for each listed node of
+// keepObserved returns a resolve callback that keeps, for each listed node of
 // the batch, only what its patch needs to skip reading the node
 // (change.Observed: resourceVersion, touched labels, taints if touched),
 // then calls next (if not nil); and the map it fills.
-func observe(spec *request.Spec, next func(*corev1.Node)) (map[string]*change.Observed, func(*corev1.Node)) {
+func keepObserved(spec *request.Spec, next func(*corev1.Node)) (map[string]*change.Observed, func(*corev1.Node)) {
 	var want map[string]bool // an explicit node list: keep only those
 	if spec.Nodes != nil {
 		want = make(map[string]bool, len(spec.Nodes))
@@ -465,7 +465,7 @@ func (h *Handler) plan(p auth.Principal, spec *request.Spec, names []string, obs
 		IdempotencyKey: spec.IdempotencyKey,
 		MaxFailures:    string(spec.MaxFailures),
 	}
-	lanes, evs := lay(b.ID, 1, names, c, func(string) change.Set { return spec.Set }, observed, spec.DryRun, now)
+	lanes, evs := assignLanes(b.ID, 1, names, c, func(string) change.Set { return spec.Set }, observed, spec.DryRun, now)
 	return b, lanes, evs, nil
 }
 

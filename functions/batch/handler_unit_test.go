@@ -239,7 +239,7 @@ func TestUnitSubmitRunsEveryNodeOnce(t *testing.T) {
 	// Every event delivered again (Pub/Sub redelivers a key's later
 	// messages after a nack): nothing is counted twice.
 	for _, res := range u.deliver(t, evs) {
-		if !res.Already {
+		if !res.Duplicate {
 			t.Errorf("redelivery of %s = %+v, want already counted", res.Node.Node, res)
 		}
 	}

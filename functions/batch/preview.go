@@ -19,8 +19,8 @@ type nodeState struct {
 	taints []corev1.Taint
 }
 
-// collect returns a map and a resolve callback that fills it.
-func collect() (map[string]nodeState, func(*corev1.Node)) {
+// keepStates returns a map and a resolve callback that fills it.
+func keepStates() (map[string]nodeState, func(*corev1.Node)) {
 	m := map[string]nodeState{}
 	return m, func(n *corev1.Node) { m[n.Name] = nodeState{labels: n.Labels, taints: n.Spec.Taints} }
 }
@@ -46,7 +46,7 @@ func (h *Handler) preview(w http.ResponseWriter, r *http.Request) error {
 	if err := h.allowPreview(p); err != nil {
 		return err
 	}
-	states, seen := collect()
+	states, seen := keepStates()
 	kube, e := h.authorizeList(ctx, p)
 	if e != nil {
 		return e

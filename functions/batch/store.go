@@ -30,7 +30,7 @@ type reader interface {
 // whose publishing broke off.
 type submitter interface {
 	Create(ctx context.Context, b *store.BatchDoc, lanes []store.LaneDoc) error
-	Idempotent(ctx context.Context, owner, key, fingerprint string) (string, error)
+	BatchForKey(ctx context.Context, owner, key, fingerprint string) (string, error)
 	Fail(ctx context.Context, id, reason string, now time.Time) error
 }
 

@@ -64,7 +64,7 @@ type Runner struct {
 // Result is what Run did.
 type Result struct {
 	Node     store.NodeDoc // the recorded result (zero when AlreadyCounted)
-	Already  bool          // the node was counted before: nothing done
+	Duplicate  bool          // the node was counted before: nothing done
 	Finished bool          // this call moved the batch to its final state
 }
 
@@ -155,7 +155,7 @@ func (r *Runner) Run(ctx context.Context, ev events.Node) (Result, error) {
 		out, err := pt.Write(ctx, ev.Node, set, ev.Observed, ev.DryRun, r.intent(ev, &b, &lane))
 		switch {
 		case errors.Is(err, errCounted):
-			return Result{Already: true}, nil
+			return Result{Duplicate: true}, nil
 		case errors.Is(err, errStopped) && prior != nil:
 			unknown(&doc, model.NodeFailed, prior, "not written after the batch stopped")
 		case errors.Is(err, errStopped) && b.Cancel != nil:
@@ -446,7 +446,7 @@ func RevertSet(d store.NodeDoc) (set change.Set, skip string) {
 // complete the batch (as read with the lane) may still be waiting for the
 // finish a failed call could not make, so it is tried again.
 func (r *Runner) already(ctx context.Context, ev events.Node, lane *store.Lane, b *store.BatchDoc) (Result, error) {
-	res := Result{Already: true}
+	res := Result{Duplicate: true}
 	if !lane.Doc.Complete() || b.State.Final() {
 		return res, nil
 	}
@@ -520,7 +520,7 @@ func (r *Runner) Fail(ctx context.Context, ev events.Node, reason string) (Resul
 func (r *Runner) record(ctx context.Context, log *slog.Logger, ev events.Node, lane *store.Lane, doc store.NodeDoc, b *store.BatchDoc) (Result, error) {
 	for try := 0; ; try++ {
 		if lane.Doc.Has(ev.Position) {
-			return Result{Already: true}, nil
+			return Result{Duplicate: true}, nil
 		}
 		count(&lane.Doc, ev.Position, &doc, r.now())
 		err := r.Store.CountNode(ctx, ev.BatchID, &doc, lane)
@@ -558,7 +558,7 @@ func (r *Runner) recordSlow(ctx context.Context, log *slog.Logger, ev events.Nod
 			return Result{}, fmt.Errorf("record %s: %w: %w", ev.ID(), ErrTransient, err)
 		}
 		if lane.Doc.Has(ev.Position) {
-			return Result{Already: true}, nil
+			return Result{Duplicate: true}, nil
 		}
 		count(&lane.Doc, ev.Position, &doc, r.now())
 		err := r.Store.UpdateLane(ctx, ev.BatchID, lane, ev.Position)

@@ -139,8 +139,8 @@ func TestAlreadyCountedSkipsPatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	res, err := r.Run(ctx, evs[0])
-	if err != nil || !res.Already {
-		t.Fatalf("second Run = %+v, %v, want Already", res, err)
+	if err != nil || !res.Duplicate {
+		t.Fatalf("second Run = %+v, %v, want Duplicate", res, err)
 	}
 	if got := p.calls.Load(); got != 1 {
 		t.Errorf("patch calls = %d, want 1", got)

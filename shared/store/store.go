@@ -43,7 +43,7 @@ func New(client *firestore.Client) *Store { return &Store{client: client} }
 // Client is the underlying Firestore client (for listeners in the relay).
 func (s *Store) Client() *firestore.Client { return s.client }
 
-// ErrIdempotencyMismatch is returned by Idempotent when the owner's key
+// ErrIdempotencyMismatch is returned by BatchForKey when the owner's key
 // names a batch made from a different request.
 var ErrIdempotencyMismatch = errors.New("idempotency key used with a different request")
 
@@ -182,13 +182,13 @@ func (s *Store) landed(ctx context.Context, b *BatchDoc) bool {
 	return err == nil && cur.Owner == b.Owner && cur.CreatedAt.Equal(b.CreatedAt.Truncate(time.Microsecond)) && cur.IdempotencyKey == b.IdempotencyKey
 }
 
-// Idempotent returns the batch id recorded for owner's key, or ErrNotFound.
+// BatchForKey returns the batch id recorded for owner's key, or ErrNotFound.
 // fingerprint identifies the request now made with the key (see
 // BatchDoc.IdempotencyFingerprint): when the key was recorded for another
 // request, it returns the batch id with an error wrapping
 // ErrIdempotencyMismatch. A key recorded without a fingerprint (before
 // fingerprints existed) matches any request.
-func (s *Store) Idempotent(ctx context.Context, owner, key, fingerprint string) (string, error) {
+func (s *Store) BatchForKey(ctx context.Context, owner, key, fingerprint string) (string, error) {
 	snap, err := s.client.Collection(IdempotencyCollection).Doc(IdempotencyID(owner, key)).Get(ctx)
 	if status.Code(err) == codes.NotFound {
 		return "", fmt.Errorf("idempotency key of %q: %w", owner, ErrNotFound)

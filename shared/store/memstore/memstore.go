@@ -155,9 +155,9 @@ func (s *Store) WriteNames(ctx context.Context, id string, attempt int, names []
 	return nil
 }
 
-// Idempotent returns the batch id recorded for owner's key (see
-// store.Store.Idempotent).
-func (s *Store) Idempotent(ctx context.Context, owner, key, fingerprint string) (string, error) {
+// BatchForKey returns the batch id recorded for owner's key (see
+// store.Store.BatchForKey).
+func (s *Store) BatchForKey(ctx context.Context, owner, key, fingerprint string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	d, ok := s.idem[store.IdempotencyID(owner, key)]

@@ -32,7 +32,7 @@ import (
 type Store interface {
 	Create(ctx context.Context, b *store.BatchDoc, lanes []store.LaneDoc) error
 	WriteNames(ctx context.Context, id string, attempt int, names []string) error
-	Idempotent(ctx context.Context, owner, key, fingerprint string) (string, error)
+	BatchForKey(ctx context.Context, owner, key, fingerprint string) (string, error)
 	Batch(ctx context.Context, id string) (*store.BatchDoc, error)
 	Fail(ctx context.Context, id, reason string, now time.Time) error
 	Lane(ctx context.Context, batchID string, attempt, lane int) (*store.Lane, error)
@@ -226,8 +226,8 @@ func testCreateExisting(ctx context.Context, t *testing.T, st Store) {
 }
 
 func testIdempotency(ctx context.Context, t *testing.T, st Store) {
-	if _, err := st.Idempotent(ctx, "alice", "k", "f"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Idempotent(alice, k) before any batch = %v, want ErrNotFound", err)
+	if _, err := st.BatchForKey(ctx, "alice", "k", "f"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("BatchForKey(alice, k) before any batch = %v, want ErrNotFound", err)
 	}
 	b, lanes := newBatch("b1", "alice", 1, 1)
 	b.IdempotencyKey, b.IdempotencyFingerprint = "k", "f"
@@ -251,9 +251,9 @@ func testIdempotency(ctx context.Context, t *testing.T, st Store) {
 		{"alice", "no-fingerprint", "any", "b2", nil},
 	}
 	for _, tc := range tests {
-		id, err := st.Idempotent(ctx, tc.owner, tc.key, tc.fingerprint)
+		id, err := st.BatchForKey(ctx, tc.owner, tc.key, tc.fingerprint)
 		if id != tc.id || !errors.Is(err, tc.err) || (tc.err == nil) != (err == nil) {
-			t.Errorf("Idempotent(%s, %s, %s) = %q, %v; want %q, %v", tc.owner, tc.key, tc.fingerprint, id, err, tc.id, tc.err)
+			t.Errorf("BatchForKey(%s, %s, %s) = %q, %v; want %q, %v", tc.owner, tc.key, tc.fingerprint, id, err, tc.id, tc.err)
 		}
 	}
 }
