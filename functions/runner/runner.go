@@ -63,9 +63,9 @@ type Runner struct {
 
 // Result is what Run did.
 type Result struct {
-	Node     store.NodeDoc // the recorded result (zero when AlreadyCounted)
-	Duplicate  bool          // the node was counted before: nothing done
-	Finished bool          // this call moved the batch to its final state
+	Node      store.NodeDoc // the recorded result (zero when Duplicate)
+	Duplicate bool          // the node was counted before: nothing done
+	Finished  bool          // this call moved the batch to its final state
 }
 
 func (r *Runner) now() time.Time {
