@@ -1,8 +1,11 @@
 package batch
 
 import (
+	"time"
+
 	"github.com/nodebatch/nodebatch/shared/api"
 	"github.com/nodebatch/nodebatch/shared/model"
+	"github.com/nodebatch/nodebatch/shared/impact"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -39,7 +42,56 @@ func batchOf(b *store.BatchDoc) api.Batch {
 		Reverts: b.Reverts, RevertedBy: b.RevertedBy,
 		Refused: b.Refused, LastRefusal: refusalOf(b.LastRefusal),
 		Requesters: requestersOf(b.Requesters),
+		Impact:     impactOf(b.Impact), ImpactError: impactErrorOf(b.Impact),
 	}
+}
+
+// impactOf is the recorded impact as the API shows it; nil when none was
+// recorded or it could not be computed (impactErrorOf then says why).
+func impactOf(im *store.Impact) *api.Impact {
+	if im == nil || im.Error != "" {
+		return nil
+	}
+	budgets := make([]impact.Budget, len(im.Budgets))
+	for i, b := range im.Budgets {
+		budgets[i] = impact.Budget{Namespace: b.Namespace, Name: b.Name, DisruptionsAllowed: b.DisruptionsAllowed, Evictions: b.Evictions, Violated: true}
+	}
+	return &api.Impact{
+		NoExecute: true, Summary: im.Summary, TaintedNodes: im.TaintedNodes, NodesWithEvictions: im.NodesWithEvictions,
+		Evictions: im.Evictions, EvictNow: im.EvictNow, EvictLater: im.Evictions - im.EvictNow,
+		DaemonSetPods: im.DaemonSetPods, StaticPods: im.StaticPods,
+		Budgets: budgets, BudgetsViolated: im.BudgetsViolated, BudgetsTruncated: im.BudgetsTruncated, ComputedAt: im.ComputedAt,
+	}
+}
+
+func impactErrorOf(im *store.Impact) string {
+	if im == nil {
+		return ""
+	}
+	return im.Error
+}
+
+// impactDoc is the summary of im (or of why it could not be computed,
+// errText) that a batch records; nil when the change computed none.
+// store.Create bounds it.
+func impactDoc(im *impact.Impact, errText string, at time.Time) *store.Impact {
+	switch {
+	case errText != "":
+		return &store.Impact{Error: errText, ComputedAt: at}
+	case im == nil || !im.NoExecute:
+		return nil
+	}
+	d := &store.Impact{
+		Summary: im.Summary, TaintedNodes: im.TaintedNodes, NodesWithEvictions: im.NodesWithEvictions,
+		Evictions: im.Evictions, EvictNow: im.EvictNow, DaemonSetPods: im.DaemonSetPods, StaticPods: im.StaticPods,
+		BudgetsViolated: im.BudgetsViolated, Budgets: []store.ImpactBudget{}, ComputedAt: at,
+	}
+	for _, b := range im.Budgets {
+		if b.Violated {
+			d.Budgets = append(d.Budgets, store.ImpactBudget{Namespace: b.Namespace, Name: b.Name, DisruptionsAllowed: b.DisruptionsAllowed, Evictions: b.Evictions})
+		}
+	}
+	return d
 }
 
 func cancelOf(c *store.Cancel) *api.Cancel {

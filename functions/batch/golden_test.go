@@ -209,6 +209,10 @@ func TestGoldenAPI(t *testing.T) {
 	g.call("seed_labels_invalid_422", "POST", "/api/v1/nodes/labels/batch-add", alice, `{"nodes":["`+names[0]+`"],"labels":{"a=b":"x-","ok":"1"}}`)
 	g.call("seed_malformed_400", "POST", "/api/v1/nodes/labels/batch-add", alice, `{"nodes":["`+names[0]+`"],"labels":{"a":1}}`)
 	g.call("seed_noexecute_409", "POST", "/api/v1/nodes/taints/batch-add-progress", alice, `{"nodes":["`+names[0]+`"],"taints":[{"key":"seed","effect":"NoExecute"}]}`)
+
+	// A confirmed NoExecute batch records its predicted impact.
+	_, raw = g.call("create_noexecute_inline_200", "POST", "/v1/batches", alice, `{"taints":["golden=ne:NoExecute"],"nodes":`+g.nodes(6, 8)+`,"confirm":2}`)
+	g.call("get_noexecute_200", "GET", "/v1/batches/"+idOf(t, raw)+"?page_size=1", alice, "")
 }
 
 // TestGoldenAPIRunning records the controls of a batch that stays running

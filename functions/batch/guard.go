@@ -3,6 +3,7 @@ package batch
 import (
 	"context"
 	"fmt"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/kubernetes"
@@ -52,7 +53,8 @@ type Refusal struct {
 // with the impact of the change when it sets a NoExecute taint. seed is true for the seed's
 // endpoints. A dry run changes nothing, so it needs no confirmation, but a
 // confirm or max_nodes it carries is still checked.
-func (h *Handler) guard(ctx context.Context, kube kubernetes.Interface, spec *request.Spec, names []string, states map[string]nodeState, seed bool) *apierror.Error {
+// predict gives the change's impact on names (h.predictor).
+func (h *Handler) guard(spec *request.Spec, names []string, predict func() (*impact.Impact, string), seed bool) *apierror.Error {
 	n := len(names)
 	var reasons []string
 	if setsNoExecute(spec.Set) && (!seed || !h.Guard.SeedNoExecuteOff) {
@@ -92,7 +94,7 @@ func (h *Handler) guard(ctx context.Context, kube kubernetes.Interface, spec *re
 	if setsNoExecute(spec.Set) {
 		// Refused either way: the impact only informs, so a listing the
 		// user may not make is reported, not fatal.
-		r.Impact, r.ImpactError = h.impact(ctx, kube, spec.Set, names, states)
+		r.Impact, r.ImpactError = predict()
 		if r.Impact != nil {
 			msg += "; " + r.Impact.Summary
 		}
@@ -108,6 +110,13 @@ func setsNoExecute(set change.Set) bool {
 		}
 	}
 	return false
+}
+
+// predictor returns a function computing, once (however often it is
+// called), what set would evict on the named nodes: a submit's guard shows
+// it in its refusal, and the batch records it.
+func (h *Handler) predictor(ctx context.Context, kube kubernetes.Interface, set change.Set, names []string, states map[string]nodeState) func() (*impact.Impact, string) {
+	return sync.OnceValues(func() (*impact.Impact, string) { return h.impact(ctx, kube, set, names, states) })
 }
 
 // impact computes what set would evict on the named nodes (their taints as

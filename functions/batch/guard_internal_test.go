@@ -65,7 +65,7 @@ func TestGuard(t *testing.T) {
 				names[i] = fmt.Sprintf("n%03d", i)
 				states[names[i]] = nodeState{}
 			}
-			g := h.guard(context.Background(), h.Kube, &tt.spec, names, states, tt.seed)
+			g := h.guard(&tt.spec, names, h.predictor(context.Background(), h.Kube, tt.spec.Set, names, states), tt.seed)
 			if tt.wantField == "" {
 				if g != nil {
 					t.Fatalf("guard() = %+v, want nil", g)
@@ -97,7 +97,8 @@ func TestGuardImpact(t *testing.T) {
 	)
 	h := &Handler{Kube: kube}
 	spec := &request.Spec{Set: change.Set{Taints: []change.Taint{{Key: "drain", Effect: corev1.TaintEffectNoExecute}}}, Nodes: []string{"n1", "n2"}}
-	g := h.guard(context.Background(), h.Kube, spec, []string{"n1", "n2"}, map[string]nodeState{"n1": {}, "n2": {}}, false)
+	names := []string{"n1", "n2"}
+	g := h.guard(spec, names, h.predictor(context.Background(), h.Kube, spec.Set, names, map[string]nodeState{"n1": {}, "n2": {}}), false)
 	if g == nil {
 		t.Fatal("guard() = nil, want a refusal")
 	}

@@ -248,12 +248,19 @@ func (h *Handler) submit(w http.ResponseWriter, r *http.Request, body *request.B
 	if e := h.authorizeWrite(ctx, kube, p, names); e != nil {
 		return e
 	}
-	if e := h.guard(ctx, kube, spec, names, states, mode != submitAsync); e != nil {
+	predict := h.predictor(ctx, kube, spec.Set, names, states)
+	if e := h.guard(spec, names, predict, mode != submitAsync); e != nil {
 		return e
 	}
 	b, lanes, evs, err := h.plan(p, spec, names, observed)
 	if err != nil {
 		return failed("plan batch", err)
+	}
+	if setsNoExecute(spec.Set) && !spec.DryRun {
+		// Recorded so that whoever opens the batch later (another tab,
+		// a link, the CLI) sees what it was predicted to evict.
+		im, imErr := predict()
+		b.Impact = impactDoc(im, imErr, b.CreatedAt)
 	}
 	b.Requesters = []store.Requester{requester(p, 1, b.CreatedAt)}
 	log := h.logger().With("batch_id", b.ID, "owner", b.Owner)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,17 +20,24 @@ import (
 
 	"cloud.google.com/go/pubsub/v2"
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/nodebatch/nodebatch/functions/batch"
 	"github.com/nodebatch/nodebatch/functions/runner"
+	"github.com/nodebatch/nodebatch/shared/api"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/events"
 	"github.com/nodebatch/nodebatch/shared/model"
+	"github.com/nodebatch/nodebatch/shared/impact"
 	"github.com/nodebatch/nodebatch/shared/nodepatch"
 	"github.com/nodebatch/nodebatch/shared/store"
 	"github.com/nodebatch/nodebatch/shared/store/memstore"
@@ -481,3 +490,76 @@ func TestUnitHistoryPages(t *testing.T) {
 		t.Errorf("GET with a bad page_token = %d %v, want 400 naming page_token", code, out)
 	}
 }
+
+// TestUnitSubmitRecordsImpact: a batch that adds a NoExecute taint records
+// what it was predicted to evict (totals and violated budgets, no pod
+// list), and GET shows it to whoever opens the batch later; a batch that
+// cannot evict records none, and one whose pods may not be listed records
+// why.
+func TestUnitSubmitRecordsImpact(t *testing.T) {
+	u := newUnit(t, "n1", "n2", "n3")
+	web := map[string]string{"app": "web"}
+	one := intstr.FromInt32(1)
+	for _, obj := range []runtime.Object{
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "w", Name: "web-1", Labels: web}, Spec: corev1.PodSpec{NodeName: "n1"}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "w", Name: "web-2", Labels: web}, Spec: corev1.PodSpec{NodeName: "n2"}},
+		&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "w", Name: "slow", Labels: map[string]string{"app": "slow"}}, Spec: corev1.PodSpec{NodeName: "n2",
+			Tolerations: []corev1.Toleration{{Key: "drain", Operator: corev1.TolerationOpExists, Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr(int64(60))}}}},
+		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: "w", Name: "web"},
+			Spec:   policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: web}},
+			Status: policyv1.PodDisruptionBudgetStatus{DisruptionsAllowed: 1}},
+		&policyv1.PodDisruptionBudget{ObjectMeta: metav1.ObjectMeta{Namespace: "w", Name: "slow"},
+			Spec:   policyv1.PodDisruptionBudgetSpec{MinAvailable: &one, Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": "slow"}}},
+			Status: policyv1.PodDisruptionBudgetStatus{DisruptionsAllowed: 1}},
+	} {
+		if err := u.kube.Tracker().Add(obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id := u.submit(t, alice, map[string]any{"taints": []string{"drain=now:NoExecute"}, "nodes": []string{"n1", "n2", "n3"}, "confirm": 3})
+	code, out := u.do(t, alice, "GET", "/v1/batches/"+id, nil)
+	if code != http.StatusOK {
+		t.Fatalf("GET /v1/batches/%s = %d %v", id, code, out)
+	}
+	got, _ := json.Marshal(out["impact"])
+	var im api.Impact
+	if err := json.Unmarshal(got, &im); err != nil {
+		t.Fatalf("impact %s: %v", got, err)
+	}
+	want := api.Impact{NoExecute: true, Summary: "would evict 3 pods on 2 nodes (2 at once, 1 after their tolerationSeconds); 1 budget would be violated: taint eviction ignores budgets",
+		TaintedNodes: 3, NodesWithEvictions: 2, Evictions: 3, EvictNow: 2, EvictLater: 1,
+		Budgets: []impact.Budget{{Namespace: "w", Name: "web", DisruptionsAllowed: 1, Evictions: 2, Violated: true}}, BudgetsViolated: 1}
+	if diff := cmp.Diff(want, im, cmpopts.IgnoreFields(api.Impact{}, "ComputedAt")); diff != "" {
+		t.Errorf("GET impact (-want +got):\n%s", diff)
+	}
+	if im.ComputedAt.IsZero() {
+		t.Errorf("GET impact computed_at is zero, want the submit's time")
+	}
+	if _, ok := out["impact_error"]; ok {
+		t.Errorf("GET impact_error = %v, want none", out["impact_error"])
+	}
+
+	// Nothing a label or a NoSchedule taint does evicts: nothing recorded.
+	for _, body := range []map[string]any{
+		{"labels": []string{"team=ml"}, "nodes": []string{"n1"}},
+		{"taints": []string{"gpu:NoSchedule"}, "nodes": []string{"n1"}},
+		{"taints": []string{"drain=later:NoExecute"}, "nodes": []string{"n3"}, "dry_run": true},
+	} {
+		id := u.submit(t, alice, body)
+		if _, out := u.do(t, alice, "GET", "/v1/batches/"+id, nil); out["impact"] != nil || out["impact_error"] != nil {
+			t.Errorf("GET of %v: impact %v, impact_error %v; want neither", body, out["impact"], out["impact_error"])
+		}
+	}
+
+	// Pods that may not be listed: the batch runs and records why.
+	u.kube.PrependReactor("list", "pods", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(corev1.Resource("pods"), "", errors.New("no"))
+	})
+	id = u.submit(t, alice, map[string]any{"taints": []string{"drain=again:NoExecute"}, "nodes": []string{"n3"}, "confirm": 1})
+	_, out = u.do(t, alice, "GET", "/v1/batches/"+id, nil)
+	if msg, _ := out["impact_error"].(string); out["impact"] != nil || !strings.Contains(msg, "forbidden") {
+		t.Errorf("GET with pods unlisted: impact %v, impact_error %q; want no impact and the forbidden error", out["impact"], msg)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

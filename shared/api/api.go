@@ -82,6 +82,37 @@ type Batch struct {
 	Refused          int           `json:"refused,omitempty"`
 	LastRefusal      *Refusal      `json:"last_refusal,omitempty"`
 	Requesters       []Requester   `json:"requesters,omitempty"`
+	// Impact is what the batch's change was predicted at submit to evict
+	// (only a batch that adds or updates a NoExecute taint);
+	// ImpactError replaces it when that could not be computed.
+	Impact      *Impact `json:"impact,omitempty"`
+	ImpactError string  `json:"impact_error,omitempty"`
+}
+
+// Impact is the summary of the impact a batch recorded at submit: the
+// preview's totals and violated budgets (impact.Impact), without its
+// per-pod lists.
+type Impact struct {
+	// NoExecute is always true: only a batch that adds or updates a
+	// NoExecute taint records an impact (the preview's field, so both
+	// read alike).
+	NoExecute          bool   `json:"no_execute"`
+	Summary            string `json:"summary"`
+	TaintedNodes       int    `json:"tainted_nodes"`
+	NodesWithEvictions int    `json:"nodes_with_evictions"`
+	Evictions          int    `json:"evictions"`
+	EvictNow           int    `json:"evict_now"`
+	// EvictLater is Evictions - EvictNow: evicted after their
+	// tolerationSeconds.
+	EvictLater    int `json:"evict_later"`
+	DaemonSetPods int `json:"daemonset_pods"`
+	StaticPods    int `json:"static_pods"`
+	// Budgets lists the violated budgets (at most 100;
+	// BudgetsTruncated when more were), BudgetsViolated counts them all.
+	Budgets          []impact.Budget `json:"budgets"`
+	BudgetsViolated  int             `json:"budgets_violated"`
+	BudgetsTruncated bool            `json:"budgets_truncated,omitempty"`
+	ComputedAt       time.Time       `json:"computed_at"`
 }
 
 // PriorResult is a node's result in an earlier attempt.

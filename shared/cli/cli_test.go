@@ -311,6 +311,42 @@ func TestPrintTable(t *testing.T) {
 	if err := printList(&out, &errb, "", []byte(`{"batches":[]}`), now); err != nil || out.Len() != 0 || errb.String() != "No batches found.\n" {
 		t.Errorf("empty list: err %v, stdout %q, stderr %q; want nothing and No batches found.", err, out.String(), errb.String())
 	}
+	// A NoExecute batch says under its table what it recorded it would
+	// evict; an error from the server is shown, never acted on.
+	impacts := []struct {
+		name, batch, want string
+	}{
+		{"evictions", `"impact":{"no_execute":true,"nodes_with_evictions":2,"evictions":10,"evict_now":8,"budgets_violated":1}`,
+			"Impact: would evict 10 pods on 2 nodes (8 at once, 2 after their tolerationSeconds), 1 budget violated (taint eviction ignores budgets)\n"},
+		{"nothing", `"impact":{"no_execute":true,"nodes_with_evictions":0,"evictions":0,"evict_now":0,"budgets_violated":0}`,
+			"Impact: would evict 0 pods on 0 nodes, 0 budgets violated\n"},
+		{"one", `"impact":{"no_execute":true,"nodes_with_evictions":1,"evictions":1,"evict_now":1,"budgets_violated":2}`,
+			"Impact: would evict 1 pod on 1 node, 2 budgets violated (taint eviction ignores budgets)\n"},
+		{"error", `"impact_error":"pods is forbidden\u001b[2J"`, "Impact: unknown: pods is forbidden?[2J\n"},
+		{"none", `"counts":{}`, ""},
+	}
+	for _, tt := range impacts {
+		raw := []byte(`{"batch_id":"b3","action":"batch_taint","total":2,"state":"succeeded","created_at":"2026-12-02T09:00:00Z",` + tt.batch + `}`)
+		s, err := decodeStatus(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, format := range []string{"", "wide"} {
+			out.Reset()
+			if err := printBatch(&out, format, raw, s, now); err != nil {
+				t.Fatal(err)
+			}
+			_, line, _ := strings.Cut(strings.SplitN(out.String(), "\n", 2)[1], "\n")
+			if diff := cmp.Diff(tt.want, line); diff != "" {
+				t.Errorf("printBatch(-o %s) of a batch with %s: the line under the table (-want +got):\n%s", format, tt.name, diff)
+			}
+		}
+		out.Reset()
+		if err := printBatch(&out, "json", raw, s, now); err != nil || out.String() != string(raw)+"\n" {
+			t.Errorf("printBatch(-o json) = %q, %v; want the answer as it came", out.String(), err)
+		}
+	}
+	out.Reset()
 	// A cell is escaped, never sent raw to the terminal.
 	out.Reset()
 	if err := printBatch(&out, "", nil, status{BatchID: "b\x1b[2Jx", State: "running"}, now); err != nil {

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strings"
 	"time"
+	"unicode"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -43,7 +45,53 @@ func printBatch(w io.Writer, format string, raw []byte, s status, now time.Time)
 	case "name":
 		return printNames(w, []status{s})
 	}
-	return printTable(w, format == "wide", []status{s}, now)
+	if err := printTable(w, format == "wide", []status{s}, now); err != nil {
+		return err
+	}
+	if line := impactLine(s); line != "" {
+		_, err := fmt.Fprintln(w, line)
+		return err
+	}
+	return nil
+}
+
+// impactLine is one line under a NoExecute batch's table saying what it
+// recorded at submit that it would evict; "" for any other batch.
+func impactLine(s status) string {
+	if s.ImpactError != "" {
+		return "Impact: unknown: " + printable(s.ImpactError)
+	}
+	im := s.Impact
+	if im == nil {
+		return ""
+	}
+	line := fmt.Sprintf("Impact: would evict %s on %s", plural(im.Evictions, "pod"), plural(im.NodesWithEvictions, "node"))
+	if later := im.Evictions - im.EvictNow; later > 0 {
+		line += fmt.Sprintf(" (%d at once, %d after their tolerationSeconds)", im.EvictNow, later)
+	}
+	line += fmt.Sprintf(", %s violated", plural(im.BudgetsViolated, "budget"))
+	if im.BudgetsViolated > 0 {
+		line += " (taint eviction ignores budgets)"
+	}
+	return line
+}
+
+func plural(n int, one string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %ss", n, one)
+}
+
+// printable replaces what a terminal would act on (control characters,
+// escape sequences) so text from the server is only ever shown.
+func printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		if unicode.IsPrint(r) {
+			return r
+		}
+		return '?'
+	}, s)
 }
 
 // printList prints GET /v1/batches; an empty table is said on errw, as

@@ -27,6 +27,19 @@ type status struct {
 	CreatedAt   time.Time       `json:"created_at"`
 	Reverts     string          `json:"reverts"`
 	Existing    bool            `json:"existing"`
+	// Impact is what a NoExecute batch recorded at submit that it would
+	// evict; ImpactError why that could not be computed.
+	Impact      *impactSummary `json:"impact"`
+	ImpactError string         `json:"impact_error"`
+}
+
+// impactSummary is the part of a batch's recorded impact the table's
+// impact line shows (docs/api.md, GET /v1/batches/{id}).
+type impactSummary struct {
+	NodesWithEvictions int `json:"nodes_with_evictions"`
+	Evictions          int `json:"evictions"`
+	EvictNow           int `json:"evict_now"`
+	BudgetsViolated    int `json:"budgets_violated"`
 }
 
 func decodeStatus(raw []byte) (status, error) {

@@ -10,6 +10,7 @@ package store
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -180,6 +181,71 @@ type BatchDoc struct {
 	// batch (its submit), so a retry or a revert links to the batch's
 	// trace (shared/telemetry); "" when tracing was off.
 	TraceParent string `firestore:"trace_parent,omitempty" json:"-"`
+	// Impact is what the change was predicted at submit to evict (a batch
+	// that adds or updates a NoExecute taint); nil for any other batch.
+	Impact *Impact `firestore:"impact,omitempty" json:"impact,omitempty"`
+}
+
+// MaxImpactBudgets bounds Impact.Budgets as stored, and MaxImpactError
+// Impact.Error, so the batch document stays small whatever the cluster
+// holds: 100 budgets of at most 63 + 253 bytes of names and a few numbers
+// each, well under 50 KB.
+const (
+	MaxImpactBudgets = 100
+	MaxImpactError   = 2000
+)
+
+// Impact is the summary of shared/impact's prediction for a batch, as
+// recorded on its document at submit: the totals and the violated budgets,
+// never the per-pod lists (a preview's nodes), so it is bounded (see
+// MaxImpactBudgets). Taint-based eviction ignores budgets, so it is what a
+// person needs to know afterwards about what the batch did.
+type Impact struct {
+	Summary string `firestore:"summary" json:"summary"`
+	// TaintedNodes got a new or updated NoExecute taint; NodesWithEvictions
+	// of those lose at least one pod.
+	TaintedNodes       int `firestore:"tainted_nodes" json:"tainted_nodes"`
+	NodesWithEvictions int `firestore:"nodes_with_evictions" json:"nodes_with_evictions"`
+	// Evictions counts the evicted pods; EvictNow those evicted at once,
+	// the rest after their tolerationSeconds.
+	Evictions     int `firestore:"evictions" json:"evictions"`
+	EvictNow      int `firestore:"evict_now" json:"evict_now"`
+	DaemonSetPods int `firestore:"daemonset_pods" json:"daemonset_pods"`
+	StaticPods    int `firestore:"static_pods" json:"static_pods"`
+	// BudgetsViolated counts every budget the evictions exceed; Budgets
+	// lists them (at most MaxImpactBudgets, by namespace and name;
+	// BudgetsTruncated when more were cut).
+	BudgetsViolated  int            `firestore:"budgets_violated" json:"budgets_violated"`
+	Budgets          []ImpactBudget `firestore:"budgets" json:"budgets"`
+	BudgetsTruncated bool           `firestore:"budgets_truncated" json:"budgets_truncated,omitempty"`
+	// Error says why the impact could not be computed (the counts are
+	// then zero): for example the user may not list pods.
+	Error      string    `firestore:"error" json:"error,omitempty"`
+	ComputedAt time.Time `firestore:"computed_at" json:"computed_at"`
+}
+
+// ImpactBudget is a PodDisruptionBudget the predicted evictions exceed.
+type ImpactBudget struct {
+	Namespace          string `firestore:"namespace" json:"namespace"`
+	Name               string `firestore:"name" json:"name"`
+	DisruptionsAllowed int32  `firestore:"disruptions_allowed" json:"disruptions_allowed"`
+	Evictions          int    `firestore:"evictions" json:"evictions"`
+}
+
+// Bound cuts im to what a batch document keeps: at most MaxImpactBudgets
+// budgets (BudgetsTruncated then) and an Error of at most MaxImpactError
+// bytes. Create applies it; nil is left alone.
+func (im *Impact) Bound() {
+	if im == nil {
+		return
+	}
+	if len(im.Budgets) > MaxImpactBudgets {
+		im.Budgets = im.Budgets[:MaxImpactBudgets:MaxImpactBudgets]
+		im.BudgetsTruncated = true
+	}
+	if len(im.Error) > MaxImpactError {
+		im.Error = strings.ToValidUTF8(im.Error[:MaxImpactError], "")
+	}
 }
 
 // LaneDoc is batches/{batch_id}/lanes/a{attempt}-l{lane}. Its only writer is

@@ -70,7 +70,8 @@ func TestBatchAtTheMaximumFits(t *testing.T) {
 	now := time.Now()
 	b := &store.BatchDoc{ID: "max", Owner: strings.Repeat("o", 320), Action: model.ActionLabel, Changes: changes, ChangeSet: string(js),
 		Nodes: names, Names: names, Total: maxNodes, Concurrency: maxLanes, Lanes: maxLanes, AttemptTotal: maxNodes, Attempt: 1,
-		State: model.StateRunning, CreatedAt: now, StartedAt: now, IdempotencyKey: strings.Repeat("i", 200)}
+		State: model.StateRunning, CreatedAt: now, StartedAt: now, IdempotencyKey: strings.Repeat("i", 200),
+		Impact: maxImpact(now)}
 	lanes := make([]store.LaneDoc, maxLanes)
 	for l := range lanes {
 		lanes[l] = store.LaneDoc{Attempt: 1, Lane: l, Size: maxNodes / maxLanes}
@@ -81,6 +82,9 @@ func TestBatchAtTheMaximumFits(t *testing.T) {
 	got, err := st.Batch(ctx, "max")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := len(got.Impact.Budgets); n != store.MaxImpactBudgets || !got.Impact.BudgetsTruncated {
+		t.Errorf("stored impact: %d budgets, truncated %v; want %d, truncated", n, got.Impact.BudgetsTruncated, store.MaxImpactBudgets)
 	}
 	if !got.Named || got.Nodes != nil {
 		t.Errorf("stored batch: named %v, %d nodes listed; want named, the list only in the names documents", got.Named, len(got.Nodes))
@@ -161,4 +165,15 @@ func TestBatchAtTheMaximumFits(t *testing.T) {
 	if _, _, chunk, err := st.BatchAndLane(ctx, "max", 2, 0, maxNodes-1); err != nil || len(chunk) == 0 || chunk[len(chunk)-1] != names[maxNodes-1] {
 		t.Errorf("names of attempt 2: %d names, %v; want the last node last", len(chunk), err)
 	}
+}
+
+// maxImpact is a predicted impact with more violated budgets than a batch
+// keeps, each with the longest namespace and name, and a long error.
+func maxImpact(now time.Time) *store.Impact {
+	im := &store.Impact{Summary: strings.Repeat("s", 300), Error: strings.Repeat("e", 10000), ComputedAt: now}
+	for i := range 2 * store.MaxImpactBudgets {
+		im.Budgets = append(im.Budgets, store.ImpactBudget{Namespace: fmt.Sprintf("%03d%s", i, strings.Repeat("n", 60)), Name: longName(i), DisruptionsAllowed: 1 << 30, Evictions: 1 << 30})
+	}
+	im.BudgetsViolated = len(im.Budgets)
+	return im
 }

@@ -87,6 +87,7 @@ func (s *Store) Create(ctx context.Context, b *BatchDoc, lanes []LaneDoc) error 
 	if err := s.prepareNames(ctx, b, 1); err != nil {
 		return fmt.Errorf("create batch %s: %w", b.ID, err)
 	}
+	b.Impact.Bound()
 	batchRef := s.client.Doc(BatchPath(b.ID))
 	err := s.client.RunTransaction(ctx, func(ctx context.Context, tx *firestore.Transaction) error {
 		if b.IdempotencyKey != "" {

@@ -2,11 +2,12 @@
 // NoExecute taint on two nodes running one seeded pod of each kind
 // (NODEBATCH_E2E_POD_NODES, see relay/ui/guard_test.go) shows what it would
 // evict before anything runs, and runs only once the user types the node
-// count.
+// count; the finished batch shows what it was predicted to evict, also
+// in a fresh page opened by its link.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, signIn, shot, apiNodes } from './browser.js';
+import { launch, signIn, shot, apiNodes, baseURL } from './browser.js';
 
 const podNodes = (process.env.NODEBATCH_E2E_POD_NODES ?? '').split(',').filter(Boolean);
 const selector = process.env.NODEBATCH_E2E_SELECTOR ?? 'nodebatch.dev/test=e2e';
@@ -66,14 +67,40 @@ test('a NoExecute taint shows the pods it evicts and the budget it breaks, and r
   const dialog = page.locator('#progress-dialog');
   await dialog.locator('#batch-state[data-state=succeeded]').waitFor();
   assert.equal(await dialog.locator('#progress-done').textContent(), '2 / 2');
-  // The finished dialog shows the evictions the preview predicted.
-  const ev = dialog.locator('#progress-impact');
-  await ev.locator('[data-impact=summary]').filter({ hasText: 'would evict 10 pods on 2 nodes' }).waitFor();
-  assert.equal(await ev.locator('[data-count=evictions]').textContent(), '10');
-  assert.equal(await ev.locator('[data-count=budgets-violated]').textContent(), '1');
-  assert.deepEqual(await ev.locator('tr[data-pod]').evaluateAll((trs) => trs.map((tr) => tr.dataset.pod.split('/')[1]).sort()), want);
+  // The finished dialog shows the evictions the batch recorded at submit.
+  await seesRecordedImpact(dialog.locator('#progress-impact'));
   await shot(page, 'progress-evictions');
+  const id = await dialog.locator('#progress-title code').textContent();
   assert.equal(refused.length, 1);
   assert.deepEqual(problems, []);
   await page.close();
+
+  // Opened anywhere else (a fresh tab with nothing kept from the submit,
+  // by its link), the batch shows the same: the progress dialog from
+  // History and the results view both read it from GET /v1/batches/{id}.
+  const fresh = await browser.context.newPage();
+  fresh.setDefaultTimeout(timeout);
+  const freshProblems = [];
+  fresh.on('pageerror', (e) => freshProblems.push(`page error: ${e.message}`));
+  await signIn(fresh, 'alice');
+  await fresh.goto(`${baseURL()}#/batches/${id}`);
+  await fresh.reload();
+  await fresh.locator('#results-batch-state[data-state=succeeded]').waitFor();
+  await seesRecordedImpact(fresh.locator('#results #results-impact'));
+  await shot(fresh, 'results-evictions');
+  await fresh.locator('#tab-history').click();
+  await fresh.locator(`#history-table tr[data-batch="${id}"] button[aria-label="Progress of batch ${id}"]`).click();
+  await seesRecordedImpact(fresh.locator('#progress-dialog #progress-impact'));
+  assert.deepEqual(freshProblems, []);
+  await fresh.close();
 });
+
+/** seesRecordedImpact waits for the recorded impact of the two seeded nodes: 10 evictions, the web budget violated. */
+async function seesRecordedImpact(ev) {
+  await ev.locator('[data-impact=summary]').filter({ hasText: 'would evict 10 pods on 2 nodes (8 at once, 2 after their tolerationSeconds); 1 budget would be violated' }).waitFor();
+  assert.equal(await ev.locator('[data-count=evictions]').textContent(), '10');
+  assert.equal(await ev.locator('[data-count=eviction-nodes]').textContent(), '2');
+  assert.equal(await ev.locator('[data-count=budgets-violated]').textContent(), '1');
+  assert.equal(await ev.locator('li[data-budget$="/web"]').count(), 1);
+  assert.match(await ev.locator('li[data-budget$="/web"]').textContent(), /2 evicted, 1 disruption allowed/);
+}

@@ -23,7 +23,17 @@ func cloneBatch(b *store.BatchDoc) store.BatchDoc {
 	c.LastRefusal = clonePtr(b.LastRefusal)
 	c.Timing = clonePtr(b.Timing)
 	c.Requesters = cloneRequesters(b.Requesters)
+	c.Impact = cloneImpact(b.Impact)
 	return c
+}
+
+func cloneImpact(im *store.Impact) *store.Impact {
+	if im == nil {
+		return nil
+	}
+	c := *im
+	c.Budgets = slices.Clone(im.Budgets)
+	return &c
 }
 
 func cloneRequesters(rs []store.Requester) []store.Requester {

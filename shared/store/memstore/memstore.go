@@ -94,6 +94,7 @@ func (s *Store) Create(ctx context.Context, b *store.BatchDoc, lanes []store.Lan
 	if err := s.prepareNames(ctx, b); err != nil {
 		return fmt.Errorf("create batch %s: %w", b.ID, err)
 	}
+	b.Impact.Bound()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var idemID string

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -66,6 +67,7 @@ func Run(t *testing.T, open func(t *testing.T) Store) {
 	}{
 		{"CreateThenRead", testCreateThenRead},
 		{"CreateExisting", testCreateExisting},
+		{"Impact", testImpact},
 		{"Idempotency", testIdempotency},
 		{"Missing", testMissing},
 		{"CountOnce", testCountOnce},
@@ -189,6 +191,57 @@ func testCreateThenRead(ctx context.Context, t *testing.T, st Store) {
 	}
 	if got := readLane(ctx, t, st, "b1", 1, 1).Doc.Size; got != 3 {
 		t.Errorf("Lane(b1, 1, 1).Size = %d after changing the read document, want 3", got)
+	}
+}
+
+// testImpact: the predicted impact a batch is created with is stored
+// bounded (at most MaxImpactBudgets budgets, an error of at most
+// MaxImpactError bytes), read back as written, and a batch without one
+// reads back without one.
+func testImpact(ctx context.Context, t *testing.T, st Store) {
+	b, lanes := newBatch("b1", "alice", 1, 2)
+	b.Impact = &store.Impact{Summary: "would evict 3 pods on 2 nodes", TaintedNodes: 2, NodesWithEvictions: 2, Evictions: 3, EvictNow: 2,
+		DaemonSetPods: 1, BudgetsViolated: 1, Budgets: []store.ImpactBudget{{Namespace: "w", Name: "web", DisruptionsAllowed: 1, Evictions: 2}}, ComputedAt: at}
+	if err := st.Create(ctx, b, lanes); err != nil {
+		t.Fatalf("Create(b1) error = %v", err)
+	}
+	want := *b.Impact
+	want.Budgets = slices.Clone(b.Impact.Budgets)
+	b.Impact.Budgets[0].Name = "changed after the write"
+	if diff := cmp.Diff(&want, readBatch(ctx, t, st, "b1").Impact, opts); diff != "" {
+		t.Errorf("Batch(b1).Impact (-want +got):\n%s", diff)
+	}
+
+	big, lanes := newBatch("b2", "alice", 1, 1)
+	big.Impact = &store.Impact{Summary: "many", Error: strings.Repeat("é", store.MaxImpactError), ComputedAt: at}
+	for i := range store.MaxImpactBudgets + 5 {
+		big.Impact.Budgets = append(big.Impact.Budgets, store.ImpactBudget{Namespace: "w", Name: fmt.Sprintf("pdb-%03d", i), Evictions: 2})
+	}
+	big.Impact.BudgetsViolated = len(big.Impact.Budgets)
+	if err := st.Create(ctx, big, lanes); err != nil {
+		t.Fatalf("Create(b2) error = %v", err)
+	}
+	got := readBatch(ctx, t, st, "b2").Impact
+	if got == nil {
+		t.Fatalf("Batch(b2).Impact = nil, want the bounded impact")
+	}
+	if len(got.Budgets) != store.MaxImpactBudgets || !got.BudgetsTruncated || got.BudgetsViolated != store.MaxImpactBudgets+5 {
+		t.Errorf("Batch(b2).Impact: %d budgets, truncated %v, %d violated; want %d, true, %d", len(got.Budgets), got.BudgetsTruncated, got.BudgetsViolated,
+			store.MaxImpactBudgets, store.MaxImpactBudgets+5)
+	}
+	if got.Budgets[store.MaxImpactBudgets-1].Name != fmt.Sprintf("pdb-%03d", store.MaxImpactBudgets-1) {
+		t.Errorf("Batch(b2).Impact.Budgets ends with %q, want the first %d in order", got.Budgets[len(got.Budgets)-1].Name, store.MaxImpactBudgets)
+	}
+	if len(got.Error) > store.MaxImpactError || !utf8.ValidString(got.Error) {
+		t.Errorf("Batch(b2).Impact.Error: %d bytes (valid UTF-8 %v), want at most %d, valid", len(got.Error), utf8.ValidString(got.Error), store.MaxImpactError)
+	}
+
+	plain, lanes := newBatch("b3", "alice", 1, 1)
+	if err := st.Create(ctx, plain, lanes); err != nil {
+		t.Fatalf("Create(b3) error = %v", err)
+	}
+	if got := readBatch(ctx, t, st, "b3").Impact; got != nil {
+		t.Errorf("Batch(b3).Impact = %+v, want nil (created without one)", got)
 	}
 }
 

@@ -7,13 +7,6 @@ import { h, replace, uid } from './dom.js';
 import { impactView } from './preview.js';
 import { taintEffects, validateChanges, parseSpecs, toRequest, toKubectl, defaultConcurrency } from './validate.js';
 
-// changeKey identifies a change whatever the dry-run, idempotency and
-// confirmation fields, so a preview's prediction is matched to its batch.
-const changeKey = (body) => {
-  const { dry_run: _d, idempotency_key: _k, confirm: _c, ...rest } = body ?? {};
-  return JSON.stringify(rest);
-};
-
 const blank = (kind) => ({ kind, op: 'set', key: '', value: '', effect: kind === 'taint' ? 'NoSchedule' : '' });
 
 /** Editor edits the pending changes and submits them for a target. */
@@ -33,11 +26,6 @@ export class Editor {
 
   opts() {
     return { protectedDomains: this.config.protected_prefixes ?? undefined, allowedDomains: this.config.allowed_prefixes ?? undefined };
-  }
-
-  /** impactFor is what the last preview or guard predicted for this very change (null if none). */
-  impactFor(body) {
-    return this.predicted && this.predicted.key === changeKey(body) ? this.predicted.impact : null;
   }
 
   /** draft is what the user typed and has not applied, kept across a sign-in in this tab. */
@@ -331,7 +319,6 @@ export class Editor {
         r = await this.client.submit(body);
       }
       if (r.data.concurrency) this.renderConcurrencyHint(r.data.concurrency);
-      this.predicted = { key: changeKey(body), impact: r.data.impact ?? null };
       await this.onPreview?.(r, body, this.changes.map((c) => ({ ...c })));
     } catch (e) {
       this.showApiError(e);
@@ -348,10 +335,9 @@ export class Editor {
     try {
       const r = await this.client.submit(body);
       if (r.data.concurrency) this.renderConcurrencyHint(r.data.concurrency);
-      this.onSubmitted?.(r, body, this.impactFor(body));
+      this.onSubmitted?.(r, body);
     } catch (e) {
       if (e.status === 409 && e.code === 'confirmation_required') {
-        this.predicted = { key: changeKey(body), impact: e.detail?.impact ?? null };
         this.showGuard(e.detail);
       } else this.showApiError(e);
     } finally {
@@ -404,10 +390,9 @@ export class Editor {
     try {
       const r = await this.client.submit(body);
       if (r.data.concurrency) this.renderConcurrencyHint(r.data.concurrency);
-      this.onSubmitted?.(r, body, this.impactFor(body));
+      this.onSubmitted?.(r, body);
     } catch (e) {
       if (e.status === 409 && e.code === 'confirmation_required') {
-        this.predicted = { key: changeKey(body), impact: e.detail?.impact ?? null };
         this.showGuard(e.detail);
       } else this.showApiError(e);
     } finally {

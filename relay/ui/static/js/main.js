@@ -170,10 +170,9 @@ async function main(config, session) {
   const editor = new Editor({
     client, config, announce,
     onPreview: (answer) => preview.show(answer),
-    onSubmitted: (answer, body, impact) => {
+    onSubmitted: (answer, body) => {
       const d = answer.data;
       const id = d.batch_id ?? d.id;
-      if (impact?.no_execute && !body.dry_run) progress.remember(id, impact);
       announce(`Batch ${id} submitted`);
       if (!body.dry_run) remember(id, { state: d.state ?? 'pending', total: d.total });
       progress.open(id, answer.status === 200 ? fromBatch({ ...d, id }) : { total: d.total, state: d.state ?? 'pending', concurrency: d.concurrency, action: d.action });

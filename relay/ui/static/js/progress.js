@@ -7,15 +7,34 @@
 import { h, replace, fmtDuration, fmtTime } from './dom.js';
 import { impactView } from './preview.js';
 
-// impactKey keeps, per batch started in this tab, what its preview or the
-// confirmation guard predicted a NoExecute taint would evict: the batch
-// document does not record it, and the finished dialog shows it.
-const impactKey = (id) => `nodebatch.impact.${id}`;
-
 const finalStates = new Set(['succeeded', 'partially_failed', 'failed', 'cancelled']);
 
 /** isFinal reports whether a batch state is terminal. */
 export function isFinal(state) { return finalStates.has(state); }
+
+/**
+ * recordedImpact shows what a NoExecute batch was predicted at submit to
+ * evict, as the batch records it (GET /v1/batches/{id}: impact, or
+ * impact_error), wherever the batch is opened; '' for any other batch.
+ * id names the section (progress-impact, results-impact).
+ */
+export function recordedImpact(b, id) {
+  if (b?.impact_error) {
+    return h('div', { class: 'impact-recorded', id }, h('h3', {}, 'Evictions'),
+      h('p', { class: 'muted', 'data-impact': 'error' }, `What this NoExecute taint would evict could not be computed when the batch was started: ${b.impact_error}`));
+  }
+  const im = b?.impact;
+  if (!im?.no_execute) return '';
+  const extra = [
+    im.daemonset_pods ? `${im.daemonset_pods} DaemonSet pod${im.daemonset_pods === 1 ? '' : 's'} (not rescheduled while the taint stays)` : '',
+    im.static_pods ? `${im.static_pods} static pod${im.static_pods === 1 ? '' : 's'}` : '',
+    im.budgets_truncated ? `first ${im.budgets?.length ?? 0} of ${im.budgets_violated} violated budgets listed` : '',
+  ].filter(Boolean);
+  return h('div', { class: 'impact-recorded' }, h('h3', {}, 'Evictions'),
+    h('p', { class: 'muted' }, `Predicted when the batch was started${im.computed_at ? ` (${fmtTime(im.computed_at)})` : ''}: taint eviction does not wait for disruption budgets.`),
+    impactView(im, id),
+    extra.length ? h('p', { class: 'muted', 'data-impact': 'extra' }, extra.join(' · ')) : '');
+}
 
 /** fromBatch turns a GET /v1/batches/{id} answer into a progress message. */
 export function fromBatch(b) {
@@ -43,6 +62,8 @@ export function fromBatch(b) {
     changes: b.changes,
     concurrency: b.concurrency,
     dry_run: b.dry_run,
+    impact: b.impact,
+    impact_error: b.impact_error,
   };
 }
 
@@ -158,22 +179,13 @@ export class ProgressDialog {
     s.dataset.status = final ? 'final' : this.connStatus;
   }
 
-  /** remember keeps what the preview predicted for batch id (a NoExecute taint's evictions). */
-  remember(id, impact) {
-    try { sessionStorage.setItem(impactKey(id), JSON.stringify(impact)); } catch { /* storage full: the dialog shows none */ }
-  }
-
-  /** renderImpact shows a finished NoExecute batch's evictions, as predicted before it ran. */
-  renderImpact(final) {
-    const key = final ? this.id : '';
+  /** renderImpact shows a NoExecute batch's evictions as the batch recorded them at submit. */
+  renderImpact() {
+    const m = this.msg ?? {};
+    const key = JSON.stringify([this.id, m.impact ?? null, m.impact_error ?? '']);
     if (key === this.impactShown) return;
     this.impactShown = key;
-    let im = null;
-    try { im = final ? JSON.parse(sessionStorage.getItem(impactKey(this.id)) ?? 'null') : null; } catch { /* damaged: none */ }
-    replace(this.parts.impact, im?.no_execute ? [
-      h('h3', {}, 'Evictions'),
-      h('p', { class: 'muted' }, 'What the preview predicted this NoExecute taint would evict when the batch was started (taint eviction does not wait for disruption budgets):'),
-      impactView(im, 'progress-impact')] : '');
+    replace(this.parts.impact, recordedImpact(m, 'progress-impact'));
   }
 
   /** skeleton builds the dialog's parts once per open; render updates them in place, so focus and clicks survive a stream of messages. */
@@ -264,7 +276,7 @@ export class ProgressDialog {
     }
     p.error.textContent = this.error ?? '';
     p.error.hidden = !this.error;
-    this.renderImpact(final);
+    this.renderImpact();
 
     // Buttons are rebuilt only when the set changes, so a click or focus is never lost.
     const want = [];

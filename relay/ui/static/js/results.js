@@ -6,7 +6,7 @@
 // results when it ends.
 
 import { h, replace, fmtTime } from './dom.js';
-import { isFinal } from './progress.js';
+import { isFinal, recordedImpact } from './progress.js';
 
 /** apiPageSize is how many results one GET asks for (the API's default). */
 export const apiPageSize = 100;
@@ -219,6 +219,7 @@ export class ResultsView {
         h('button', { type: 'button', id: 'results-refresh', onclick: () => this.load() }, 'Refresh')),
       h('p', { class: 'muted' }, [b.owner ? `Owner: ${b.owner}` : '', `Created ${fmtTime(b.created_at)}`, `${this.results.length} of ${b.total ?? this.results.length} node results`,
         !final ? 'still running: results so far' : ''].filter(Boolean).join(' · ')),
+      recordedImpact(b, 'results-impact'),
       h('div', { class: 'filters inline' },
         h('div', { class: 'field' }, h('label', { for: 'results-state' }, 'State'), stateSel),
         h('div', { class: 'field' }, h('label', { for: 'results-node' }, 'Node name'), textIn),
