@@ -317,7 +317,11 @@ func writeBreakdowns(b *strings.Builder, rows []Row) {
 			}
 			return ms(Median(v))
 		}
-		fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.0f / %.0f ms |\n", row.ID, row.Op, row.Concurrency, row.Nodes, lat,
+		id := row.ID
+		if row.Telemetry != "" {
+			id += " (" + row.Telemetry + ")"
+		}
+		fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.0f / %.0f ms |\n", id, row.Op, row.Concurrency, row.Nodes, lat,
 			stage(func(x Breakdown) float64 { return x.SubmitMS }),
 			stage(func(x Breakdown) float64 { return x.LaneStartMS }),
 			stage(func(x Breakdown) float64 { return x.LaneAPIMS }),
