@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -149,6 +150,30 @@ func TestNewSamplerRejectsBadArg(t *testing.T) {
 	} {
 		if _, err := newSampler(env(e)); err == nil {
 			t.Errorf("newSampler(%v) = nil error, want one", e)
+		}
+	}
+}
+
+// TestInstruments: the list is what the code creates, each name valid for
+// Google's Telemetry API ([a-zA-Z][a-zA-Z0-9_:./]*), and the relay's
+// gauges are in it.
+func TestInstruments(t *testing.T) {
+	got := Instruments()
+	if len(got) != 16 {
+		t.Errorf("Instruments() has %d entries, want 16: %v", len(got), got)
+	}
+	valid := regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_:./]*$`)
+	kinds := map[string]string{}
+	for _, in := range got {
+		if !valid.MatchString(in.Name) || in.Unit == "" {
+			t.Errorf("instrument %+v: name not valid for the Telemetry API, or no unit", in)
+		}
+		kinds[in.Name] = in.Kind
+	}
+	want := map[string]string{"nodebatch.node.patches": "counter", "nodebatch.node.patch.duration": "histogram", "nodebatch.relay.connections": "updowncounter", "nodebatch.relay.watchers": "updowncounter"}
+	for name, kind := range want {
+		if kinds[name] != kind {
+			t.Errorf("instrument %s kind = %q, want %q", name, kinds[name], kind)
 		}
 	}
 }
