@@ -16,6 +16,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/request"
 	"github.com/nodebatch/nodebatch/shared/store"
+	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
 // The repository root, seen from this folder.
@@ -448,5 +449,43 @@ func TestNoLifecycleOnManagedObjects(t *testing.T) {
 	t.Parallel()
 	if ps := load(t).CheckManagedObjectLifecycle(); len(ps) > 0 {
 		t.Errorf("lifecycle rules:\n%v", hclcheck.Join(ps))
+	}
+}
+
+// TestMonitoringMatchesTelemetry: the dashboard's JSON is valid and each
+// widget and alert condition queries (PromQL) only metrics that
+// shared/telemetry defines, under the names the Telemetry API stores
+// (the OpenTelemetry names, dots kept: docs/observability.md), and only
+// their attributes; the alert policies notify var.notification_channels;
+// and docs/observability.md's metric table lists exactly those
+// instruments.
+func TestMonitoringMatchesTelemetry(t *testing.T) {
+	t.Parallel()
+	var metrics []string
+	for _, in := range telemetry.Instruments() {
+		metrics = append(metrics, in.Name)
+	}
+	labels := append(telemetry.AttributeKeys(), "le") // le: a histogram's bucket bound
+	qs, ps := load(t).MonitoringQueries()
+	ps = append(ps, hclcheck.CheckQueries(qs, metrics, labels)...)
+	if len(ps) > 0 {
+		t.Errorf("infra/monitoring.tf's dashboard and alerts disagree with shared/telemetry:\n%v", hclcheck.Join(ps))
+	}
+	if len(qs) < 7 {
+		t.Errorf("found %d PromQL queries in infra/monitoring.tf, want at least the dashboard's 6 widgets and 2 alert conditions", len(qs))
+	}
+
+	doc, err := os.ReadFile(filepath.Join(root, "docs", "observability.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := regexp.MustCompile("(?m)^\\| `(nodebatch\\.[a-z0-9_.]+)` \\|")
+	var listed []string
+	for _, m := range row.FindAllStringSubmatch(string(doc), -1) {
+		listed = append(listed, m[1])
+	}
+	sort.Strings(listed)
+	if diff := cmp.Diff(metrics, listed); diff != "" {
+		t.Errorf("docs/observability.md's metric table vs shared/telemetry's instruments (-code +doc):\n%s", diff)
 	}
 }

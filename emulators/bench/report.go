@@ -32,6 +32,16 @@ const (
 	OpTaint Op = "taint" // set taint bench=<value>:NoSchedule
 )
 
+// Telemetry settings of a nodebatch row (row 7, the tracing cost).
+const (
+	// TelemetryOff is the product as deployed with no exporter: the
+	// no-op tracer, the metrics counted and served on /metrics.
+	TelemetryOff = "off"
+	// TelemetryTraced adds tracing: OTLP/gRPC to an in-process receiver
+	// (SpanSink), sampler always_on, every request flushed.
+	TelemetryTraced = "traced"
+)
+
 // Row is one line of the throughput table: one tool, one op, one
 // concurrency, repeated. Walls holds the raw wall times; Finish fills the
 // derived figures.
@@ -55,6 +65,16 @@ type Row struct {
 	// each of its figures' median over the runs.
 	CPU       []CPURun `json:"cpu_runs,omitempty"`
 	CPUMedian *CPURun  `json:"cpu_median,omitempty"`
+	// Telemetry is the product's telemetry in row 7 (TelemetryOff or
+	// TelemetryTraced); "" for the other rows (no telemetry at all).
+	Telemetry string `json:"telemetry,omitempty"`
+	// Spans are the spans the OTLP receiver got during each run (traced
+	// rows).
+	Spans []int64 `json:"spans,omitempty"`
+	// VsTelemetryOff is this median ÷ the TelemetryOff row's median at
+	// the same op, c and nodes (traced rows): the cost of tracing, > 1
+	// slower.
+	VsTelemetryOff float64 `json:"vs_telemetry_off,omitempty"`
 
 	LatencyMS   int       `json:"proxy_latency_ms"`
 	WallsS      []float64 `json:"walls_s"`
@@ -110,6 +130,11 @@ func (r *Report) Finish() {
 		if base := r.find(ToolClientGo, row.Op, row.Concurrency, row.Nodes, row.Latency); base != nil && base != row {
 			row.VsClientGo = ratio(base.MedianS, row.MedianS)
 		}
+		if row.Telemetry == TelemetryTraced {
+			if off := r.findTelemetry(TelemetryOff, row.Op, row.Concurrency, row.Nodes); off != nil {
+				row.VsTelemetryOff = ratio(row.MedianS, off.MedianS)
+			}
+		}
 		if row.Tool != ToolKubectl && row.Latency == 0 {
 			if k := r.find(ToolKubectl, row.Op, 1, row.Nodes, 0); k != nil {
 				row.VsKubectl = ratio(k.MedianS, row.MedianS)
@@ -159,6 +184,18 @@ func (r *Report) find(tool Tool, op Op, c, nodes int, latency time.Duration) *Ro
 	return nil
 }
 
+// findTelemetry returns the first finished row 7 row with telemetry tel
+// at op, c and nodes, or nil.
+func (r *Report) findTelemetry(tel string, op Op, c, nodes int) *Row {
+	for i := range r.Rows {
+		row := &r.Rows[i]
+		if row.Telemetry == tel && row.Op == op && row.Concurrency == c && row.Nodes == nodes && row.MedianS > 0 {
+			return row
+		}
+	}
+	return nil
+}
+
 // WriteTable renders the report as Markdown: the machine, the throughput
 // table, the progress-delay table and the footnotes.
 func (r *Report) WriteTable(w io.Writer) error {
@@ -186,6 +223,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 			row.ID, row.Name, row.Op, row.Concurrency, row.Nodes, lat, row.MedianS, spread, row.NodesPerS,
 			orDash(row.VsClientGo, "×"), orDash(row.VsKubectl, "×"), idealCell(row))
 	}
+	writeTracingCost(&b, r)
 	writeBreakdowns(&b, r.Rows)
 	writeCPU(&b, r)
 	if len(r.Delays) > 0 {
@@ -212,6 +250,39 @@ func (r *Report) WriteTable(w io.Writer) error {
 		return fmt.Errorf("write bench table: %w", err)
 	}
 	return nil
+}
+
+// writeTracingCost adds the table of row 7: the same batch with telemetry
+// off and with tracing on, side by side.
+func writeTracingCost(b *strings.Builder, r *Report) {
+	header := false
+	for _, on := range r.Rows {
+		if on.Telemetry != TelemetryTraced || on.MedianS == 0 {
+			continue
+		}
+		off := r.findTelemetry(TelemetryOff, on.Op, on.Concurrency, on.Nodes)
+		if off == nil {
+			continue
+		}
+		if !header {
+			b.WriteString("\nTracing cost (row 7): the same batch on two products in this process, telemetry off (no exporter) and tracing on (OTLP/gRPC to an in-process receiver, sampler always_on), run round-robin:\n\n")
+			b.WriteString("| op | c | nodes | off: wall median (s) | on: wall median (s) | on ÷ off | bench process CPU off / on (s) | spans per run |\n")
+			b.WriteString("|---|---|---|---|---|---|---|---|\n")
+			header = true
+		}
+		cpu := func(row *Row) string {
+			if row.CPUMedian == nil {
+				return "-"
+			}
+			return fmt.Sprintf("%.2f", row.CPUMedian.ByProcess[CPUBench])
+		}
+		var spans []time.Duration // Median works on durations
+		for _, n := range on.Spans {
+			spans = append(spans, time.Duration(n))
+		}
+		fmt.Fprintf(b, "| %s | %d | %d | %.2f | %.2f | %.2f× | %s / %s | %d |\n",
+			on.Op, on.Concurrency, on.Nodes, off.MedianS, on.MedianS, on.VsTelemetryOff, cpu(off), cpu(&on), int64(Median(spans)))
+	}
 }
 
 // writeBreakdowns adds the table of where nodebatch rows spend their time:
@@ -246,7 +317,11 @@ func writeBreakdowns(b *strings.Builder, rows []Row) {
 			}
 			return ms(Median(v))
 		}
-		fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.0f / %.0f ms |\n", row.ID, row.Op, row.Concurrency, row.Nodes, lat,
+		id := row.ID
+		if row.Telemetry != "" {
+			id += " (" + row.Telemetry + ")"
+		}
+		fmt.Fprintf(b, "| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %.0f / %.0f ms |\n", id, row.Op, row.Concurrency, row.Nodes, lat,
 			stage(func(x Breakdown) float64 { return x.SubmitMS }),
 			stage(func(x Breakdown) float64 { return x.LaneStartMS }),
 			stage(func(x Breakdown) float64 { return x.LaneAPIMS }),

@@ -263,41 +263,47 @@ func TestTelemetry(t *testing.T) {
 		t.Errorf("list nodes spans = %d, want 1", n)
 	}
 
-	// Metrics: the batch's counts, the injected answers, the redeliveries.
-	fams := scrape(t, p.PatchURL+telemetry.MetricsPath)
-	st := p.Deliverer.Stats()
-	checks := []struct {
-		what string
-		got  float64
-		want float64
-	}{
-		{"succeeded", sum(fams, "nodebatch_node_patches_total", map[string]string{"nodebatch_outcome": "succeeded"}), float64(b.Counts.Succeeded - b.Counts.Unchanged)},
-		{"unchanged", sum(fams, "nodebatch_node_patches_total", map[string]string{"nodebatch_outcome": "unchanged"}), float64(b.Counts.Unchanged)},
-		{"failed invalid", sum(fams, "nodebatch_node_patches_total", map[string]string{"nodebatch_outcome": "failed", "nodebatch_reason_class": "invalid"}), float64(failed)},
-		{"all recorded", sum(fams, "nodebatch_node_patches_total", nil), float64(len(names))},
-		{"latencies", sum(fams, "nodebatch_node_patch_duration_seconds", nil), float64(len(names))},
-		{"409 answers", sum(fams, "nodebatch_kube_error_responses_total", map[string]string{"http_response_status_code": "409"}), float64(injectedN(http.StatusConflict))},
-		{"503 answers", sum(fams, "nodebatch_kube_error_responses_total", map[string]string{"http_response_status_code": "503"}), float64(injectedN(http.StatusServiceUnavailable))},
-		{"422 answers", sum(fams, "nodebatch_kube_error_responses_total", map[string]string{"http_response_status_code": "422"}), 0}, // not counted: only 409, 429, 5xx
-		{"conflicts", sum(fams, "nodebatch_kube_conflicts_total", nil), float64(injectedN(http.StatusConflict))},
-		{"redeliveries", sum(fams, "nodebatch_node_redeliveries_total", nil), float64(st.Retried)},
-		{"dead letters", sum(fams, "nodebatch_events_dead_lettered_total", nil), float64(st.DeadLettered)},
-		{"published", sum(fams, "nodebatch_events_published_total", nil), float64(len(names))},
-		{"started fanout", sum(fams, "nodebatch_batches_started_total", map[string]string{"nodebatch_batch_mode": "fanout", "nodebatch_batch_kind": "new"}), 1},
-		{"finished", sum(fams, "nodebatch_batches_finished_total", map[string]string{"nodebatch_batch_state": string(b.State)}), 1},
-		{"batch durations", sum(fams, "nodebatch_batch_duration_seconds", nil), 1},
-	}
-	for _, c := range checks {
-		if c.got != c.want {
-			t.Errorf("/metrics %s = %v, want %v", c.what, c.got, c.want)
+	// Metrics: the batch's counts, the injected answers, the redeliveries
+	// (waited for: a redelivery may still be counted after the batch ended).
+	var fams map[string]*dto.MetricFamily
+	wait.For(waitCtx(t), t, "/metrics to count the batch", func() error {
+		fams = scrape(t, p.PatchURL+telemetry.MetricsPath)
+		st := p.Deliverer.Stats()
+		checks := []struct {
+			what string
+			got  float64
+			want float64
+		}{
+			{"succeeded", sum(fams, "nodebatch_node_patches_total", map[string]string{"nodebatch_outcome": "succeeded"}), float64(b.Counts.Succeeded - b.Counts.Unchanged)},
+			{"unchanged", sum(fams, "nodebatch_node_patches_total", map[string]string{"nodebatch_outcome": "unchanged"}), float64(b.Counts.Unchanged)},
+			{"failed invalid", sum(fams, "nodebatch_node_patches_total", map[string]string{"nodebatch_outcome": "failed", "nodebatch_reason_class": "invalid"}), float64(failed)},
+			{"all recorded", sum(fams, "nodebatch_node_patches_total", nil), float64(len(names))},
+			{"latencies", sum(fams, "nodebatch_node_patch_duration_seconds", nil), float64(len(names))},
+			{"409 answers", sum(fams, "nodebatch_kube_error_responses_total", map[string]string{"http_response_status_code": "409"}), float64(injectedN(http.StatusConflict))},
+			{"503 answers", sum(fams, "nodebatch_kube_error_responses_total", map[string]string{"http_response_status_code": "503"}), float64(injectedN(http.StatusServiceUnavailable))},
+			{"422 answers", sum(fams, "nodebatch_kube_error_responses_total", map[string]string{"http_response_status_code": "422"}), 0}, // not counted: only 409, 429, 5xx
+			{"conflicts", sum(fams, "nodebatch_kube_conflicts_total", nil), float64(injectedN(http.StatusConflict))},
+			{"redeliveries", sum(fams, "nodebatch_node_redeliveries_total", nil), float64(st.Retried)},
+			{"dead letters", sum(fams, "nodebatch_events_dead_lettered_total", nil), float64(st.DeadLettered)},
+			{"published", sum(fams, "nodebatch_events_published_total", nil), float64(len(names))},
+			{"started fanout", sum(fams, "nodebatch_batches_started_total", map[string]string{"nodebatch_batch_mode": "fanout", "nodebatch_batch_kind": "new"}), 1},
+			{"finished", sum(fams, "nodebatch_batches_finished_total", map[string]string{"nodebatch_batch_state": string(b.State)}), 1},
+			{"batch durations", sum(fams, "nodebatch_batch_duration_seconds", nil), 1},
 		}
-	}
-	if st.Retried < injectedN(http.StatusServiceUnavailable) {
-		t.Errorf("deliverer retried %d pushes, want at least the %d injected 503s", st.Retried, injectedN(http.StatusServiceUnavailable))
-	}
-	if t.Failed() {
-		t.Logf("metric families: %s", familyNames(fams))
-	}
+		var bad []string
+		for _, c := range checks {
+			if c.got != c.want {
+				bad = append(bad, fmt.Sprintf("%s = %v, want %v", c.what, c.got, c.want))
+			}
+		}
+		if st.Retried < injectedN(http.StatusServiceUnavailable) {
+			bad = append(bad, fmt.Sprintf("deliverer retried %d pushes, want at least the %d injected 503s", st.Retried, injectedN(http.StatusServiceUnavailable)))
+		}
+		if len(bad) > 0 {
+			return fmt.Errorf("%s (metric families: %s)", strings.Join(bad, "; "), familyNames(fams))
+		}
+		return nil
+	})
 
 	// A retry of the failed nodes links to the batch's trace; its nodes
 	// link to the retry.
@@ -329,13 +335,14 @@ func TestTelemetry(t *testing.T) {
 	if _, bad := nodesLinked(2, retry[0].GetTraceId()); len(bad) > 0 {
 		t.Errorf("retried nodes not linked to the retry: %v", bad)
 	}
-	fams = scrape(t, p.RelayURL+telemetry.MetricsPath) // one process here: the same registry
-	if got := sum(fams, "nodebatch_batches_finished_total", nil); got != 2 {
-		t.Errorf("/metrics finished batches = %v after the retry, want 2", got)
-	}
-	if got, want := sum(fams, "nodebatch_node_patches_total", map[string]string{"nodebatch_outcome": "succeeded"})+sum(fams, "nodebatch_node_patches_total", map[string]string{"nodebatch_outcome": "unchanged"}), float64(len(names)); got != want {
-		t.Errorf("/metrics succeeded nodes = %v after the retry, want %v", got, want)
-	}
+	wait.For(waitCtx(t), t, "/metrics to count the retry", func() error {
+		fams = scrape(t, p.RelayURL+telemetry.MetricsPath) // one process here: the same registry
+		if got := sum(fams, "nodebatch_batches_finished_total", nil); got != 2 {
+			return fmt.Errorf("finished batches = %v after the retry, want 2", got)
+		}
+		ok := sum(fams, "nodebatch_node_patches_total", map[string]string{"nodebatch_outcome": "succeeded"}) + sum(fams, "nodebatch_node_patches_total", map[string]string{"nodebatch_outcome": "unchanged"})
+		return wait.True(ok == float64(len(names)), "succeeded nodes = %v after the retry, want %d", ok, len(names))
+	})
 }
 
 // wantCount is nil when got is want, else what was seen, for wait.For.

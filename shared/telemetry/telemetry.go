@@ -22,6 +22,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/contrib/detectors/gcp"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
@@ -293,15 +294,24 @@ func metricExporter(ctx context.Context, getenv func(string) string, endpoint, p
 }
 
 // newResource describes the process: service.name (OTEL_SERVICE_NAME, else
-// the WithService name), OTEL_RESOURCE_ATTRIBUTES, gcp.project_id (which
-// Google's OTLP endpoint requires), and on Cloud Run the service, revision
-// and instance (K_SERVICE, K_REVISION, the platform's variables).
+// the WithService name), gcp.project_id (which Google's OTLP endpoint
+// requires), on Cloud Run the GCP resource detector's attributes and the
+// service and revision (K_SERVICE, K_REVISION), and last
+// OTEL_RESOURCE_ATTRIBUTES, which win.
+//
+// The GCP detector (go.opentelemetry.io/contrib/detectors/gcp: cloud.region,
+// cloud.account.id, faas.name, faas.version, faas.instance from the
+// metadata server) runs only when K_SERVICE says the process is on Cloud
+// Run (Cloud Run functions too): locally the metadata server is never
+// contacted.
 func newResource(ctx context.Context, getenv func(string) string, service, project string) (*resource.Resource, error) {
 	attrs := []attribute.KeyValue{semconv.ServiceName(firstOf(getenv("OTEL_SERVICE_NAME"), service, "nodebatch"))}
 	if project != "" {
 		attrs = append(attrs, attribute.String("gcp.project_id", project), semconv.CloudAccountID(project))
 	}
+	var opts []resource.Option
 	if s := getenv("K_SERVICE"); s != "" {
+		opts = append(opts, resource.WithDetectors(gcp.NewDetector()))
 		attrs = append(attrs, semconv.CloudProviderGCP, semconv.CloudPlatformGCPCloudRun, semconv.FaaSName(s), semconv.ServiceVersion(getenv("K_REVISION")))
 	}
 	for _, kv := range strings.Split(getenv("OTEL_RESOURCE_ATTRIBUTES"), ",") {
@@ -312,8 +322,9 @@ func newResource(ctx context.Context, getenv func(string) string, service, proje
 			}
 		}
 	}
-	r, err := resource.New(ctx, resource.WithAttributes(attrs...), resource.WithTelemetrySDK(), resource.WithProcessPID())
-	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
+	opts = append(opts, resource.WithTelemetrySDK(), resource.WithProcessPID(), resource.WithAttributes(attrs...))
+	r, err := resource.New(ctx, opts...)
+	if err != nil && !errors.Is(err, resource.ErrPartialResource) && !errors.Is(err, resource.ErrSchemaURLConflict) {
 		return nil, fmt.Errorf("telemetry: resource: %w", err)
 	}
 	return r, nil

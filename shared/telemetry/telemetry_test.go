@@ -5,7 +5,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -150,5 +152,98 @@ func TestNewSamplerRejectsBadArg(t *testing.T) {
 		if _, err := newSampler(env(e)); err == nil {
 			t.Errorf("newSampler(%v) = nil error, want one", e)
 		}
+	}
+}
+
+// TestInstruments: the list is what the code creates, each name valid for
+// Google's Telemetry API ([a-zA-Z][a-zA-Z0-9_:./]*), and the relay's
+// gauges are in it.
+func TestInstruments(t *testing.T) {
+	got := Instruments()
+	if len(got) != 16 {
+		t.Errorf("Instruments() has %d entries, want 16: %v", len(got), got)
+	}
+	valid := regexp.MustCompile(`^[a-zA-Z][a-zA-Z0-9_:./]*$`)
+	kinds := map[string]string{}
+	for _, in := range got {
+		if !valid.MatchString(in.Name) || in.Unit == "" {
+			t.Errorf("instrument %+v: name not valid for the Telemetry API, or no unit", in)
+		}
+		kinds[in.Name] = in.Kind
+	}
+	want := map[string]string{"nodebatch.node.patches": "counter", "nodebatch.node.patch.duration": "histogram", "nodebatch.relay.connections": "updowncounter", "nodebatch.relay.watchers": "updowncounter"}
+	for name, kind := range want {
+		if kinds[name] != kind {
+			t.Errorf("instrument %s kind = %q, want %q", name, kinds[name], kind)
+		}
+	}
+}
+
+// fakeMetadata is a GCE metadata server (GCE_METADATA_HOST) that counts
+// its requests.
+func fakeMetadata(t *testing.T) *atomic.Int64 {
+	t.Helper()
+	var calls atomic.Int64
+	values := map[string]string{
+		"/computeMetadata/v1/project/project-id":         "proj-1",
+		"/computeMetadata/v1/project/numeric-project-id": "123",
+		"/computeMetadata/v1/instance/id":                "instance-7",
+		"/computeMetadata/v1/instance/region":            "projects/123/regions/europe-west1",
+		"/computeMetadata/v1/instance/zone":              "projects/123/zones/europe-west1-1",
+	}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		v, ok := values[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Metadata-Flavor", "Google")
+		io.WriteString(w, v)
+	}))
+	t.Cleanup(srv.Close)
+	t.Setenv("GCE_METADATA_HOST", strings.TrimPrefix(srv.URL, "http://"))
+	return &calls
+}
+
+// TestResourceCloudRun: on Cloud Run (K_SERVICE) the GCP detector adds
+// the region and instance from the metadata server; OTEL_RESOURCE_ATTRIBUTES
+// still wins. Locally (no K_SERVICE) the metadata server is not contacted.
+func TestResourceCloudRun(t *testing.T) {
+	calls := fakeMetadata(t)
+	env := map[string]string{}
+	getenv := func(k string) string { return env[k] }
+	if _, err := newResource(t.Context(), getenv, "nodebatch-api", ""); err != nil {
+		t.Fatal(err)
+	}
+	if n := calls.Load(); n != 0 {
+		t.Fatalf("without K_SERVICE the metadata server got %d requests, want 0", n)
+	}
+
+	for k, v := range map[string]string{"K_SERVICE": "nodebatch-api", "K_REVISION": "nodebatch-api-00007", "K_CONFIGURATION": "nodebatch-api"} {
+		t.Setenv(k, v) // the detector reads the process environment
+		env[k] = v
+	}
+	env["OTEL_RESOURCE_ATTRIBUTES"] = "deployment.environment.name=prod"
+	r, err := newResource(t.Context(), getenv, "nodebatch-api", "proj-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, kv := range r.Attributes() {
+		got[string(kv.Key)] = kv.Value.Emit()
+	}
+	want := map[string]string{
+		"cloud.provider": "gcp", "cloud.platform": "gcp_cloud_run", "cloud.region": "europe-west1",
+		"cloud.account.id": "proj-1", "faas.name": "nodebatch-api", "faas.version": "nodebatch-api-00007",
+		"faas.instance": "instance-7", "service.name": "nodebatch-api", "deployment.environment.name": "prod",
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("resource %s = %q, want %q (all: %v)", k, got[k], v, got)
+		}
+	}
+	if calls.Load() == 0 {
+		t.Error("on Cloud Run the detector did not ask the metadata server")
 	}
 }

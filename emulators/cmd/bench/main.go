@@ -2,7 +2,9 @@
 // how fast kubectl, a plain client-go loop (sequential and with a worker
 // pool) and nodebatch end to end change the same bench-only nodes, the
 // seed's scenario behind a 50 ms latency proxy, and how late progress
-// reaches 1 and 1,000 WebSocket clients. It prints one Markdown table and
+// reaches 1 and 1,000 WebSocket clients, and (row 7) what tracing costs:
+// the row 4 batch with telemetry off next to the same batch traced over
+// OTLP to an in-process receiver. It prints one Markdown table and
 // writes the same figures as JSON (emulators/bench does the measuring).
 //
 // It uses a running stack when -stack-file (NODEBATCH_STACK_FILE) names one,
@@ -24,6 +26,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,6 +43,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/stack"
 	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/setting"
+	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
 // benchLabel marks the bench's own nodes; its value is the run's prefix.
@@ -70,7 +74,7 @@ func main() {
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured part (bench clients + in-process product) here")
 	flag.StringVar(&conc, "concurrency", "5,20,50", "concurrencies of rows 3 and 4")
 	flag.StringVar(&clients, "clients", "1,1000", "WebSocket client counts of row 6")
-	flag.StringVar(&rows, "rows", "1,2,3,4,5,6", "rows of issue 8 to run")
+	flag.StringVar(&rows, "rows", "1,2,3,4,5,6,7", "rows to run (1-6: issue 8; 7: tracing cost, at the largest -concurrency)")
 	flag.DurationVar(&c.latency, "latency", 50*time.Millisecond, "latency the proxy adds to every API call (row 5)")
 	flag.DurationVar(&c.runTimeout, "run-timeout", 10*time.Minute, "limit of one run")
 	flag.IntVar(&c.delayConcurrency, "delay-concurrency", 50, "batch concurrency of row 6")
@@ -130,7 +134,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	}
 
 	prodLog := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	direct, err := startProduct(ctx, info.AdminConfig(), info.PatcherConfig(), prodLog)
+	direct, err := startProduct(ctx, info.AdminConfig(), info.PatcherConfig(), prodLog, nil)
 	if err != nil {
 		return err
 	}
@@ -160,7 +164,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 			return fmt.Errorf("start latency proxy: %w", err)
 		}
 		defer proxy.Close()
-		slow, err := startProduct(ctx, proxy.RestConfig(info.AdminConfig()), proxy.RestConfig(info.PatcherConfig()), prodLog)
+		slow, err := startProduct(ctx, proxy.RestConfig(info.AdminConfig()), proxy.RestConfig(info.PatcherConfig()), prodLog, nil)
 		if err != nil {
 			return err
 		}
@@ -174,6 +178,14 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 			return fmt.Errorf("proxied clientset: %w", err)
 		}
 		b.planProxy(small, fleet, slow, slowToken, slowAdmin)
+	}
+
+	if c.rows["7"] {
+		stopTraced, err := b.planTracing(ctx, info, fleet, prodLog)
+		defer stopTraced()
+		if err != nil {
+			return err
+		}
 	}
 
 	if c.cpuProfile != "" {
@@ -249,7 +261,9 @@ func (g group) delete(admin kubernetes.Interface, log *slog.Logger) {
 	}
 }
 
-func startProduct(ctx context.Context, apiKube, patchKube *rest.Config, log *slog.Logger) (*product.Product, error) {
+// startProduct starts a product on the stack; tel is its telemetry (nil:
+// none, rows 4-6).
+func startProduct(ctx context.Context, apiKube, patchKube *rest.Config, log *slog.Logger, tel *telemetry.Telemetry) (*product.Product, error) {
 	p, err := product.Start(ctx, product.Options{
 		Project:       "nbbench-" + randomHex(5),
 		APIKube:       apiKube,
@@ -258,6 +272,7 @@ func startProduct(ctx context.Context, apiKube, patchKube *rest.Config, log *slo
 		RatePerMinute: -1,  // the bench submits dozens of batches as one user
 		InlineMax:     -1,  // every batch goes through Pub/Sub, as large ones do
 		Logger:        log,
+		Telemetry:     tel,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start product: %w", err)
@@ -366,6 +381,82 @@ func (b *runner) planProxy(small, fleet group, slow *product.Product, token stri
 	}
 }
 
+// planTracing adds row 7: the row 4 batch (largest -concurrency, both ops)
+// on a product whose telemetry is off (telemetry.Setup with no exporter:
+// the no-op tracer, metrics on /metrics, as deployed without OTEL_*) and on
+// one that traces every request (OTLP/gRPC to an in-process receiver,
+// sampler always_on, flushed per request). Both run in this process on the
+// same stack, round-robin with the other rows, so their difference is the
+// cost of tracing. The returned function stops what it started.
+func (b *runner) planTracing(ctx context.Context, info stack.Info, fleet group, log *slog.Logger) (func(), error) {
+	var stops []func()
+	stop := func() {
+		for _, f := range slices.Backward(stops) {
+			f()
+		}
+	}
+	sink, err := bench.StartSpanSink()
+	if err != nil {
+		return stop, err
+	}
+	stops = append(stops, sink.Close)
+	envs := map[string]map[string]string{
+		bench.TelemetryOff: {},
+		bench.TelemetryTraced: {
+			"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.Endpoint(),
+			"OTEL_EXPORTER_OTLP_PROTOCOL":        "grpc",
+			"OTEL_TRACES_SAMPLER":                "always_on",
+			"OTEL_METRICS_EXPORTER":              "prometheus",
+		},
+	}
+	c := b.c.concurrency[len(b.c.concurrency)-1]
+	for _, mode := range []string{bench.TelemetryOff, bench.TelemetryTraced} {
+		env := envs[mode]
+		tel, err := telemetry.Setup(ctx, func(k string) string { return env[k] }, telemetry.WithService("nodebatch-bench"))
+		if err != nil {
+			return stop, fmt.Errorf("telemetry %s: %w", mode, err)
+		}
+		stops = append(stops, func() { _ = tel.Shutdown(context.Background()) })
+		if tel.Tracing() != (mode == bench.TelemetryTraced) {
+			return stop, fmt.Errorf("telemetry %s: tracing is %v", mode, tel.Tracing())
+		}
+		p, err := startProduct(ctx, info.AdminConfig(), info.PatcherConfig(), log, tel)
+		if err != nil {
+			return stop, err
+		}
+		stops = append(stops, p.Close)
+		token, err := p.Token("bench", false)
+		if err != nil {
+			return stop, fmt.Errorf("mint bench token: %w", err)
+		}
+		name := "nodebatch, telemetry off"
+		if mode == bench.TelemetryTraced {
+			name = "nodebatch, tracing on (OTLP, always_on)"
+		}
+		nb := bench.Nodebatch{APIURL: p.APIURL, RelayURL: p.RelayURL, Token: token, Selector: fleet.selector, Nodes: len(fleet.names)}
+		for _, op := range []bench.Op{bench.OpLabel, bench.OpTaint} {
+			run := nodebatchRun(nb, op, c)
+			if mode == bench.TelemetryTraced {
+				run = countSpans(sink, run)
+			}
+			b.add(bench.Row{ID: "7", Name: name, Tool: bench.ToolNodebatch, Op: op, Concurrency: c, Nodes: len(fleet.names), Telemetry: mode},
+				job{run: run, explain: breakdown(p), verify: b.verifier(b.admin, fleet, op), warm: op == bench.OpLabel})
+		}
+	}
+	return stop, nil
+}
+
+// countSpans adds to run's sample the spans sink received during it.
+func countSpans(sink *bench.SpanSink, run func(context.Context, string) (sample, error)) func(context.Context, string) (sample, error) {
+	return func(ctx context.Context, v string) (sample, error) {
+		before := sink.Spans()
+		smp, err := run(ctx, v)
+		n := sink.Spans() - before
+		smp.spans = &n
+		return smp, err
+	}
+}
+
 // sample is one measured run.
 type sample struct {
 	wall      time.Duration
@@ -374,6 +465,7 @@ type sample struct {
 	timing    *model.Timing            // nodebatch's own figures
 	breakdown *bench.Breakdown         // nodebatch's stages, read after the run
 	cpu       *bench.CPURun
+	spans     *int64 // spans the OTLP receiver got (row 7, traced)
 }
 
 func noTiming(f func(context.Context, string) (time.Duration, error)) func(context.Context, string) (sample, error) {
@@ -451,6 +543,9 @@ func (b *runner) measure(ctx context.Context) {
 			if smp.cpu != nil {
 				row.CPU = append(row.CPU, *smp.cpu)
 			}
+			if smp.spans != nil {
+				row.Spans = append(row.Spans, *smp.spans)
+			}
 			b.log.Info("run", "row", row.ID, "tool", row.Tool, "op", row.Op, "c", row.Concurrency, "nodes", row.Nodes,
 				"latency", row.Latency, "repeat", rep+1, "wall", smp.wall.Round(time.Millisecond).String())
 		}
@@ -524,6 +619,9 @@ func (b *runner) write() error {
 		"One unmeasured warm-up run precedes the measured ones for nodebatch and client-go; repeats run round-robin over the rows.",
 		"Where the machine's CPU goes: in every run, just before and just after the measured part (verification and breakdown reads left out), the bench reads user + system CPU time from /proc: of kube-apiserver, etcd, the Firestore and the Pub/Sub emulators, each summed over its process group (the emulators' JVMs run under launchers; exited, waited-for members count too); of the bench process itself (bench clients and the whole in-process product); and the machine's busy time from /proc/stat (all CPUs, idle and iowait left out). kubectl (row 1) counts from its own rusage. \"other\" = machine total − the named ones: the rest of the machine (other builds and tests on a shared machine, the kernel's own work). capacity = the run's wall time (between the two samples) × CPUs; CPU busy = total ÷ capacity. Each figure is its own median over the repeats (so the columns need not add up exactly); every run is in the JSON (cpu_runs). Row 6: one run per client count, from submit to every client having seen the final message.",
 	)
+	if b.c.rows["7"] {
+		r.Notes = append(r.Notes, "Tracing cost (row 7): two more products in the bench process on the same stack, run round-robin with the other rows. \"telemetry off\" is shared/telemetry.Setup with no OTEL_* exporter (the no-op tracer; the metrics still counted and served on /metrics): as deployed with tracing off. \"tracing on\" exports every span over OTLP/gRPC to an in-process receiver that counts and drops them (so its CPU is in the bench process too), sampler always_on (every node's patch span and its Kubernetes and Firestore children recorded), and each request's spans flushed before its response, as on Cloud Run. Rows 4-6 run with no telemetry at all (nil): row 4 at the same c against \"telemetry off\" shows what off costs.")
+	}
 	if len(r.Delays) > 0 {
 		r.Notes = append(r.Notes, "Progress delay: for each client, the k-th node to finish (node result finished_at, same clock) against the first message whose count reaches k; nodes that finished before the client's subscription are left out. One batch per client count, label change at c="+strconv.Itoa(b.c.delayConcurrency)+".")
 	}
