@@ -4,8 +4,8 @@ import (
 	"time"
 
 	"github.com/nodebatch/nodebatch/shared/api"
-	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/impact"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
