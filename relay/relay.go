@@ -260,7 +260,9 @@ func (s *Server) serveTicket(w http.ResponseWriter, r *http.Request) {
 	var full *ticket.KeyFullError
 	if errors.As(err, &full) {
 		s.log.Warn("ticket refused: per-user limit", "subject", p.Subject, "max", full.Max)
-		apierror.Write(w, apierror.Limited(apierror.Limit{Name: "tickets_per_user", RetryAfter: full.RetryAfter}, "too many unredeemed tickets: at most %d per user; redeem or let one expire", full.Max))
+		e := apierror.Limited(apierror.Limit{Name: "tickets_per_user", RetryAfter: full.RetryAfter}, "too many unredeemed tickets: at most %d per user; redeem or let one expire", full.Max)
+		e.KeyOrder = true // as first sent (relay/testdata/golden)
+		apierror.Write(w, e)
 		return
 	}
 	if err != nil {

@@ -56,7 +56,9 @@ func (s *Server) serveWS(seed bool) http.HandlerFunc {
 		}
 		if !s.reserveConn(p.Subject) {
 			s.log.Warn("websocket refused: per-user connection limit", "subject", p.Subject, "max", s.cfg.MaxConnsPerUser)
-			apierror.Write(w, apierror.Limited(apierror.Limit{Name: "connections_per_user", RetryAfter: connRetryAfter}, "too many open connections: at most %d per user; close one (one connection carries any number of subscriptions)", s.cfg.MaxConnsPerUser))
+			e := apierror.Limited(apierror.Limit{Name: "connections_per_user", RetryAfter: connRetryAfter}, "too many open connections: at most %d per user; close one (one connection carries any number of subscriptions)", s.cfg.MaxConnsPerUser)
+			e.KeyOrder = true // as first sent (relay/testdata/golden)
+			apierror.Write(w, e)
 			return
 		}
 		ws, err := s.upgrader.Upgrade(w, r, nil)
@@ -146,7 +148,7 @@ func refusal(err error) *apierror.Error {
 		return apierror.Wrap(apierror.Forbidden, err, "%v", err)
 	case errors.Is(err, errTokenQueryOff):
 		e := apierror.Wrap(apierror.Unauthenticated, err, "?token= is disabled; offer the token as a Sec-WebSocket-Protocol or use a ticket")
-		e.Header = http.Header{"Www-Authenticate": {`Bearer realm="nodebatch"`}}
+		e.Header = http.Header{"Www-Authenticate": {auth.Challenge}}
 		return e
 	}
 	return auth.HTTPError(err)
@@ -160,7 +162,9 @@ func (e *queryError) answer() *apierror.Error {
 	if e.Field == "" || e.Reason == reasonRepeated {
 		return apierror.Wrap(apierror.Malformed, e, "%v", e)
 	}
-	return apierror.Field(apierror.Invalid, e.Field, "", e.Reason, "%v", e)
+	ae := apierror.Field(apierror.Invalid, e.Field, "", e.Reason, "%v", e)
+	ae.KeyOrder = true // as first sent (relay/testdata/golden)
+	return ae
 }
 
 // bearerHeader returns the token of "Authorization: Bearer <token>".

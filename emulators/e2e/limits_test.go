@@ -15,7 +15,9 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/product"
+	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/progress"
+	"github.com/nodebatch/nodebatch/shared/store"
 )
 
 // apiError is the API's error answer.
@@ -117,23 +119,42 @@ func TestRelayLimits(t *testing.T) {
 	})
 
 	t.Run("subscriptions per connection", func(t *testing.T) {
+		// A subscription the relay answered "not found" is over and stops
+		// counting, so the limit is checked with 100 running batches that
+		// stay subscribed (written straight to the store: the API's rate
+		// limit would take minutes to create them).
+		now := time.Now()
+		for i := range 100 {
+			b := &store.BatchDoc{ID: fmt.Sprintf("held-%03d", i), Owner: "alice@example.com", Action: model.ActionLabel,
+				Changes: store.Changes{Labels: []string{"held=true"}}, Total: 1, Concurrency: 1, Lanes: 1, AttemptTotal: 1, Attempt: 1,
+				State: model.StateRunning, CreatedAt: now, StartedAt: now, AttemptStartedAt: now}
+			if err := p.Store.Create(t.Context(), b, nil); err != nil {
+				t.Fatalf("create batch %s: %v", b.ID, err)
+			}
+		}
 		conn, _, err := dial(t.Context(), p.RelayURL, alice, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
-		for i := range 101 {
-			if err := conn.WriteJSON(map[string]string{"type": "subscribe", "task_id": fmt.Sprintf("missing-%03d", i)}); err != nil {
+		for i := range 100 {
+			if err := conn.WriteJSON(map[string]string{"type": "subscribe", "task_id": fmt.Sprintf("held-%03d", i)}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		if err := conn.WriteJSON(map[string]string{"type": "subscribe", "task_id": "held-100"}); err != nil {
+			t.Fatal(err)
+		}
+		conn.SetReadDeadline(time.Now().Add(60 * time.Second))
 		for {
 			var m progress.Message
 			if err := conn.ReadJSON(&m); err != nil {
 				t.Fatalf("no refusal of the 101st subscription: %v", err)
 			}
-			if m.TaskID == "missing-100" {
+			if m.Type == progress.TypeError && m.TaskID != "held-100" {
+				t.Errorf("subscription %s refused: %+v", m.TaskID, m)
+			}
+			if m.TaskID == "held-100" {
 				if m.Type != progress.TypeError || !strings.Contains(m.Message, "too many subscriptions") {
 					t.Errorf("101st subscription answered %+v, want a refusal saying too many subscriptions", m)
 				}

@@ -98,6 +98,12 @@ type Error struct {
 	// whose members follow the standard ones in the body (the
 	// confirmation guard's nodes, reasons and impact).
 	Details any
+	// KeyOrder sends the body's members in key order instead of the
+	// standard order (code, message, fields, limit…). Four relay refusals
+	// were first sent that way, encoded from Go maps, and keep their bytes
+	// (relay/testdata/golden): their task_id field errors and their
+	// per-user connection and ticket limits.
+	KeyOrder bool
 	// Header holds headers the answer carries (WWW-Authenticate,
 	// Cache-Control, Retry-After of an unavailable identity provider).
 	Header http.Header

@@ -69,6 +69,8 @@ func TestWrite(t *testing.T) {
 		{"limited", Limited(Limit{Name: "x_per_minute", PerMinute: 30, Burst: 10, RetryAfter: 5100 * time.Millisecond}, "too many"), 429,
 			http.Header{"Retry-After": {"6"}},
 			`{"error":{"code":"rate_limited","message":"too many","limit":"x_per_minute","per_minute":30,"burst":10,"retry_after_seconds":6}}`},
+		{"key order", &Error{Kind: Invalid, Message: "m<", Fields: []FieldError{{Field: "task_id", Reason: "r"}}, KeyOrder: true}, 422, nil,
+			`{"error":{"code":"invalid","fields":[{"field":"task_id","reason":"r"}],"message":"m\u003c"}}`},
 		{"details follow", &Error{Kind: ConfirmationRequired, Message: "confirm", Details: details{Nodes: 3, Reasons: []string{"all"}}}, 409, nil,
 			`{"error":{"code":"confirmation_required","message":"confirm","nodes":3,"reasons":["all"]}}`},
 		{"header", withHeader, 401, http.Header{"Www-Authenticate": {`Bearer realm="x"`}},

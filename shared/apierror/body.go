@@ -17,8 +17,8 @@ type member struct {
 	RetryAfterSeconds int          `json:"retry_after_seconds,omitempty"`
 }
 
-// body encodes {"error":{standard members, then Details' members}} and a
-// newline, HTML characters escaped (as json.Encoder does).
+// body encodes {"error":{standard members, then Details' members}} (all
+// in key order with KeyOrder) and a newline, HTML characters escaped (as json.Encoder does).
 func (e *Error) body() ([]byte, error) {
 	m := member{Code: e.Code(), Message: e.Message, Fields: e.Fields}
 	if l := e.Limit; l != nil {
@@ -38,6 +38,15 @@ func (e *Error) body() ([]byte, error) {
 		}
 		if len(extra) > 2 {
 			inner = append(append(inner[:len(inner)-1], ','), extra[1:]...)
+		}
+	}
+	if e.KeyOrder {
+		var members map[string]json.RawMessage
+		if err := json.Unmarshal(inner, &members); err != nil {
+			return nil, fmt.Errorf("encode error in key order: %w", err)
+		}
+		if inner, err = json.Marshal(members); err != nil { // maps encode in key order
+			return nil, fmt.Errorf("encode error in key order: %w", err)
 		}
 	}
 	var buf bytes.Buffer

@@ -31,11 +31,14 @@ func WriteError(w http.ResponseWriter, err error) {
 	apierror.Write(w, HTTPError(err))
 }
 
+// Challenge is the WWW-Authenticate challenge of a 401 (RFC 6750).
+const Challenge = `Bearer realm="nodebatch"`
+
 // HTTPError is the answer to an error returned by Verify or Authenticate:
 // 401 unauthenticated with a Bearer challenge, or 503 unavailable when
 // the token could not be checked.
 func HTTPError(err error) *apierror.Error {
-	challenge := `Bearer realm="nodebatch"`
+	challenge := Challenge
 	e := apierror.Wrap(apierror.Unauthenticated, err, "a bearer token is required")
 	switch {
 	case errors.Is(err, ErrUnavailable):

@@ -26,7 +26,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/pprof"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -164,25 +163,16 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 			return fmt.Errorf("start latency proxy: %w", err)
 		}
 		defer proxy.Close()
-		slow, err := startProduct(ctx, proxy.RestConfig(info.AdminConfig()), proxy.RestConfig(info.PatcherConfig()), prodLog, nil)
-		if err != nil {
-			return err
-		}
-		defer slow.Close()
-		slowToken, err := slow.Token("bench", false)
-		if err != nil {
-			return fmt.Errorf("mint bench token: %w", err)
-		}
 		slowAdmin, err := kubernetes.NewForConfig(bench.Unthrottled(proxy.RestConfig(info.AdminConfig())))
 		if err != nil {
 			return fmt.Errorf("proxied clientset: %w", err)
 		}
-		b.planProxy(small, fleet, slow, slowToken, slowAdmin)
+		b.planProxy(small, fleet, proxy, info, prodLog, slowAdmin)
 	}
 
 	if c.rows["7"] {
-		stopTraced, err := b.planTracing(ctx, info, fleet, prodLog)
-		defer stopTraced()
+		stopSink, err := b.planTracing(fleet, info, prodLog)
+		defer stopSink()
 		if err != nil {
 			return err
 		}
@@ -203,6 +193,7 @@ func run(ctx context.Context, c config, log *slog.Logger) error {
 	}
 	b.warmUp(ctx)
 	b.measure(ctx)
+	b.leave()
 	if c.rows["6"] {
 		b.delays(ctx, direct, token, fleet)
 	}
@@ -291,6 +282,9 @@ type runner struct {
 	values int
 	jobs   []job
 	failed bool
+	// scope is the scope that is up, stopScope stops it.
+	scope     *scope
+	stopScope func()
 }
 
 // job is one row's way to run once and to check what it did.
@@ -301,7 +295,58 @@ type job struct {
 	run     func(ctx context.Context, value string) (sample, error)
 	explain func(ctx context.Context, smp *sample) error
 	verify  func(ctx context.Context, value string) error
-	warm    bool // run once unmeasured before the first repeat
+	warm    bool // run once unmeasured before the first repeat (scoped: at each start of its scope)
+	// scope, when set, is what the job needs up while it runs; nil: the
+	// products started once for the whole bench.
+	scope *scope
+}
+
+// scope is something a few jobs need up only while they run: the products
+// of rows 5 and 7. Up for the whole bench, their deliverers' idle pulls on the
+// Pub/Sub emulator slowed every other row (lanes waited up to 22 s for
+// their first event); up only around their own runs, they measure the
+// same thing and leave the other rows alone. A scope starts when a job of
+// it runs after a job outside it, and stops when a job outside it runs
+// next (jobs of one scope are planned next to each other).
+type scope struct {
+	name  string
+	start func(ctx context.Context) (stop func(), err error)
+}
+
+// enter makes s the scope that is up: it stops the current one, starts s
+// and runs s's warm jobs once, unmeasured (a fresh product pays its
+// connection set-up on its first batch). A nil s only stops the current
+// scope.
+func (b *runner) enter(ctx context.Context, s *scope) error {
+	if s == b.scope {
+		return nil
+	}
+	b.leave()
+	if s == nil {
+		return nil
+	}
+	stop, err := s.start(ctx)
+	if err != nil {
+		return fmt.Errorf("start %s: %w", s.name, err)
+	}
+	b.scope, b.stopScope = s, stop
+	for _, j := range b.jobs {
+		if j.scope == s && j.warm {
+			if _, err := b.once(ctx, j); err != nil {
+				row := b.report.Rows[j.row]
+				b.log.Warn("warm-up run failed", "row", row.ID, "tool", row.Tool, "op", row.Op, "c", row.Concurrency, "error", err)
+			}
+		}
+	}
+	return nil
+}
+
+// leave stops the scope that is up, if any.
+func (b *runner) leave() {
+	if b.stopScope != nil {
+		b.stopScope()
+	}
+	b.scope, b.stopScope = nil, nil
 }
 
 func (b *runner) add(row bench.Row, j job) {
@@ -365,7 +410,22 @@ func (b *runner) plan(info stack.Info, fleet group, direct *product.Product, tok
 // planProxy adds row 5: the seed's scenario behind the latency proxy, for
 // plain client-go and nodebatch, on the small group at c=5 and on the
 // whole fleet at c=50.
-func (b *runner) planProxy(small, fleet group, slow *product.Product, token string, slowAdmin kubernetes.Interface) {
+func (b *runner) planProxy(small, fleet group, proxy *kubeproxy.Proxy, info stack.Info, log *slog.Logger, slowAdmin kubernetes.Interface) {
+	// The product behind the proxy is a scope (see scope): up only while
+	// row 5 runs.
+	var slow *product.Product
+	var token string
+	sc := &scope{name: "row 5, product via latency proxy", start: func(ctx context.Context) (func(), error) {
+		var err error
+		if slow, err = startProduct(ctx, proxy.RestConfig(info.AdminConfig()), proxy.RestConfig(info.PatcherConfig()), log, nil); err != nil {
+			return nil, err
+		}
+		if token, err = slow.Token("bench", false); err != nil {
+			slow.Close()
+			return nil, fmt.Errorf("mint bench token: %w", err)
+		}
+		return slow.Close, nil
+	}}
 	for _, tc := range []struct {
 		g group
 		c int
@@ -374,10 +434,14 @@ func (b *runner) planProxy(small, fleet group, slow *product.Product, token stri
 		ideal := time.Duration(n) * b.c.latency / time.Duration(tc.c)
 		cg := bench.ClientGo{Client: slowAdmin, Names: tc.g.names}
 		b.add(bench.Row{ID: "5", Name: "client-go pool via latency proxy", Tool: bench.ToolClientGo, Op: bench.OpLabel, Concurrency: tc.c, Nodes: n, Latency: b.c.latency, Ideal: ideal},
-			job{run: noTiming(func(ctx context.Context, v string) (time.Duration, error) { return cg.Run(ctx, bench.OpLabel, v, tc.c) }), verify: b.verifier(b.admin, tc.g, bench.OpLabel)})
-		nb := bench.Nodebatch{APIURL: slow.APIURL, RelayURL: slow.RelayURL, Token: token, Selector: tc.g.selector, Nodes: n}
+			job{run: noTiming(func(ctx context.Context, v string) (time.Duration, error) { return cg.Run(ctx, bench.OpLabel, v, tc.c) }), verify: b.verifier(b.admin, tc.g, bench.OpLabel), scope: sc})
+		run := func(ctx context.Context, v string) (sample, error) {
+			nb := bench.Nodebatch{APIURL: slow.APIURL, RelayURL: slow.RelayURL, Token: token, Selector: tc.g.selector, Nodes: n}
+			return nodebatchRun(nb, bench.OpLabel, tc.c)(ctx, v)
+		}
+		explain := func(ctx context.Context, smp *sample) error { return breakdown(slow)(ctx, smp) }
 		b.add(bench.Row{ID: "5", Name: "nodebatch via latency proxy", Tool: bench.ToolNodebatch, Op: bench.OpLabel, Concurrency: tc.c, Nodes: n, Latency: b.c.latency, Ideal: ideal},
-			job{run: nodebatchRun(nb, bench.OpLabel, tc.c), explain: breakdown(slow), verify: b.verifier(b.admin, tc.g, bench.OpLabel), warm: tc.c == 50})
+			job{run: run, explain: explain, verify: b.verifier(b.admin, tc.g, bench.OpLabel), warm: tc.c == 50, scope: sc})
 	}
 }
 
@@ -387,19 +451,13 @@ func (b *runner) planProxy(small, fleet group, slow *product.Product, token stri
 // one that traces every request (OTLP/gRPC to an in-process receiver,
 // sampler always_on, flushed per request). Both run in this process on the
 // same stack, round-robin with the other rows, so their difference is the
-// cost of tracing. The returned function stops what it started.
-func (b *runner) planTracing(ctx context.Context, info stack.Info, fleet group, log *slog.Logger) (func(), error) {
-	var stops []func()
-	stop := func() {
-		for _, f := range slices.Backward(stops) {
-			f()
-		}
-	}
+// cost of tracing. Each of the two products is a scope: up only while its
+// runs run. The returned function stops the span receiver.
+func (b *runner) planTracing(fleet group, info stack.Info, log *slog.Logger) (func(), error) {
 	sink, err := bench.StartSpanSink()
 	if err != nil {
-		return stop, err
+		return func() {}, err
 	}
-	stops = append(stops, sink.Close)
 	envs := map[string]map[string]string{
 		bench.TelemetryOff: {},
 		bench.TelemetryTraced: {
@@ -412,38 +470,46 @@ func (b *runner) planTracing(ctx context.Context, info stack.Info, fleet group, 
 	c := b.c.concurrency[len(b.c.concurrency)-1]
 	for _, mode := range []string{bench.TelemetryOff, bench.TelemetryTraced} {
 		env := envs[mode]
-		tel, err := telemetry.Setup(ctx, func(k string) string { return env[k] }, telemetry.WithService("nodebatch-bench"))
-		if err != nil {
-			return stop, fmt.Errorf("telemetry %s: %w", mode, err)
-		}
-		stops = append(stops, func() { _ = tel.Shutdown(context.Background()) })
-		if tel.Tracing() != (mode == bench.TelemetryTraced) {
-			return stop, fmt.Errorf("telemetry %s: tracing is %v", mode, tel.Tracing())
-		}
-		p, err := startProduct(ctx, info.AdminConfig(), info.PatcherConfig(), log, tel)
-		if err != nil {
-			return stop, err
-		}
-		stops = append(stops, p.Close)
-		token, err := p.Token("bench", false)
-		if err != nil {
-			return stop, fmt.Errorf("mint bench token: %w", err)
-		}
+		var p *product.Product // set while the scope is up
+		var nb bench.Nodebatch
+		sc := &scope{name: "row 7, telemetry " + mode, start: func(ctx context.Context) (func(), error) {
+			tel, err := telemetry.Setup(ctx, func(k string) string { return env[k] }, telemetry.WithService("nodebatch-bench"))
+			if err != nil {
+				return nil, fmt.Errorf("telemetry %s: %w", mode, err)
+			}
+			shutdown := func() { _ = tel.Shutdown(context.Background()) }
+			if tel.Tracing() != (mode == bench.TelemetryTraced) {
+				shutdown()
+				return nil, fmt.Errorf("telemetry %s: tracing is %v", mode, tel.Tracing())
+			}
+			if p, err = startProduct(ctx, info.AdminConfig(), info.PatcherConfig(), log, tel); err != nil {
+				shutdown()
+				return nil, err
+			}
+			token, err := p.Token("bench", false)
+			if err != nil {
+				p.Close()
+				shutdown()
+				return nil, fmt.Errorf("mint bench token: %w", err)
+			}
+			nb = bench.Nodebatch{APIURL: p.APIURL, RelayURL: p.RelayURL, Token: token, Selector: fleet.selector, Nodes: len(fleet.names)}
+			return func() { p.Close(); shutdown() }, nil
+		}}
 		name := "nodebatch, telemetry off"
 		if mode == bench.TelemetryTraced {
 			name = "nodebatch, tracing on (OTLP, always_on)"
 		}
-		nb := bench.Nodebatch{APIURL: p.APIURL, RelayURL: p.RelayURL, Token: token, Selector: fleet.selector, Nodes: len(fleet.names)}
 		for _, op := range []bench.Op{bench.OpLabel, bench.OpTaint} {
-			run := nodebatchRun(nb, op, c)
+			run := func(ctx context.Context, v string) (sample, error) { return nodebatchRun(nb, op, c)(ctx, v) }
 			if mode == bench.TelemetryTraced {
 				run = countSpans(sink, run)
 			}
+			explain := func(ctx context.Context, smp *sample) error { return breakdown(p)(ctx, smp) }
 			b.add(bench.Row{ID: "7", Name: name, Tool: bench.ToolNodebatch, Op: op, Concurrency: c, Nodes: len(fleet.names), Telemetry: mode},
-				job{run: run, explain: breakdown(p), verify: b.verifier(b.admin, fleet, op), warm: op == bench.OpLabel})
+				job{run: run, explain: explain, verify: b.verifier(b.admin, fleet, op), warm: op == bench.OpLabel, scope: sc})
 		}
 	}
-	return stop, nil
+	return sink.Close, nil
 }
 
 // countSpans adds to run's sample the spans sink received during it.
@@ -510,7 +576,7 @@ func breakdown(p *product.Product) func(context.Context, *sample) error {
 // the emulators' JIT warm-up and connection set-up, which no later run does.
 func (b *runner) warmUp(ctx context.Context) {
 	for _, j := range b.jobs {
-		if !j.warm {
+		if !j.warm || j.scope != nil {
 			continue
 		}
 		row := b.report.Rows[j.row]
@@ -526,6 +592,12 @@ func (b *runner) measure(ctx context.Context) {
 	for rep := range b.c.repeat {
 		for _, j := range b.jobs {
 			row := &b.report.Rows[j.row]
+			if err := b.enter(ctx, j.scope); err != nil {
+				b.failed = true
+				row.Err = err.Error()
+				b.log.Error("run failed", "row", row.ID, "tool", row.Tool, "op", row.Op, "c", row.Concurrency, "repeat", rep+1, "error", err)
+				continue
+			}
 			smp, err := b.once(ctx, j)
 			if err != nil {
 				b.failed = true
