@@ -148,9 +148,13 @@ test('cancel mid-batch ends cancelled (then retry and revert), or is not offered
   const features = await page.evaluate(async () => (await (await fetch('config.json')).json()).features ?? []);
   await selectBySelector(page);
   await setLabelRow(page, 'nodebatch.dev/e2e-cancel', runID);
-  await page.getByLabel('Concurrency (nodes patched at once)').fill('1');
   // Mid-batch by construction, not by speed: the gate lets `before` writes
-  // through, then holds the next one until the cancel is recorded.
+  // through, then holds each lane's next one until the cancel is recorded.
+  // Five lanes, not one: the retry and the revert below run the whole
+  // batch again at its concurrency, and 600 nodes one after another took
+  // over a minute on a loaded two-core machine.
+  const lanes = 5;
+  await page.getByLabel('Concurrency (nodes patched at once)').fill(String(lanes));
   const before = 10;
   const gated = features.includes('cancel') && (await gate(`close?after=${before}`)) !== null;
   await page.locator('#btn-submit').click();
@@ -164,7 +168,7 @@ test('cancel mid-batch ends cancelled (then retry and revert), or is not offered
     return;
   }
   if (gated) {
-    await gate('wait?held=1');
+    await gate(`wait?held=${lanes}`);
     const id = await dialog.locator('#progress-title code').textContent();
     await dialog.locator('#btn-cancel').click();
     // The cancel answers only once the held write has finished: open the
@@ -186,9 +190,10 @@ test('cancel mid-batch ends cancelled (then retry and revert), or is not offered
   const done = Number(await dialog.locator('[data-count=succeeded]').textContent()) + Number(await dialog.locator('[data-count=unchanged]').textContent());
   assert.ok(cancelled > 0, `cancelled count = ${cancelled}, want > 0`);
   if (gated) {
-    // The writes let through and the one held succeed; the rest is cancelled.
-    assert.equal(done, before + 1);
-    assert.equal(cancelled, nodeCount - before - 1);
+    // The writes let through and the one held per lane succeed; the rest
+    // is cancelled.
+    assert.equal(done, before + lanes);
+    assert.equal(cancelled, nodeCount - before - lanes);
   }
   assert.equal(await dialog.locator('#progress-done').textContent(), `${nodeCount} / ${nodeCount}`);
   assert.equal(await dialog.locator('#btn-cancel').count(), 0);
