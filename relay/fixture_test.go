@@ -20,6 +20,7 @@ import (
 	"github.com/nodebatch/nodebatch/emulators/oidcdev"
 	"github.com/nodebatch/nodebatch/relay"
 	"github.com/nodebatch/nodebatch/shared/auth"
+	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/progress"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -237,7 +238,7 @@ func newSim(fs *firestore.Client, id, ownerID string, lanes, perLane int) *sim {
 	s := &sim{
 		fs: fs, perLane: perLane, writes: map[string]time.Time{},
 		doc: store.BatchDoc{
-			ID: id, Owner: ownerID, Action: model.ActionLabel, Changes: store.Changes{Labels: []string{"team=ml"}},
+			ID: id, Owner: ownerID, Action: model.ActionLabel, Changes: change.Summary{Labels: []string{"team=ml"}},
 			All: true, Total: lanes * perLane, Concurrency: lanes, Lanes: lanes, AttemptTotal: lanes * perLane,
 			Attempt: 1, State: model.StateRunning, CreatedAt: now, StartedAt: now,
 		},

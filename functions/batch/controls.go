@@ -2,7 +2,6 @@ package batch
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -321,9 +320,12 @@ func (h *Handler) nodeSets(ctx context.Context, b *store.BatchDoc, names []strin
 		}
 		return out, nil
 	}
-	var set change.Set
-	if err := json.Unmarshal([]byte(b.ChangeSet), &set); err != nil {
+	set, ok, err := b.Change()
+	if err != nil {
 		return nil, fmt.Errorf("decode change set of %s: %w", b.ID, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("batch %s records no change set (written before change_set existed)", b.ID)
 	}
 	for _, n := range names {
 		out[n] = set
@@ -402,8 +404,7 @@ func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) erro
 		Requesters:  []store.Requester{requester(p, 1, now)},
 		TraceParent: telemetry.TraceParent(ctx),
 	}
-	b.Action, b.Changes = summarize(sets)
-	b.ChangeSet = "" // per node: derived from the reverted batch (nodeSets)
+	b.SetNodeChanges(sets) // each node's set is derived from the reverted batch (nodeSets)
 	lanes, evs := assignLanes(b.ID, 1, names, c, lookupSet(sets), nil, false, now)
 	if existing, err := h.Store.CreateRevert(ctx, b, lanes); errors.Is(err, store.ErrExists) {
 		return h.existing(w, r, existing, submitAsync)
@@ -424,27 +425,4 @@ func (h *Handler) revert(w http.ResponseWriter, r *http.Request, id string) erro
 	created.Reverts = id
 	writeJSON(w, http.StatusAccepted, created)
 	return nil
-}
-
-// summarize describes per-node revert sets for the batch document: the
-// action, and the distinct changes in kubectl syntax (at most 100).
-func summarize(sets map[string]change.Set) (model.Action, store.Changes) {
-	action := model.ActionLabel
-	labels, taints := map[string]bool{}, map[string]bool{}
-	for _, s := range sets {
-		if s.Action() == model.ActionTaint {
-			action = model.ActionTaint
-		}
-		for _, l := range s.Labels {
-			labels[l.String()] = true
-		}
-		for _, t := range s.Taints {
-			taints[t.String()] = true
-		}
-	}
-	first := func(m map[string]bool) []string {
-		s := slices.Sorted(maps.Keys(m))
-		return s[:min(len(s), 100)]
-	}
-	return action, store.Changes{Labels: first(labels), Taints: first(taints)}
 }

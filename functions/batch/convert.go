@@ -32,7 +32,7 @@ type (
 func batchOf(b *store.BatchDoc) api.Batch {
 	return api.Batch{
 		ID: b.ID, Owner: b.Owner, Action: b.Action,
-		Changes:  api.Changes{Labels: b.Changes.Labels, Taints: b.Changes.Taints},
+		Changes:  b.Changes,
 		Selector: b.Selector, All: b.All, Nodes: b.Nodes,
 		Total: b.Total, Concurrency: b.Concurrency, Lanes: b.Lanes, AttemptTotal: b.AttemptTotal, Attempt: b.Attempt,
 		State: b.State, Reason: b.Reason, Inline: b.Inline,

@@ -444,17 +444,10 @@ func (h *Handler) plan(p auth.Principal, spec *request.Spec, names []string, obs
 		c = request.Concurrency(total, h.limits().MaxConcurrency)
 	}
 	c = min(c, total)
-	setJSON, err := json.Marshal(spec.Set)
-	if err != nil {
-		return nil, nil, nil, fmt.Errorf("encode change set: %w", err)
-	}
 	now := h.now()
 	b := &store.BatchDoc{
 		ID:             h.newID(),
 		Owner:          p.Subject,
-		Action:         spec.Set.Action(),
-		Changes:        changes(spec.Set),
-		ChangeSet:      string(setJSON),
 		Selector:       spec.SelectorText,
 		All:            spec.All,
 		Nodes:          spec.Nodes,
@@ -472,19 +465,11 @@ func (h *Handler) plan(p auth.Principal, spec *request.Spec, names []string, obs
 		IdempotencyKey: spec.IdempotencyKey,
 		MaxFailures:    string(spec.MaxFailures),
 	}
+	if err := b.SetChange(spec.Set); err != nil {
+		return nil, nil, nil, err
+	}
 	lanes, evs := assignLanes(b.ID, 1, names, c, func(string) change.Set { return spec.Set }, observed, spec.DryRun, now)
 	return b, lanes, evs, nil
-}
-
-func changes(s change.Set) store.Changes {
-	var c store.Changes
-	for _, l := range s.Labels {
-		c.Labels = append(c.Labels, l.String())
-	}
-	for _, t := range s.Taints {
-		c.Taints = append(c.Taints, t.String())
-	}
-	return c
 }
 
 func (h *Handler) publish(ctx context.Context, evs []events.Node) (err error) {

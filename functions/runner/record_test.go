@@ -2,7 +2,6 @@ package runner_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -55,14 +54,13 @@ func realSetup(t *testing.T, set change.Set) (*store.Store, kubernetes.Interface
 	env := harness.Start(t)
 	_, names := env.SeedNodes(t, 1)
 	st := store.New(env.Firestore(t, env.ProjectID(t)))
-	js, err := json.Marshal(set)
-	if err != nil {
+	now := time.Now()
+	b := &store.BatchDoc{ID: "b1", Owner: "o", Total: 1, Concurrency: 1, Lanes: 1,
+		AttemptTotal: 1, Attempt: 1, State: model.StateRunning, CreatedAt: now, StartedAt: now,
+		Nodes: names, Names: names}
+	if err := b.SetChange(set); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Now()
-	b := &store.BatchDoc{ID: "b1", Owner: "o", Action: set.Action(), Total: 1, Concurrency: 1, Lanes: 1,
-		AttemptTotal: 1, Attempt: 1, State: model.StateRunning, CreatedAt: now, StartedAt: now,
-		ChangeSet: string(js), Nodes: names, Names: names}
 	if err := st.Create(context.Background(), b, []store.LaneDoc{{Attempt: 1, Lane: 0, Size: 1}}); err != nil {
 		t.Fatalf("Create: %v", err)
 	}

@@ -250,9 +250,11 @@ func (r *Runner) vouch(ctx context.Context, ev events.Node, b *store.BatchDoc, n
 		if skip != "" {
 			skip = fmt.Sprintf("not reverted: %s in batch %s", skip, b.Reverts)
 		}
-	} else if err := json.Unmarshal([]byte(b.ChangeSet), &want); err != nil && b.ChangeSet != "" {
+	} else if set, ok, err := b.Change(); err != nil {
 		return refuse("the batch's change set is unreadable: %v", err)
-	} else if b.ChangeSet == "" {
+	} else if ok {
+		want = set
+	} else {
 		want = ev.Changes // batches written before change_set existed
 	}
 	if !sameSet(want, ev.Changes) {

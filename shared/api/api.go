@@ -4,6 +4,12 @@
 // these in one place (convert.go), so a field added to a document never
 // reaches the wire by accident, and the wire never changes because storage
 // did. Requests are decoded by shared/request.
+//
+// The change model (shared/change) belongs to neither the API nor storage,
+// so both use it as it is: a batch's changes is the change's kubectl
+// rendering (change.Summary) here and in the batch document alike, and what
+// the change did to one node is shown per key (Result.Before and After, a
+// preview's change.KeyChange).
 package api
 
 import (
@@ -13,17 +19,6 @@ import (
 	"github.com/nodebatch/nodebatch/shared/impact"
 	"github.com/nodebatch/nodebatch/shared/model"
 )
-
-// Changes is a batch's change as the API shows it: kubectl syntax, one
-// entry per label or taint change ("team=ml", "old-",
-// "gpu=true:NoSchedule"). A request gives the same change as kubectl
-// strings or as a change.Set; a node's result shows what it did to each
-// key (Result.Before, Result.After); a preview shows the same per key
-// (change.KeyChange).
-type Changes struct {
-	Labels []string `json:"labels,omitempty"`
-	Taints []string `json:"taints,omitempty"`
-}
 
 // Cancel is a batch's cancel request.
 type Cancel struct {
@@ -52,36 +47,36 @@ type Requester struct {
 
 // Batch is a batch as GET /v1/batches/{id} and the history show it.
 type Batch struct {
-	ID               string        `json:"batch_id"`
-	Owner            string        `json:"owner"`
-	Action           model.Action  `json:"action"`
-	Changes          Changes       `json:"changes"`
-	Selector         string        `json:"selector,omitempty"`
-	All              bool          `json:"all,omitempty"`
-	Nodes            []string      `json:"nodes,omitempty"` // explicit lists only (at most 1,000 shown)
-	Total            int           `json:"total"`
-	Concurrency      int           `json:"concurrency"`
-	Lanes            int           `json:"lanes"`
-	AttemptTotal     int           `json:"attempt_total"`
-	Attempt          int           `json:"attempt"`
-	State            model.State   `json:"state"`
-	Reason           string        `json:"reason,omitempty"`
-	Inline           bool          `json:"inline,omitempty"`
-	CreatedAt        time.Time     `json:"created_at"`
-	StartedAt        time.Time     `json:"started_at"`
-	FinishedAt       time.Time     `json:"finished_at,omitzero"`
-	DryRun           bool          `json:"dry_run"`
-	IdempotencyKey   string        `json:"idempotency_key,omitempty"`
-	MaxFailures      string        `json:"max_failures,omitempty"`
-	Cancel           *Cancel       `json:"cancel,omitempty"`
-	Counts           model.Counts  `json:"counts"` // the history's counts (live while running); Status has its own
-	Timing           *model.Timing `json:"timing,omitempty"`
-	AttemptStartedAt time.Time     `json:"attempt_started_at,omitzero"`
-	Reverts          string        `json:"reverts,omitempty"`
-	RevertedBy       string        `json:"reverted_by,omitempty"`
-	Refused          int           `json:"refused,omitempty"`
-	LastRefusal      *Refusal      `json:"last_refusal,omitempty"`
-	Requesters       []Requester   `json:"requesters,omitempty"`
+	ID               string         `json:"batch_id"`
+	Owner            string         `json:"owner"`
+	Action           model.Action   `json:"action"`
+	Changes          change.Summary `json:"changes"` // kubectl syntax; a request gives the change as kubectl strings or a change.Set
+	Selector         string         `json:"selector,omitempty"`
+	All              bool           `json:"all,omitempty"`
+	Nodes            []string       `json:"nodes,omitempty"` // explicit lists only (at most 1,000 shown)
+	Total            int            `json:"total"`
+	Concurrency      int            `json:"concurrency"`
+	Lanes            int            `json:"lanes"`
+	AttemptTotal     int            `json:"attempt_total"`
+	Attempt          int            `json:"attempt"`
+	State            model.State    `json:"state"`
+	Reason           string         `json:"reason,omitempty"`
+	Inline           bool           `json:"inline,omitempty"`
+	CreatedAt        time.Time      `json:"created_at"`
+	StartedAt        time.Time      `json:"started_at"`
+	FinishedAt       time.Time      `json:"finished_at,omitzero"`
+	DryRun           bool           `json:"dry_run"`
+	IdempotencyKey   string         `json:"idempotency_key,omitempty"`
+	MaxFailures      string         `json:"max_failures,omitempty"`
+	Cancel           *Cancel        `json:"cancel,omitempty"`
+	Counts           model.Counts   `json:"counts"` // the history's counts (live while running); Status has its own
+	Timing           *model.Timing  `json:"timing,omitempty"`
+	AttemptStartedAt time.Time      `json:"attempt_started_at,omitzero"`
+	Reverts          string         `json:"reverts,omitempty"`
+	RevertedBy       string         `json:"reverted_by,omitempty"`
+	Refused          int            `json:"refused,omitempty"`
+	LastRefusal      *Refusal       `json:"last_refusal,omitempty"`
+	Requesters       []Requester    `json:"requesters,omitempty"`
 	// Impact is what the batch's change was predicted at submit to evict
 	// (only a batch that adds or updates a NoExecute taint);
 	// ImpactError replaces it when that could not be computed.

@@ -10,7 +10,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// KeyChange is one touched key and its value before and after the change.
+// KeyChange is one touched key of one node and its value before and after
+// applying a Set: the effect of the change on that node (a node's result,
+// a preview's node), not the batch's change, which is the Set (rendered in
+// kubectl syntax by Summary).
 // Key is a Key as a string (Key.String): "label:team" or
 // "taint:gpu:NoSchedule" ("taint:gpu" when a remove-all found no taint of
 // that key); ParseKey reads it. nil means absent; a taint present
@@ -29,7 +32,7 @@ func (k KeyChange) Changed() bool {
 	return k.Before != nil && *k.Before != *k.After
 }
 
-// Result is what applying a Set to one node did.
+// Result is what applying a Set to one node did, key by key.
 type Result struct {
 	// Changed is true when at least one key's value or presence differs.
 	Changed bool

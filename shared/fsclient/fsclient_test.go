@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
+	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/fsclient"
 	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -64,7 +65,7 @@ func client(t *testing.T, project string, o ...fsclient.Option) *firestore.Clien
 
 func newBatch(id string) *store.BatchDoc {
 	return &store.BatchDoc{
-		ID: id, Owner: "alice@example.com", Action: model.ActionLabel, Changes: store.Changes{Labels: []string{"team=ml"}},
+		ID: id, Owner: "alice@example.com", Action: model.ActionLabel, Changes: change.Summary{Labels: []string{"team=ml"}},
 		All: true, Total: 2, Concurrency: 1, Lanes: 1, AttemptTotal: 2, Attempt: 1, State: model.StateRunning,
 		CreatedAt: now, StartedAt: now, IdempotencyKey: "k-" + id,
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/model"
 )
 
@@ -104,13 +105,6 @@ func NodePath(batchID, node string) string {
 	return BatchPath(batchID) + "/" + NodesCollection + "/" + node
 }
 
-// Changes is the change of a batch as stored: kubectl syntax, one entry per
-// label or taint change (e.g. "team=ml", "old-", "gpu=true:NoSchedule").
-type Changes struct {
-	Labels []string `firestore:"labels" json:"labels,omitempty"`
-	Taints []string `firestore:"taints" json:"taints,omitempty"`
-}
-
 // Cancel records a cancel request (issue 6). Patch calls check it before
 // touching a node.
 type Cancel struct {
@@ -126,27 +120,27 @@ type Cancel struct {
 // the patch call that completes the last lane writes it once more (state,
 // counts, timing) in a transaction; cancel/retry write it too.
 type BatchDoc struct {
-	ID             string       `firestore:"id" json:"batch_id"`
-	Owner          string       `firestore:"owner" json:"owner"`
-	Action         model.Action `firestore:"action" json:"action"`
-	Changes        Changes      `firestore:"changes" json:"changes"`
-	ChangeSet      string       `firestore:"change_set" json:"-"` // the exact change.Set as JSON (expectations included), for retry/revert
-	Selector       string       `firestore:"selector" json:"selector,omitempty"`
-	All            bool         `firestore:"all" json:"all,omitempty"`
-	Nodes          []string     `firestore:"nodes" json:"nodes,omitempty"` // explicit lists only
-	Total          int          `firestore:"total" json:"total"`
-	Concurrency    int          `firestore:"concurrency" json:"concurrency"`
-	Lanes          int          `firestore:"lanes" json:"lanes"`                 // lanes of the current attempt
-	AttemptTotal   int          `firestore:"attempt_total" json:"attempt_total"` // nodes in the current attempt
-	Attempt        int          `firestore:"attempt" json:"attempt"`             // current attempt, from 1
-	State          model.State  `firestore:"state" json:"state"`
-	Reason         string       `firestore:"reason" json:"reason,omitempty"` // why failed/cancelled, batch-level
-	Inline         bool         `firestore:"inline" json:"inline,omitempty"` // applied in-process by the batch function
-	CreatedAt      time.Time    `firestore:"created_at" json:"created_at"`
-	StartedAt      time.Time    `firestore:"started_at" json:"started_at"`
-	FinishedAt     time.Time    `firestore:"finished_at" json:"finished_at,omitzero"`
-	DryRun         bool         `firestore:"dry_run" json:"dry_run"`
-	IdempotencyKey string       `firestore:"idempotency_key" json:"idempotency_key,omitempty"`
+	ID             string         `firestore:"id" json:"batch_id"`
+	Owner          string         `firestore:"owner" json:"owner"`
+	Action         model.Action   `firestore:"action" json:"action"`
+	Changes        change.Summary `firestore:"changes" json:"changes"` // the change in kubectl syntax, for people
+	ChangeSet      string         `firestore:"change_set" json:"-"`    // the exact change.Set as JSON (expectations included), for retry and the patch path: SetChange, Change
+	Selector       string         `firestore:"selector" json:"selector,omitempty"`
+	All            bool           `firestore:"all" json:"all,omitempty"`
+	Nodes          []string       `firestore:"nodes" json:"nodes,omitempty"` // explicit lists only
+	Total          int            `firestore:"total" json:"total"`
+	Concurrency    int            `firestore:"concurrency" json:"concurrency"`
+	Lanes          int            `firestore:"lanes" json:"lanes"`                 // lanes of the current attempt
+	AttemptTotal   int            `firestore:"attempt_total" json:"attempt_total"` // nodes in the current attempt
+	Attempt        int            `firestore:"attempt" json:"attempt"`             // current attempt, from 1
+	State          model.State    `firestore:"state" json:"state"`
+	Reason         string         `firestore:"reason" json:"reason,omitempty"` // why failed/cancelled, batch-level
+	Inline         bool           `firestore:"inline" json:"inline,omitempty"` // applied in-process by the batch function
+	CreatedAt      time.Time      `firestore:"created_at" json:"created_at"`
+	StartedAt      time.Time      `firestore:"started_at" json:"started_at"`
+	FinishedAt     time.Time      `firestore:"finished_at" json:"finished_at,omitzero"`
+	DryRun         bool           `firestore:"dry_run" json:"dry_run"`
+	IdempotencyKey string         `firestore:"idempotency_key" json:"idempotency_key,omitempty"`
 	// IdempotencyFingerprint identifies the request behind IdempotencyKey
 	// (request.Spec.Fingerprint); Create records it with the key, and a
 	// later request with the key and another fingerprint is refused.

@@ -2,7 +2,6 @@ package store_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
@@ -57,21 +56,18 @@ func TestBatchAtTheMaximumFits(t *testing.T) {
 		names[i] = longName(i)
 	}
 	var set change.Set
-	var changes store.Changes
 	for i := range maxChanges {
 		l := change.Label{Key: longKey(i), Value: *longValue(), Expect: &change.Expect{Present: true, Value: *longValue()}}
 		set.Labels = append(set.Labels, l)
-		changes.Labels = append(changes.Labels, l.String())
-	}
-	js, err := json.Marshal(set)
-	if err != nil {
-		t.Fatal(err)
 	}
 	now := time.Now()
-	b := &store.BatchDoc{ID: "max", Owner: strings.Repeat("o", 320), Action: model.ActionLabel, Changes: changes, ChangeSet: string(js),
+	b := &store.BatchDoc{ID: "max", Owner: strings.Repeat("o", 320),
 		Nodes: names, Names: names, Total: maxNodes, Concurrency: maxLanes, Lanes: maxLanes, AttemptTotal: maxNodes, Attempt: 1,
 		State: model.StateRunning, CreatedAt: now, StartedAt: now, IdempotencyKey: strings.Repeat("i", 200),
 		Impact: maxImpact(now)}
+	if err := b.SetChange(set); err != nil {
+		t.Fatal(err)
+	}
 	lanes := make([]store.LaneDoc, maxLanes)
 	for l := range lanes {
 		lanes[l] = store.LaneDoc{Attempt: 1, Lane: l, Size: maxNodes / maxLanes}

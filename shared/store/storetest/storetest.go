@@ -24,6 +24,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
+	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
@@ -108,7 +109,7 @@ var opts = cmp.Options{cmpopts.EquateEmpty()}
 func newBatch(id, owner string, lanes, size int) (*store.BatchDoc, []store.LaneDoc) {
 	b := &store.BatchDoc{
 		ID: id, Owner: owner, Action: model.ActionLabel,
-		Changes:   store.Changes{Labels: []string{"team=ml"}},
+		Changes:   change.Summary{Labels: []string{"team=ml"}},
 		ChangeSet: `{"labels":[{"key":"team","value":"ml"}]}`,
 		Total:     lanes * size, Concurrency: lanes, Lanes: lanes, AttemptTotal: lanes * size, Attempt: 1,
 		State: model.StateRunning, CreatedAt: at, StartedAt: at, AttemptStartedAt: at,
