@@ -15,6 +15,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/product"
+	"github.com/nodebatch/nodebatch/shared/change"
 	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/progress"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -125,9 +126,11 @@ func TestRelayLimits(t *testing.T) {
 		// limit would take minutes to create them).
 		now := time.Now()
 		for i := range 100 {
-			b := &store.BatchDoc{ID: fmt.Sprintf("held-%03d", i), Owner: "alice@example.com", Action: model.ActionLabel,
-				Changes: store.Changes{Labels: []string{"held=true"}}, Total: 1, Concurrency: 1, Lanes: 1, AttemptTotal: 1, Attempt: 1,
-				State: model.StateRunning, CreatedAt: now, StartedAt: now, AttemptStartedAt: now}
+			b := &store.BatchDoc{ID: fmt.Sprintf("held-%03d", i), Owner: "alice@example.com", Total: 1, Concurrency: 1, Lanes: 1,
+				AttemptTotal: 1, Attempt: 1, State: model.StateRunning, CreatedAt: now, StartedAt: now, AttemptStartedAt: now}
+			if err := b.SetChange(change.Set{Labels: []change.Label{{Key: "held", Value: "true"}}}); err != nil {
+				t.Fatal(err)
+			}
 			if err := p.Store.Create(t.Context(), b, nil); err != nil {
 				t.Fatalf("create batch %s: %v", b.ID, err)
 			}
