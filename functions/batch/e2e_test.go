@@ -15,6 +15,7 @@ import (
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
+	"github.com/nodebatch/nodebatch/emulators/wait"
 	"github.com/nodebatch/nodebatch/functions/batch"
 )
 
@@ -156,11 +157,10 @@ func TestDuplicateDelivery(t *testing.T) {
 	}
 	// The second push of the last events may still be in flight when the
 	// batch finishes: wait for all of them, then check again.
-	for deadline := time.Now().Add(time.Minute); p.push.Stats().Duplicates < 120; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("deliverer pushed %d duplicates, want 120 (every event twice)", p.push.Stats().Duplicates)
-		}
-	}
+	wait.For(t.Context(), t, "the deliverer's 120th duplicate (every event twice)", func() error {
+		n := p.push.Stats().Duplicates
+		return wait.True(n >= 120, "%d duplicates pushed", n)
+	})
 	for _, id := range ids {
 		st := p.wait(t, tok, id)
 		wantCounts(t, st, map[string]int{"succeeded": 60})

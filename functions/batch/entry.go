@@ -2,12 +2,14 @@ package batch
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"sync"
 	"time"
 
+	"cloud.google.com/go/pubsub/v2"
 	"github.com/GoogleCloudPlatform/functions-framework-go/functions"
 
 	"github.com/nodebatch/nodebatch/functions/config"
@@ -28,7 +30,8 @@ type Service struct {
 	// HTTP is Handler behind auth.Middleware: what mains and entry points
 	// serve.
 	HTTP http.Handler
-	// Deps are the clients (Firestore, Pub/Sub, Kubernetes) Handler uses.
+	// Deps are the clients (Firestore, Kubernetes) Handler uses; the
+	// Pub/Sub client is the publisher's (closed by Close).
 	Deps *deps.Deps
 
 	stop func()
@@ -50,7 +53,13 @@ func New(ctx context.Context, cfg config.Config, acfg auth.Config, logger *slog.
 	if err != nil {
 		return nil, err
 	}
-	pub := NewTopicPublisher(d.PubSub, cfg.Topic)
+	// Pub/Sub (honouring PUBSUB_EMULATOR_HOST) is this function's alone.
+	ps, err := pubsub.NewClient(ctx, cfg.Project)
+	if err != nil {
+		_ = d.Close()
+		return nil, fmt.Errorf("pubsub client for %s: %w", cfg.Project, err)
+	}
+	pub := NewTopicPublisher(ps, cfg.Topic)
 	h := &Handler{
 		Store:        d.Store,
 		Kube:         d.Kube,
@@ -71,10 +80,11 @@ func New(ctx context.Context, cfg config.Config, acfg auth.Config, logger *slog.
 	}
 	// Outermost: the request's span (and GET /metrics), so auth's answers
 	// are traced too. A nil Telemetry serves the handler as it is.
-	return &Service{Handler: h, HTTP: d.Telemetry.Handler(auth.Middleware(v, h), "api"), Deps: d, stop: pub.Stop}, nil
+	return &Service{Handler: h, HTTP: d.Telemetry.Handler(auth.Middleware(v, h), "api"), Deps: d, stop: func() { pub.Stop(); _ = ps.Close() }}, nil
 }
 
-// Close flushes and stops the publisher and closes the clients.
+// Close flushes and stops the publisher, closes its Pub/Sub client, and
+// closes the clients.
 func (s *Service) Close() {
 	s.stop()
 	_ = s.Deps.Close()

@@ -3,12 +3,14 @@ package batch
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
+	"github.com/nodebatch/nodebatch/emulators/wait"
 	"github.com/nodebatch/nodebatch/shared/auth"
 	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
@@ -42,13 +44,10 @@ func TestWaitPerUser(t *testing.T) {
 	}
 	waitSlots := func(who string, n int) {
 		t.Helper()
-		deadline := time.Now().Add(time.Minute)
-		for h.waiting.slots(who) != n {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s holds %d waiting slots, want %d", who, h.waiting.slots(who), n)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		wait.For(ctx, t, fmt.Sprintf("%s holding %d waiting slots", who, n), func() error {
+			got := h.waiting.slots(who)
+			return wait.True(got == n, "%d slots", got)
+		})
 	}
 
 	first := httptest.NewRecorder()

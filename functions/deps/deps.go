@@ -1,6 +1,7 @@
 // Package deps builds the clients both functions share from their settings:
-// Firestore (the store), the Kubernetes client (with deliberate QPS/Burst),
-// the per-node runner, and Pub/Sub. Mains, the Cloud Run entry points, the
+// Firestore (the store), the Kubernetes client (with deliberate QPS/Burst)
+// and the per-node runner. (Pub/Sub is the batch function's alone:
+// batch.New builds its client.) Mains, the Cloud Run entry points, the
 // in-process product (emulators/product) and the tests call New through the
 // functions' constructors (batch.New, patch.New); handlers only receive what
 // it built.
@@ -13,7 +14,6 @@ import (
 	"log/slog"
 
 	"cloud.google.com/go/firestore"
-	"cloud.google.com/go/pubsub/v2"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -29,7 +29,6 @@ import (
 type Deps struct {
 	Config    config.Config
 	Firestore *firestore.Client
-	PubSub    *pubsub.Client
 	Kube      kubernetes.Interface // nodebatch's own identity: may only impersonate
 	Users     *kubeclient.Pool     // clients acting as a person, over Kube's one transport
 	Store     *store.Store
@@ -60,8 +59,8 @@ func WithKube(rc *rest.Config) Option { return func(o *options) { o.kube = rc } 
 // leaves fc open (its owner closes it).
 func WithFirestore(fc *firestore.Client) Option { return func(o *options) { o.firestore = fc } }
 
-// New builds every client from cfg. Firestore and Pub/Sub honour
-// FIRESTORE_EMULATOR_HOST and PUBSUB_EMULATOR_HOST. Close releases them.
+// New builds every client from cfg. Firestore honours
+// FIRESTORE_EMULATOR_HOST. Close releases them.
 func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Option) (d *Deps, err error) {
 	var o options
 	for _, opt := range opts {
@@ -93,10 +92,6 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 		}
 		d.closers = append(d.closers, d.Firestore.Close)
 	}
-	if d.PubSub, err = pubsub.NewClient(ctx, cfg.Project); err != nil {
-		return nil, fmt.Errorf("pubsub client for %s: %w", cfg.Project, err)
-	}
-	d.closers = append(d.closers, d.PubSub.Close)
 	d.Store = store.New(d.Firestore)
 	d.Runner = &runner.Runner{
 		Store: d.Store,
