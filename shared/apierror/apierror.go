@@ -141,6 +141,10 @@ func (e *Error) Status() int { return class(e.Kind).Status }
 // Code is the code of e's kind.
 func (e *Error) Code() string { return class(e.Kind).Code }
 
+// Code is k's code on the wire (Kinds); clients compare an answer's code
+// with it instead of a literal.
+func (k Kind) Code() string { return class(k).Code }
+
 func class(k Kind) Class {
 	if c, ok := Kinds[k]; ok {
 		return c

@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/nodebatch/nodebatch/shared/apierror"
 )
 
 // Exit codes (docs/config.md "kubectl-nodebatch").
@@ -167,7 +169,7 @@ func exitForAPI(e *apiError) int {
 	switch {
 	case e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden:
 		return ExitUnauthorized
-	case e.Code == "confirmation_required":
+	case e.Code == apierror.ConfirmationRequired.Code():
 		return ExitConfirm
 	case e.Status == http.StatusBadRequest || e.Status == http.StatusUnprocessableEntity:
 		return ExitUsage

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/nodebatch/nodebatch/shared/apierror"
 	"github.com/nodebatch/nodebatch/shared/progress"
 )
 
@@ -141,7 +142,7 @@ func runChange(ctx context.Context, cmd string, args []string, env Env) error {
 // confirmHint adds the flag to pass to a confirmation refusal.
 func confirmHint(err error) error {
 	var ae *apiError
-	if !errors.As(err, &ae) || ae.Code != "confirmation_required" {
+	if !errors.As(err, &ae) || ae.Code != apierror.ConfirmationRequired.Code() {
 		return err
 	}
 	return &exitError{code: ExitConfirm, err: fmt.Errorf("%w\nerror: the batch resolves to %d nodes: pass --confirm=%d (or --max-nodes=%d) to go ahead", ae, ae.Nodes, ae.Nodes, ae.Nodes)}
