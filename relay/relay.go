@@ -3,8 +3,9 @@
 // single-use ticket, or — behind a compatibility switch — the seed's
 // ?token=), checks Origin, and streams progress.Message values for the
 // batches the client subscribes to, driven by Firestore snapshot listeners
-// (package watch, over store.Feed). It also serves the web UI and extra routes main mounts
-// (/config.json, /v1/nodes), and proxies the batch API (/v1/*, /api/v1/*) so the UI needs no CORS.
+// (package watch, over store.Feed). It also serves the web UI and extra
+// routes main mounts (/config.json, /v1/nodes), and proxies the batch API
+// (/v1/*, /api/v1/*) so the UI needs no CORS.
 //
 // Shape, after gorilla/websocket's chat example: one read goroutine and one
 // write goroutine per connection; every write goes through the write

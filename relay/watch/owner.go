@@ -44,7 +44,7 @@ func (r *Registry) SubscribeOwner(owner string, sink OwnerSink) (cancel func()) 
 	ow := r.owners[owner]
 	if ow == nil {
 		ctx, stop := context.WithCancel(context.Background())
-		ow = &ownerWatcher{owner: owner, ctx: ctx, cancel: stop, sinks: map[*OwnerSink]bool{}, known: map[string]known{}}
+		ow = &ownerWatcher{cancel: stop, sinks: map[*OwnerSink]bool{}, known: map[string]known{}}
 		r.owners[owner] = ow
 		go r.src.WatchOwner(ctx, owner, joined.Add(-recent), ow.update)
 	}
@@ -82,10 +82,8 @@ func (r *Registry) SubscribeOwner(owner string, sink OwnerSink) (cancel func()) 
 }
 
 type ownerWatcher struct {
-	owner  string
-	ctx    context.Context
-	cancel context.CancelFunc
-	refs   int // guarded by Registry.mu
+	cancel context.CancelFunc // stops the feed's listeners
+	refs   int                // guarded by Registry.mu
 
 	mu    sync.Mutex
 	sinks map[*OwnerSink]bool
