@@ -3,6 +3,7 @@ package watch
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -142,13 +143,7 @@ func (m *memSource) WatchOwner(ctx context.Context, owner string, since time.Tim
 		{owner: owner, since: since, in: map[string]bool{}, fn: fn},
 	}
 	m.mu.Lock()
-	ids := slices.Sorted(func(yield func(string) bool) {
-		for id := range m.batches {
-			if !yield(id) {
-				return
-			}
-		}
-	})
+	ids := slices.Sorted(maps.Keys(m.batches))
 	for _, q := range qs {
 		m.queries[q] = true
 		changes := []store.BatchChange{} // the first snapshot, even when empty
