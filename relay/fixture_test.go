@@ -91,7 +91,7 @@ func newFixture(t *testing.T, mutate func(*relay.Config)) *fixture {
 	if err != nil {
 		t.Fatalf("auth.NewVerifier() error = %v", err)
 	}
-	cfg := relay.Config{Firestore: fs, Verifier: v, AllowedOrigins: []string{"https://ui.example.com"}}
+	cfg := relay.Config{Source: store.NewFeed(fs, nil), Verifier: v, AllowedOrigins: []string{"https://ui.example.com"}}
 	if mutate != nil {
 		mutate(&cfg)
 	}

@@ -3,8 +3,9 @@
 // single-use ticket, or — behind a compatibility switch — the seed's
 // ?token=), checks Origin, and streams progress.Message values for the
 // batches the client subscribes to, driven by Firestore snapshot listeners
-// (package watch). It also serves the web UI and extra routes main mounts
-// (/config.json, /v1/nodes), and proxies the batch API (/v1/*, /api/v1/*) so the UI needs no CORS.
+// (package watch, over store.Feed). It also serves the web UI and extra
+// routes main mounts (/config.json, /v1/nodes), and proxies the batch API
+// (/v1/*, /api/v1/*) so the UI needs no CORS.
 //
 // Shape, after gorilla/websocket's chat example: one read goroutine and one
 // write goroutine per connection; every write goes through the write
@@ -33,7 +34,6 @@ import (
 	"sync"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"github.com/gorilla/websocket"
 
 	"github.com/nodebatch/nodebatch/relay/ticket"
@@ -59,9 +59,9 @@ type Verifier interface {
 // Config is the relay's dependencies and settings. Zero limits take the
 // defaults named after each field.
 type Config struct {
-	Firestore *firestore.Client // required: batch and lane documents
-	Verifier  Verifier          // required
-	Logger    *slog.Logger      // default slog.Default()
+	Source   watch.Source // required: batch and lane documents (store.NewFeed)
+	Verifier Verifier     // required
+	Logger   *slog.Logger // default slog.Default()
 
 	// AllowedOrigins lists the browser origins ("https://ui.example.com",
 	// scheme://host[:port], or "*") that may open a WebSocket, besides the
@@ -174,7 +174,7 @@ func New(cfg Config) *Server {
 	s := &Server{
 		cfg:     cfg,
 		log:     cfg.Logger,
-		reg:     watch.New(cfg.Firestore, cfg.Logger, cfg.Now),
+		reg:     watch.New(cfg.Source, cfg.Logger, cfg.Now),
 		tickets: ticket.New[auth.Principal](cfg.TicketTTL, cfg.MaxTickets, cfg.MaxTicketsPerUser, cfg.Now),
 		conns:   map[*conn]struct{}{},
 		perUser: map[string]int{},

@@ -21,6 +21,7 @@ import (
 	"github.com/nodebatch/nodebatch/shared/fsclient"
 	"github.com/nodebatch/nodebatch/shared/kubeclient"
 	"github.com/nodebatch/nodebatch/shared/ratelimit"
+	"github.com/nodebatch/nodebatch/shared/store"
 	"github.com/nodebatch/nodebatch/shared/telemetry"
 )
 
@@ -32,6 +33,7 @@ type Service struct {
 	// Server is the relay server New started from Relay.
 	Server *relay.Server
 
+	fs      *firestore.Client
 	closers []func() error
 }
 
@@ -53,9 +55,10 @@ func WithKube(rc *rest.Config) Option { return func(o *options) { o.kube = rc } 
 func WithTelemetry(tel *telemetry.Telemetry) Option { return func(o *options) { o.tel = tel } }
 
 // New builds the relay from cfg: the token verifier, its own Firestore
-// client, the UI with /config.json, the API proxy, and GET /v1/nodes when
-// a Kubernetes identity is configured. Close releases the clients (after
-// the server's Shutdown).
+// client and the watchers' feed over it (store.Feed), the UI with
+// /config.json, the API proxy, and GET /v1/nodes when a Kubernetes
+// identity is configured. Close releases the clients (after the server's
+// Shutdown).
 func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Option) (*Service, error) {
 	var o options
 	for _, opt := range opts {
@@ -71,11 +74,11 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	if err != nil {
 		return nil, fmt.Errorf("create Firestore client for %s: %w", cfg.Project, err)
 	}
-	s := &Service{closers: []func() error{fs.Close}}
+	s := &Service{fs: fs, closers: []func() error{fs.Close}}
 	s.Relay = relay.Config{
 		MaxTicketsPerUser: cfg.MaxTicketsPerUser,
 		MaxConnsPerUser:   cfg.MaxConnsPerUser,
-		Firestore:         fs,
+		Source:            store.NewFeed(fs, logger),
 		Verifier:          verifier,
 		Logger:            logger,
 		AllowedOrigins:    cfg.AllowedOrigins,
@@ -105,7 +108,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 }
 
 // Firestore is the relay's Firestore client.
-func (s *Service) Firestore() *firestore.Client { return s.Relay.Firestore }
+func (s *Service) Firestore() *firestore.Client { return s.fs }
 
 // Close closes the clients New created. Shut the server down first.
 func (s *Service) Close() {

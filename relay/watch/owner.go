@@ -2,13 +2,9 @@ package watch
 
 import (
 	"context"
-	"log/slog"
 	"sync"
 	"time"
 
-	"cloud.google.com/go/firestore"
-
-	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
 
@@ -19,7 +15,7 @@ type OwnerSink interface {
 }
 
 // AllOwners is the owner key of the feed of every user's batches (admins).
-const AllOwners = ""
+const AllOwners = store.AllOwners
 
 // recent is how far before a subscription a batch may have finished and
 // still be announced: a batch submitted just before subscribe_all that
@@ -48,9 +44,9 @@ func (r *Registry) SubscribeOwner(owner string, sink OwnerSink) (cancel func()) 
 	ow := r.owners[owner]
 	if ow == nil {
 		ctx, stop := context.WithCancel(context.Background())
-		ow = &ownerWatcher{owner: owner, ctx: ctx, cancel: stop, sinks: map[*OwnerSink]bool{}, known: map[string]known{}}
+		ow = &ownerWatcher{cancel: stop, sinks: map[*OwnerSink]bool{}, known: map[string]known{}}
 		r.owners[owner] = ow
-		ow.start(r.fs, r.log.With("owner", owner), joined.Add(-recent))
+		go r.src.WatchOwner(ctx, owner, joined.Add(-recent), ow.update)
 	}
 	ow.refs++
 	r.mu.Unlock()
@@ -86,10 +82,8 @@ func (r *Registry) SubscribeOwner(owner string, sink OwnerSink) (cancel func()) 
 }
 
 type ownerWatcher struct {
-	owner  string
-	ctx    context.Context
-	cancel context.CancelFunc
-	refs   int // guarded by Registry.mu
+	cancel context.CancelFunc // stops the feed's listeners
+	refs   int                // guarded by Registry.mu
 
 	mu    sync.Mutex
 	sinks map[*OwnerSink]bool
@@ -102,57 +96,17 @@ type known struct {
 	finished time.Time // in the finished query's result, finished then
 }
 
-func (ow *ownerWatcher) start(fs *firestore.Client, log *slog.Logger, since time.Time) {
-	// The queries are declared in shared/store/queries.go (their indexes
-	// are checked against infra/firestore.tf).
-	batches := fs.Collection(store.BatchesCollection).Query
-	states := []string{string(model.StatePending), string(model.StateRunning)}
-	active := store.QueryActive.Apply(batches, states)
-	finished := store.QueryFinishedSince.Apply(batches, since)
-	if ow.owner != AllOwners {
-		active = store.QueryActiveByOwner.Apply(batches, states, ow.owner)
-		finished = store.QueryFinishedSinceByOwner.Apply(batches, ow.owner, since)
-	}
-	go ow.listen(active, log.With("query", "active"), true)
-	go ow.listen(finished, log.With("query", "finished"), false)
-}
-
-// listen runs one query listener until the feed stops, reopening it with
-// backoff when it fails.
-func (ow *ownerWatcher) listen(q firestore.Query, log *slog.Logger, activeQuery bool) {
-	backoff := 100 * time.Millisecond
-	for ow.ctx.Err() == nil {
-		it := q.Snapshots(ow.ctx)
-		for {
-			snap, err := it.Next()
-			if err != nil {
-				if ow.ctx.Err() == nil {
-					log.Warn("owner query listener failed; reopening", "error", err)
-				}
-				break
-			}
-			backoff = 100 * time.Millisecond
-			ow.update(snap.Changes, activeQuery)
-		}
-		it.Stop()
-		select {
-		case <-ow.ctx.Done():
-		case <-time.After(backoff):
-			backoff = min(2*backoff, 10*time.Second)
-		}
-	}
-}
-
-// update applies a query snapshot's changes and tells the sinks about
-// batches that became active or are new.
-func (ow *ownerWatcher) update(changes []firestore.DocumentChange, activeQuery bool) {
+// update applies the changes of one of the feed's queries (activeQuery:
+// the active batches; else those finished since the feed's start) and
+// tells the sinks about batches that became active or are new.
+func (ow *ownerWatcher) update(activeQuery bool, changes []store.BatchChange) {
 	ow.mu.Lock()
 	defer ow.mu.Unlock()
 	for _, ch := range changes {
-		id := ch.Doc.Ref.ID
+		id := ch.ID
 		k, seen := ow.known[id]
 		if activeQuery {
-			if ch.Kind == firestore.DocumentRemoved {
+			if ch.Removed {
 				k.active = false
 				ow.known[id] = k
 				continue
@@ -164,12 +118,10 @@ func (ow *ownerWatcher) update(changes []firestore.DocumentChange, activeQuery b
 				continue
 			}
 		} else {
-			if ch.Kind == firestore.DocumentRemoved {
+			if ch.Removed {
 				continue
 			}
-			if t, ok := ch.Doc.Data()["finished_at"].(time.Time); ok {
-				k.finished = t
-			}
+			k.finished = ch.FinishedAt
 			ow.known[id] = k
 			if seen { // told when it became active
 				continue

@@ -1,9 +1,10 @@
-// Package watch turns Firestore documents into progress messages with
-// snapshot listeners, never polling. Per watched batch there is ONE watcher,
-// shared by every subscriber and closed when the last one leaves: it listens
-// to the batch document and, with single-document listeners, to each lane
-// document of the current attempt (the emulator's query listeners are slow
-// and serialize commits; see docs/design.md), and recomputes the message with
+// Package watch turns batch and lane documents into progress messages with
+// listeners (a Source: store.Feed's Firestore snapshot listeners), never
+// polling. Per watched batch there is ONE watcher, shared by every
+// subscriber and closed when the last one leaves: it listens to the batch
+// document and, with single-document listeners, to each lane document of
+// the current attempt (the emulator's query listeners are slow and
+// serialize commits; see docs/design.md), and recomputes the message with
 // progress.Compute on every change.
 //
 // A subscriber first gets the current state, then every change. Delivery is
@@ -26,15 +27,33 @@ import (
 	"sync"
 	"time"
 
-	"cloud.google.com/go/firestore"
 	"github.com/gorilla/websocket"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/nodebatch/nodebatch/shared/model"
 	"github.com/nodebatch/nodebatch/shared/progress"
 	"github.com/nodebatch/nodebatch/shared/store"
 )
+
+// Source is what the watchers read. Each Watch call runs until ctx ends,
+// calling fn first with the current state and then on every change, one
+// call at a time (WatchOwner: one at a time per query); a listener that
+// fails is reopened and a document that does not decode is skipped, both
+// the Source's concern. store.Feed is the Firestore Source.
+type Source interface {
+	// WatchBatch calls fn with batch id's document; nil: no such batch.
+	WatchBatch(ctx context.Context, id string, fn func(*store.BatchDoc))
+	// WatchLane calls fn with lane laneID (store.LaneID) of batch batchID;
+	// nil: not written yet.
+	WatchLane(ctx context.Context, batchID, laneID string, fn func(*store.LaneDoc))
+	// LanesBefore reads once the lanes of batch batchID's attempts before
+	// attempt, by lane id.
+	LanesBefore(ctx context.Context, batchID string, attempt int) (map[string]store.LaneDoc, error)
+	// WatchOwner follows owner's (AllOwners: everyone's) batches: fn gets
+	// the changes of the active ones (pending or running; active true) and
+	// of those finished since since (active false), the first call of each
+	// with the whole result.
+	WatchOwner(ctx context.Context, owner string, since time.Time, fn func(active bool, changes []store.BatchChange))
+}
 
 // Sink receives a subscription's messages. Deliver must not block: it is
 // called with the watcher's lock held, so that a new subscriber's first
@@ -75,7 +94,7 @@ type Allow func(owner string) bool
 
 // Registry owns the shared watchers. Its zero value is not usable; call New.
 type Registry struct {
-	fs  *firestore.Client
+	src Source
 	log *slog.Logger
 	now func() time.Time
 	// pace is the least time between two messages of a watcher with n
@@ -87,12 +106,12 @@ type Registry struct {
 	owners  map[string]*ownerWatcher
 }
 
-// New returns a registry reading from fs. now is the clock (time.Now if nil).
-func New(fs *firestore.Client, log *slog.Logger, now func() time.Time) *Registry {
+// New returns a registry reading from src. now is the clock (time.Now if nil).
+func New(src Source, log *slog.Logger, now func() time.Time) *Registry {
 	if now == nil {
 		now = time.Now
 	}
-	return &Registry{fs: fs, log: log, now: now, pace: pacing, batches: map[string]*batchWatcher{}, owners: map[string]*ownerWatcher{}}
+	return &Registry{src: src, log: log, now: now, pace: pacing, batches: map[string]*batchWatcher{}, owners: map[string]*ownerWatcher{}}
 }
 
 // Stats is a snapshot of the registry's size, for health and tests.
@@ -121,8 +140,8 @@ func (r *Registry) Stats() Stats {
 // Otherwise the sink gets the current state, then every change, until cancel
 // is called. cancel is idempotent. An id that is not a batch id
 // (model.ValidateID) is refused with an error before any listener opens:
-// it would name no document (a '/' makes an odd path the client answers
-// with a nil ref).
+// it would name no document (a '/' makes an odd path the Firestore client
+// answers with a nil ref).
 func (r *Registry) Subscribe(id string, allow Allow, sink Sink) (cancel func(), err error) {
 	if err := model.ValidateID(id); err != nil {
 		return nil, fmt.Errorf("subscribe to batch: %w", err)
@@ -265,7 +284,7 @@ func (w *batchWatcher) decide(s *subscriber) {
 // watcher stops. All state changes happen here, one event at a time.
 func (w *batchWatcher) run() {
 	log := w.r.log.With("batch_id", w.id)
-	go w.listenBatch(log)
+	go w.listenBatch()
 	var laneCancel context.CancelFunc = func() {}
 	attempt, lanes := 0, 0
 	pace := time.NewTimer(time.Hour)
@@ -302,7 +321,7 @@ func (w *batchWatcher) run() {
 				w.earlier = attempt > 1
 				w.mu.Unlock()
 				for lane := range lanes {
-					go w.listenLane(ctx, log, store.LaneID(attempt, lane))
+					go w.listenLane(ctx, store.LaneID(attempt, lane))
 				}
 				if attempt > 1 {
 					go w.readEarlier(ctx, log, attempt)
@@ -420,95 +439,36 @@ func (w *batchWatcher) send(ctx context.Context, ev event) bool {
 	}
 }
 
-func (w *batchWatcher) listenBatch(log *slog.Logger) {
-	ref := w.r.fs.Doc(store.BatchPath(w.id))
-	listen(w.ctx, log, ref, func(snap *firestore.DocumentSnapshot) error {
-		if !snap.Exists() {
+func (w *batchWatcher) listenBatch() {
+	w.r.src.WatchBatch(w.ctx, w.id, func(b *store.BatchDoc) {
+		if b == nil {
 			w.send(w.ctx, event{missing: true})
-			return nil
+			return
 		}
-		var b store.BatchDoc
-		if err := snap.DataTo(&b); err != nil {
-			return fmt.Errorf("decode batch %q: %w", w.id, err)
-		}
-		if b.ID == "" {
-			b.ID = w.id
-		}
-		w.send(w.ctx, event{batch: &b})
-		return nil
+		w.send(w.ctx, event{batch: b})
 	})
 }
 
-func (w *batchWatcher) listenLane(ctx context.Context, log *slog.Logger, laneID string) {
-	ref := w.r.fs.Doc(store.BatchPath(w.id) + "/" + store.LanesCollection + "/" + laneID)
-	listen(ctx, log.With("lane", laneID), ref, func(snap *firestore.DocumentSnapshot) error {
-		if !snap.Exists() { // not started yet
-			w.send(ctx, event{laneID: laneID})
-			return nil
-		}
-		var l store.LaneDoc
-		if err := snap.DataTo(&l); err != nil {
-			return fmt.Errorf("decode lane %q of batch %q: %w", laneID, w.id, err)
-		}
-		w.send(ctx, event{laneID: laneID, lane: &l})
-		return nil
+func (w *batchWatcher) listenLane(ctx context.Context, laneID string) {
+	w.r.src.WatchLane(ctx, w.id, laneID, func(l *store.LaneDoc) {
+		w.send(ctx, event{laneID: laneID, lane: l}) // nil: not started yet
 	})
 }
 
 // readEarlier reads the lanes of attempts before attempt once: they no
 // longer change, so they need no listener.
 func (w *batchWatcher) readEarlier(ctx context.Context, log *slog.Logger, attempt int) {
-	docs, err := store.QueryLanesBefore.Apply(w.r.fs.Collection(store.BatchPath(w.id)+"/"+store.LanesCollection).Query, attempt).
-		Documents(ctx).GetAll()
+	lanes, err := w.r.src.LanesBefore(ctx, w.id, attempt)
 	if err != nil {
 		if ctx.Err() == nil {
 			log.Error("read earlier attempts' lanes", "error", err)
 		}
 		return
 	}
-	lanes := map[string]store.LaneDoc{}
-	for _, d := range docs {
-		var l store.LaneDoc
-		if err := d.DataTo(&l); err != nil {
-			log.Error("decode lane", "lane", d.Ref.ID, "error", err)
-			continue
-		}
-		lanes[d.Ref.ID] = l
+	if lanes == nil { // an event with lanes set: the read is done
+		lanes = map[string]store.LaneDoc{}
 	}
 	w.send(ctx, event{lanes: lanes, attempt: attempt})
-}
-
-// listen runs a single-document snapshot listener until ctx ends, calling
-// fn for each snapshot, and reopens it with backoff when the stream fails
-// (the client library already retries transient errors itself).
-func listen(ctx context.Context, log *slog.Logger, ref *firestore.DocumentRef, fn func(*firestore.DocumentSnapshot) error) {
-	if ref == nil { // an odd path; Subscribe refuses the ids that make one
-		log.Error("snapshot listener not opened: not a document path")
-		return
-	}
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		it := ref.Snapshots(ctx)
-		for {
-			snap, err := it.Next()
-			if err != nil {
-				if ctx.Err() == nil && status.Code(err) != codes.Canceled {
-					log.Warn("snapshot listener failed; reopening", "doc", ref.Path, "error", err)
-				}
-				break
-			}
-			backoff = 100 * time.Millisecond
-			if err := fn(snap); err != nil {
-				log.Error("snapshot", "doc", ref.Path, "error", err)
-			}
-		}
-		it.Stop()
-		select {
-		case <-ctx.Done():
-		case <-time.After(backoff):
-			backoff = min(2*backoff, 10*time.Second)
-		}
-	}
 }
 
 // same reports whether two messages say the same thing. A running batch's

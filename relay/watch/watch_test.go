@@ -104,7 +104,7 @@ func mustSubscribe(t *testing.T, r *Registry, id string, allow Allow, s Sink) fu
 // a listener goroutine dereferenced, crashing the relay).
 func TestSubscribeRefusesBadIDs(t *testing.T) {
 	t.Parallel()
-	r := New(nil, slog.Default(), nil) // no Firestore: nothing may reach it
+	r := New(nil, slog.Default(), nil) // no Source: nothing may reach it
 	for _, id := range []string{"", "a/b", "a/lanes/x", "../x", strings.Repeat("a", 129), "a b", "é"} {
 		s := make(sink, 1)
 		cancel, err := r.Subscribe(id, func(string) bool { return true }, s)
@@ -132,7 +132,7 @@ func TestSharedWatcher(t *testing.T) {
 	if _, err := fs.Doc(store.LanePath(b.ID, 1, 1)).Set(ctx, lane); err != nil {
 		t.Fatal(err)
 	}
-	r := New(fs, slog.Default(), nil)
+	r := New(store.NewFeed(fs, nil), slog.Default(), nil)
 	alice := func(owner string) bool { return owner == "alice" }
 	s1, s2, bob := make(sink, 100), make(sink, 100), make(sink, 100)
 	cancel1 := mustSubscribe(t, r, b.ID, alice, s1)
@@ -217,7 +217,7 @@ func TestPacing(t *testing.T) {
 			if _, err := fs.Doc(store.LanePath(b.ID, 1, 0)).Set(ctx, lane); err != nil {
 				t.Fatal(err)
 			}
-			r := New(fs, slog.Default(), nil)
+			r := New(store.NewFeed(fs, nil), slog.Default(), nil)
 			r.pace = func(int) time.Duration { return tt.pace }
 			s := make(sink, 100)
 			defer mustSubscribe(t, r, b.ID, alice, s)()
@@ -279,7 +279,7 @@ func TestOwnerFeedSeesABatchThatEndsAsItStarts(t *testing.T) {
 		if _, err := fs.Doc(store.BatchPath(b.ID)).Set(ctx, b); err != nil {
 			t.Fatal(err)
 		}
-		r := New(fs, slog.Default(), func() time.Time { return joined })
+		r := New(store.NewFeed(fs, nil), slog.Default(), func() time.Time { return joined })
 		s := make(ownerSink, 10)
 		cancel := r.SubscribeOwner(owner, s)
 		select {
