@@ -58,7 +58,7 @@ func lockContexts(ctx context.Context, path string) (unlock func(), err error) {
 		case <-ctx.Done():
 			t.Stop()
 			f.Close()
-			return nil, fmt.Errorf("lock contexts %s: still held by another kubectl-nodebatch process (remove the file if none runs): %w", lockPath, context.Cause(ctx))
+			return nil, fmt.Errorf("lock contexts %s: still held by another kubectl-nodebatch process: %w", lockPath, context.Cause(ctx))
 		case <-t.C:
 		}
 		wait = min(2*wait, 100*time.Millisecond)
