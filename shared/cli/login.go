@@ -91,9 +91,14 @@ func runLogin(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	cs.Contexts[o.name] = x
-	cs.Current = o.name
-	if err := cs.save(path); err != nil {
+	// Saved under the lock, read afresh: a context another process saved
+	// or renewed meanwhile is kept.
+	err = updateContexts(ctx, path, func(cs *Contexts) (bool, error) {
+		cs.Contexts[o.name] = x
+		cs.Current = o.name
+		return true, nil
+	})
+	if err != nil {
 		return err
 	}
 	fmt.Fprintf(env.Stdout, "Signed in as %s. Context %q (%s) saved in %s and made current.\n", x.Token.User, o.name, x.URL, path)
@@ -312,6 +317,12 @@ func verifiedTokens(ctx context.Context, p *oidc.Provider, clientID string, tok 
 // else the first whose URL it is), renewed with its refresh token when it
 // is about to expire, and saved back (refresh tokens rotate). ok is false
 // when no context has url.
+//
+// Renewal happens under the contexts file's lock, after reading the file
+// again: a concurrent process that renewed first has saved a fresh ID
+// token and the rotated refresh token, which are used as they are, so the
+// used refresh token is never presented twice (the issuer would take that
+// for theft and end the session).
 func contextToken(ctx context.Context, env Env, url string) (tok string, ok bool, err error) {
 	path, err := contextsPath(env)
 	if err != nil {
@@ -321,37 +332,70 @@ func contextToken(ctx context.Context, env Env, url string) (tok string, ok bool
 	if err != nil {
 		return "", true, err
 	}
-	name, x, err := cs.selected(env)
+	name, x, err := cs.contextFor(env, url)
 	if err != nil {
 		return "", true, err
-	}
-	url = strings.TrimSuffix(url, "/")
-	if x == nil || x.URL != url {
-		name, x = "", nil
-		for _, n := range cs.names() {
-			if cs.Contexts[n].URL == url {
-				name, x = n, cs.Contexts[n]
-				break
-			}
-		}
 	}
 	if x == nil {
 		return "", false, nil
 	}
-	relogin := fmt.Sprintf("run 'kubectl nodebatch login --context-name %s'", name)
-	if x.Token == nil || x.Token.IDToken == "" {
-		return "", true, &exitError{code: ExitUnauthorized, err: fmt.Errorf("context %q is not signed in: %s", name, relogin)}
-	}
-	if env.Now().Add(refreshLeeway).Before(x.Token.Expiry) {
+	if x.Token != nil && x.Token.IDToken != "" && x.fresh(env.Now()) {
 		return x.Token.IDToken, true, nil
 	}
+	err = updateContexts(ctx, path, func(cs *Contexts) (bool, error) {
+		var save bool
+		tok, save, err = renew(ctx, env, name, cs.Contexts[name])
+		return save, err
+	})
+	if err != nil {
+		return "", true, err
+	}
+	return tok, true, nil
+}
+
+// contextFor is the context for url: the selected one, else the first
+// whose URL it is; nil when none is.
+func (c *Contexts) contextFor(env Env, url string) (string, *Context, error) {
+	name, x, err := c.selected(env)
+	if err != nil {
+		return "", nil, err
+	}
+	url = strings.TrimSuffix(url, "/")
+	if x != nil && x.URL == url {
+		return name, x, nil
+	}
+	for _, n := range c.names() {
+		if c.Contexts[n].URL == url {
+			return n, c.Contexts[n], nil
+		}
+	}
+	return "", nil, nil
+}
+
+// fresh reports whether x's ID token is good for refreshLeeway more.
+func (x *Context) fresh(now time.Time) bool {
+	return now.Add(refreshLeeway).Before(x.Token.Expiry)
+}
+
+// renew answers context name's ID token, x as read from the contexts file
+// under its lock: the stored one when it is fresh (another process
+// renewed it meanwhile), else one got with the stored refresh token, put
+// in x with the rotated refresh token; save says x changed.
+func renew(ctx context.Context, env Env, name string, x *Context) (tok string, save bool, err error) {
+	relogin := fmt.Sprintf("run 'kubectl nodebatch login --context-name %s'", name)
+	if x == nil || x.Token == nil || x.Token.IDToken == "" {
+		return "", false, &exitError{code: ExitUnauthorized, err: fmt.Errorf("context %q is not signed in: %s", name, relogin)}
+	}
+	if x.fresh(env.Now()) {
+		return x.Token.IDToken, false, nil
+	}
 	if x.Token.RefreshToken == "" {
-		return "", true, &exitError{code: ExitUnauthorized, err: fmt.Errorf("context %q: the session expired: %s", name, relogin)}
+		return "", false, &exitError{code: ExitUnauthorized, err: fmt.Errorf("context %q: the session expired: %s", name, relogin)}
 	}
 	octx := oidc.ClientContext(ctx, env.HTTP)
 	provider, err := oidc.NewProvider(octx, x.Issuer)
 	if err != nil {
-		return "", true, fmt.Errorf("context %q: discover issuer %s: %w", name, x.Issuer, err)
+		return "", false, fmt.Errorf("context %q: discover issuer %s: %w", name, x.Issuer, err)
 	}
 	// An expired token makes the source refresh at once.
 	fresh, err := x.oauth2(provider).TokenSource(octx, &oauth2.Token{RefreshToken: x.Token.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
@@ -361,19 +405,15 @@ func contextToken(ctx context.Context, env Env, url string) (tok string, ok bool
 			// The issuer refused the refresh token: forget it, so the next
 			// command says "login" at once instead of asking again.
 			x.Token.RefreshToken = ""
-			_ = cs.save(path) // best effort; the error below says what to do
 			return "", true, &exitError{code: ExitUnauthorized, err: fmt.Errorf("context %q: the issuer refused to renew the session (%s): %s", name, re.ErrorCode, relogin)}
 		}
-		return "", true, fmt.Errorf("context %q: renew the ID token: %w", name, err)
+		return "", false, fmt.Errorf("context %q: renew the ID token: %w", name, err)
 	}
 	t, err := verifiedTokens(octx, provider, x.ClientID, fresh)
 	if err != nil {
-		return "", true, err
+		return "", false, err
 	}
 	x.Token = &t.Tokens
-	if err := cs.save(path); err != nil {
-		return "", true, err
-	}
 	return t.IDToken, true, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,6 +29,12 @@ type loginFixture struct {
 	iss    *httptest.Server
 	relay  *httptest.Server
 	home   string
+
+	// refreshes counts the refresh-token redemptions the issuer was asked
+	// for (granted or refused); each waits refreshDelay first, which
+	// widens the window in which a racing process reads the same token.
+	refreshes    atomic.Int64
+	refreshDelay atomic.Int64 // a time.Duration
 }
 
 func newLoginFixture(t *testing.T) *loginFixture {
@@ -40,7 +47,14 @@ func newLoginFixture(t *testing.T) *loginFixture {
 	if f.issuer, err = oidcdev.New(f.iss.URL); err != nil {
 		t.Fatal(err)
 	}
-	imux.Handle("/", f.issuer.Handler())
+	ih := f.issuer.Handler()
+	imux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/token") && r.ParseForm() == nil && r.PostForm.Get("grant_type") == "refresh_token" {
+			f.refreshes.Add(1)
+			time.Sleep(time.Duration(f.refreshDelay.Load()))
+		}
+		ih.ServeHTTP(w, r)
+	}))
 	v, err := auth.NewVerifier(t.Context(), auth.Config{Issuers: []auth.IssuerConfig{{URL: f.iss.URL, Audience: "nodebatch"}}})
 	if err != nil {
 		t.Fatalf("auth.NewVerifier: %v", err)
