@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/nodebatch/nodebatch/emulators/harness"
 	"github.com/nodebatch/nodebatch/emulators/kubeproxy"
@@ -133,6 +134,20 @@ func TestCarolPolicy(t *testing.T) {
 	}
 }
 
+// waitBound waits until the API server itself lets user (as c) list nodes
+// and patch node: RBAC decides from an informer, so a binding just
+// created may not count yet.
+func waitBound(ctx context.Context, t *testing.T, c kubernetes.Interface, user, node string) {
+	t.Helper()
+	wait.For(ctx, t, user+" allowed to list nodes and patch "+node+" after the bind", func() error {
+		if _, err := c.CoreV1().Nodes().List(ctx, metav1.ListOptions{Limit: 1}); err != nil {
+			return fmt.Errorf("list answered %v", err)
+		}
+		_, err := c.CoreV1().Nodes().Patch(ctx, node, types.MergePatchType, []byte(`{}`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
+		return wait.True(err == nil, "a dry-run patch answered %v", err)
+	})
+}
+
 // TestRightsRevokedMidBatch: a user's patch right is removed while their
 // batch is held at the gate; the nodes not yet patched fail permanently
 // with the API server's reason, and nothing is dead-lettered.
@@ -153,6 +168,8 @@ func TestRightsRevokedMidBatch(t *testing.T) {
 		t.Fatalf("bind %s: %v", user, err)
 	}
 	t.Cleanup(func() { _ = admin.RbacV1().ClusterRoleBindings().Delete(ctx, binding.Name, metav1.DeleteOptions{}) })
+	victor := p.env.As(t, user, "")
+	waitBound(ctx, t, victor, user, names[0])
 	tok := p.token(t, "victor")
 	c := p.submit(t, tok, map[string]any{"labels": []string{"example.com/revoked=no"}, "selector": selector(prefix), "concurrency": lanes})
 	waitHeld(t, gate, lanes)
@@ -161,7 +178,6 @@ func TestRightsRevokedMidBatch(t *testing.T) {
 	}
 	// RBAC decides from an informer: wait until the API server itself says
 	// victor may no longer patch, then let the batch go on.
-	victor := p.env.As(t, user, "")
 	wait.For(ctx, t, user+" forbidden to patch after the unbind", func() error {
 		_, err := victor.CoreV1().Nodes().Patch(ctx, names[0], types.MergePatchType, []byte(`{}`), metav1.PatchOptions{DryRun: []string{metav1.DryRunAll}})
 		return wait.True(apierrors.IsForbidden(err), "a dry-run patch answered %v", err)
@@ -221,6 +237,7 @@ func TestRightsByNodeName(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = admin.RbacV1().ClusterRoleBindings().Delete(ctx, name, metav1.DeleteOptions{}) })
+	waitBound(ctx, t, p.env.As(t, user, ""), user, names[1])
 	tok := p.token(t, "wendy")
 
 	var st status
