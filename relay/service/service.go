@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"net/http"
 
-	"cloud.google.com/go/firestore"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -33,7 +32,6 @@ type Service struct {
 	// Server is the relay server New started from Relay.
 	Server *relay.Server
 
-	fs      *firestore.Client
 	closers []func() error
 }
 
@@ -74,7 +72,7 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	if err != nil {
 		return nil, fmt.Errorf("create Firestore client for %s: %w", cfg.Project, err)
 	}
-	s := &Service{fs: fs, closers: []func() error{fs.Close}}
+	s := &Service{closers: []func() error{fs.Close}}
 	s.Relay = relay.Config{
 		MaxTicketsPerUser: cfg.MaxTicketsPerUser,
 		MaxConnsPerUser:   cfg.MaxConnsPerUser,
@@ -106,9 +104,6 @@ func New(ctx context.Context, cfg config.Config, logger *slog.Logger, opts ...Op
 	s.Server = relay.New(s.Relay)
 	return s, nil
 }
-
-// Firestore is the relay's Firestore client.
-func (s *Service) Firestore() *firestore.Client { return s.fs }
 
 // Close closes the clients New created. Shut the server down first.
 func (s *Service) Close() {

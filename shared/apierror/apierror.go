@@ -139,7 +139,7 @@ func Limited(limit Limit, format string, args ...any) *Error {
 func (e *Error) Status() int { return class(e.Kind).Status }
 
 // Code is the code of e's kind.
-func (e *Error) Code() string { return class(e.Kind).Code }
+func (e *Error) Code() string { return e.Kind.Code() }
 
 // Code is k's code on the wire (Kinds); clients compare an answer's code
 // with it instead of a literal.

@@ -8,9 +8,6 @@ import (
 	"syscall"
 )
 
-// contextsLocking says tryLock keeps processes apart here.
-const contextsLocking = true
-
 // tryLock takes f's exclusive flock(2) lock without waiting; errLockHeld
 // when another open file holds it.
 func tryLock(f *os.File) error {

@@ -4,9 +4,6 @@ package cli
 
 import "os"
 
-// contextsLocking says tryLock keeps processes apart here.
-const contextsLocking = false
-
 // tryLock is a no-op where syscall has no flock(2) (Windows, Plan 9,
 // illumos, ...): there concurrent processes are not kept apart, and a
 // renewal raced by another process can still end the session.

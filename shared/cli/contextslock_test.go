@@ -1,3 +1,5 @@
+//go:build darwin || dragonfly || freebsd || linux || netbsd || openbsd
+
 package cli
 
 import (
@@ -23,13 +25,6 @@ import (
 // TestContextTokenConcurrentRenewal, act as one kubectl-nodebatch process.
 const renewChildEnv = "NODEBATCH_TEST_RENEW_CHILD"
 
-func skipWithoutLocking(t *testing.T) {
-	t.Helper()
-	if !contextsLocking {
-		t.Skip("no flock(2) on this platform: the contexts lock is a no-op")
-	}
-}
-
 // renewResult is what one renewing process ended with.
 type renewResult struct {
 	Code  int
@@ -40,7 +35,6 @@ type renewResult struct {
 // find the same ID token expiring renew it once between them: one
 // refresh-token redemption, and every one gets a token the API takes.
 func TestContextTokenConcurrentRenewal(t *testing.T) {
-	skipWithoutLocking(t)
 	if os.Getenv(renewChildEnv) != "" {
 		renewChild()
 	}
@@ -174,7 +168,6 @@ func owner(out []byte) string {
 // an expiring token is not renewed; when the command's deadline passes
 // it fails naming the lock file.
 func TestContextTokenRenewsUnderLock(t *testing.T) {
-	skipWithoutLocking(t)
 	f := newLoginFixture(t)
 	f.login(t, "alice")
 	expireStoredToken(t, f)
@@ -204,7 +197,6 @@ func TestContextTokenRenewsUnderLock(t *testing.T) {
 // TestLockContextsWaitIsBounded: a lock held by another open file is not
 // had before ctx ends, and the error names the lock file and why.
 func TestLockContextsWaitIsBounded(t *testing.T) {
-	skipWithoutLocking(t)
 	path := filepath.Join(t.TempDir(), "nodebatch", "contexts.json")
 	held, err := lockContexts(t.Context(), path)
 	if err != nil {
@@ -293,7 +285,6 @@ func TestLockFileMode(t *testing.T) {
 // TestUpdateContextsKeepsConcurrentChanges: read-modify-writes of the
 // contexts file from many writers at once all land (no last writer wins).
 func TestUpdateContextsKeepsConcurrentChanges(t *testing.T) {
-	skipWithoutLocking(t)
 	path := filepath.Join(t.TempDir(), "nodebatch", "contexts.json")
 	const n = 8
 	var wg sync.WaitGroup

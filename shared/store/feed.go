@@ -206,8 +206,12 @@ func batchChanges(changes []firestore.DocumentChange) []BatchChange {
 	for _, ch := range changes {
 		c := BatchChange{ID: ch.Doc.Ref.ID, Removed: ch.Kind == firestore.DocumentRemoved}
 		if !c.Removed {
-			if t, ok := ch.Doc.Data()["finished_at"].(time.Time); ok {
-				c.FinishedAt = t
+			// DataAt decodes the one field (Data would decode the whole
+			// document on every change of every batch the feed follows).
+			if v, err := ch.Doc.DataAt("finished_at"); err == nil {
+				if t, ok := v.(time.Time); ok {
+					c.FinishedAt = t
+				}
 			}
 		}
 		out = append(out, c)
